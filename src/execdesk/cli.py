@@ -1,0 +1,225 @@
+"""The ``execdesk`` command line: a thin edge over the lead's service layer.
+
+Every command takes ``--json`` (one JSON object on stdout, stable keys) for scripts and agents.
+Exit codes: 0 ok, 1 internal error, 2 invalid input, 3 refused by risk or a gate. Errors are one
+line on stderr (a traceback only with ``--debug``). Heavy modules are imported inside the commands
+so that ``execdesk --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from execdesk import __version__
+from execdesk.errors import ExecdeskError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="execdesk: from a validated strategy to a watched deployment, with the brakes on.")
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False)
+
+HomeOpt = Annotated[Path, typer.Option("--home", envvar="EXECDESK_HOME",
+                                       help="The desk's home folder (ledger, reports).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (stable keys) instead of tables.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
+DEFAULT_HOME = Path(".execdesk")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def command(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn errors into one line (or a JSON error object) and the documented exit codes."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        as_json = bool(kwargs.get("as_json"))
+        debug = bool(kwargs.get("debug"))
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except ExecdeskError as exc:
+            _fail(exc.exit_code, type(exc).__name__, str(exc), as_json, debug)
+        except KeyboardInterrupt:
+            _fail(130, "Interrupted", "interrupted; the ledger keeps everything recorded so far", as_json, debug)
+        except Exception as exc:
+            _fail(1, "InternalError", f"internal error: {type(exc).__name__}: {exc}", as_json, debug)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return wrapper
+
+
+def _fail(code: int, kind: str, message: str, as_json: bool, debug: bool) -> None:
+    if debug:
+        traceback.print_exc(file=sys.stderr)
+    if as_json:
+        _emit_json({"ok": False, "error": {"type": kind, "message": message, "exit_code": code}})
+    line = " ".join(message.split())
+    err.print(f"[bold red]error:[/] {line}" if code != 1 else f"[bold red]{line}[/]", markup=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+# -------------------------------------------------------------------- commands
+@app.command()
+@command
+def run(config: Annotated[Path, typer.Argument(help="The desk config file (YAML or JSON).")],
+        home: HomeOpt = DEFAULT_HOME, seed: Annotated[int | None, typer.Option(help="Override desk.seed.")] = None,
+        as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Run the desk a config describes; run again on the same home and it carries on from the ledger."""
+    from execdesk.lead import service
+
+    with _progress(not as_json, "replaying") as progress:
+        summary = service.run_config(config, home, seed=seed, progress=progress)
+    _show_summary(summary, as_json)
+
+
+@app.command()
+@command
+def demo(home: HomeOpt = DEFAULT_HOME, seed: Annotated[int, typer.Option(help="Seed of the generated market.")] = 7,
+         fresh: Annotated[bool, typer.Option("--fresh", help="Start the demo's ledger anew.")] = False,
+         as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Run the bundled demo: four strategies, a degrading one and a market shock, on generated data."""
+    from execdesk.lead import service
+
+    with _progress(not as_json, "demo") as progress:
+        summary = service.run_demo(home, seed=seed, fresh=fresh, progress=progress)
+    _show_summary(summary, as_json)
+
+
+@app.command()
+@command
+def intake(path: Annotated[Path, typer.Argument(help="A bundle file, a bundle folder, or an inbox folder.")],
+           as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Validate strategy bundles; print each normalised bundle or its errors (exit 2 if any is invalid)."""
+    from execdesk.lead import service
+
+    results = service.intake(path)
+    if as_json:
+        _emit_json({"ok": all(r["ok"] for r in results), "results": results})
+    else:
+        for r in results:
+            if r["ok"]:
+                b = r["bundle"]
+                out.print(f"[green]accepted[/] {r['path']}: {b['id']} {b['name']} v{b['version']} "
+                          f"{b['timeframe']} {', '.join(b['pairs'])} (hash {r['bundle_hash'][:12]})")
+            else:
+                out.print(f"[red]rejected[/] {r['path']}")
+                for issue in r["errors"]:
+                    out.print(f"  - {issue['path']}: got {issue['value']}; expected {issue['expected']}")
+    if not all(r["ok"] for r in results):
+        raise typer.Exit(2)
+
+
+@app.command()
+@command
+def status(home: HomeOpt = DEFAULT_HOME, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Show the desk's trading state, deployments, positions and open orders from the ledger."""
+    from execdesk.lead import service
+
+    data = service.status(home)
+    if as_json:
+        _emit_json(data)
+        return
+    out.print(f"desk [bold]{data['trading_state']}[/] ({data['trading_reason']}) — cash {data['cash']} "
+              f"{data['quote']}, last bar {data['last_bar']}, complete: {data['completed']}")
+    table = Table("deployment", "strategy", "state", "reason", "trades", "realised P&L", "open positions")
+    for d in data["deployments"]:
+        table.add_row(d["id"], d["name"], d["state"], d["state_reason"], str(d["trades"]), d["realized_pnl"],
+                      str(len(d["positions"])))
+    out.print(table)
+    out.print(f"open orders: {len(data['open_orders'])}; events: {data['events']}")
+
+
+@app.command()
+@command
+def report(deployment: Annotated[str | None, typer.Argument(help="One deployment id (default: all).")] = None,
+           home: HomeOpt = DEFAULT_HOME, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Write a performance report (JSON + Markdown, never overwriting) and print where it is."""
+    from execdesk.lead import service
+
+    data = service.report(home, deployment)
+    if as_json:
+        _emit_json(data)
+        return
+    table = Table("deployment", "trades", "win rate", "P&L", "max DD", "state", "backtest trades", "backtest win")
+    for d in data["deployments"]:
+        v = d["validation"]
+        table.add_row(d["id"], str(d["trades"]), f"{d['win_rate']:.0%}", f"{d['pnl']:.2f}", f"{d['max_drawdown']:.2%}",
+                      d["state"], str(v.get("trades", "")), f"{v.get('win_rate', 0):.0%}")
+    out.print(table)
+    for path in data["files"]:
+        out.print(f"wrote {path}")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+def _show_summary(summary: Any, as_json: bool) -> None:
+    data = summary.as_dict()
+    if as_json:
+        _emit_json({"ok": True, **data})
+        return
+    if summary.already_complete:
+        out.print("[yellow]this home's run is already complete; showing its results[/]")
+    table = Table("deployment", "strategy", "trades", "win", "P&L", "P&L %", "max DD", "final state", "reason",
+                  title=f"desk {data['trading_state']} — equity {data['equity']:,.2f} ({data['return_pct']:+.2f}%), "
+                        f"max drawdown {data['max_drawdown']:.2%}")
+    for d in data["deployments"]:
+        table.add_row(d["id"], d["name"], str(d["trades"]), str(d["wins"]), f"{d['pnl']:,.2f}", f"{d['pnl_pct']:+.2f}",
+                      f"{d['max_drawdown']:.2%}", d["state"], d["state_reason"])
+    out.print(table)
+    if data["timeline"]:
+        out.print("[bold]what happened[/]")
+        for step in data["timeline"]:
+            out.print(f"  {step['time']}  {step['what']}")
+    loop = data["loop"]
+    out.print(f"{data['bars']} bars, {loop['evaluations']} bar-strategy evaluations, {loop['orders']} orders, "
+              f"{loop['fills']} fills, {loop['denied']} denied, in {data['wall_seconds']:.2f} s")
+    out.print(f"ledger: {data['ledger']}")
+    for path in data["reports"]:
+        out.print(f"report: {path}")
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""The desk's current state as the fold of its events.
+
+:meth:`DeskState.apply` is the only way state changes. The live loop applies each event as it is
+recorded; a restart or an audit folds the ledger's events into a fresh :class:`DeskState` and gets
+the same thing. Payload values are read through ``Decimal(str(v))`` so that an event applied
+in memory (Decimals) and the same event read back from the ledger (strings) fold identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from execdesk.domain.events import Event, EventKind
+from execdesk.domain.types import OrderStatus, TradingState
+
+ZERO = Decimal(0)
+
+
+def _d(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
+@dataclass(slots=True)
+class DeploymentRecord:
+    id: str
+    strategy_id: str
+    name: str
+    version: int
+    bundle_hash: str
+    timeframe: str
+    pairs: list[str]
+    allocation: Decimal
+    capital: Decimal
+    created_at: int
+    state: TradingState = TradingState.ACTIVE
+    state_reason: str = "deployed"
+    realized_pnl: Decimal = ZERO
+    fees: Decimal = ZERO
+    trades: int = 0
+    wins: int = 0
+
+
+@dataclass(slots=True)
+class OrderRecord:
+    client_order_id: str
+    deployment_id: str
+    pair: str
+    side: str
+    direction: str
+    type: str
+    qty: Decimal
+    reason: str
+    signal_time: int
+    ref_price: Decimal
+    created_at: int
+    status: OrderStatus = OrderStatus.SUBMITTED
+    filled_qty: Decimal = ZERO
+    avg_price: Decimal = ZERO
+    updated_at: int = 0
+
+
+@dataclass(slots=True)
+class FillRecord:
+    fill_id: str
+    client_order_id: str
+    deployment_id: str
+    pair: str
+    side: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    time: int
+
+
+@dataclass(slots=True)
+class PositionRecord:
+    """A deployment's position in one pair. ``qty`` is signed: negative is short."""
+
+    deployment_id: str
+    pair: str
+    qty: Decimal = ZERO
+    avg_price: Decimal = ZERO
+    realized_pnl: Decimal = ZERO
+    fees: Decimal = ZERO
+    opened_at: int = 0
+    trip_pnl: Decimal = ZERO  # realized P&L less fees of the round trip in progress
+
+
+@dataclass(slots=True)
+class DeskState:
+    """Everything the desk knows, rebuilt from events. Mutated only by :meth:`apply`."""
+
+    quote: str = "USDT"
+    config: dict[str, Any] | None = None
+    trading_state: TradingState = TradingState.ACTIVE
+    trading_reason: str = "initial"
+    deployments: dict[str, DeploymentRecord] = field(default_factory=dict)
+    orders: dict[str, OrderRecord] = field(default_factory=dict)
+    fills: dict[str, FillRecord] = field(default_factory=dict)
+    positions: dict[tuple[str, str], PositionRecord] = field(default_factory=dict)
+    balances: dict[str, Decimal] = field(default_factory=dict)
+    last_bar_time: int | None = None
+    bars_done: int = 0
+    completed: bool = False
+    last_seq: int = 0
+    # keys touched since the projections were last written (see store.ledger)
+    dirty: set[tuple[str, Any]] = field(default_factory=set)
+
+    # ---------------------------------------------------------------- fold
+    @classmethod
+    def from_events(cls, events: Iterable[Event]) -> DeskState:
+        state = cls()
+        for event in events:
+            state.apply(event)
+        state.dirty.clear()
+        return state
+
+    def apply(self, event: Event) -> None:
+        handler = _HANDLERS.get(event.kind)
+        if handler is not None:
+            handler(self, event)
+        self.last_seq = max(self.last_seq, event.seq)
+
+    # ---------------------------------------------------------------- queries
+    def cash(self) -> Decimal:
+        return self.balances.get(self.quote, ZERO)
+
+    def open_positions(self) -> list[PositionRecord]:
+        return [p for p in self.positions.values() if p.qty != 0]
+
+    def open_orders(self) -> list[OrderRecord]:
+        return [o for o in self.orders.values() if o.status.is_open]
+
+    def position(self, deployment_id: str, pair: str) -> PositionRecord | None:
+        return self.positions.get((deployment_id, pair))
+
+
+# -------------------------------------------------------------------- handlers
+def _on_configured(s: DeskState, e: Event) -> None:
+    p = e.payload
+    s.config = {"config": p["config"], "identity": p["identity"]}
+    s.quote = str(p["quote"])
+    s.balances[s.quote] = _d(p["capital"])
+    s.dirty.add(("balance", s.quote))
+    s.dirty.add(("desk", None))
+
+
+def _on_deployment_created(s: DeskState, e: Event) -> None:
+    p = e.payload
+    s.deployments[p["deployment_id"]] = DeploymentRecord(
+        id=p["deployment_id"], strategy_id=p["strategy_id"], name=p["name"], version=int(p["version"]),
+        bundle_hash=p["bundle_hash"], timeframe=p["timeframe"], pairs=list(p["pairs"]),
+        allocation=_d(p["allocation"]), capital=_d(p["capital"]), created_at=e.time,
+    )
+    s.dirty.add(("deployment", p["deployment_id"]))
+
+
+def _on_deployment_state(s: DeskState, e: Event) -> None:
+    dep = s.deployments[e.payload["deployment_id"]]
+    dep.state = TradingState(e.payload["to"])
+    dep.state_reason = str(e.payload["reason"])
+    s.dirty.add(("deployment", dep.id))
+
+
+def _on_trading_state(s: DeskState, e: Event) -> None:
+    s.trading_state = TradingState(e.payload["to"])
+    s.trading_reason = str(e.payload["reason"])
+    s.dirty.add(("desk", None))
+
+
+def _on_submitted(s: DeskState, e: Event) -> None:
+    p = e.payload
+    coid = p["client_order_id"]
+    s.orders[coid] = OrderRecord(
+        client_order_id=coid, deployment_id=p["deployment_id"], pair=p["pair"], side=p["side"],
+        direction=p["direction"], type=p["type"], qty=_d(p["qty"]), reason=p["reason"],
+        signal_time=int(p["signal_time"]), ref_price=_d(p["ref_price"]), created_at=e.time, updated_at=e.time,
+    )
+    s.dirty.add(("order", coid))
+
+
+def _on_closed_order(s: DeskState, e: Event) -> None:
+    order = s.orders[e.payload["client_order_id"]]
+    order.status = OrderStatus.CANCELED if e.kind is EventKind.ORDER_CANCELED else OrderStatus.REJECTED
+    order.updated_at = e.time
+    s.dirty.add(("order", order.client_order_id))
+
+
+def _on_filled(s: DeskState, e: Event) -> None:
+    p = e.payload
+    if p["fill_id"] in s.fills:  # a venue may report a fill twice; it counts once
+        return
+    qty, price, fee = _d(p["qty"]), _d(p["price"]), _d(p["fee"])
+    order = s.orders[p["client_order_id"]]
+    fill = FillRecord(p["fill_id"], order.client_order_id, order.deployment_id, order.pair, order.side,
+                      qty, price, fee, e.time)
+    s.fills[fill.fill_id] = fill
+    s.dirty.add(("fill", fill.fill_id))
+
+    new_filled = order.filled_qty + qty
+    order.avg_price = (order.avg_price * order.filled_qty + price * qty) / new_filled
+    order.filled_qty = new_filled
+    order.status = OrderStatus.FILLED if new_filled >= order.qty else OrderStatus.PARTIALLY_FILLED
+    order.updated_at = e.time
+    s.dirty.add(("order", order.client_order_id))
+
+    sign = 1 if order.side == "BUY" else -1
+    s.balances[s.quote] = s.cash() - sign * qty * price - fee
+    s.dirty.add(("balance", s.quote))
+    _apply_to_position(s, order.deployment_id, order.pair, sign * qty, price, fee, e.time)
+
+
+def _apply_to_position(s: DeskState, dep_id: str, pair: str, dq: Decimal, price: Decimal, fee: Decimal,
+                       time: int) -> None:
+    key = (dep_id, pair)
+    pos = s.positions.get(key)
+    if pos is None:
+        pos = s.positions[key] = PositionRecord(dep_id, pair)
+    dep = s.deployments[dep_id]
+    realized = ZERO
+    if pos.qty == 0:
+        pos.qty, pos.avg_price, pos.opened_at, pos.trip_pnl = dq, price, time, ZERO
+    elif (pos.qty > 0) == (dq > 0):
+        total = abs(pos.qty) + abs(dq)
+        pos.avg_price = (pos.avg_price * abs(pos.qty) + price * abs(dq)) / total
+        pos.qty += dq
+    else:
+        closing = min(abs(dq), abs(pos.qty))
+        direction = 1 if pos.qty > 0 else -1
+        realized = closing * (price - pos.avg_price) * direction
+        remaining = pos.qty + dq
+        if remaining != 0 and (remaining > 0) != (pos.qty > 0):  # flipped through zero
+            pos.avg_price, pos.opened_at = price, time
+        pos.qty = remaining
+    pos.realized_pnl += realized
+    pos.fees += fee
+    pos.trip_pnl += realized - fee
+    dep.realized_pnl += realized
+    dep.fees += fee
+    if pos.qty == 0:
+        dep.trades += 1
+        dep.wins += 1 if pos.trip_pnl > 0 else 0
+        pos.avg_price, pos.trip_pnl = ZERO, ZERO
+    s.dirty.add(("position", key))
+    s.dirty.add(("deployment", dep_id))
+
+
+def _on_progress(s: DeskState, e: Event) -> None:
+    s.last_bar_time = int(e.payload["bar_time"])
+    s.bars_done = int(e.payload["bars_done"])
+    s.dirty.add(("desk", None))
+
+
+def _on_completed(s: DeskState, e: Event) -> None:
+    s.completed = True
+    s.dirty.add(("desk", None))
+
+
+def _on_started(s: DeskState, e: Event) -> None:
+    s.completed = False
+    s.dirty.add(("desk", None))
+
+
+_HANDLERS = {
+    EventKind.DESK_CONFIGURED: _on_configured,
+    EventKind.DEPLOYMENT_CREATED: _on_deployment_created,
+    EventKind.DEPLOYMENT_STATE_CHANGED: _on_deployment_state,
+    EventKind.TRADING_STATE_CHANGED: _on_trading_state,
+    EventKind.ORDER_SUBMITTED: _on_submitted,
+    EventKind.ORDER_CANCELED: _on_closed_order,
+    EventKind.ORDER_REJECTED: _on_closed_order,
+    EventKind.ORDER_FILLED: _on_filled,
+    EventKind.RUN_STARTED: _on_started,
+    EventKind.RUN_PROGRESS: _on_progress,
+    EventKind.RUN_COMPLETED: _on_completed,
+}

@@ -1,0 +1,207 @@
+"""The desk config: what ``execdesk run DESK_CONFIG`` runs. Validated up front, every key typed.
+
+```yaml
+desk:    {name: demo, capital: 100000, quote: USDT, seed: 42}
+venue:   {kind: paper, fee_bps: 10, slippage_bps: 5}
+market:                      # generated (default) or a Freqtrade datadir
+  source: generated
+  timeframe: 1h              # the base timeframe; strategies may use whole multiples of it
+  start: 2024-07-01
+  end: 2024-10-01            # exclusive; extending it and running again carries the desk on
+  pairs: {BTC/USDT: {start_price: 60000, annual_vol: 0.6, base_volume: 20000}}
+  regimes: {SOL/USDT: [{start: 2024-07-15, end: 2024-09-01, kind: trend_down}]}
+  shocks: [{at: 2024-09-20T14:00:00Z, move: -0.3, bars: 2}]
+clock: replay                # replay (full speed) or wall (bars as they close in real time)
+risk: {...}                  # execdesk.risk.config.RiskConfig
+monitor: {snapshot_every: 1d}
+strategies:
+  - {bundle: bundles/trend_ema_cross.yaml, allocation: 0.3}
+```
+
+Relative paths are relative to the config file. Pairs that strategies trade but ``market.pairs``
+does not describe get a default profile.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from execdesk.data.generator import PairProfile, RegimeSpan, Shock
+from execdesk.data.timeframes import TIMEFRAMES, timeframe_to_seconds
+from execdesk.errors import FieldIssue, InvalidInput, SpecError
+from execdesk.risk.config import RiskConfig
+from execdesk.strategy._documents import read_document
+from execdesk.strategy._issues import issues_from_validation_error
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class DeskSection(BaseModel):
+    model_config = _STRICT
+    name: str = Field("desk", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    capital: float = Field(100_000.0, gt=0, le=1e12)
+    quote: str = Field("USDT", pattern=r"^[A-Z0-9]{2,12}$")
+    seed: int = Field(42, ge=0, le=2**63 - 1)
+
+
+class VenueSection(BaseModel):
+    model_config = _STRICT
+    kind: Literal["paper"] = "paper"
+    fee_bps: float = Field(10.0, ge=0, le=1000)
+    slippage_bps: float = Field(5.0, ge=0, le=1000)
+
+
+class PairSection(BaseModel):
+    """A generated pair's profile (see :class:`execdesk.data.generator.PairProfile`)."""
+
+    model_config = _STRICT
+    start_price: float = Field(100.0, gt=0)
+    annual_vol: float = Field(0.8, gt=0, le=10)
+    beta: float = Field(1.0, ge=-5, le=5)
+    drift: float = Field(0.0, ge=-20, le=20)
+    base_volume: float = Field(1_000_000.0, gt=0)
+    jumps_per_year: float = Field(6.0, ge=0, le=1000)
+    jump_size: float = Field(0.03, ge=0, le=1)
+    tail_df: float = Field(4.0, gt=2, le=1000)
+
+    def profile(self) -> PairProfile:
+        return PairProfile(**self.model_dump())
+
+
+class RegimeSection(BaseModel):
+    model_config = _STRICT
+    start: datetime
+    end: datetime
+    kind: Literal["trend_up", "trend_down", "range", "chop"]
+    strength: float = Field(1.0, gt=0, le=20)
+
+    _utc = field_validator("start", "end")(_utc)
+
+
+class ShockSection(BaseModel):
+    model_config = _STRICT
+    at: datetime
+    move: float = Field(gt=-1, le=10)
+    bars: int = Field(3, ge=1, le=10_000)
+    pairs: list[str] | None = None
+    vol_multiplier: float = Field(3.0, ge=1, le=100)
+    decay_bars: int = Field(48, ge=0, le=100_000)
+
+    _utc = field_validator("at")(_utc)
+
+
+class MarketSection(BaseModel):
+    model_config = _STRICT
+    source: Literal["generated", "datadir"] = "generated"
+    timeframe: str = "1h"
+    start: datetime
+    end: datetime
+    datadir: Path | None = None
+    pairs: dict[str, PairSection] = Field(default_factory=dict)
+    regimes: dict[str, list[RegimeSection]] = Field(default_factory=dict)
+    shocks: list[ShockSection] = Field(default_factory=list)
+
+    _utc = field_validator("start", "end")(_utc)
+
+    @field_validator("timeframe")
+    @classmethod
+    def _known_timeframe(cls, value: str) -> str:
+        if value not in TIMEFRAMES:
+            raise ValueError(f"one of {', '.join(TIMEFRAMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _period_and_source(self) -> MarketSection:
+        if self.start >= self.end:
+            raise ValueError(f"market.end ({self.end}) must be after market.start ({self.start})")
+        if self.source == "datadir" and self.datadir is None:
+            raise ValueError("market.source is datadir: market.datadir must name the folder")
+        return self
+
+    def shocks_(self) -> list[Shock]:
+        return [Shock(s.at, s.move, s.bars, tuple(s.pairs) if s.pairs else None, s.vol_multiplier, s.decay_bars)
+                for s in self.shocks]
+
+    def regimes_(self) -> dict[str, list[RegimeSpan]]:
+        return {p: [RegimeSpan(r.start, r.end, r.kind, r.strength) for r in spans] for p, spans in self.regimes.items()}
+
+
+class MonitorSection(BaseModel):
+    model_config = _STRICT
+    snapshot_every: str = "1d"
+
+    @field_validator("snapshot_every")
+    @classmethod
+    def _tf(cls, value: str) -> str:
+        if value not in TIMEFRAMES:
+            raise ValueError(f"one of {', '.join(TIMEFRAMES)}")
+        return value
+
+    @property
+    def snapshot_seconds(self) -> int:
+        return timeframe_to_seconds(self.snapshot_every)
+
+
+class StrategyEntry(BaseModel):
+    model_config = _STRICT
+    bundle: Path
+    allocation: float = Field(gt=0, le=1)
+
+
+class DeskConfig(BaseModel):
+    """The whole desk (see the module docstring for the file layout)."""
+
+    model_config = _STRICT
+    desk: DeskSection = Field(default_factory=DeskSection)
+    venue: VenueSection = Field(default_factory=VenueSection)
+    market: MarketSection
+    clock: Literal["replay", "wall"] = "replay"
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    monitor: MonitorSection = Field(default_factory=MonitorSection)
+    strategies: list[StrategyEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _allocations(self) -> DeskConfig:
+        total = sum(s.allocation for s in self.strategies)
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"strategies' allocations sum to {total:.4g}; they must not exceed 1")
+        return self
+
+    def canonical(self) -> dict[str, Any]:
+        """JSON-safe form, as recorded in the ledger (``desk.configured``)."""
+        return json.loads(self.model_dump_json())
+
+    def identity(self) -> dict[str, Any]:
+        """What must not change between runs on one home (everything but the end of the period)."""
+        data = self.canonical()
+        data["market"].pop("end", None)
+        return data
+
+
+def load_desk_config(path: Path, seed: int | None = None) -> DeskConfig:
+    """Read and validate a desk config file; bundle (and datadir) paths become absolute."""
+    raw = read_document(path)
+    if not isinstance(raw, dict):
+        raise SpecError(str(path), [FieldIssue("<root>", type(raw).__name__, "a mapping of config sections")])
+    try:
+        config = DeskConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(str(path), issues_from_validation_error(exc, DeskConfig)) from None
+    base = path.parent.resolve()
+    strategies = [s.model_copy(update={"bundle": (base / s.bundle).resolve()}) for s in config.strategies]
+    market = config.market
+    if market.datadir is not None:
+        market = market.model_copy(update={"datadir": (base / market.datadir).resolve()})
+    desk = config.desk if seed is None else config.desk.model_copy(update={"seed": seed})
+    if seed is not None and seed < 0:
+        raise InvalidInput(f"--seed: got {seed}; expected a non-negative integer")
+    return config.model_copy(update={"strategies": strategies, "market": market, "desk": desk})

@@ -1,0 +1,217 @@
+"""Assembling a desk from its config and running it: the service layer the CLI and API call.
+
+:func:`run_desk` opens (or carries on) the ledger in a home folder, deploys each strategy bundle
+once (``deployment.created``), builds the market view, the lanes, the paper venue and the loop,
+runs it, and returns a :class:`RunSummary`. Run again on the same home with the same config, it
+carries on from the ledger: bars already processed are not processed again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from execdesk.backtest.lane import Lane
+from execdesk.clock import Clock, ReplayClock, WallClock
+from execdesk.data.datadir import load_pair
+from execdesk.data.feed import MarketView
+from execdesk.data.generator import generate_market
+from execdesk.domain.events import Event, EventKind
+from execdesk.domain.state import DeskState
+from execdesk.domain.types import dec
+from execdesk.errors import InvalidInput
+from execdesk.lead.config import DeskConfig, PairSection
+from execdesk.lead.loop import DeskLoop, LoopStats
+from execdesk.monitor.equity import PORTFOLIO
+from execdesk.store.ledger import Ledger
+from execdesk.strategy import StrategyBundle, load_bundle
+from execdesk.venues.paper import PaperVenue, PaperVenueConfig
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentSummary:
+    id: str
+    strategy: str
+    name: str
+    version: int
+    pairs: list[str]
+    allocation: float
+    trades: int
+    wins: int
+    pnl: float
+    pnl_pct: float
+    max_drawdown: float
+    state: str
+    state_reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+@dataclass(slots=True)
+class RunSummary:
+    home: Path
+    ledger: str
+    deployments: list[DeploymentSummary]
+    trading_state: str
+    trading_reason: str
+    equity: float
+    capital: float
+    max_drawdown: float
+    bars: int
+    stats: LoopStats
+    wall_seconds: float
+    timeline: list[dict[str, Any]]
+    reports: list[str] = field(default_factory=list)
+    already_complete: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "home": str(self.home), "ledger": self.ledger, "trading_state": self.trading_state,
+            "trading_reason": self.trading_reason, "equity": round(self.equity, 2), "capital": self.capital,
+            "return_pct": round((self.equity / self.capital - 1) * 100, 4),
+            "max_drawdown": round(self.max_drawdown, 6), "bars": self.bars,
+            "loop": {"eventful_bars": self.stats.eventful_bars, "evaluations": self.stats.evaluations,
+                     "orders": self.stats.orders, "denied": self.stats.denied, "fills": self.stats.fills},
+            "wall_seconds": round(self.wall_seconds, 3), "already_complete": self.already_complete,
+            "deployments": [d.as_dict() for d in self.deployments], "timeline": self.timeline,
+            "reports": self.reports,
+        }
+
+
+def deployment_id(bundle: StrategyBundle) -> str:
+    return f"{bundle.id}-v{bundle.version}"
+
+
+def build_market(config: DeskConfig, bundles: list[StrategyBundle]) -> MarketView:
+    """The market data the config names: generated (seeded) or read from a Freqtrade datadir."""
+    m = config.market
+    needed = sorted({p for b in bundles for p in b.pairs} | set(m.pairs))
+    if m.source == "generated":
+        profiles = {p: (m.pairs.get(p) or PairSection()).profile() for p in needed}
+        frames = generate_market(profiles, m.timeframe, m.start, m.end, config.desk.seed, m.shocks_(), m.regimes_())
+    else:
+        assert m.datadir is not None  # checked by MarketSection
+        start, end = pd.Timestamp(m.start), pd.Timestamp(m.end)
+        frames = {}
+        for pair in needed:
+            df = load_pair(m.datadir, pair, m.timeframe)
+            df = df[(df["date"] >= start) & (df["date"] < end)].reset_index(drop=True)
+            if df.empty:
+                raise InvalidInput(f"{m.datadir}: {pair} has no {m.timeframe} candles in [{m.start}, {m.end})")
+            frames[pair] = df
+    return MarketView(frames, m.timeframe)
+
+
+def _deploy(ledger: Ledger, config: DeskConfig, bundles: list[StrategyBundle], t: int) -> None:
+    state = ledger.state
+    if state.config is None:
+        ledger.record(Event(t, EventKind.DESK_CONFIGURED, {
+            "config": config.canonical(), "identity": config.identity(), "quote": config.desk.quote,
+            "capital": dec(config.desk.capital)}))
+    elif state.config.get("identity") != config.identity():
+        difference = _first_difference(state.config.get("identity") or {}, config.identity())
+        raise InvalidInput(f"the home's ledger holds a desk configured differently ({difference}); "
+                           "use another --home, or run the config the ledger was started with")
+    for bundle, entry in zip(bundles, config.strategies, strict=True):
+        dep_id = deployment_id(bundle)
+        if dep_id in state.deployments:
+            continue
+        ledger.record(Event(t, EventKind.DEPLOYMENT_CREATED, {
+            "deployment_id": dep_id, "strategy_id": bundle.id, "name": bundle.name, "version": bundle.version,
+            "bundle_hash": bundle.bundle_hash, "timeframe": bundle.timeframe, "pairs": list(bundle.pairs),
+            "allocation": dec(entry.allocation), "capital": dec(config.desk.capital) * dec(entry.allocation),
+            "validation": bundle.validation.model_dump(mode="json"),
+        }, dep_id))
+    ledger.flush()
+
+
+def _first_difference(recorded: dict[str, Any], wanted: dict[str, Any], path: str = "") -> str:
+    for key in sorted(set(recorded) | set(wanted)):
+        a, b = recorded.get(key), wanted.get(key)
+        if a != b:
+            if isinstance(a, dict) and isinstance(b, dict):
+                return _first_difference(a, b, f"{path}{key}.")
+            return f"{path}{key}: ledger has {a!r}, config has {b!r}"
+    return "no difference"
+
+
+def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None] | None = None,
+             clock: Clock | None = None) -> RunSummary:
+    """Run (or carry on) the desk described by ``config`` in ``home``."""
+    started = time.perf_counter()
+    bundles = [load_bundle(s.bundle) for s in config.strategies]
+    ids = [deployment_id(b) for b in bundles]
+    if len(set(ids)) != len(ids):
+        raise InvalidInput(f"strategies: the same bundle id and version is listed twice ({', '.join(ids)})")
+    market = build_market(config, bundles)
+    ledger = Ledger.for_home(home)
+    try:
+        _deploy(ledger, config, bundles, int(market.time[0]))
+        lanes = [Lane(deployment_id(b), pair, b, market.lane_candles(pair, b.timeframe))
+                 for b in bundles for pair in b.pairs]
+        venue = PaperVenue(config.desk.quote, ledger.state.cash(),
+                           PaperVenueConfig(config.venue.fee_bps, config.venue.slippage_bps))
+        the_clock = clock or (WallClock() if config.clock == "wall" else ReplayClock())
+        loop = DeskLoop(ledger, market, lanes, venue, config.risk, the_clock, config.monitor.snapshot_seconds,
+                        progress)
+        state = ledger.state
+        done = state.completed and state.last_bar_time is not None and state.last_bar_time >= int(market.time[-1])
+        stats = LoopStats(bars=market.n) if done else loop.run()
+        return summarize(ledger, market, time.perf_counter() - started, stats, home, already_complete=done)
+    finally:
+        ledger.close()
+
+
+def summarize(ledger: Ledger, market: MarketView, wall: float, stats: LoopStats, home: Path,
+              already_complete: bool = False) -> RunSummary:
+    state = ledger.state
+    marks = last_marks(ledger)
+    closes = {p: float(t.close[-1]) for p, t in market.pairs.items()}
+    deployments = [deployment_summary(state, d, closes, marks) for d in state.deployments.values()]
+    capital = float(state.config["config"]["desk"]["capital"]) if state.config else 0.0
+    equity = float(state.cash()) + sum(float(p.qty) * closes[p.pair] for p in state.open_positions())
+    return RunSummary(home, str(ledger.engine.url.database), deployments, state.trading_state.value,
+                      state.trading_reason, equity, capital, marks.get("max_drawdown", {}).get(PORTFOLIO, 0.0),
+                      market.n, stats, wall, timeline(ledger), already_complete=already_complete)
+
+
+def deployment_summary(state: DeskState, dep: Any, closes: dict[str, float], marks: dict[str, dict[str, float]]
+                       ) -> DeploymentSummary:
+    unrealised = sum(float(p.qty) * (closes.get(p.pair, float(p.avg_price)) - float(p.avg_price))
+                     for p in state.open_positions() if p.deployment_id == dep.id)
+    pnl = float(dep.realized_pnl - dep.fees) + unrealised
+    capital = float(dep.capital)
+    return DeploymentSummary(dep.id, dep.strategy_id, dep.name, dep.version, list(dep.pairs), float(dep.allocation),
+                             dep.trades, dep.wins, round(pnl, 2), round(pnl / capital * 100, 4) if capital else 0.0,
+                             round(marks.get("max_drawdown", {}).get(dep.id, 0.0), 6), dep.state.value,
+                             dep.state_reason)
+
+
+def last_marks(ledger: Ledger) -> dict[str, dict[str, float]]:
+    last: dict[str, dict[str, float]] = {}
+    for event in ledger.events({EventKind.RUN_PROGRESS}):
+        last = event.payload["marks"]
+    return last
+
+
+_TIMELINE_KINDS = {EventKind.DEPLOYMENT_STATE_CHANGED, EventKind.TRADING_STATE_CHANGED, EventKind.BREACH_DETECTED,
+                   EventKind.BREACH_CONFIRMED, EventKind.BREACH_AUTHORIZED}
+
+
+def timeline(ledger: Ledger) -> list[dict[str, Any]]:
+    """The desk's decisions, in order: state changes and the circuit breaker's steps."""
+    out = []
+    for e in ledger.events(_TIMELINE_KINDS):
+        p = e.payload
+        what = (f"{p.get('deployment_id', 'portfolio')}: {p['from']} -> {p['to']} ({p['reason']})"
+                if "to" in p else f"{e.kind.value} by {p.get('by')}")
+        out.append({"seq": e.seq, "time": pd.Timestamp(e.time, unit="s", tz="UTC").isoformat(), "kind": e.kind.value,
+                    "what": what})
+    return out
+

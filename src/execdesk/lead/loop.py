@@ -1,0 +1,305 @@
+"""The desk's one loop: bar -> signals -> intent -> risk -> order manager -> venue -> fills -> ledger
+-> monitor -> lead. The same loop runs a replay (a :class:`~execdesk.clock.ReplayClock`) and, bar by
+bar as they close, a live feed (a :class:`~execdesk.clock.WallClock`).
+
+The loop only stops at *eventful* bars: a lane's signal or exit condition, a resting order's fill,
+or a drawdown limit reached. The quiet bars between are still evaluated, all at once: the lanes'
+signals were computed over every candle, and the monitor marks every bar to market with numpy to
+find a breach (:mod:`execdesk.monitor.equity`). So a replay is exact bar by bar and fast.
+
+Per eventful bar ``g``: resting orders fill at the bar's open; the monitor marks the close; the
+lead reacts to breaches (halt entries, close a deployment, trip the circuit breaker); lanes due at
+the close send intents through the risk manager to the order manager; then the ledger is flushed
+(with a progress event holding the monitor's watermarks) *before* the venue hears of new orders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import numpy as np
+
+from execdesk.backtest.lane import ExitPlan, Lane
+from execdesk.clock import Clock
+from execdesk.data.feed import MarketView
+from execdesk.domain.events import Event, EventKind
+from execdesk.domain.types import Direction, IntentReason, OrderIntent, dec
+from execdesk.execution.oms import OrderManager
+from execdesk.lead.lead import Lead
+from execdesk.monitor.equity import PORTFOLIO, Holding, Holdings, Monitor, Snapshot, Watermarks
+from execdesk.risk.config import RiskConfig
+from execdesk.risk.pretrade import PretradeSnapshot, check_order
+from execdesk.store.ledger import Ledger
+from execdesk.venues.paper import PaperVenue
+
+NEVER = np.iinfo(np.int64).max
+
+
+@dataclass(slots=True)
+class LoopStats:
+    bars: int = 0
+    eventful_bars: int = 0
+    evaluations: int = 0
+    orders: int = 0
+    denied: int = 0
+    fills: int = 0
+
+
+@dataclass(slots=True)
+class _LaneSlot:
+    lane: Lane
+    next_g: int = NEVER
+    plan: ExitPlan | tuple[int, Direction] | None = None
+
+
+@dataclass
+class DeskLoop:
+    """Runs lanes over a :class:`MarketView` against one venue, recording everything in the ledger."""
+
+    ledger: Ledger
+    market: MarketView
+    lanes: Sequence[Lane]
+    venue: PaperVenue
+    risk: RiskConfig
+    clock: Clock
+    snapshot_every: int = 86_400
+    progress: Callable[[int, int], None] | None = None
+    stats: LoopStats = field(default_factory=LoopStats)
+
+    def __post_init__(self) -> None:
+        self.oms = OrderManager(self.ledger, self.venue)
+        close_times = self.market.time + self.market.tf_seconds
+        self.monitor = Monitor(self.market.close_matrix, (close_times % self.snapshot_every) == 0)
+        self.lead = Lead(self)
+        self._slots = [_LaneSlot(lane) for lane in self.lanes]
+        self._holdings: Holdings | None = None
+        self._fee_rate = dec(self.venue.config.fee_bps) / 10000
+        self._recorded_at_bar_start = 0
+
+    # ---------------------------------------------------------------- driving
+    def run(self) -> LoopStats:
+        """Process every bar after the last one the ledger has seen; return what was done."""
+        state = self.ledger.state
+        start = 0 if state.last_bar_time is None else int(np.searchsorted(self.market.time, state.last_bar_time,
+                                                                            side="right"))
+        if state.last_bar_time is not None:
+            self.monitor.marks = Watermarks.from_payload(self._last_marks())
+        self.venue.restore(state)
+        self.oms.reset_cursor()
+        self.record(Event(self._time(start), EventKind.RUN_STARTED, {"from_bar": start, "bars": self.market.n}))
+        for i in range(len(self._slots)):
+            self._schedule(i, start - 1)
+        cur = start - 1
+        n = self.market.n
+        while cur < n - 1:
+            nxt = min(self._next_event(cur), n)
+            if nxt > cur + 1:
+                stop = self._quiet(cur + 1, nxt - 1)
+                if stop is not None:
+                    cur = stop
+                    continue
+            if nxt >= n:
+                cur = n - 1
+                break
+            self._bar(nxt)
+            cur = nxt
+        if n:
+            self.stats.evaluations = sum(s.lane.evaluations for s in self._slots)
+            self.record(Event(self.market.close_time(n - 1), EventKind.RUN_PROGRESS, self._progress(n - 1)))
+            self.record(Event(self.market.close_time(n - 1), EventKind.RUN_COMPLETED, {
+                "bars": n, "orders": self.stats.orders, "fills": self.stats.fills}))
+        self.ledger.flush()
+        return self.stats
+
+    def record(self, event: Event) -> Event:
+        return self.ledger.record(event)
+
+    # ---------------------------------------------------------------- bars
+    def _quiet(self, a: int, b: int) -> int | None:
+        """Bars a..b where nothing trades: mark to market in one go; stop at a breach."""
+        stop, breaches, snaps = self.monitor.advance(self.holdings(), a, b, self.lead.armed_limits())
+        self._record_snapshots(snaps)
+        last = stop if stop is not None else b
+        self.stats.bars = last + 1
+        if stop is None:
+            self._tick(last)
+            return None
+        self.clock.wait_until(self.market.close_time(stop))
+        self.lead.on_breaches(stop, breaches)
+        self._end_bar(stop, eventful=True)
+        return stop
+
+    def _bar(self, g: int) -> None:
+        self._recorded_at_bar_start = self.ledger.state.last_seq
+        self.stats.eventful_bars += 1
+        self.stats.bars = g + 1
+        self.clock.wait_until(int(self.market.time[g]))
+        self._fill_at_open(g)
+        self.clock.wait_until(self.market.close_time(g))
+        _stop, breaches, snaps = self.monitor.advance(self.holdings(), g, g, self.lead.armed_limits())
+        self._record_snapshots(snaps)
+        if breaches:
+            self.lead.on_breaches(g, breaches)
+        for i, slot in enumerate(self._slots):
+            if slot.next_g == g:
+                self._act(i, g)
+        self._end_bar(g, eventful=self.ledger.state.last_seq != self._recorded_at_bar_start)
+
+    def _end_bar(self, g: int, eventful: bool) -> None:
+        if eventful:
+            self.record(Event(self.market.close_time(g), EventKind.RUN_PROGRESS, self._progress(g)))
+        self.oms.send()
+        self._tick(g)
+
+    def _tick(self, g: int) -> None:
+        if self.progress is not None:
+            self.progress(g + 1, self.market.n)
+
+    def _fill_at_open(self, g: int) -> None:
+        t = int(self.market.time[g])
+        for pair in sorted(self.venue.pending_pairs()):
+            track = self.market.pairs[pair]
+            if track.has_bar[g]:
+                self.venue.on_bar_open(pair, t, float(track.open[g]))
+        fills = self.oms.collect_fills()
+        if not fills:
+            return
+        self.stats.fills += len(fills)
+        self._holdings = None
+        touched = {(self.ledger.state.orders[f.client_order_id].deployment_id, f.pair) for f in fills}
+        for i, slot in enumerate(self._slots):
+            if (slot.lane.deployment_id, slot.lane.pair) in touched:
+                self._schedule(i, g - 1)
+        self.lead.after_fills(g, t)
+
+    # ---------------------------------------------------------------- lanes
+    def _next_event(self, cur: int) -> int:
+        nxt = min((s.next_g for s in self._slots), default=NEVER)
+        for pair in self.venue.pending_pairs():
+            nxt = min(nxt, int(self.market.pairs[pair].next_bar[max(cur, 0)]) if cur >= 0 else 0)
+        return int(nxt)
+
+    def _schedule(self, i: int, after_g: int) -> None:
+        """Work out when lane ``i`` next needs the loop, from the ledger's state."""
+        slot = self._slots[i]
+        lane = slot.lane
+        state = self.ledger.state
+        slot.next_g, slot.plan = NEVER, None
+        if any(o.deployment_id == lane.deployment_id and o.pair == lane.pair for o in state.open_orders()):
+            return  # waiting for a fill
+        pos = state.position(lane.deployment_id, lane.pair)
+        if pos is not None and pos.qty != 0:
+            direction = Direction.LONG if pos.qty > 0 else Direction.SHORT
+            plan = lane.first_exit(direction, pos.opened_at, float(pos.avg_price), after_g)
+            if plan is not None:
+                slot.next_g, slot.plan = plan.g, plan
+            return
+        if self.lead.may_enter(lane.deployment_id):
+            entry = lane.next_entry(after_g)
+            if entry is not None:
+                slot.next_g, slot.plan = entry[0], entry
+
+    def _act(self, i: int, g: int) -> None:
+        slot = self._slots[i]
+        lane, plan = slot.lane, slot.plan
+        price = dec(float(self.market.pairs[lane.pair].close[g]))
+        t = self.market.close_time(g)
+        if isinstance(plan, ExitPlan):
+            pos = self.ledger.state.position(lane.deployment_id, lane.pair)
+            if pos is not None and pos.qty != 0:
+                direction = Direction.LONG if pos.qty > 0 else Direction.SHORT
+                self.submit(OrderIntent(lane.deployment_id, lane.pair, direction.exit_side, direction, plan.reason,
+                                        t, price, abs(pos.qty)), g)
+        elif plan is not None:
+            _g, direction = plan
+            self.submit(OrderIntent(lane.deployment_id, lane.pair, direction.entry_side, direction,
+                                    IntentReason.ENTRY_SIGNAL, t, price), g)
+        self._schedule(i, g)
+
+    # ---------------------------------------------------------------- orders
+    def submit(self, intent: OrderIntent, g: int) -> bool:
+        """Risk-check ``intent`` and hand it to the order manager (or record the denial)."""
+        verdict = check_order(intent, self._snapshot(intent, g), self.risk)
+        t = self.market.close_time(g)
+        if verdict.approved:
+            if self.oms.submit(intent, verdict, t) is not None:
+                self.stats.orders += 1
+            return True
+        self.oms.deny(intent, verdict, t)
+        self.stats.denied += 1
+        return False
+
+    def _snapshot(self, intent: OrderIntent, g: int) -> PretradeSnapshot:
+        state = self.ledger.state
+        marks = self.monitor.marks.last_equity
+        close = {p: float(t.close[g]) for p, t in self.market.pairs.items()}
+        gross, dep_gross, reserved = Decimal(0), Decimal(0), Decimal(0)
+        positions = 0
+        for pos in state.open_positions():
+            value = abs(pos.qty) * dec(close[pos.pair])
+            gross += value
+            positions += 1
+            if pos.deployment_id == intent.deployment_id:
+                dep_gross += value
+        for order in state.open_orders():
+            if order.reason == IntentReason.ENTRY_SIGNAL.value:
+                value = order.qty * order.ref_price
+                gross += value
+                reserved += value * (1 + self._fee_rate)
+                positions += 1
+                if order.deployment_id == intent.deployment_id:
+                    dep_gross += value
+        dep = state.deployments[intent.deployment_id]
+        pos_ = state.position(intent.deployment_id, intent.pair)
+        return PretradeSnapshot(
+            trading_state=state.trading_state, deployment_state=dep.state,
+            portfolio_equity=dec(round(marks.get(PORTFOLIO, float(state.cash())), 8)),
+            deployment_equity=dec(round(marks.get(dep.id, float(dep.capital)), 8)),
+            gross_exposure=gross, deployment_exposure=dep_gross, cash=state.cash() - reserved,
+            open_positions=positions, position_qty=pos_.qty if pos_ is not None else Decimal(0),
+            stop_distance=abs(self.lead.stoploss_of(dep.id)), fee_rate=self._fee_rate,
+        )
+
+    def reschedule_all(self, after_g: int) -> None:
+        for i in range(len(self._slots)):
+            self._schedule(i, after_g)
+
+    # ---------------------------------------------------------------- holdings and progress
+    def holdings(self) -> Holdings:
+        if self._holdings is None:
+            state = self.ledger.state
+            rows = {p: t.index for p, t in self.market.pairs.items()}
+            per_dep: dict[str, list[Holding]] = {d: [] for d in state.deployments}
+            portfolio = []
+            for pos in state.open_positions():
+                h = Holding(rows[pos.pair], float(pos.qty), float(pos.avg_price))
+                portfolio.append(h)
+                per_dep[pos.deployment_id].append(h)
+            base = {d.id: float(d.capital + d.realized_pnl - d.fees) for d in state.deployments.values()}
+            self._holdings = Holdings(float(state.cash()), tuple(portfolio), base,
+                                      {d: tuple(v) for d, v in per_dep.items()})
+        return self._holdings
+
+    def _record_snapshots(self, snaps: Sequence[Snapshot]) -> None:
+        for s in snaps:
+            t = self.market.close_time(s.g)
+            self.record(Event(t, EventKind.EQUITY_SNAPSHOT, {
+                "equity": round(s.equity, 6), "drawdown": round(s.drawdown, 6),
+                "deployments": {d: {"equity": round(e, 6), "drawdown": round(dd, 6)}
+                                for d, (e, dd) in sorted(s.deployments.items())}}))
+            self.record(Event(t, EventKind.RUN_PROGRESS, self._progress(s.g)))
+
+    def _progress(self, g: int) -> dict[str, object]:
+        return {"bar_time": int(self.market.time[g]), "bars_done": g + 1, "marks": self.monitor.marks.as_payload()}
+
+    def _last_marks(self) -> dict[str, dict[str, float]]:
+        for event in reversed(list(self.ledger.events({EventKind.RUN_PROGRESS}))):
+            marks: dict[str, dict[str, float]] = event.payload["marks"]
+            return marks
+        return {}
+
+    def _time(self, g: int) -> int:
+        return int(self.market.time[min(g, self.market.n - 1)]) if self.market.n else 0
+

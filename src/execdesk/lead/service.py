@@ -1,0 +1,104 @@
+"""The lead's service layer: one function per user-facing action, shared by the CLI and the API.
+
+Each returns plain data (or a :class:`~execdesk.lead.desk.RunSummary`); errors are
+:class:`~execdesk.errors.ExecdeskError` subclasses that name what was wrong.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from execdesk.errors import InvalidInput, SpecError
+from execdesk.lead.config import load_desk_config
+from execdesk.lead.desk import RunSummary, run_desk
+from execdesk.monitor.report import write_report
+from execdesk.store.ledger import Ledger, sqlite_url
+
+Progress = Callable[[int, int], None] | None
+
+
+def demo_config_path() -> Path:
+    """The bundled demo desk config (inside the installed package)."""
+    return Path(str(resources.files("execdesk") / "examples" / "demo.yaml"))
+
+
+def run_config(path: Path, home: Path, seed: int | None = None, progress: Progress = None,
+               report: bool = True) -> RunSummary:
+    """``execdesk run``: run or carry on the desk ``path`` describes, then write a report."""
+    if not path.is_file():
+        raise InvalidInput(f"desk config {path}: no such file")
+    config = load_desk_config(path, seed=seed)
+    summary = run_desk(config, home, progress=progress)
+    if report:
+        with Ledger.for_home(home) as ledger:
+            _data, files = write_report(ledger, home)
+        summary.reports = [str(p) for p in files]
+    return summary
+
+
+def run_demo(home: Path, seed: int = 7, fresh: bool = False, progress: Progress = None) -> RunSummary:
+    """``execdesk demo``: the bundled config in ``home/demo/seed-N`` (carried on unless ``fresh``)."""
+    if seed < 0:
+        raise InvalidInput(f"--seed: got {seed}; expected a non-negative integer")
+    demo_home = home / "demo" / f"seed-{seed}"
+    if fresh and demo_home.exists():
+        shutil.rmtree(demo_home)
+    return run_config(demo_config_path(), demo_home, seed=seed, progress=progress)
+
+
+def intake(path: Path) -> list[dict[str, Any]]:
+    """``execdesk intake``: each bundle taken or rejected on its own."""
+    from execdesk.strategy import intake as intake_bundles
+
+    if not path.exists():
+        raise InvalidInput(f"{path}: no such file or folder")
+    out = []
+    for result in intake_bundles(path):
+        if result.bundle is not None:
+            out.append({"path": str(result.path), "ok": True, "bundle": result.bundle.to_canonical_dict(),
+                        "bundle_hash": result.bundle.bundle_hash, "errors": []})
+        else:
+            error = result.error
+            issues = error.issues if isinstance(error, SpecError) else []
+            out.append({"path": str(result.path), "ok": False, "bundle": None, "bundle_hash": None,
+                        "errors": [{"path": i.path, "value": i.value, "expected": i.expected} for i in issues]
+                        or [{"path": "<file>", "value": "", "expected": str(error)}]})
+    return out
+
+
+def _open_existing(home: Path) -> Ledger:
+    if not (home / "ledger.sqlite").is_file():
+        raise InvalidInput(f"{home}: no ledger here ({sqlite_url(home)}); run `execdesk run` or `execdesk demo` first")
+    return Ledger.for_home(home)
+
+
+def status(home: Path) -> dict[str, Any]:
+    """``execdesk status``: the projections of the ledger, as data."""
+    with _open_existing(home) as ledger:
+        s = ledger.state
+        deployments = []
+        for d in s.deployments.values():
+            positions = [{"pair": p.pair, "qty": str(p.qty), "avg_price": str(p.avg_price)}
+                         for p in s.open_positions() if p.deployment_id == d.id]
+            deployments.append({"id": d.id, "strategy": d.strategy_id, "name": d.name, "version": d.version,
+                                "state": d.state.value, "state_reason": d.state_reason, "trades": d.trades,
+                                "wins": d.wins, "realized_pnl": f"{d.realized_pnl:.2f}", "fees": f"{d.fees:.2f}",
+                                "allocation": str(d.allocation), "positions": positions})
+        return {
+            "home": str(home), "trading_state": s.trading_state.value, "trading_reason": s.trading_reason,
+            "quote": s.quote, "cash": f"{s.cash():.2f}", "completed": s.completed, "events": s.last_seq,
+            "last_bar": s.last_bar_time, "deployments": deployments,
+            "open_orders": [{"client_order_id": o.client_order_id, "deployment_id": o.deployment_id, "pair": o.pair,
+                             "side": o.side, "qty": str(o.qty), "status": o.status.value} for o in s.open_orders()],
+        }
+
+
+def report(home: Path, deployment: str | None = None) -> dict[str, Any]:
+    """``execdesk report``: write a new report folder and return its data and file paths."""
+    with _open_existing(home) as ledger:
+        data, files = write_report(ledger, home, deployment)
+    return {**data, "files": [str(p) for p in files]}

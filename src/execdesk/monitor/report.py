@@ -1,0 +1,107 @@
+"""Performance reports from the ledger: append-only files, one new folder per report.
+
+A report folder is created exclusively (``reports/NNNN-<desk time>/``), so a report is never
+overwritten; it holds ``report.json`` (stable keys) and ``report.md`` (for people). Per deployment:
+trades, win rate, P&L, fees, max drawdown, state, its daily equity, and the validation figures of
+the backtest that approved it beside the live ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from execdesk.domain.events import EventKind
+from execdesk.errors import InvalidInput
+from execdesk.monitor.equity import PORTFOLIO
+from execdesk.store.ledger import Ledger
+
+
+def build_report(ledger: Ledger, deployment: str | None = None) -> dict[str, Any]:
+    state = ledger.state
+    if deployment is not None and deployment not in state.deployments:
+        known = ", ".join(sorted(state.deployments)) or "none"
+        raise InvalidInput(f"no deployment {deployment!r} in this home's ledger (deployments: {known})")
+    validations: dict[str, Any] = {}
+    for e in ledger.events({EventKind.DEPLOYMENT_CREATED}):
+        validations[e.payload["deployment_id"]] = e.payload.get("validation", {})
+    curves: dict[str, list[tuple[str, float]]] = {PORTFOLIO: []}
+    marks: dict[str, Any] = {}
+    last_time = 0
+    for e in ledger.events({EventKind.EQUITY_SNAPSHOT, EventKind.RUN_PROGRESS}):
+        if e.kind is EventKind.RUN_PROGRESS:
+            marks = e.payload["marks"]
+            continue
+        stamp = pd.Timestamp(e.time, unit="s", tz="UTC").isoformat()
+        last_time = e.time
+        curves[PORTFOLIO].append((stamp, e.payload["equity"]))
+        for dep_id, values in e.payload["deployments"].items():
+            curves.setdefault(dep_id, []).append((stamp, values["equity"]))
+    deps = []
+    for dep in state.deployments.values():
+        if deployment is not None and dep.id != deployment:
+            continue
+        last_equity = marks.get("last_equity", {}).get(dep.id, float(dep.capital))
+        pnl = last_equity - float(dep.capital)
+        deps.append({
+            "id": dep.id, "strategy": dep.strategy_id, "name": dep.name, "version": dep.version,
+            "pairs": dep.pairs, "state": dep.state.value, "state_reason": dep.state_reason,
+            "capital": float(dep.capital), "equity": round(last_equity, 2), "pnl": round(pnl, 2),
+            "pnl_pct": round(pnl / float(dep.capital) * 100, 4) if dep.capital else 0.0,
+            "realized_pnl": float(dep.realized_pnl), "fees": float(dep.fees), "trades": dep.trades, "wins": dep.wins,
+            "win_rate": dep.wins / dep.trades if dep.trades else 0.0,
+            "max_drawdown": round(marks.get("max_drawdown", {}).get(dep.id, 0.0), 6),
+            "validation": validations.get(dep.id, {}),
+            "equity_curve": curves.get(dep.id, []),
+        })
+    return {
+        "as_of": pd.Timestamp(last_time, unit="s", tz="UTC").isoformat() if last_time else None,
+        "trading_state": state.trading_state.value, "trading_reason": state.trading_reason,
+        "portfolio": {"equity": round(marks.get("last_equity", {}).get(PORTFOLIO, float(state.cash())), 2),
+                      "max_drawdown": round(marks.get("max_drawdown", {}).get(PORTFOLIO, 0.0), 6),
+                      "equity_curve": curves[PORTFOLIO]},
+        "deployments": deps,
+    }
+
+
+def write_report(ledger: Ledger, home: Path, deployment: str | None = None) -> tuple[dict[str, Any], list[Path]]:
+    """Build the report and write it to a new folder under ``home/reports``; never overwrites."""
+    data = build_report(ledger, deployment)
+    root = home / "reports"
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = (data["as_of"] or "empty").replace(":", "").replace("+0000", "Z")
+    number = 1 + max((int(p.name.split("-", 1)[0]) for p in root.iterdir() if p.name[:4].isdigit()), default=0)
+    while True:
+        folder = root / f"{number:04d}-{stamp}{'-' + deployment if deployment else ''}"
+        try:
+            folder.mkdir()
+            break
+        except FileExistsError:  # another writer took the number: take the next, never overwrite
+            number += 1
+    json_path, md_path = folder / "report.json", folder / "report.md"
+    with json_path.open("x", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+    with md_path.open("x", encoding="utf-8") as fh:
+        fh.write(_markdown(data))
+    return data, [json_path, md_path]
+
+
+def _markdown(data: dict[str, Any]) -> str:
+    lines = [f"# Desk performance report — {data['as_of']}", "",
+             f"Trading state: **{data['trading_state']}** ({data['trading_reason']}). "
+             f"Portfolio equity {data['portfolio']['equity']:,.2f}, max drawdown "
+             f"{data['portfolio']['max_drawdown']:.2%}.", "",
+             "| deployment | state | trades | win rate | P&L | P&L % | max DD | backtest trades | backtest win rate "
+             "| backtest max DD |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for d in data["deployments"]:
+        v = d["validation"]
+        lines.append(f"| {d['id']} ({d['name']}) | {d['state']} ({d['state_reason']}) | {d['trades']} | "
+                     f"{d['win_rate']:.0%} | {d['pnl']:,.2f} | {d['pnl_pct']:+.2f}% | {d['max_drawdown']:.2%} | "
+                     f"{v.get('trades', '')} | {v.get('win_rate', 0):.0%} | {v.get('max_drawdown', 0):.0%} |")
+    lines += ["", "Live figures are from the ledger (fills, and equity marked to market at each bar's close);",
+              "backtest figures are those of the validation report that approved each strategy.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,199 @@
+"""The ledger: an append-only, hash-chained event log with projections, on SQLAlchemy 2.
+
+SQLite (WAL) in the desk's home by default; any SQLAlchemy URL (PostgreSQL) by setting.
+Events are buffered by :meth:`Ledger.record` (which also folds them into :attr:`Ledger.state`) and
+written with the projections they changed in one transaction by :meth:`Ledger.flush`: the loop
+flushes before every venue call, so an intent is on disk before the venue hears of it, and many rows
+share one commit.
+
+Each event's hash covers the previous hash and the event's canonical content, so a ledger whose
+history was edited no longer verifies (:meth:`Ledger.verify_chain`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, Table, create_engine, event, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from execdesk.domain.events import Event, EventKind, canonical_json
+from execdesk.domain.state import DeskState
+from execdesk.errors import LedgerError
+from execdesk.store import models
+from execdesk.store.projections import projection_rows
+
+GENESIS = "0" * 64
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def sqlite_url(home: Path) -> str:
+    return f"sqlite:///{(home / 'ledger.sqlite').resolve()}"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (idempotent)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def chain_hash(prev: str, seq: int, content: str) -> str:
+    return hashlib.sha256(f"{prev}|{seq}|{content}".encode()).hexdigest()
+
+
+class Ledger:
+    """The desk's ledger. Open with :meth:`open`; the fold of its events is :attr:`state`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._buffer: list[dict[str, Any]] = []
+        self._last_hash = GENESIS
+        self.state = DeskState()
+        self._load()
+
+    @classmethod
+    def open(cls, url: str) -> Ledger:
+        try:
+            engine = create_engine(url, future=True)
+            if engine.dialect.name == "sqlite":
+                event.listen(engine, "connect", _sqlite_pragmas)
+            upgrade(engine)
+            return cls(engine)
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"cannot open the ledger at {url}: {exc.__class__.__name__}: {exc}") from exc
+
+    @classmethod
+    def for_home(cls, home: Path, url: str | None = None) -> Ledger:
+        home.mkdir(parents=True, exist_ok=True)
+        return cls.open(url or sqlite_url(home))
+
+    def close(self) -> None:
+        self.flush()
+        self.engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- writing
+    def record(self, event: Event) -> Event:
+        """Append ``event`` (buffered until :meth:`flush`) and fold it into :attr:`state`."""
+        seq = self.state.last_seq + 1
+        stamped = Event(event.time, event.kind, event.payload, event.deployment_id, seq)
+        payload = canonical_json(stamped.payload)
+        self._last_hash = chain_hash(self._last_hash, seq, stamped.content())
+        self._buffer.append({"seq": seq, "time": stamped.time, "kind": stamped.kind.value,
+                             "deployment_id": stamped.deployment_id, "payload": payload,
+                             "hash": self._last_hash})
+        self.state.apply(stamped)
+        return stamped
+
+    def flush(self) -> None:
+        """Write buffered events and the projections they touched, in one transaction."""
+        if not self._buffer and not self.state.dirty:
+            return
+        rows = projection_rows(self.state, self.state.dirty)
+        try:
+            with self.engine.begin() as conn:
+                if self._buffer:
+                    conn.execute(models.events.insert(), self._buffer)
+                for table, table_rows in rows.items():
+                    if table_rows:
+                        _upsert(conn, table, table_rows)
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"ledger write failed: {exc.__class__.__name__}: {exc}") from exc
+        self._buffer.clear()
+        self.state.dirty.clear()
+
+    # ---------------------------------------------------------------- reading
+    def events(self, kinds: set[EventKind] | None = None, deployment_id: str | None = None,
+               batch: int = 5000) -> Iterator[Event]:
+        """All recorded (flushed) events in order, optionally filtered."""
+        query = select(models.events).order_by(models.events.c.seq)
+        if kinds:
+            query = query.where(models.events.c.kind.in_([k.value for k in kinds]))
+        if deployment_id is not None:
+            query = query.where(models.events.c.deployment_id == deployment_id)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=batch).execute(query)
+            for row in result:
+                yield Event(row.time, EventKind(row.kind), json.loads(row.payload), row.deployment_id, row.seq)
+
+    def event_contents(self) -> list[tuple[int, str, str]]:
+        """(seq, canonical content, hash) of every event: what determinism tests compare."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(models.events.c.seq, models.events.c.time, models.events.c.kind,
+                                       models.events.c.deployment_id, models.events.c.payload,
+                                       models.events.c.hash).order_by(models.events.c.seq)).all()
+        return [(r.seq, f"{r.time}|{r.kind}|{r.deployment_id}|{r.payload}", r.hash) for r in rows]
+
+    def verify_chain(self) -> int | None:
+        """The seq of the first event whose hash does not verify, or None if the chain is whole."""
+        prev = GENESIS
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=5000).execute(
+                select(models.events).order_by(models.events.c.seq))
+            for row in result:
+                event_ = Event(row.time, EventKind(row.kind), json.loads(row.payload), row.deployment_id, row.seq)
+                if row.hash != chain_hash(prev, row.seq, event_.content()):
+                    return int(row.seq)
+                prev = row.hash
+        return None
+
+    def read_projections(self) -> dict[str, list[dict[str, Any]]]:
+        """The projection tables as rows (sorted by key), to compare with a rebuilt state."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        with self.engine.connect() as conn:
+            for table in _PROJECTIONS:
+                keys = [c.name for c in table.primary_key.columns]
+                rows = [dict(r._mapping) for r in conn.execute(select(table))]
+                out[table.name] = sorted(rows, key=lambda r, k=keys: tuple(str(r[c]) for c in k))  # type: ignore[misc]
+        return out
+
+    def rebuild_state(self) -> DeskState:
+        """A fresh fold of every recorded event (the audit path; does not touch :attr:`state`)."""
+        return DeskState.from_events(self.events())
+
+    def _load(self) -> None:
+        with self.engine.connect() as conn:
+            last = conn.execute(select(models.events.c.hash).order_by(models.events.c.seq.desc()).limit(1)
+                                ).scalar()
+        self._last_hash = last or GENESIS
+        self.state = self.rebuild_state()
+
+
+_PROJECTIONS: tuple[Table, ...] = (models.deployments, models.orders, models.fills, models.positions,
+                                   models.balances, models.desk)
+
+
+def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    keys = [c.name for c in table.primary_key.columns]
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(table)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table)
+    update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows)
