@@ -28,8 +28,9 @@ from execdesk.strategy import StrategyBundle, compute_signals
 
 IntArray = npt.NDArray[np.int64]
 
-#: how many candles one vectorised exit scan looks ahead before extending the window
-SCAN_CHUNK = 2048
+#: candles the first vectorised exit scan looks at; each further window doubles, up to SCAN_MAX
+SCAN_FIRST = 64
+SCAN_MAX = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +97,10 @@ class Lane:
         is_long = direction is Direction.LONG
         exit_sig = self.signals.exit_long if is_long else self.signals.exit_short
         stop = entry_price * (1 + self.stoploss) if is_long else entry_price * (1 - self.stoploss)
-        start = k_from
+        start, chunk = k_from, SCAN_FIRST
         while start < n:
-            end = min(n, start + SCAN_CHUNK)
+            end = min(n, start + chunk)
+            chunk = min(chunk * 2, SCAN_MAX)
             hi, lo = o.high[start:end], o.low[start:end]
             held_min = (t[start:end] + self.candles.timeframe_seconds - entry_time) / 60.0
             roi_idx = np.searchsorted(self._roi_minutes, held_min, side="right") - 1

@@ -9,11 +9,13 @@ same bytes.
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
+
+import orjson
 
 
 class EventKind(StrEnum):
@@ -38,17 +40,41 @@ class EventKind(StrEnum):
 
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
+        if not value.is_finite():  # like floats: no "NaN" amounts in the ledger
+            raise ValueError(f"Decimal {value} is not finite: not allowed in an event payload")
         return str(value)
-    if isinstance(value, StrEnum):
-        return value.value
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
+    if isinstance(value, (set, frozenset)):  # iteration order is arbitrary: sort for one encoding
+        return sorted(value, key=canonical_json)
     raise TypeError(f"not JSON-safe in an event payload: {type(value).__name__}")
 
 
 def canonical_json(payload: Any) -> str:
-    """The one encoding of a payload: sorted keys, compact, Decimals as strings, ASCII only."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_default, allow_nan=False)
+    """The one encoding of a payload: sorted keys, compact UTF-8, Decimals as strings, enums as values.
+
+    orjson: about ten times faster than the standard library here, and the ledger encodes every
+    event. NaN and infinities are refused: a ledger holds numbers, not their absence.
+    """
+    try:
+        text = orjson.dumps(payload, default=_default, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, (TypeError, ValueError)):
+            raise type(cause)(str(cause)) from None
+        raise TypeError(f"not JSON-safe in an event payload: {exc}") from None
+    if "null" in text:  # orjson writes NaN and infinities as null: refuse them instead
+        _refuse_non_finite(payload)
+    return text
+
+
+def _refuse_non_finite(value: Any) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"Out of range float values are not JSON compliant: {value}")
+    if isinstance(value, dict):
+        for v in value.values():
+            _refuse_non_finite(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _refuse_non_finite(v)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +87,12 @@ class Event:
     deployment_id: str | None = None
     seq: int = 0
 
-    def content(self) -> str:
-        """The canonical text of the event's content (everything but ``seq``)."""
-        return canonical_json(
-            {"time": self.time, "kind": self.kind.value, "deployment_id": self.deployment_id,
-             "payload": self.payload}
-        )
+    def content(self, payload_json: str | None = None) -> str:
+        """The canonical text of the event's content (everything but ``seq``).
+
+        Equal to ``canonical_json`` of {deployment_id, kind, payload, time}; pass the payload's
+        canonical JSON if it is already encoded, to encode it once.
+        """
+        payload = canonical_json(self.payload) if payload_json is None else payload_json
+        dep = "null" if self.deployment_id is None else orjson.dumps(self.deployment_id).decode()
+        return f'{{"deployment_id":{dep},"kind":"{self.kind.value}","payload":{payload},"time":{self.time}}}'

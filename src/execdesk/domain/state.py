@@ -106,6 +106,12 @@ class DeskState:
     bars_done: int = 0
     completed: bool = False
     last_seq: int = 0
+    # bumped by every change of a trading state or the set of deployments (caches key on it)
+    states_version: int = 0
+    # client order ids of the orders still open, in submission order (an index over ``orders``)
+    open_order_ids: dict[str, None] = field(default_factory=dict)
+    # (deployment, pair) of the positions not flat, in the order they opened (an index over ``positions``)
+    open_position_keys: dict[tuple[str, str], None] = field(default_factory=dict)
     # keys touched since the projections were last written (see store.ledger)
     dirty: set[tuple[str, Any]] = field(default_factory=set)
 
@@ -129,10 +135,10 @@ class DeskState:
         return self.balances.get(self.quote, ZERO)
 
     def open_positions(self) -> list[PositionRecord]:
-        return [p for p in self.positions.values() if p.qty != 0]
+        return [self.positions[k] for k in self.open_position_keys]
 
     def open_orders(self) -> list[OrderRecord]:
-        return [o for o in self.orders.values() if o.status.is_open]
+        return [self.orders[c] for c in self.open_order_ids]
 
     def position(self, deployment_id: str, pair: str) -> PositionRecord | None:
         return self.positions.get((deployment_id, pair))
@@ -149,6 +155,7 @@ def _on_configured(s: DeskState, e: Event) -> None:
 
 
 def _on_deployment_created(s: DeskState, e: Event) -> None:
+    s.states_version += 1
     p = e.payload
     s.deployments[p["deployment_id"]] = DeploymentRecord(
         id=p["deployment_id"], strategy_id=p["strategy_id"], name=p["name"], version=int(p["version"]),
@@ -159,6 +166,7 @@ def _on_deployment_created(s: DeskState, e: Event) -> None:
 
 
 def _on_deployment_state(s: DeskState, e: Event) -> None:
+    s.states_version += 1
     dep = s.deployments[e.payload["deployment_id"]]
     dep.state = TradingState(e.payload["to"])
     dep.state_reason = str(e.payload["reason"])
@@ -166,6 +174,7 @@ def _on_deployment_state(s: DeskState, e: Event) -> None:
 
 
 def _on_trading_state(s: DeskState, e: Event) -> None:
+    s.states_version += 1
     s.trading_state = TradingState(e.payload["to"])
     s.trading_reason = str(e.payload["reason"])
     s.dirty.add(("desk", None))
@@ -179,6 +188,7 @@ def _on_submitted(s: DeskState, e: Event) -> None:
         direction=p["direction"], type=p["type"], qty=_d(p["qty"]), reason=p["reason"],
         signal_time=int(p["signal_time"]), ref_price=_d(p["ref_price"]), created_at=e.time, updated_at=e.time,
     )
+    s.open_order_ids[coid] = None
     s.dirty.add(("order", coid))
 
 
@@ -186,6 +196,7 @@ def _on_closed_order(s: DeskState, e: Event) -> None:
     order = s.orders[e.payload["client_order_id"]]
     order.status = OrderStatus.CANCELED if e.kind is EventKind.ORDER_CANCELED else OrderStatus.REJECTED
     order.updated_at = e.time
+    s.open_order_ids.pop(order.client_order_id, None)
     s.dirty.add(("order", order.client_order_id))
 
 
@@ -205,6 +216,8 @@ def _on_filled(s: DeskState, e: Event) -> None:
     order.filled_qty = new_filled
     order.status = OrderStatus.FILLED if new_filled >= order.qty else OrderStatus.PARTIALLY_FILLED
     order.updated_at = e.time
+    if order.status is OrderStatus.FILLED:
+        s.open_order_ids.pop(order.client_order_id, None)
     s.dirty.add(("order", order.client_order_id))
 
     sign = 1 if order.side == "BUY" else -1
@@ -233,7 +246,12 @@ def _apply_to_position(s: DeskState, dep_id: str, pair: str, dq: Decimal, price:
         realized = closing * (price - pos.avg_price) * direction
         remaining = pos.qty + dq
         if remaining != 0 and (remaining > 0) != (pos.qty > 0):  # flipped through zero
+            # the round trip in progress ends here with its share of the fee; a new one opens
+            closing_fee = fee * closing / abs(dq)
+            dep.trades += 1
+            dep.wins += 1 if pos.trip_pnl + realized - closing_fee > 0 else 0
             pos.avg_price, pos.opened_at = price, time
+            pos.trip_pnl = closing_fee - realized  # the new trip keeps only the rest of the fee (below)
         pos.qty = remaining
     pos.realized_pnl += realized
     pos.fees += fee
@@ -244,6 +262,9 @@ def _apply_to_position(s: DeskState, dep_id: str, pair: str, dq: Decimal, price:
         dep.trades += 1
         dep.wins += 1 if pos.trip_pnl > 0 else 0
         pos.avg_price, pos.trip_pnl = ZERO, ZERO
+        s.open_position_keys.pop(key, None)
+    else:
+        s.open_position_keys[key] = None
     s.dirty.add(("position", key))
     s.dirty.add(("deployment", dep_id))
 

@@ -116,7 +116,7 @@ class OrderIntent:
     ``ref_price`` is the price the strategy saw (the signal bar's close): slippage is measured from it.
     """
 
-    deployment_id: DeploymentId
+    deployment_id: str
     pair: str
     side: Side
     direction: Direction

@@ -5,6 +5,8 @@
   submitted again.
 * The intent is recorded (``order.submitted``) and flushed to the ledger *before* the venue hears of
   it (:meth:`OrderManager.send`), so a crash can lose a venue call but never an order the venue has.
+  An embedded venue (the paper venue, rebuilt from the ledger on restart) dies with the process, so
+  for it the ledger is flushed in batches of :data:`EMBEDDED_FLUSH_EVERY` events instead.
 * Fills come back from the venue by cursor and are recorded once each (by fill id).
 """
 
@@ -17,6 +19,9 @@ from execdesk.domain.types import ClientOrderId, OrderIntent, OrderType, client_
 from execdesk.risk.pretrade import Verdict
 from execdesk.store.ledger import Ledger
 from execdesk.venues.base import Venue, VenueFill, VenueOrder
+
+#: events buffered before a flush when the venue is embedded (see module docstring)
+EMBEDDED_FLUSH_EVERY = 5000
 
 
 class OrderManager:
@@ -71,7 +76,8 @@ class OrderManager:
 
     def send(self) -> None:
         """Flush the ledger, then hand the queued orders to the venue."""
-        self.ledger.flush()
+        if not self.venue.embedded or self.ledger.pending >= EMBEDDED_FLUSH_EVERY:
+            self.ledger.flush()
         outbox, self._outbox = self._outbox, []
         for order in outbox:
             self.venue.submit(order)

@@ -27,7 +27,7 @@ from execdesk.domain.types import dec
 from execdesk.errors import InvalidInput
 from execdesk.lead.config import DeskConfig, PairSection
 from execdesk.lead.loop import DeskLoop, LoopStats
-from execdesk.monitor.equity import PORTFOLIO
+from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, Watermarks, fold_marks
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import StrategyBundle, load_bundle
 from execdesk.venues.paper import PaperVenue, PaperVenueConfig
@@ -150,8 +150,7 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
     if len(set(ids)) != len(ids):
         raise InvalidInput(f"strategies: the same bundle id and version is listed twice ({', '.join(ids)})")
     market = build_market(config, bundles)
-    ledger = Ledger.for_home(home)
-    try:
+    with Ledger.for_home(home) as ledger:  # an error drops what the loop had not flushed: see DeskLoop
         _deploy(ledger, config, bundles, int(market.time[0]))
         lanes = [Lane(deployment_id(b), pair, b, market.lane_candles(pair, b.timeframe))
                  for b in bundles for pair in b.pairs]
@@ -164,24 +163,22 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
         done = state.completed and state.last_bar_time is not None and state.last_bar_time >= int(market.time[-1])
         stats = LoopStats(bars=market.n) if done else loop.run()
         return summarize(ledger, market, time.perf_counter() - started, stats, home, already_complete=done)
-    finally:
-        ledger.close()
 
 
 def summarize(ledger: Ledger, market: MarketView, wall: float, stats: LoopStats, home: Path,
               already_complete: bool = False) -> RunSummary:
     state = ledger.state
-    marks = last_marks(ledger)
+    marks = fold_marks(ledger.events(set(MARK_EVENTS)))
     closes = {p: float(t.close[-1]) for p, t in market.pairs.items()}
     deployments = [deployment_summary(state, d, closes, marks) for d in state.deployments.values()]
     capital = float(state.config["config"]["desk"]["capital"]) if state.config else 0.0
     equity = float(state.cash()) + sum(float(p.qty) * closes[p.pair] for p in state.open_positions())
     return RunSummary(home, str(ledger.engine.url.database), deployments, state.trading_state.value,
-                      state.trading_reason, equity, capital, marks.get("max_drawdown", {}).get(PORTFOLIO, 0.0),
+                      state.trading_reason, equity, capital, marks.max_drawdown.get(PORTFOLIO, 0.0),
                       market.n, stats, wall, timeline(ledger), already_complete=already_complete)
 
 
-def deployment_summary(state: DeskState, dep: Any, closes: dict[str, float], marks: dict[str, dict[str, float]]
+def deployment_summary(state: DeskState, dep: Any, closes: dict[str, float], marks: Watermarks
                        ) -> DeploymentSummary:
     unrealised = sum(float(p.qty) * (closes.get(p.pair, float(p.avg_price)) - float(p.avg_price))
                      for p in state.open_positions() if p.deployment_id == dep.id)
@@ -189,15 +186,8 @@ def deployment_summary(state: DeskState, dep: Any, closes: dict[str, float], mar
     capital = float(dep.capital)
     return DeploymentSummary(dep.id, dep.strategy_id, dep.name, dep.version, list(dep.pairs), float(dep.allocation),
                              dep.trades, dep.wins, round(pnl, 2), round(pnl / capital * 100, 4) if capital else 0.0,
-                             round(marks.get("max_drawdown", {}).get(dep.id, 0.0), 6), dep.state.value,
+                             round(marks.max_drawdown.get(dep.id, 0.0), 6), dep.state.value,
                              dep.state_reason)
-
-
-def last_marks(ledger: Ledger) -> dict[str, dict[str, float]]:
-    last: dict[str, dict[str, float]] = {}
-    for event in ledger.events({EventKind.RUN_PROGRESS}):
-        last = event.payload["marks"]
-    return last
 
 
 _TIMELINE_KINDS = {EventKind.DEPLOYMENT_STATE_CHANGED, EventKind.TRADING_STATE_CHANGED, EventKind.BREACH_DETECTED,

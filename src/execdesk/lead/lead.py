@@ -41,6 +41,7 @@ class Lead:
     def __init__(self, loop: DeskLoop) -> None:
         self.loop = loop
         self._stoploss = {lane.deployment_id: float(lane.bundle.stoploss) for lane in loop.lanes}
+        self._limits: tuple[int, list[Limit]] | None = None
 
     @property
     def state(self) -> Any:
@@ -55,6 +56,14 @@ class Lead:
         return self._stoploss[deployment_id]
 
     def armed_limits(self) -> list[Limit]:
+        """The drawdown limits that can still fire, given the current states (cached per state change)."""
+        if self._limits is not None and self._limits[0] == self.state.states_version:
+            return self._limits[1]
+        limits = self._armed_limits()
+        self._limits = (self.state.states_version, limits)
+        return limits
+
+    def _armed_limits(self) -> list[Limit]:
         cfg = self.loop.risk
         s = self.state
         limits: list[Limit] = []

@@ -22,13 +22,13 @@ from decimal import Decimal
 import numpy as np
 
 from execdesk.backtest.lane import ExitPlan, Lane
-from execdesk.clock import Clock
+from execdesk.clock import Clock, ReplayClock
 from execdesk.data.feed import MarketView
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import Direction, IntentReason, OrderIntent, dec
 from execdesk.execution.oms import OrderManager
 from execdesk.lead.lead import Lead
-from execdesk.monitor.equity import PORTFOLIO, Holding, Holdings, Monitor, Snapshot, Watermarks
+from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, Holding, Holdings, Monitor, Snapshot, fold_marks
 from execdesk.risk.config import RiskConfig
 from execdesk.risk.pretrade import PretradeSnapshot, check_order
 from execdesk.store.ledger import Ledger
@@ -45,6 +45,23 @@ class LoopStats:
     orders: int = 0
     denied: int = 0
     fills: int = 0
+
+
+@dataclass(slots=True)
+class _Exposure:
+    """Exposure in the quote currency at one bar (floats: a risk figure, not accounting)."""
+
+    g: int
+    gross: float = 0.0
+    reserved_cash: float = 0.0
+    count: int = 0
+    by_deployment: dict[str, float] = field(default_factory=dict)
+
+    def add(self, deployment_id: str, value: float, reserved: float) -> None:
+        self.gross += value
+        self.reserved_cash += reserved
+        self.count += 1
+        self.by_deployment[deployment_id] = self.by_deployment.get(deployment_id, 0.0) + value
 
 
 @dataclass(slots=True)
@@ -77,6 +94,7 @@ class DeskLoop:
         self._holdings: Holdings | None = None
         self._fee_rate = dec(self.venue.config.fee_bps) / 10000
         self._recorded_at_bar_start = 0
+        self._expo: _Exposure | None = None
 
     # ---------------------------------------------------------------- driving
     def run(self) -> LoopStats:
@@ -85,10 +103,12 @@ class DeskLoop:
         start = 0 if state.last_bar_time is None else int(np.searchsorted(self.market.time, state.last_bar_time,
                                                                             side="right"))
         if state.last_bar_time is not None:
-            self.monitor.marks = Watermarks.from_payload(self._last_marks())
+            self.monitor.marks = fold_marks(self.ledger.events(set(MARK_EVENTS)))
         self.venue.restore(state)
         self.oms.reset_cursor()
-        self.record(Event(self._time(start), EventKind.RUN_STARTED, {"from_bar": start, "bars": self.market.n}))
+        self.record(Event(self._time(start), EventKind.RUN_STARTED, {
+            "from_bar": start, "bars": self.market.n,
+            "until": self.market.close_time(self.market.n - 1) if self.market.n else None}))
         for i in range(len(self._slots)):
             self._schedule(i, start - 1)
         cur = start - 1
@@ -109,7 +129,8 @@ class DeskLoop:
             self.stats.evaluations = sum(s.lane.evaluations for s in self._slots)
             self.record(Event(self.market.close_time(n - 1), EventKind.RUN_PROGRESS, self._progress(n - 1)))
             self.record(Event(self.market.close_time(n - 1), EventKind.RUN_COMPLETED, {
-                "bars": n, "orders": self.stats.orders, "fills": self.stats.fills}))
+                "bars": n, "orders": self.stats.orders, "fills": self.stats.fills,
+                "marks": self.monitor.marks.as_payload()}))
         self.ledger.flush()
         return self.stats
 
@@ -118,18 +139,33 @@ class DeskLoop:
 
     # ---------------------------------------------------------------- bars
     def _quiet(self, a: int, b: int) -> int | None:
-        """Bars a..b where nothing trades: mark to market in one go; stop at a breach."""
-        stop, breaches, snaps = self.monitor.advance(self.holdings(), a, b, self.lead.armed_limits())
-        self._record_snapshots(snaps)
-        last = stop if stop is not None else b
-        self.stats.bars = last + 1
-        if stop is None:
+        """Bars a..b where nothing trades: mark to market in one go; stop at a breach.
+
+        On a wall clock only bars that have closed are looked at: the stretch is taken in pieces,
+        waiting for each piece's last bar to close.
+        """
+        while a <= b:
+            last = self._closed_until(a, b)
+            stop, breaches, snaps = self.monitor.advance(self.holdings(), a, last, self.lead.armed_limits())
+            self._record_snapshots(snaps)
+            if stop is not None:
+                self.stats.bars = stop + 1
+                self.clock.wait_until(self.market.close_time(stop))
+                self.lead.on_breaches(stop, breaches)
+                self._end_bar(stop, eventful=True)
+                return stop
+            self.stats.bars = last + 1
             self._tick(last)
-            return None
-        self.clock.wait_until(self.market.close_time(stop))
-        self.lead.on_breaches(stop, breaches)
-        self._end_bar(stop, eventful=True)
-        return stop
+            a = last + 1
+        return None
+
+    def _closed_until(self, a: int, b: int) -> int:
+        """The last bar in a..b that has closed by the clock (waiting for bar ``a`` if need be)."""
+        if isinstance(self.clock, ReplayClock):
+            return b
+        self.clock.wait_until(self.market.close_time(a))
+        closed = int(np.searchsorted(self.market.time + self.market.tf_seconds, self.clock.now(), side="right")) - 1
+        return max(a, min(b, closed))
 
     def _bar(self, g: int) -> None:
         self._recorded_at_bar_start = self.ledger.state.last_seq
@@ -168,6 +204,7 @@ class DeskLoop:
             return
         self.stats.fills += len(fills)
         self._holdings = None
+        self._expo = None
         touched = {(self.ledger.state.orders[f.client_order_id].deployment_id, f.pair) for f in fills}
         for i, slot in enumerate(self._slots):
             if (slot.lane.deployment_id, slot.lane.pair) in touched:
@@ -226,6 +263,9 @@ class DeskLoop:
         if verdict.approved:
             if self.oms.submit(intent, verdict, t) is not None:
                 self.stats.orders += 1
+                if not intent.reduce_only:
+                    value = float(verdict.qty * intent.ref_price)
+                    self._exposure(g).add(intent.deployment_id, value, value * (1 + float(self._fee_rate)))
             return True
         self.oms.deny(intent, verdict, t)
         self.stats.denied += 1
@@ -234,33 +274,43 @@ class DeskLoop:
     def _snapshot(self, intent: OrderIntent, g: int) -> PretradeSnapshot:
         state = self.ledger.state
         marks = self.monitor.marks.last_equity
-        close = {p: float(t.close[g]) for p, t in self.market.pairs.items()}
-        gross, dep_gross, reserved = Decimal(0), Decimal(0), Decimal(0)
-        positions = 0
-        for pos in state.open_positions():
-            value = abs(pos.qty) * dec(close[pos.pair])
-            gross += value
-            positions += 1
-            if pos.deployment_id == intent.deployment_id:
-                dep_gross += value
-        for order in state.open_orders():
-            if order.reason == IntentReason.ENTRY_SIGNAL.value:
-                value = order.qty * order.ref_price
-                gross += value
-                reserved += value * (1 + self._fee_rate)
-                positions += 1
-                if order.deployment_id == intent.deployment_id:
-                    dep_gross += value
+        expo = self._exposure(g)
         dep = state.deployments[intent.deployment_id]
         pos_ = state.position(intent.deployment_id, intent.pair)
+        closable = pos_.qty if pos_ is not None else Decimal(0)
+        if closable != 0:
+            for order in state.open_orders():  # exits already on their way do not close twice
+                same_lane = (order.deployment_id, order.pair) == (intent.deployment_id, intent.pair)
+                if same_lane and order.reason != IntentReason.ENTRY_SIGNAL:
+                    remaining = order.qty - order.filled_qty
+                    closable -= remaining if closable > 0 else -remaining
         return PretradeSnapshot(
             trading_state=state.trading_state, deployment_state=dep.state,
             portfolio_equity=dec(round(marks.get(PORTFOLIO, float(state.cash())), 8)),
             deployment_equity=dec(round(marks.get(dep.id, float(dep.capital)), 8)),
-            gross_exposure=gross, deployment_exposure=dep_gross, cash=state.cash() - reserved,
-            open_positions=positions, position_qty=pos_.qty if pos_ is not None else Decimal(0),
+            gross_exposure=dec(round(expo.gross, 8)),
+            deployment_exposure=dec(round(expo.by_deployment.get(dep.id, 0.0), 8)),
+            cash=state.cash() - dec(round(expo.reserved_cash, 8)),
+            open_positions=expo.count, position_qty=closable,
             stop_distance=abs(self.lead.stoploss_of(dep.id)), fee_rate=self._fee_rate,
         )
+
+    def _exposure(self, g: int) -> _Exposure:
+        """Gross exposure at bar ``g``'s closes: positions plus entries on their way (kept up to date
+        as this bar's entries are approved, so two entries in one bar see each other)."""
+        if self._expo is not None and self._expo.g == g:
+            return self._expo
+        state = self.ledger.state
+        expo = _Exposure(g)
+        for pos in state.open_positions():
+            expo.add(pos.deployment_id, abs(float(pos.qty)) * float(self.market.pairs[pos.pair].close[g]), 0.0)
+        fee = float(self._fee_rate)
+        for order in state.open_orders():
+            if order.reason == IntentReason.ENTRY_SIGNAL:
+                value = float(order.qty * order.ref_price)
+                expo.add(order.deployment_id, value, value * (1 + fee))
+        self._expo = expo
+        return expo
 
     def reschedule_all(self, after_g: int) -> None:
         for i in range(len(self._slots)):
@@ -292,13 +342,7 @@ class DeskLoop:
             self.record(Event(t, EventKind.RUN_PROGRESS, self._progress(s.g)))
 
     def _progress(self, g: int) -> dict[str, object]:
-        return {"bar_time": int(self.market.time[g]), "bars_done": g + 1, "marks": self.monitor.marks.as_payload()}
-
-    def _last_marks(self) -> dict[str, dict[str, float]]:
-        for event in reversed(list(self.ledger.events({EventKind.RUN_PROGRESS}))):
-            marks: dict[str, dict[str, float]] = event.payload["marks"]
-            return marks
-        return {}
+        return {"bar_time": int(self.market.time[g]), "bars_done": g + 1, "marks": self.monitor.marks.take_changes()}
 
     def _time(self, g: int) -> int:
         return int(self.market.time[min(g, self.market.n - 1)]) if self.market.n else 0

@@ -8,12 +8,14 @@ risk manager's and the lead's business.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from execdesk.domain.events import Event, EventKind
 
 PORTFOLIO = "portfolio"
 FloatArray = npt.NDArray[np.float64]
@@ -69,20 +71,51 @@ class Snapshot:
 
 @dataclass(slots=True)
 class Watermarks:
-    """Peaks and worst drawdowns so far; part of every progress event so a restart resumes them."""
+    """Peaks and worst drawdowns so far, per scope, and the last equity seen.
+
+    Progress events carry only what changed since the previous one (:meth:`take_changes`); folding
+    them (:meth:`fold`) gives the watermarks as of the last one, which is how a restarted desk
+    resumes them. ``last_equity`` is not carried: the next bar recomputes it.
+    """
 
     peak: dict[str, float] = field(default_factory=dict)
     max_drawdown: dict[str, float] = field(default_factory=dict)
     last_equity: dict[str, float] = field(default_factory=dict)
+    changed: set[tuple[str, str]] = field(default_factory=set)
+
+    def set(self, name: str, scope: str, value: float) -> None:
+        table: dict[str, float] = getattr(self, name)
+        if table.get(scope) != value:
+            table[scope] = value
+            self.changed.add((name, scope))
+
+    def take_changes(self) -> dict[str, dict[str, float]]:
+        """The peaks and drawdowns changed since the last call, as an event payload."""
+        out: dict[str, dict[str, float]] = {"peak": {}, "max_drawdown": {}}
+        for name, scope in sorted(self.changed):
+            out[name][scope] = getattr(self, name)[scope]
+        self.changed.clear()
+        return out
 
     def as_payload(self) -> dict[str, dict[str, float]]:
-        return {name: {k: round(v, 6) for k, v in sorted(getattr(self, name).items())}
-                for name in ("peak", "max_drawdown", "last_equity")}
+        """Everything, for the end of a run."""
+        return {name: dict(sorted(getattr(self, name).items())) for name in ("peak", "max_drawdown", "last_equity")}
 
     @classmethod
-    def from_payload(cls, payload: dict[str, dict[str, float]]) -> Watermarks:
-        return cls(**{name: {k: float(v) for k, v in payload.get(name, {}).items()}
-                      for name in ("peak", "max_drawdown", "last_equity")})
+    def fold(cls, payloads: Iterable[dict[str, dict[str, float]]]) -> Watermarks:
+        marks = cls()
+        for payload in payloads:
+            for name in ("peak", "max_drawdown", "last_equity"):
+                getattr(marks, name).update({k: float(v) for k, v in payload.get(name, {}).items()})
+        return marks
+
+
+MARK_EVENTS = (EventKind.RUN_PROGRESS, EventKind.RUN_COMPLETED)
+
+
+def fold_marks(events: Iterable[Event]) -> Watermarks:
+    """Watermarks as of the last of ``events`` (progress and completion events, in order)."""
+    return Watermarks.fold(e.payload.get("marks", {}) for e in events if e.kind in MARK_EVENTS)
 
 
 class Monitor:
@@ -91,7 +124,26 @@ class Monitor:
     def __init__(self, close_matrix: FloatArray, snapshot_mask: npt.NDArray[np.bool_]) -> None:
         self.close = close_matrix
         self.snapshot_mask = snapshot_mask
+        self._cached: tuple[Holdings, tuple[list[str], FloatArray, FloatArray]] | None = None
         self.marks = Watermarks()
+
+    @property
+    def marks(self) -> Watermarks:
+        return self._marks
+
+    @marks.setter
+    def marks(self, value: Watermarks) -> None:
+        self._marks = value
+        self._arrays: tuple[tuple[str, ...], FloatArray, FloatArray] | None = None  # (scopes, peak, max_dd)
+
+    def _mark_arrays(self, scopes: list[str]) -> tuple[FloatArray, FloatArray]:
+        """Peaks (NaN where none yet) and worst drawdowns per scope, as arrays mirroring the marks."""
+        key = tuple(scopes)
+        if self._arrays is None or self._arrays[0] != key:
+            peak = np.array([self._marks.peak.get(s, np.nan) for s in scopes])
+            worst = np.array([self._marks.max_drawdown.get(s, 0.0) for s in scopes])
+            self._arrays = (key, peak, worst)
+        return self._arrays[1], self._arrays[2]
 
     def advance(self, h: Holdings, a: int, b: int, limits: Sequence[Limit]
                 ) -> tuple[int | None, list[Breach], list[Snapshot]]:
@@ -100,39 +152,55 @@ class Monitor:
         Returns (that bar or None, the breaches at it, snapshots of the bars evaluated). Watermarks
         take in every bar evaluated, the breaching bar included.
         """
-        paths = {PORTFOLIO: self._path(h.cash, h.portfolio, a, b, relative=False)}
-        for dep, base in h.deployment_base.items():
-            paths[dep] = self._path(base, h.deployment_holdings.get(dep, ()), a, b, relative=True)
-        peaks: dict[str, FloatArray] = {}
-        dds: dict[str, FloatArray] = {}
-        for scope, eq in paths.items():
-            prev = self.marks.peak.get(scope, float(eq[0]))
-            peaks[scope] = np.maximum(np.maximum.accumulate(eq), prev)
-            dds[scope] = 1.0 - eq / peaks[scope]
-        stop = len(paths[PORTFOLIO])
-        for lim in limits:
-            dd = dds.get(lim.scope)
-            if dd is not None:
-                hit = dd >= lim.drawdown
-                if hit.any():
-                    stop = min(stop, int(np.argmax(hit)) + 1)
+        scopes, base, weights = self._matrices(h)
+        # equity of every scope (rows) at every bar (columns): base + holdings x closes
+        eq = base[:, None] + weights @ self.close[:, a: b + 1]
+        peak_marks, worst_marks = self._mark_arrays(scopes)
+        prev = np.where(np.isnan(peak_marks), eq[:, 0], peak_marks)
+        peaks = np.maximum(np.maximum.accumulate(eq, axis=1), prev[:, None])
+        dds = 1.0 - eq / peaks
+        row = {s: i for i, s in enumerate(scopes)}
+        armed = [(lim, row[lim.scope]) for lim in limits if lim.scope in row]
+        stop = eq.shape[1]
+        if armed:
+            hits = dds[[r for _, r in armed]] >= np.array([lim.drawdown for lim, _ in armed])[:, None]
+            any_hit = hits.any(axis=0)
+            if any_hit.any():
+                stop = int(np.argmax(any_hit)) + 1
         end = stop - 1  # offset of the last bar evaluated
-        breaches = [Breach(lim.scope, lim.level, lim.drawdown, float(dds[lim.scope][end]),
-                           float(paths[lim.scope][end]), float(peaks[lim.scope][end]))
-                    for lim in limits if lim.scope in dds and dds[lim.scope][end] >= lim.drawdown]
-        for scope in paths:
-            self.marks.peak[scope] = float(peaks[scope][end])
-            self.marks.max_drawdown[scope] = max(self.marks.max_drawdown.get(scope, 0.0),
-                                                 float(dds[scope][: end + 1].max()))
-            self.marks.last_equity[scope] = float(paths[scope][end])
-        snaps = [Snapshot(a + int(i), float(paths[PORTFOLIO][i]), float(dds[PORTFOLIO][i]),
-                          {d: (float(paths[d][i]), float(dds[d][i])) for d in paths if d != PORTFOLIO})
-                 for i in np.flatnonzero(self.snapshot_mask[a: a + end + 1])]
+        breaches = [Breach(lim.scope, lim.level, lim.drawdown, float(dds[r, end]), float(eq[r, end]),
+                           float(peaks[r, end]))
+                    for lim, r in armed if dds[r, end] >= lim.drawdown]
+        worst = np.maximum(worst_marks, dds[:, : end + 1].max(axis=1))
+        new_peak = peaks[:, end]
+        marks = self._marks
+        for i in np.flatnonzero(new_peak != peak_marks):  # NaN (no peak yet) compares unequal
+            marks.set("peak", scopes[i], float(new_peak[i]))
+        for i in np.flatnonzero(worst != worst_marks):
+            marks.set("max_drawdown", scopes[i], float(worst[i]))
+        peak_marks[:] = new_peak
+        worst_marks[:] = worst
+        marks.last_equity.update(zip(scopes, eq[:, end].tolist(), strict=True))
+        snaps = [Snapshot(a + int(j), float(eq[0, j]), float(dds[0, j]),
+                          {s: (float(eq[i, j]), float(dds[i, j])) for i, s in enumerate(scopes) if i})
+                 for j in np.flatnonzero(self.snapshot_mask[a: a + end + 1])]
         return (a + end if breaches else None), breaches, snaps
 
-    def _path(self, base: float, holdings: Sequence[Holding], a: int, b: int, relative: bool) -> FloatArray:
-        eq = np.full(b - a + 1, base, dtype=np.float64)
-        for hold in holdings:
-            prices = self.close[hold.row, a: b + 1]
-            eq += hold.qty * (prices - hold.avg_price) if relative else hold.qty * prices
-        return eq
+    def _matrices(self, h: Holdings) -> tuple[list[str], FloatArray, FloatArray]:
+        """Scopes (portfolio first), base equity per scope, and holdings as a scope x pair matrix."""
+        if self._cached is not None and self._cached[0] is h:
+            return self._cached[1]
+        scopes = [PORTFOLIO, *h.deployment_base]
+        base = np.zeros(len(scopes))
+        weights = np.zeros((len(scopes), self.close.shape[0]))
+        base[0] = h.cash
+        for hold in h.portfolio:
+            weights[0, hold.row] += hold.qty
+        for i, dep in enumerate(scopes[1:], start=1):
+            base[i] = h.deployment_base[dep]
+            for hold in h.deployment_holdings.get(dep, ()):
+                weights[i, hold.row] += hold.qty
+                base[i] -= hold.qty * hold.avg_price  # equity = base + qty x (close - avg)
+        out = (scopes, base, weights)
+        self._cached = (h, out)
+        return out

@@ -16,7 +16,7 @@ import pandas as pd
 
 from execdesk.domain.events import EventKind
 from execdesk.errors import InvalidInput
-from execdesk.monitor.equity import PORTFOLIO
+from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, fold_marks
 from execdesk.store.ledger import Ledger
 
 
@@ -29,12 +29,9 @@ def build_report(ledger: Ledger, deployment: str | None = None) -> dict[str, Any
     for e in ledger.events({EventKind.DEPLOYMENT_CREATED}):
         validations[e.payload["deployment_id"]] = e.payload.get("validation", {})
     curves: dict[str, list[tuple[str, float]]] = {PORTFOLIO: []}
-    marks: dict[str, Any] = {}
+    marks = fold_marks(ledger.events(set(MARK_EVENTS)))
     last_time = 0
-    for e in ledger.events({EventKind.EQUITY_SNAPSHOT, EventKind.RUN_PROGRESS}):
-        if e.kind is EventKind.RUN_PROGRESS:
-            marks = e.payload["marks"]
-            continue
+    for e in ledger.events({EventKind.EQUITY_SNAPSHOT}):
         stamp = pd.Timestamp(e.time, unit="s", tz="UTC").isoformat()
         last_time = e.time
         curves[PORTFOLIO].append((stamp, e.payload["equity"]))
@@ -44,7 +41,7 @@ def build_report(ledger: Ledger, deployment: str | None = None) -> dict[str, Any
     for dep in state.deployments.values():
         if deployment is not None and dep.id != deployment:
             continue
-        last_equity = marks.get("last_equity", {}).get(dep.id, float(dep.capital))
+        last_equity = marks.last_equity.get(dep.id, float(dep.capital))
         pnl = last_equity - float(dep.capital)
         deps.append({
             "id": dep.id, "strategy": dep.strategy_id, "name": dep.name, "version": dep.version,
@@ -53,15 +50,15 @@ def build_report(ledger: Ledger, deployment: str | None = None) -> dict[str, Any
             "pnl_pct": round(pnl / float(dep.capital) * 100, 4) if dep.capital else 0.0,
             "realized_pnl": float(dep.realized_pnl), "fees": float(dep.fees), "trades": dep.trades, "wins": dep.wins,
             "win_rate": dep.wins / dep.trades if dep.trades else 0.0,
-            "max_drawdown": round(marks.get("max_drawdown", {}).get(dep.id, 0.0), 6),
+            "max_drawdown": round(marks.max_drawdown.get(dep.id, 0.0), 6),
             "validation": validations.get(dep.id, {}),
             "equity_curve": curves.get(dep.id, []),
         })
     return {
         "as_of": pd.Timestamp(last_time, unit="s", tz="UTC").isoformat() if last_time else None,
         "trading_state": state.trading_state.value, "trading_reason": state.trading_reason,
-        "portfolio": {"equity": round(marks.get("last_equity", {}).get(PORTFOLIO, float(state.cash())), 2),
-                      "max_drawdown": round(marks.get("max_drawdown", {}).get(PORTFOLIO, 0.0), 6),
+        "portfolio": {"equity": round(marks.last_equity.get(PORTFOLIO, float(state.cash())), 2),
+                      "max_drawdown": round(marks.max_drawdown.get(PORTFOLIO, 0.0), 6),
                       "equity_curve": curves[PORTFOLIO]},
         "deployments": deps,
     }

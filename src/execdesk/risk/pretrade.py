@@ -8,9 +8,9 @@ A denial is data, recorded by the caller as an ``order.denied`` event; nothing h
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
-from execdesk.domain.types import OrderIntent, TradingState, dec
+from execdesk.domain.types import QUANTUM, OrderIntent, TradingState, dec
 from execdesk.risk.config import RiskConfig
 from execdesk.risk.sizing import SizeResult, fixed_fractional
 
@@ -78,7 +78,8 @@ def check_order(intent: OrderIntent, snap: PretradeSnapshot, cfg: RiskConfig) ->
         if room is not None and notional > room:
             caps.append(f"{rule}: {notional:.2f} -> {max(room, Decimal(0)):.2f}")
             notional = max(room, Decimal(0))
-    qty = dec(notional / intent.ref_price) if intent.ref_price > 0 else Decimal(0)
+    # rounded down: a qty rounded up could cost a hair more than the room (cash, exposure) it was cut to
+    qty = (notional / intent.ref_price).quantize(QUANTUM, ROUND_DOWN) if intent.ref_price > 0 else Decimal(0)
     numbers = {"deployment_equity": f"{snap.deployment_equity:.2f}", "portfolio_equity": f"{snap.portfolio_equity:.2f}",
                "gross_exposure": f"{snap.gross_exposure:.2f}", "deployment_exposure": f"{snap.deployment_exposure:.2f}",
                "cash": f"{snap.cash:.2f}", "notional": f"{notional:.2f}"}

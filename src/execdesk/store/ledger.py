@@ -20,7 +20,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, Table, create_engine, event, select
+from sqlalchemy import Engine, Table, create_engine, event, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from execdesk.domain.events import Event, EventKind, canonical_json
@@ -63,6 +63,7 @@ class Ledger:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._upserts = {t: _upsert_statement(engine.dialect.name, t) for t in _PROJECTIONS}
         self._buffer: list[dict[str, Any]] = []
         self._last_hash = GENESIS
         self.state = DeskState()
@@ -84,15 +85,18 @@ class Ledger:
         home.mkdir(parents=True, exist_ok=True)
         return cls.open(url or sqlite_url(home))
 
-    def close(self) -> None:
-        self.flush()
+    def close(self, flush: bool = True) -> None:
+        """Close the ledger; ``flush=False`` drops unflushed events, as a crash would."""
+        if flush:
+            self.flush()
+        self._buffer.clear()
         self.engine.dispose()
 
     def __enter__(self) -> Ledger:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(flush=exc_type is None)
 
     # ---------------------------------------------------------------- writing
     def record(self, event: Event) -> Event:
@@ -100,12 +104,17 @@ class Ledger:
         seq = self.state.last_seq + 1
         stamped = Event(event.time, event.kind, event.payload, event.deployment_id, seq)
         payload = canonical_json(stamped.payload)
-        self._last_hash = chain_hash(self._last_hash, seq, stamped.content())
+        self._last_hash = chain_hash(self._last_hash, seq, stamped.content(payload))
         self._buffer.append({"seq": seq, "time": stamped.time, "kind": stamped.kind.value,
                              "deployment_id": stamped.deployment_id, "payload": payload,
                              "hash": self._last_hash})
         self.state.apply(stamped)
         return stamped
+
+    @property
+    def pending(self) -> int:
+        """Events recorded but not yet flushed."""
+        return len(self._buffer)
 
     def flush(self) -> None:
         """Write buffered events and the projections they touched, in one transaction."""
@@ -118,7 +127,7 @@ class Ledger:
                     conn.execute(models.events.insert(), self._buffer)
                 for table, table_rows in rows.items():
                     if table_rows:
-                        _upsert(conn, table, table_rows)
+                        conn.execute(self._upserts[table], table_rows)
         except SQLAlchemyError as exc:
             raise LedgerError(f"ledger write failed: {exc.__class__.__name__}: {exc}") from exc
         self._buffer.clear()
@@ -154,7 +163,7 @@ class Ledger:
                 select(models.events).order_by(models.events.c.seq))
             for row in result:
                 event_ = Event(row.time, EventKind(row.kind), json.loads(row.payload), row.deployment_id, row.seq)
-                if row.hash != chain_hash(prev, row.seq, event_.content()):
+                if row.hash != chain_hash(prev, row.seq, event_.content(row.payload)):
                     return int(row.seq)
                 prev = row.hash
         return None
@@ -185,9 +194,10 @@ _PROJECTIONS: tuple[Table, ...] = (models.deployments, models.orders, models.fil
                                    models.balances, models.desk)
 
 
-def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+def _upsert_statement(dialect: str, table: Table) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE for ``table``, built once per ledger (building it is costly)."""
     keys = [c.name for c in table.primary_key.columns]
-    if conn.dialect.name == "postgresql":
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         stmt: Any = pg_insert(table)
@@ -196,4 +206,4 @@ def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
 
         stmt = sqlite_insert(table)
     update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows)
+    return stmt.on_conflict_do_update(index_elements=keys, set_=update)

@@ -77,7 +77,7 @@ def projection_rows(state: DeskState, keys: Iterable[tuple[str, Any]]) -> dict[T
     for table, rows in out.items():  # one row per key, in key order: deterministic writes
         pk = [c.name for c in table.primary_key.columns]
         unique = {tuple(r[c] for c in pk): r for r in rows}
-        out[table] = [unique[k] for k in sorted(unique, key=lambda k: tuple(map(str, k)))]
+        out[table] = [unique[k] for k in sorted(unique)]  # keys are tuples of str: plain order
     return out
 
 

@@ -42,6 +42,10 @@ class Venue(Protocol):
     """Submit, cancel, and read back orders, fills, balances and positions."""
 
     name: str
+    #: True for a venue inside the desk's process whose state is rebuilt from the ledger (the paper
+    #: venue): a crash loses it together with unflushed ledger rows, so the order manager may batch
+    #: ledger writes across its calls. False for anything outside: the ledger is flushed before each call.
+    embedded: bool
 
     def submit(self, order: VenueOrder) -> VenueOrder:
         """Place ``order``; an already-known client order id returns the known order unchanged."""

@@ -43,6 +43,7 @@ class PaperVenue:
     """An in-process exchange for replay and paper trading (see module docstring)."""
 
     name = "paper"
+    embedded = True
 
     def __init__(self, quote: str, cash: Decimal, config: PaperVenueConfig | None = None) -> None:
         self.quote = quote

@@ -1,0 +1,160 @@
+"""Throughput of the desk's whole loop, and of orders into the ledger.
+
+Run: ``.venv/bin/python benchmarks/bench_loop.py [--quick]`` (or ``benchmarks/run.sh`` for all).
+
+1. loop: D deployments x P pairs on N generated 5m candles, through the real loop (signals,
+   exits, risk pre-trade, order manager, paper venue, ledger on SQLite, monitor, lead). A
+   bar-strategy evaluation is one strategy evaluated on one of its candles; the figure counts every
+   candle of every lane, divided by the wall time of building the lanes (indicators and signals) plus
+   running the loop. Market generation is timed separately.
+2. ledger: orders per second recorded by the order manager (an ``order.submitted`` event and its
+   projection row each) and flushed in batches, into SQLite in WAL mode.
+3. real data: the same loop over Freqtrade's real 5m test candles, when ../shared is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from execdesk.backtest.lane import Lane
+from execdesk.clock import ReplayClock
+from execdesk.data.feed import MarketView
+from execdesk.data.generator import PairProfile, generate_market
+from execdesk.domain.events import Event, EventKind
+from execdesk.domain.types import Direction, IntentReason, OrderIntent, Side
+from execdesk.execution.oms import OrderManager
+from execdesk.lead.loop import DeskLoop
+from execdesk.risk.config import RiskConfig
+from execdesk.risk.pretrade import Verdict
+from execdesk.store.ledger import Ledger
+from execdesk.strategy import load_bundle
+from execdesk.venues.paper import PaperVenue
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLES = ROOT / "src" / "execdesk" / "examples" / "bundles"
+
+
+def _deploy(ledger: Ledger, bundles: list[Any], capital: Decimal) -> list[str]:
+    ledger.record(Event(0, EventKind.DESK_CONFIGURED, {"config": {}, "identity": {}, "quote": "USDT",
+                                                        "capital": capital}))
+    ids = []
+    share = Decimal(1) / len(bundles)
+    for i, b in enumerate(bundles):
+        dep = f"{b.id}-{i}"
+        ids.append(dep)
+        ledger.record(Event(0, EventKind.DEPLOYMENT_CREATED, {
+            "deployment_id": dep, "strategy_id": b.id, "name": b.name, "version": b.version,
+            "bundle_hash": b.bundle_hash, "timeframe": b.timeframe, "pairs": list(b.pairs), "allocation": share,
+            "capital": capital * share}, dep))
+    ledger.flush()
+    return ids
+
+
+def bench_loop(candles: int, deployments: int, pairs: int, timeframe: str = "5m") -> dict[str, Any]:
+    names = [f"P{i}/USDT" for i in range(pairs)]
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    minutes = {"5m": 5, "1h": 60}[timeframe]
+    end = start + timedelta(minutes=minutes * candles)
+    t0 = time.perf_counter()
+    frames = generate_market({p: PairProfile(start_price=100.0, base_volume=1e6) for p in names}, timeframe,
+                             start, end, seed=1)
+    t_gen = time.perf_counter() - t0
+    return _run_loop(frames, timeframe, deployments, names, t_gen)
+
+
+def _run_loop(frames: dict[str, Any], timeframe: str, deployments: int, names: list[str], t_gen: float
+              ) -> dict[str, Any]:
+    templates = [load_bundle(BUNDLES / f) for f in ("trend_ema_cross.yaml", "mean_revert_bbands.yaml",
+                                                     "momentum_macd.yaml")]
+    bundles = []
+    for i in range(deployments):
+        b = templates[i % len(templates)]
+        bundles.append(b.model_copy(update={"pairs": names, "timeframe": timeframe}))
+    with tempfile.TemporaryDirectory() as home:
+        ledger = Ledger.for_home(Path(home))
+        ids = _deploy(ledger, bundles, Decimal(1_000_000))
+        t0 = time.perf_counter()
+        market = MarketView(frames, timeframe)
+        t_market = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        lanes = [Lane(dep, pair, b, market.lane_candles(pair, timeframe)) for dep, b in zip(ids, bundles, strict=True)
+                 for pair in names]
+        t_lanes = time.perf_counter() - t0
+        venue = PaperVenue("USDT", ledger.state.cash())
+        risk = RiskConfig(portfolio_halt_drawdown=0.9, portfolio_close_drawdown=0.95, deployment_halt_drawdown=0.9,
+                          deployment_close_drawdown=0.95, max_open_positions=100_000)
+        loop = DeskLoop(ledger, market, lanes, venue, risk, ReplayClock())
+        t0 = time.perf_counter()
+        stats = loop.run()
+        t_loop = time.perf_counter() - t0
+        ledger.close()
+    evaluations = sum(lane.evaluations for lane in lanes)
+    total = t_lanes + t_loop
+    return {"candles_per_pair": market.n, "pairs": len(names), "deployments": deployments, "lanes": len(lanes),
+            "evaluations": evaluations, "orders": stats.orders, "fills": stats.fills,
+            "eventful_bars": stats.eventful_bars, "generate_s": round(t_gen, 3), "market_view_s": round(t_market, 3),
+            "signals_s": round(t_lanes, 3), "loop_s": round(t_loop, 3),
+            "evaluations_per_s": round(evaluations / total)}
+
+
+def bench_ledger(orders: int, batch: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as home:
+        ledger = Ledger.for_home(Path(home))
+        _deploy(ledger, [load_bundle(BUNDLES / "trend_ema_cross.yaml")], Decimal(1_000_000))
+        dep = next(iter(ledger.state.deployments))
+        oms = OrderManager(ledger, PaperVenue("USDT", Decimal(1_000_000)))
+        verdict = Verdict(True, "approved", "within limits", Decimal("0.5"))
+        t0 = time.perf_counter()
+        for i in range(orders):
+            intent = OrderIntent(dep, "BTC/USDT", Side.BUY, Direction.LONG, IntentReason.ENTRY_SIGNAL, i,
+                                 Decimal("100.5"))
+            oms.submit(intent, verdict, i)
+            if (i + 1) % batch == 0:
+                oms.send()
+        oms.send()
+        elapsed = time.perf_counter() - t0
+        ledger.close()
+    return {"orders": orders, "batch": batch, "seconds": round(elapsed, 3), "orders_per_s": round(orders / elapsed)}
+
+
+def bench_real(datadir: Path) -> dict[str, Any] | None:
+    from execdesk.data.datadir import load_pair
+
+    pairs = ["ETH/BTC", "LTC/BTC", "XLM/BTC"]
+    if not all((datadir / f"{p.replace('/', '_')}-5m.feather").is_file() for p in pairs):
+        return None
+    frames = {p: load_pair(datadir, p, "5m") for p in pairs}
+    return _run_loop(frames, "5m", 3, pairs, 0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    if args.quick:
+        results["loop"] = bench_loop(10_000, 3, 2)
+        results["ledger"] = bench_ledger(20_000, 1_000)
+    else:
+        results["loop"] = bench_loop(100_000, 20, 5)
+        results["ledger"] = bench_ledger(200_000, 1_000)
+    real = bench_real(ROOT.parent / "shared" / "data" / "freqtrade-testdata")
+    if real is not None:
+        results["loop_real_data"] = real
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Shared fixtures: example bundles and small desk configs written into a temporary folder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "execdesk" / "examples"
+BUNDLES = EXAMPLES / "bundles"
+
+
+def small_desk(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """A desk config of two example strategies over 45 days of generated hourly candles."""
+    config: dict[str, Any] = {
+        "desk": {"name": "test", "capital": 50_000, "quote": "USDT", "seed": 3},
+        "venue": {"kind": "paper", "fee_bps": 10, "slippage_bps": 5},
+        "market": {
+            "source": "generated", "timeframe": "1h",
+            "start": "2024-03-01T00:00:00Z", "end": "2024-04-15T00:00:00Z",
+            "pairs": {"BTC/USDT": {"start_price": 60000, "annual_vol": 0.6, "base_volume": 20000},
+                      "ETH/USDT": {"start_price": 3000, "annual_vol": 0.75, "base_volume": 300000}},
+        },
+        "risk": {"risk_per_trade": 0.02, "max_position_fraction": 0.5},
+        "strategies": [
+            {"bundle": str(BUNDLES / "trend_ema_cross.yaml"), "allocation": 0.5},
+            {"bundle": str(BUNDLES / "breakout_4h.yaml"), "allocation": 0.3},
+        ],
+    }
+    for key, value in overrides.items():
+        section, _, field = key.partition("__")
+        if field:
+            config[section][field] = value
+        else:
+            config[section] = value
+    return config
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """Write a desk config (``small_desk`` with overrides like ``market__end="..."``) and return its path."""
+    counter = {"n": 0}
+
+    def write(**overrides: Any) -> Path:
+        counter["n"] += 1
+        path = tmp_path / f"desk-{counter['n']}.yaml"
+        path.write_text(yaml.safe_dump(small_desk(tmp_path, **overrides)))
+        return path
+
+    return write
