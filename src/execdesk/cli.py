@@ -197,20 +197,21 @@ def _show_summary(summary: Any, as_json: bool) -> None:
         return
     if summary.already_complete:
         out.print("[yellow]this home's run is already complete; showing its results[/]")
-    table = Table("deployment", "strategy", "trades", "win", "P&L", "P&L %", "max DD", "final state", "reason",
+    table = Table("deployment", "strategy", "trades", "win", "P&L", "P&L %", "max DD", "states",
                   title=f"desk {data['trading_state']} — equity {data['equity']:,.2f} ({data['return_pct']:+.2f}%), "
                         f"max drawdown {data['max_drawdown']:.2%}")
     for d in data["deployments"]:
         table.add_row(d["id"], d["name"], str(d["trades"]), str(d["wins"]), f"{d['pnl']:,.2f}", f"{d['pnl_pct']:+.2f}",
-                      f"{d['max_drawdown']:.2%}", d["state"], d["state_reason"])
+                      f"{d['max_drawdown']:.2%}", d["path"])
     out.print(table)
     if data["timeline"]:
-        out.print("[bold]what happened[/]")
+        out.print("[bold]what happened, in order[/]")
         for step in data["timeline"]:
-            out.print(f"  {step['time']}  {step['what']}")
+            out.print(f"  {step['time'][:16].replace('T', ' ')}  {step['what']}")
     loop = data["loop"]
-    out.print(f"{data['bars']} bars, {loop['evaluations']} bar-strategy evaluations, {loop['orders']} orders, "
-              f"{loop['fills']} fills, {loop['denied']} denied, in {data['wall_seconds']:.2f} s")
+    if not summary.already_complete:
+        out.print(f"{data['bars']} bars, {loop['evaluations']} bar-strategy evaluations, {loop['orders']} orders, "
+                  f"{loop['fills']} fills, {loop['denied']} denied, in {data['wall_seconds']:.2f} s")
     out.print(f"ledger: {data['ledger']}")
     for path in data["reports"]:
         out.print(f"report: {path}")

@@ -48,6 +48,7 @@ class DeploymentSummary:
     max_drawdown: float
     state: str
     state_reason: str
+    path: str
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -170,7 +171,8 @@ def summarize(ledger: Ledger, market: MarketView, wall: float, stats: LoopStats,
     state = ledger.state
     marks = fold_marks(ledger.events(set(MARK_EVENTS)))
     closes = {p: float(t.close[-1]) for p, t in market.pairs.items()}
-    deployments = [deployment_summary(state, d, closes, marks) for d in state.deployments.values()]
+    paths = state_paths(ledger)
+    deployments = [deployment_summary(state, d, closes, marks, paths.get(d.id, "")) for d in state.deployments.values()]
     capital = float(state.config["config"]["desk"]["capital"]) if state.config else 0.0
     equity = float(state.cash()) + sum(float(p.qty) * closes[p.pair] for p in state.open_positions())
     return RunSummary(home, str(ledger.engine.url.database), deployments, state.trading_state.value,
@@ -178,7 +180,7 @@ def summarize(ledger: Ledger, market: MarketView, wall: float, stats: LoopStats,
                       market.n, stats, wall, timeline(ledger), already_complete=already_complete)
 
 
-def deployment_summary(state: DeskState, dep: Any, closes: dict[str, float], marks: Watermarks
+def deployment_summary(state: DeskState, dep: Any, closes: dict[str, float], marks: Watermarks, path: str
                        ) -> DeploymentSummary:
     unrealised = sum(float(p.qty) * (closes.get(p.pair, float(p.avg_price)) - float(p.avg_price))
                      for p in state.open_positions() if p.deployment_id == dep.id)
@@ -187,21 +189,45 @@ def deployment_summary(state: DeskState, dep: Any, closes: dict[str, float], mar
     return DeploymentSummary(dep.id, dep.strategy_id, dep.name, dep.version, list(dep.pairs), float(dep.allocation),
                              dep.trades, dep.wins, round(pnl, 2), round(pnl / capital * 100, 4) if capital else 0.0,
                              round(marks.max_drawdown.get(dep.id, 0.0), 6), dep.state.value,
-                             dep.state_reason)
+                             dep.state_reason, path)
 
 
-_TIMELINE_KINDS = {EventKind.DEPLOYMENT_STATE_CHANGED, EventKind.TRADING_STATE_CHANGED, EventKind.BREACH_DETECTED,
+_TIMELINE_KINDS = {EventKind.ALERT_RAISED, EventKind.TRADING_STATE_CHANGED, EventKind.BREACH_DETECTED,
                    EventKind.BREACH_CONFIRMED, EventKind.BREACH_AUTHORIZED}
 
 
 def timeline(ledger: Ledger) -> list[dict[str, Any]]:
-    """The desk's decisions, in order: state changes and the circuit breaker's steps."""
+    """What the desk decided, in order: alerts, the circuit breaker's steps, the desk's state changes."""
     out = []
     for e in ledger.events(_TIMELINE_KINDS):
         p = e.payload
-        what = (f"{p.get('deployment_id', 'portfolio')}: {p['from']} -> {p['to']} ({p['reason']})"
-                if "to" in p else f"{e.kind.value} by {p.get('by')}")
+        if e.kind is EventKind.ALERT_RAISED:
+            what = f"[{p['level']}] {p['message']}"
+        elif e.kind is EventKind.TRADING_STATE_CHANGED:
+            what = f"desk {p['from']} -> {p['to']} ({p['reason']})"
+        elif e.kind is EventKind.BREACH_CONFIRMED:
+            what = (f"risk {'confirms' if p['confirmed'] else 'does not confirm'} the breach on fresh equity "
+                    f"{float(p['equity']):,.2f} (drawdown {float(p['drawdown']):.2%})")
+        elif e.kind is EventKind.BREACH_AUTHORIZED:
+            what = f"lead authorizes: {p['action']} ({p['policy']})"
+        else:
+            what = f"monitor detects portfolio drawdown {p['drawdown']:.2%} >= {p['limit']:.0%}"
         out.append({"seq": e.seq, "time": pd.Timestamp(e.time, unit="s", tz="UTC").isoformat(), "kind": e.kind.value,
-                    "what": what})
+                    "deployment_id": e.deployment_id, "what": what})
     return out
 
+
+def state_paths(ledger: Ledger) -> dict[str, str]:
+    """Each deployment's states in order, e.g. ``ACTIVE -> REDUCING (drawdown_halt, circuit_breaker) -> HALTED
+    (circuit_breaker)``."""
+    paths: dict[str, list[tuple[str, list[str]]]] = {}
+    for e in ledger.events({EventKind.DEPLOYMENT_CREATED, EventKind.DEPLOYMENT_STATE_CHANGED}):
+        dep = e.payload["deployment_id"]
+        if e.kind is EventKind.DEPLOYMENT_CREATED:
+            paths[dep] = [("ACTIVE", [])]
+        elif paths[dep][-1][0] == e.payload["to"]:  # same state, another reason: say both
+            paths[dep][-1][1].append(e.payload["reason"])
+        else:
+            paths[dep].append((e.payload["to"], [e.payload["reason"]]))
+    return {dep: " -> ".join(f"{state} ({', '.join(reasons)})" if reasons else state for state, reasons in steps)
+            for dep, steps in paths.items()}

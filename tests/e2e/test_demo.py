@@ -1,0 +1,118 @@
+"""`execdesk demo` end to end, as a user runs it, and what it leaves in the ledger."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from execdesk.domain.events import EventKind
+from execdesk.store.ledger import Ledger
+from execdesk.store.projections import all_projection_rows
+
+pytestmark = pytest.mark.slow
+
+SHOCK = int(pd.Timestamp("2024-09-20T14:00:00Z").timestamp())
+
+
+def _demo(home: Path, *args: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "execdesk.cli", "demo", "--home", str(home), "--json", *args],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    data: dict[str, Any] = json.loads(out.stdout)
+    return data
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    home = tmp_path_factory.mktemp("demo")
+    data = _demo(home)
+    return data, Path(data["ledger"]).parent
+
+
+def test_demo_when_run_then_json_lists_every_deployment_with_its_figures(demo_run: tuple[dict[str, Any], Path]) -> None:
+    data, _home = demo_run
+    assert data["ok"] is True
+    deployments = {d["strategy"]: d for d in data["deployments"]}
+    assert set(deployments) == {"STR-001", "STR-002", "STR-003", "STR-004"}
+    for d in deployments.values():
+        assert {"id", "strategy", "trades", "pnl", "max_drawdown", "state"} <= set(d)
+        assert d["trades"] > 0
+    assert all(Path(p).is_file() for p in data["reports"])
+
+
+def test_demo_when_market_shock_then_circuit_breaker_leaves_the_desk_flat_and_halted(
+        demo_run: tuple[dict[str, Any], Path]) -> None:
+    data, home = demo_run
+    assert data["trading_state"] == "HALTED"
+    assert all(d["state"] == "HALTED" for d in data["deployments"])
+    with Ledger.for_home(home) as ledger:
+        kinds = [e.kind for e in ledger.events({EventKind.BREACH_DETECTED, EventKind.BREACH_CONFIRMED,
+                                                EventKind.BREACH_AUTHORIZED, EventKind.TRADING_STATE_CHANGED})]
+        # the seed's protocol, in order: monitor detects, risk confirms, lead authorizes, then flat and HALTED
+        assert kinds == [EventKind.BREACH_DETECTED, EventKind.BREACH_CONFIRMED, EventKind.BREACH_AUTHORIZED,
+                         EventKind.TRADING_STATE_CHANGED, EventKind.TRADING_STATE_CHANGED]
+        detected = next(iter(ledger.events({EventKind.BREACH_DETECTED})))
+        assert SHOCK <= detected.time <= SHOCK + 3 * 3600
+        assert not ledger.state.open_positions()
+        assert not ledger.state.open_orders()
+        halted_at = max(e.seq for e in ledger.events({EventKind.TRADING_STATE_CHANGED}))
+        after = [e for e in ledger.events({EventKind.ORDER_SUBMITTED, EventKind.ORDER_FILLED}) if e.seq > halted_at]
+        assert after == [], "nothing trades while HALTED"
+
+
+def test_demo_when_strategy_degrades_then_its_drawdown_stops_it_before_the_shock(
+        demo_run: tuple[dict[str, Any], Path]) -> None:
+    data, home = demo_run
+    degrading = next(d for d in data["deployments"] if d["strategy"] == "STR-002")
+    assert degrading["path"].startswith("ACTIVE -> REDUCING (drawdown_halt")
+    assert degrading["pnl"] < 0
+    with Ledger.for_home(home) as ledger:
+        halts = [e for e in ledger.events({EventKind.DEPLOYMENT_STATE_CHANGED}, deployment_id=degrading["id"])
+                 if e.payload["reason"] == "drawdown_halt"]
+        assert halts and halts[0].time < SHOCK
+        assert halts[0].payload["evidence"]["drawdown"] >= 0.15
+
+
+def test_demo_when_run_then_ledger_positions_and_cash_agree_with_fills(demo_run: tuple[dict[str, Any], Path]) -> None:
+    data, home = demo_run
+    with Ledger.for_home(home) as ledger:
+        state = ledger.state
+        signed: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        cash = Decimal(100_000)
+        for fill in state.fills.values():
+            sign = 1 if fill.side == "BUY" else -1
+            signed[(fill.deployment_id, fill.pair)] += sign * fill.qty
+            cash -= sign * fill.qty * fill.price + fill.fee
+        assert all(pos.qty == signed[key] for key, pos in state.positions.items())
+        assert state.cash() == cash
+        # flat at the end: equity is the cash, and the reported P&L adds up to it
+        assert data["equity"] == pytest.approx(float(cash), abs=0.01)
+        assert sum(d["pnl"] for d in data["deployments"]) == pytest.approx(float(cash) - 100_000, abs=0.05)
+        assert ledger.read_projections() == all_projection_rows(ledger.rebuild_state())
+        assert ledger.verify_chain() is None
+
+
+def test_demo_when_same_seed_then_same_ledger_content_and_other_seed_differs(
+        demo_run: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
+    _data, home = demo_run
+    again = Path(_demo(tmp_path / "again")["ledger"]).parent
+    other = Path(_demo(tmp_path / "other", "--seed", "8")["ledger"]).parent
+    with Ledger.for_home(home) as a, Ledger.for_home(again) as b, Ledger.for_home(other) as c:
+        assert a.event_contents() == b.event_contents()
+        assert a.event_contents() != c.event_contents()
+
+
+def test_demo_when_run_again_then_it_carries_on_from_the_complete_ledger(demo_run: tuple[dict[str, Any], Path],
+                                                                        ) -> None:
+    data, home = demo_run
+    again = _demo(home.parent.parent)
+    assert again["already_complete"] is True
+    assert again["equity"] == data["equity"]

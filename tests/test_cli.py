@@ -1,0 +1,126 @@
+"""The command line as a user (or an agent) drives it: output, --json, exit codes, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from execdesk.cli import app
+from tests.conftest import BUNDLES
+
+runner = CliRunner()
+
+
+def _json(result) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    return json.loads(result.stdout)
+
+
+def test_help_when_imported_then_freqtrade_and_heavy_modules_are_not_loaded() -> None:
+    code = ("import sys, execdesk.cli; heavy = [m for m in ('freqtrade', 'talib', 'pandas', 'sqlalchemy') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_help_when_run_as_a_program_then_lists_every_command() -> None:
+    out = subprocess.run([sys.executable, "-m", "execdesk.cli", "--help"], capture_output=True, text=True, check=True)
+    for command in ("run", "demo", "intake", "status", "report"):
+        assert command in out.stdout
+
+
+def test_run_when_json_then_one_object_with_deployments_and_exit_0(write_config: Callable[..., Path],
+                                                                   tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", str(write_config()), "--home", str(tmp_path / "home"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = _json(result)
+    assert data["ok"] is True
+    ids = {d["id"] for d in data["deployments"]}
+    assert ids == {"STR-001-v1", "STR-004-v1"}
+    for d in data["deployments"]:
+        assert {"id", "strategy", "trades", "pnl", "max_drawdown", "state"} <= set(d)
+    assert Path(data["ledger"]).is_file()
+    assert all(Path(p).is_file() for p in data["reports"])
+
+
+def test_run_when_config_missing_then_exit_2_and_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", str(tmp_path / "nope.yaml"), "--home", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "nope.yaml" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_run_when_config_has_a_bad_key_then_exit_2_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "desk.yaml"
+    path.write_text(f"market: {{start: 2024-01-01, end: 2024-02-01}}\nrisk: {{risk_per_trade: 7}}\n"
+                    f"strategies: [{{bundle: {BUNDLES / 'trend_ema_cross.yaml'}, allocation: 0.5}}]\n")
+    result = runner.invoke(app, ["run", str(path), "--home", str(tmp_path / "h"), "--json"])
+    assert result.exit_code == 2
+    error = _json(result)["error"]
+    assert error["type"] == "SpecError"
+    assert "risk.risk_per_trade" in error["message"]
+
+
+def test_intake_when_inbox_holds_good_and_bad_then_each_reported_and_exit_2(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a_good.yaml").write_text((BUNDLES / "trend_ema_cross.yaml").read_text())
+    (inbox / "b_bad.yaml").write_text("id: X\nname: [\n")
+    (inbox / "c_binary.json").write_bytes(b"\x00\x01\xff")
+    result = runner.invoke(app, ["intake", str(inbox), "--json"])
+    assert result.exit_code == 2
+    results = _json(result)["results"]
+    assert [r["ok"] for r in results] == [True, False, False]
+    assert results[0]["bundle"]["id"] == "STR-001"
+    assert results[1]["errors"] and results[2]["errors"]
+
+
+def test_intake_when_all_good_then_exit_0_and_human_lines(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["intake", str(BUNDLES / "momentum_macd.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "accepted" in result.stdout and "STR-003" in result.stdout
+
+
+def test_status_when_no_ledger_then_exit_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["status", "--home", str(tmp_path), "--json"])
+    assert result.exit_code == 2
+    assert "no ledger" in _json(result)["error"]["message"]
+
+
+def test_status_and_report_when_run_then_reflect_the_ledger(write_config: Callable[..., Path],
+                                                            tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert runner.invoke(app, ["run", str(write_config()), "--home", str(home)]).exit_code == 0
+    status = runner.invoke(app, ["status", "--home", str(home), "--json"])
+    assert status.exit_code == 0
+    data = _json(status)
+    assert data["completed"] is True
+    assert {d["id"] for d in data["deployments"]} == {"STR-001-v1", "STR-004-v1"}
+    first = runner.invoke(app, ["report", "--home", str(home), "--json"])
+    second = runner.invoke(app, ["report", "STR-001-v1", "--home", str(home), "--json"])
+    assert first.exit_code == 0 and second.exit_code == 0
+    files_1, files_2 = _json(first)["files"], _json(second)["files"]
+    assert set(files_1).isdisjoint(files_2), "reports are append-only: a new folder each time"
+    assert [d["id"] for d in _json(second)["deployments"]] == ["STR-001-v1"]
+
+
+def test_report_when_deployment_unknown_then_exit_2_listing_known(write_config: Callable[..., Path],
+                                                                 tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    runner.invoke(app, ["run", str(write_config()), "--home", str(home)])
+    result = runner.invoke(app, ["report", "STR-999", "--home", str(home)])
+    assert result.exit_code == 2
+    assert "STR-001-v1" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["demo", "--seed", "-1"], ["run", "x.yaml", "--seed", "-5"]])
+def test_seed_when_negative_then_exit_2(args: list[str], tmp_path: Path) -> None:
+    if args[0] == "run":
+        args = ["run", str(BUNDLES.parent / "demo.yaml"), *args[2:]]
+    result = runner.invoke(app, [*args, "--home", str(tmp_path)])
+    assert result.exit_code == 2
