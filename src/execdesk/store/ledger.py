@@ -20,7 +20,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Table, create_engine, event, select
+from sqlalchemy import Connection, Engine, Table, create_engine, event, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from execdesk.domain.events import Event, EventKind, canonical_json
@@ -63,7 +63,8 @@ class Ledger:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._upserts = {t: _upsert_statement(engine.dialect.name, t) for t in _PROJECTIONS}
+        self._insert_events = _Prepared(engine, models.events.insert())
+        self._upserts = {t: _Prepared(engine, _upsert_statement(engine.dialect.name, t)) for t in _PROJECTIONS}
         self._buffer: list[dict[str, Any]] = []
         self._last_hash = GENESIS
         self.state = DeskState()
@@ -124,10 +125,10 @@ class Ledger:
         try:
             with self.engine.begin() as conn:
                 if self._buffer:
-                    conn.execute(models.events.insert(), self._buffer)
+                    self._insert_events.run(conn, self._buffer)
                 for table, table_rows in rows.items():
                     if table_rows:
-                        conn.execute(self._upserts[table], table_rows)
+                        self._upserts[table].run(conn, table_rows)
         except SQLAlchemyError as exc:
             raise LedgerError(f"ledger write failed: {exc.__class__.__name__}: {exc}") from exc
         self._buffer.clear()
@@ -192,6 +193,24 @@ class Ledger:
 
 _PROJECTIONS: tuple[Table, ...] = (models.deployments, models.orders, models.fills, models.positions,
                                    models.balances, models.desk)
+
+
+class _Prepared:
+    """A statement compiled once for the engine's dialect and run with executemany on the DBAPI cursor.
+
+    SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself; the ledger's
+    rows are plain str/int values that need none of it.
+    """
+
+    def __init__(self, engine: Engine, statement: Any) -> None:
+        compiled = statement.compile(dialect=engine.dialect)
+        self.sql = str(compiled)
+        self.order: list[str] | None = list(compiled.positiontup) if compiled.positional else None
+
+    def run(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        order = self.order
+        params: list[Any] = [tuple(r[k] for k in order) for r in rows] if order is not None else rows
+        conn.exec_driver_sql(self.sql, params)
 
 
 def _upsert_statement(dialect: str, table: Table) -> Any:
