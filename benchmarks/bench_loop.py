@@ -35,7 +35,7 @@ from execdesk.lead.loop import DeskLoop
 from execdesk.risk.config import RiskConfig
 from execdesk.risk.pretrade import Verdict
 from execdesk.store.ledger import Ledger
-from execdesk.strategy import load_bundle
+from execdesk.strategy import load_bundle, validate_bundle
 from execdesk.venues.paper import PaperVenue
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,10 @@ def _deploy(ledger: Ledger, bundles: list[Any], capital: Decimal) -> list[str]:
     return ids
 
 
-def bench_loop(candles: int, deployments: int, pairs: int, timeframe: str = "5m") -> dict[str, Any]:
+def bench_loop(candles: int, deployments: int, pairs: int, timeframe: str = "5m", quiet: bool = False
+               ) -> dict[str, Any]:
+    """``quiet``: the same strategies with entry conditions that never hold, so the figure is the cost
+    of evaluating bars (signals, exits, marking to market, the monitor) without the cost of trading."""
     names = [f"P{i}/USDT" for i in range(pairs)]
     start = datetime(2020, 1, 1, tzinfo=UTC)
     minutes = {"5m": 5, "1h": 60}[timeframe]
@@ -67,17 +70,20 @@ def bench_loop(candles: int, deployments: int, pairs: int, timeframe: str = "5m"
     frames = generate_market({p: PairProfile(start_price=100.0, base_volume=1e6) for p in names}, timeframe,
                              start, end, seed=1)
     t_gen = time.perf_counter() - t0
-    return _run_loop(frames, timeframe, deployments, names, t_gen)
+    return _run_loop(frames, timeframe, deployments, names, t_gen, quiet)
 
 
-def _run_loop(frames: dict[str, Any], timeframe: str, deployments: int, names: list[str], t_gen: float
-              ) -> dict[str, Any]:
+def _run_loop(frames: dict[str, Any], timeframe: str, deployments: int, names: list[str], t_gen: float,
+              quiet: bool = False) -> dict[str, Any]:
     templates = [load_bundle(BUNDLES / f) for f in ("trend_ema_cross.yaml", "mean_revert_bbands.yaml",
                                                      "momentum_macd.yaml")]
     bundles = []
     for i in range(deployments):
-        b = templates[i % len(templates)]
-        bundles.append(b.model_copy(update={"pairs": names, "timeframe": timeframe}))
+        spec = templates[i % len(templates)].to_canonical_dict()
+        spec.update(pairs=names, timeframe=timeframe)
+        if quiet:
+            spec["entry"] = {"long": "close < 0"}
+        bundles.append(validate_bundle(spec, f"benchmark bundle {i}"))
     with tempfile.TemporaryDirectory() as home:
         ledger = Ledger.for_home(Path(home))
         ids = _deploy(ledger, bundles, Decimal(1_000_000))
@@ -98,7 +104,8 @@ def _run_loop(frames: dict[str, Any], timeframe: str, deployments: int, names: l
         ledger.close()
     evaluations = sum(lane.evaluations for lane in lanes)
     total = t_lanes + t_loop
-    return {"candles_per_pair": market.n, "pairs": len(names), "deployments": deployments, "lanes": len(lanes),
+    return {"quiet": quiet, "candles_per_pair": market.n, "pairs": len(names), "deployments": deployments,
+            "lanes": len(lanes),
             "evaluations": evaluations, "orders": stats.orders, "fills": stats.fills,
             "eventful_bars": stats.eventful_bars, "generate_s": round(t_gen, 3), "market_view_s": round(t_market, 3),
             "signals_s": round(t_lanes, 3), "loop_s": round(t_loop, 3),

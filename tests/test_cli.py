@@ -77,13 +77,15 @@ def test_intake_when_inbox_holds_good_and_bad_then_each_reported_and_exit_2(tmp_
     results = _json(result)["results"]
     assert [r["ok"] for r in results] == [True, False, False]
     assert results[0]["bundle"]["id"] == "STR-001"
-    assert results[1]["errors"] and results[2]["errors"]
+    assert results[1]["errors"]
+    assert results[2]["errors"]
 
 
 def test_intake_when_all_good_then_exit_0_and_human_lines(tmp_path: Path) -> None:
     result = runner.invoke(app, ["intake", str(BUNDLES / "momentum_macd.yaml")])
     assert result.exit_code == 0, result.output
-    assert "accepted" in result.stdout and "STR-003" in result.stdout
+    assert "accepted" in result.stdout
+    assert "STR-003" in result.stdout
 
 
 def test_status_when_no_ledger_then_exit_2(tmp_path: Path) -> None:
@@ -103,7 +105,8 @@ def test_status_and_report_when_run_then_reflect_the_ledger(write_config: Callab
     assert {d["id"] for d in data["deployments"]} == {"STR-001-v1", "STR-004-v1"}
     first = runner.invoke(app, ["report", "--home", str(home), "--json"])
     second = runner.invoke(app, ["report", "STR-001-v1", "--home", str(home), "--json"])
-    assert first.exit_code == 0 and second.exit_code == 0
+    assert first.exit_code == 0
+    assert second.exit_code == 0
     files_1, files_2 = _json(first)["files"], _json(second)["files"]
     assert set(files_1).isdisjoint(files_2), "reports are append-only: a new folder each time"
     assert [d["id"] for d in _json(second)["deployments"]] == ["STR-001-v1"]

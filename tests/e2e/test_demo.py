@@ -77,7 +77,8 @@ def test_demo_when_strategy_degrades_then_its_drawdown_stops_it_before_the_shock
     with Ledger.for_home(home) as ledger:
         halts = [e for e in ledger.events({EventKind.DEPLOYMENT_STATE_CHANGED}, deployment_id=degrading["id"])
                  if e.payload["reason"] == "drawdown_halt"]
-        assert halts and halts[0].time < SHOCK
+        assert halts
+        assert halts[0].time < SHOCK
         assert halts[0].payload["evidence"]["drawdown"] >= 0.15
 
 

@@ -173,5 +173,5 @@ def test_config_when_allocations_exceed_one_then_spec_error_names_strategies(
         write_config: Callable[..., Path]) -> None:
     path = write_config(strategies=[
         {"bundle": "a.yaml", "allocation": 0.7}, {"bundle": "b.yaml", "allocation": 0.6}])
-    with pytest.raises(SpecError, match="allocations sum to 1.3"):
+    with pytest.raises(SpecError, match=r"allocations sum to 1\.3"):
         load_desk_config(path)

@@ -48,6 +48,10 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON-safe in an event payload: {type(value).__name__}")
 
 
+#: datetimes and dataclasses go to ``_default`` (which refuses them) instead of orjson's own encoding
+_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
 def canonical_json(payload: Any) -> str:
     """The one encoding of a payload: sorted keys, compact UTF-8, Decimals as strings, enums as values.
 
@@ -55,7 +59,7 @@ def canonical_json(payload: Any) -> str:
     event. NaN and infinities are refused: a ledger holds numbers, not their absence.
     """
     try:
-        text = orjson.dumps(payload, default=_default, option=orjson.OPT_SORT_KEYS).decode()
+        text = orjson.dumps(payload, default=_default, option=_OPTIONS).decode()
     except orjson.JSONEncodeError as exc:
         cause = exc.__cause__
         if isinstance(cause, (TypeError, ValueError)):

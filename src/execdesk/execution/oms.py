@@ -85,8 +85,11 @@ class OrderManager:
     def collect_fills(self) -> list[VenueFill]:
         """Record the venue's new fills (each fill id once) and return them."""
         fills, self._cursor = self.venue.fills_since(self._cursor)
-        new = [f for f in fills if f.fill_id not in self.ledger.state.fills]
-        for f in new:
+        new: list[VenueFill] = []
+        for f in fills:
+            if f.fill_id in self.ledger.state.fills:  # known, or repeated within this batch (recorded just now)
+                continue
+            new.append(f)
             order = self.ledger.state.orders[f.client_order_id]
             self.ledger.record(Event(f.time, EventKind.ORDER_FILLED, {
                 "client_order_id": f.client_order_id, "fill_id": f.fill_id, "qty": f.qty, "price": f.price,
