@@ -280,3 +280,17 @@ def test_fold_marks_when_progress_and_completion_events_then_later_values_win() 
     # Assert
     assert marks.peak == {PORTFOLIO: 120.0}
     assert marks.max_drawdown == {PORTFOLIO: 0.05}
+
+
+def test_advance_when_drawdown_equals_the_limit_in_floats_then_it_is_reached() -> None:
+    # Arrange: equity 2100 -> 1890 is a drawdown of exactly 10%, computed as 0.09999999999999998
+    close = np.array([[210.0, 189.0]])
+    h = Holdings(cash=0.0, portfolio=(Holding(0, 10.0, 210.0),), deployment_base={}, deployment_holdings={})
+    assert 1.0 - 1890.0 / 2100.0 < 0.10
+
+    # Act
+    stop, breaches, _ = Monitor(close, np.array([False, False])).advance(h, 0, 1, [Limit(PORTFOLIO, "halt", 0.10)])
+
+    # Assert
+    assert stop == 1
+    assert [b.level for b in breaches] == ["halt"]

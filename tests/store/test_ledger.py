@@ -325,3 +325,17 @@ def test_sqlite_url_when_home_relative_then_absolute_path(tmp_path: Path, monkey
 
     # Assert
     assert url == f"sqlite:///{tmp_path.resolve() / 'h' / 'ledger.sqlite'}"
+
+
+def test_verify_chain_when_last_events_deleted_then_first_missing_seq(ledger: Ledger, home: Path) -> None:
+    # Arrange: the projections (desk.last_seq) were written with the events; the tail then disappears
+    for e in history():
+        ledger.record(e)
+    ledger.flush()
+    last = ledger.state.last_seq
+    with sqlite3.connect(home / "ledger.sqlite") as conn:
+        conn.execute("DELETE FROM events WHERE seq >= ?", (last - 1,))
+    conn.close()
+
+    # Act / Assert
+    assert ledger.verify_chain() == last - 1

@@ -282,3 +282,19 @@ def test_config_when_fee_bps_negative_then_message_says_got_and_expected() -> No
     # Act / Assert
     with pytest.raises(InvalidInput, match=r"venue\.fee_bps: got -1; expected .*\[0, 1000\]"):
         PaperVenueConfig(fee_bps=-1)
+
+
+def test_restore_when_order_partly_filled_then_its_next_fill_gets_a_new_fill_id() -> None:
+    # Arrange: o2 (sell 1) has a fill of 0.4 in the ledger; the venue fills the rest after a restart
+    state = _state_with_history()
+    state.apply(Event(2 * H, EventKind.ORDER_FILLED, {"client_order_id": "o2", "fill_id": "o2-1", "qty": D("0.4"),
+                                                      "price": D(110), "fee": D(0)}, "dep-1"))
+    v = venue(cash="0", fee_bps=0, slippage_bps=0)
+    v.restore(state)
+
+    # Act
+    fills = v.on_bar_open(PAIR, 3 * H, 120.0)
+
+    # Assert: the remaining 0.6, under an id the ledger does not hold yet
+    assert [(f.fill_id, f.qty) for f in fills] == [("o2-2", D("0.6"))]
+    assert fills[0].fill_id not in state.fills

@@ -18,6 +18,8 @@ import numpy.typing as npt
 from execdesk.domain.events import Event, EventKind
 
 PORTFOLIO = "portfolio"
+#: a drawdown of exactly the limit reaches it, though float arithmetic may land a hair below
+LIMIT_TOLERANCE = 1e-9
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -163,14 +165,15 @@ class Monitor:
         armed = [(lim, row[lim.scope]) for lim in limits if lim.scope in row]
         stop = eq.shape[1]
         if armed:
-            hits = dds[[r for _, r in armed]] >= np.array([lim.drawdown for lim, _ in armed])[:, None]
+            limit_of = np.array([lim.drawdown for lim, _ in armed])[:, None] - LIMIT_TOLERANCE
+            hits = dds[[r for _, r in armed]] >= limit_of
             any_hit = hits.any(axis=0)
             if any_hit.any():
                 stop = int(np.argmax(any_hit)) + 1
         end = stop - 1  # offset of the last bar evaluated
         breaches = [Breach(lim.scope, lim.level, lim.drawdown, float(dds[r, end]), float(eq[r, end]),
                            float(peaks[r, end]))
-                    for lim, r in armed if dds[r, end] >= lim.drawdown]
+                    for lim, r in armed if dds[r, end] >= lim.drawdown - LIMIT_TOLERANCE]
         worst = np.maximum(worst_marks, dds[:, : end + 1].max(axis=1))
         new_peak = peaks[:, end]
         marks = self._marks

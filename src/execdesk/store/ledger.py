@@ -106,6 +106,7 @@ class Ledger:
         stamped = Event(event.time, event.kind, event.payload, event.deployment_id, seq)
         payload = canonical_json(stamped.payload)
         self._last_hash = chain_hash(self._last_hash, seq, stamped.content(payload))
+        self.state.dirty.add(("desk", None))  # desk.last_seq: how far the projections reach
         self._buffer.append({"seq": seq, "time": stamped.time, "kind": stamped.kind.value,
                              "deployment_id": stamped.deployment_id, "payload": payload,
                              "hash": self._last_hash})
@@ -157,8 +158,13 @@ class Ledger:
         return [(r.seq, f"{r.time}|{r.kind}|{r.deployment_id}|{r.payload}", r.hash) for r in rows]
 
     def verify_chain(self) -> int | None:
-        """The seq of the first event whose hash does not verify, or None if the chain is whole."""
+        """The seq of the first event whose hash does not verify, or None if the chain is whole.
+
+        Events missing from the end (the projections' ``last_seq`` is past the last event) report
+        the first missing seq.
+        """
         prev = GENESIS
+        last = 0
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=5000).execute(
                 select(models.events).order_by(models.events.c.seq))
@@ -166,7 +172,10 @@ class Ledger:
                 event_ = Event(row.time, EventKind(row.kind), json.loads(row.payload), row.deployment_id, row.seq)
                 if row.hash != chain_hash(prev, row.seq, event_.content(row.payload)):
                     return int(row.seq)
-                prev = row.hash
+                prev, last = row.hash, int(row.seq)
+            recorded = conn.execute(select(models.desk.c.value).where(models.desk.c.key == "last_seq")).scalar()
+        if recorded is not None and int(recorded) > last:
+            return last + 1
         return None
 
     def read_projections(self) -> dict[str, list[dict[str, Any]]]:

@@ -53,6 +53,7 @@ def desk_rows(s: DeskState) -> list[dict[str, Any]]:
         "completed": "1" if s.completed else "0",
         "quote": s.quote,
         "config": json.dumps(s.config, sort_keys=True),
+        "last_seq": str(s.last_seq),
     }
     return [{"key": k, "value": v} for k, v in values.items()]
 

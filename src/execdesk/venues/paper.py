@@ -55,6 +55,7 @@ class PaperVenue:
         self._orders: dict[ClientOrderId, VenueOrder] = {}
         self._pending: list[ClientOrderId] = []
         self._fills: list[VenueFill] = []
+        self._fill_count: dict[ClientOrderId, int] = {}  # fills per order, for unique fill ids
 
     # ---------------------------------------------------------------- Venue protocol
     def submit(self, order: VenueOrder) -> VenueOrder:
@@ -110,7 +111,9 @@ class PaperVenue:
             price = dec(price0 * (1 + sign * self._slip))
             qty = order.qty - order.filled_qty
             fee = dec(qty * price * self._fee)
-            fill = VenueFill(f"{coid}-1", coid, pair, order.side, qty, price, fee, time)
+            n = self._fill_count.get(coid, 0) + 1
+            self._fill_count[coid] = n
+            fill = VenueFill(f"{coid}-{n}", coid, pair, order.side, qty, price, fee, time)
             self._cash -= sign * qty * price + fee
             self._positions[pair] = self._positions.get(pair, Decimal(0)) + sign * qty
             self._orders[coid] = replace(order, status=OrderStatus.FILLED, filled_qty=order.qty)
@@ -129,6 +132,10 @@ class PaperVenue:
         self._orders.clear()
         self._pending.clear()
         self._fills.clear()
+        self._fill_count.clear()
+        for fill in state.fills.values():
+            coid = ClientOrderId(fill.client_order_id)
+            self._fill_count[coid] = self._fill_count.get(coid, 0) + 1
         for rec in state.orders.values():
             order = VenueOrder(ClientOrderId(rec.client_order_id), rec.pair, Side(rec.side), OrderType(rec.type),
                                rec.qty, rec.updated_at, rec.status, rec.filled_qty)
