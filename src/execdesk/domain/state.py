@@ -20,7 +20,7 @@ ZERO = Decimal(0)
 
 
 def _d(value: Any) -> Decimal:
-    return Decimal(str(value))
+    return value if type(value) is Decimal else Decimal(str(value))
 
 
 @dataclass(slots=True)

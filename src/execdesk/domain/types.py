@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import NewType
 
 DeploymentId = NewType("DeploymentId", str)
@@ -31,6 +32,12 @@ def dec(value: float | int | str | Decimal) -> Decimal:
     else:
         d = Decimal(value)
     return d.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+@lru_cache(maxsize=1024)
+def dec_const(value: float | int | str) -> Decimal:
+    """:func:`dec` for configuration constants (limits, fractions), memoised: the hot path asks often."""
+    return dec(value)
 
 
 class Side(StrEnum):

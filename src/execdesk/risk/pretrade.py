@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 
-from execdesk.domain.types import QUANTUM, OrderIntent, TradingState, dec
+from execdesk.domain.types import QUANTUM, OrderIntent, TradingState, dec, dec_const
 from execdesk.risk.config import RiskConfig
 from execdesk.risk.sizing import SizeResult, fixed_fractional
 
@@ -68,10 +68,10 @@ def check_order(intent: OrderIntent, snap: PretradeSnapshot, cfg: RiskConfig) ->
     notional = size.notional
     caps = list(size.caps_applied)
     limits = {
-        "max_order_notional": dec(cfg.max_order_notional) if cfg.max_order_notional else None,
+        "max_order_notional": dec_const(cfg.max_order_notional) if cfg.max_order_notional else None,
         # a deployment trades its own equity, unlevered
         "deployment_exposure": snap.deployment_equity - snap.deployment_exposure,
-        "gross_exposure": snap.portfolio_equity * dec(cfg.max_gross_exposure) - snap.gross_exposure,
+        "gross_exposure": snap.portfolio_equity * dec_const(cfg.max_gross_exposure) - snap.gross_exposure,
         "free_cash": snap.cash / (1 + snap.fee_rate),
     }
     for rule, room in limits.items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from execdesk.domain.types import dec
+from execdesk.domain.types import dec, dec_const
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +39,8 @@ def fixed_fractional(equity: Decimal, risk_fraction: float, price: Decimal, stop
     if equity <= 0 or price <= 0 or stop_distance <= 0:
         return SizeResult(Decimal(0), Decimal(0), "fixed_fractional", "non-positive equity, price or stop: size 0",
                           inputs, ["no_size"])
-    raw = equity * dec(risk_fraction) / dec(stop_distance)
-    cap = equity * dec(max_position_fraction)
+    raw = equity * dec_const(risk_fraction) / dec_const(stop_distance)
+    cap = equity * dec_const(max_position_fraction)
     caps: list[str] = []
     notional = raw
     if raw > cap:
