@@ -127,3 +127,23 @@ def test_seed_when_negative_then_exit_2(args: list[str], tmp_path: Path) -> None
         args = ["run", str(BUNDLES.parent / "demo.yaml"), *args[2:]]
     result = runner.invoke(app, [*args, "--home", str(tmp_path)])
     assert result.exit_code == 2
+
+
+def test_db_url_when_given_then_the_ledger_lives_there_and_status_reads_it(write_config: Callable[..., Path],
+                                                                           tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    home = tmp_path / "home"
+    result = runner.invoke(app, ["run", str(write_config()), "--home", str(home), "--db-url", url, "--json"])
+    assert result.exit_code == 0, result.output
+    assert _json(result)["ledger"] == str(tmp_path / "elsewhere.db")
+    assert not (home / "ledger.sqlite").exists()
+    status = runner.invoke(app, ["status", "--home", str(home), "--json"], env={"EXECDESK_DB_URL": url})
+    assert status.exit_code == 0, status.output
+    assert _json(status)["completed"] is True
+
+
+def test_db_url_when_unusable_then_exit_2_without_the_password(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["status", "--home", str(tmp_path), "--db-url", "nosuchdb://user:s3cret@host/db"])
+    assert result.exit_code == 2
+    assert "s3cret" not in result.output
+    assert "***" in result.stderr

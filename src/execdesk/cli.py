@@ -31,6 +31,8 @@ err = Console(stderr=True, highlight=False)
 
 HomeOpt = Annotated[Path, typer.Option("--home", envvar="EXECDESK_HOME",
                                        help="The desk's home folder (ledger, reports).")]
+DbUrlOpt = Annotated[str | None, typer.Option("--db-url", envvar="EXECDESK_DB_URL", show_default=False,
+                                              help="SQLAlchemy URL of the ledger (default: SQLite in the home).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (stable keys) instead of tables.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
 DEFAULT_HOME = Path(".execdesk")
@@ -97,12 +99,12 @@ def _progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] 
 @command
 def run(config: Annotated[Path, typer.Argument(help="The desk config file (YAML or JSON).")],
         home: HomeOpt = DEFAULT_HOME, seed: Annotated[int | None, typer.Option(help="Override desk.seed.")] = None,
-        as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+        db_url: DbUrlOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Run the desk a config describes; run again on the same home and it carries on from the ledger."""
     from execdesk.lead import service
 
     with _progress(not as_json, "replaying") as progress:
-        summary = service.run_config(config, home, seed=seed, progress=progress)
+        summary = service.run_config(config, home, seed=seed, progress=progress, db_url=db_url)
     _show_summary(summary, as_json)
 
 
@@ -110,12 +112,12 @@ def run(config: Annotated[Path, typer.Argument(help="The desk config file (YAML 
 @command
 def demo(home: HomeOpt = DEFAULT_HOME, seed: Annotated[int, typer.Option(help="Seed of the generated market.")] = 7,
          fresh: Annotated[bool, typer.Option("--fresh", help="Start the demo's ledger anew.")] = False,
-         as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+         db_url: DbUrlOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Run the bundled demo: four strategies, a degrading one and a market shock, on generated data."""
     from execdesk.lead import service
 
     with _progress(not as_json, "demo") as progress:
-        summary = service.run_demo(home, seed=seed, fresh=fresh, progress=progress)
+        summary = service.run_demo(home, seed=seed, fresh=fresh, progress=progress, db_url=db_url)
     _show_summary(summary, as_json)
 
 
@@ -145,11 +147,12 @@ def intake(path: Annotated[Path, typer.Argument(help="A bundle file, a bundle fo
 
 @app.command()
 @command
-def status(home: HomeOpt = DEFAULT_HOME, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
+           debug: DebugOpt = False) -> None:
     """Show the desk's trading state, deployments, positions and open orders from the ledger."""
     from execdesk.lead import service
 
-    data = service.status(home)
+    data = service.status(home, db_url)
     if as_json:
         _emit_json(data)
         return
@@ -166,11 +169,12 @@ def status(home: HomeOpt = DEFAULT_HOME, as_json: JsonOpt = False, debug: DebugO
 @app.command()
 @command
 def report(deployment: Annotated[str | None, typer.Argument(help="One deployment id (default: all).")] = None,
-           home: HomeOpt = DEFAULT_HOME, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+           home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
+           debug: DebugOpt = False) -> None:
     """Write a performance report (JSON + Markdown, never overwriting) and print where it is."""
     from execdesk.lead import service
 
-    data = service.report(home, deployment)
+    data = service.report(home, deployment, db_url)
     if as_json:
         _emit_json(data)
         return

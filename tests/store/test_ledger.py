@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from execdesk.domain.events import Event, EventKind
-from execdesk.errors import LedgerError
+from execdesk.errors import InvalidInput, LedgerError
 from execdesk.store.ledger import GENESIS, Ledger, chain_hash, sqlite_url, upgrade
 from execdesk.store.projections import all_projection_rows
 
@@ -283,15 +283,24 @@ def test_reopen_when_more_events_recorded_then_chain_continues(home: Path) -> No
         led.close()
 
 
-@pytest.mark.parametrize(
-    "url",
-    ["nosuchdialect://user@host/db", "this is not a url", "sqlite:////nonexistent-execdesk-dir/sub/ledger.sqlite"],
-)
-def test_open_when_url_unusable_then_ledger_error_naming_the_url(url: str) -> None:
-    # Act / Assert
+def test_open_when_database_unreachable_then_ledger_error_naming_the_url() -> None:
+    url = "sqlite:////nonexistent-execdesk-dir/sub/ledger.sqlite"
     with pytest.raises(LedgerError, match="cannot open the ledger at") as info:
         Ledger.open(url)
     assert url in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["nosuchdialect://user@host/db", "this is not a url"])
+def test_open_when_url_malformed_or_unknown_dialect_then_invalid_input(url: str) -> None:
+    with pytest.raises(InvalidInput, match="is not usable"):
+        Ledger.open(url)
+
+
+def test_open_when_url_has_a_password_then_the_error_masks_it() -> None:
+    with pytest.raises(InvalidInput) as info:
+        Ledger.open("nosuchdialect://trader:hunter2@db.example/ledger")
+    assert "hunter2" not in str(info.value)
+    assert "***" in str(info.value)
 
 
 def test_open_when_opened_twice_then_migration_idempotent_and_data_kept(home: Path) -> None:

@@ -143,15 +143,15 @@ def _first_difference(recorded: dict[str, Any], wanted: dict[str, Any], path: st
 
 
 def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None] | None = None,
-             clock: Clock | None = None) -> RunSummary:
-    """Run (or carry on) the desk described by ``config`` in ``home``."""
+             clock: Clock | None = None, db_url: str | None = None) -> RunSummary:
+    """Run (or carry on) the desk described by ``config`` in ``home`` (ledger: ``db_url``, default SQLite there)."""
     started = time.perf_counter()
     bundles = [load_bundle(s.bundle) for s in config.strategies]
     ids = [deployment_id(b) for b in bundles]
     if len(set(ids)) != len(ids):
         raise InvalidInput(f"strategies: the same bundle id and version is listed twice ({', '.join(ids)})")
     market = build_market(config, bundles)
-    with Ledger.for_home(home) as ledger:  # an error drops what the loop had not flushed: see DeskLoop
+    with Ledger.for_home(home, db_url) as ledger:  # an error drops what the loop had not flushed: see DeskLoop
         _deploy(ledger, config, bundles, int(market.time[0]))
         lanes = [Lane(deployment_id(b), pair, b, market.lane_candles(pair, b.timeframe))
                  for b in bundles for pair in b.pairs]
@@ -175,7 +175,7 @@ def summarize(ledger: Ledger, market: MarketView, wall: float, stats: LoopStats,
     deployments = [deployment_summary(state, d, closes, marks, paths.get(d.id, "")) for d in state.deployments.values()]
     capital = float(state.config["config"]["desk"]["capital"]) if state.config else 0.0
     equity = float(state.cash()) + sum(float(p.qty) * closes[p.pair] for p in state.open_positions())
-    return RunSummary(home, str(ledger.engine.url.database), deployments, state.trading_state.value,
+    return RunSummary(home, ledger.location, deployments, state.trading_state.value,
                       state.trading_reason, equity, capital, marks.max_drawdown.get(PORTFOLIO, 0.0),
                       market.n, stats, wall, timeline(ledger), already_complete=already_complete)
 

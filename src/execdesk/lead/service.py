@@ -27,27 +27,28 @@ def demo_config_path() -> Path:
 
 
 def run_config(path: Path, home: Path, seed: int | None = None, progress: Progress = None,
-               report: bool = True) -> RunSummary:
+               report: bool = True, db_url: str | None = None) -> RunSummary:
     """``execdesk run``: run or carry on the desk ``path`` describes, then write a report."""
     if not path.is_file():
         raise InvalidInput(f"desk config {path}: no such file")
     config = load_desk_config(path, seed=seed)
-    summary = run_desk(config, home, progress=progress)
+    summary = run_desk(config, home, progress=progress, db_url=db_url)
     if report:
-        with Ledger.for_home(home) as ledger:
+        with Ledger.for_home(home, db_url) as ledger:
             _data, files = write_report(ledger, home)
         summary.reports = [str(p) for p in files]
     return summary
 
 
-def run_demo(home: Path, seed: int = 7, fresh: bool = False, progress: Progress = None) -> RunSummary:
+def run_demo(home: Path, seed: int = 7, fresh: bool = False, progress: Progress = None,
+             db_url: str | None = None) -> RunSummary:
     """``execdesk demo``: the bundled config in ``home/demo/seed-N`` (carried on unless ``fresh``)."""
     if seed < 0:
         raise InvalidInput(f"--seed: got {seed}; expected a non-negative integer")
     demo_home = home / "demo" / f"seed-{seed}"
     if fresh and demo_home.exists():
         shutil.rmtree(demo_home)
-    return run_config(demo_config_path(), demo_home, seed=seed, progress=progress)
+    return run_config(demo_config_path(), demo_home, seed=seed, progress=progress, db_url=db_url)
 
 
 def intake(path: Path) -> list[dict[str, Any]]:
@@ -70,15 +71,19 @@ def intake(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _open_existing(home: Path) -> Ledger:
-    if not (home / "ledger.sqlite").is_file():
+def _open_existing(home: Path, db_url: str | None) -> Ledger:
+    if db_url is None and not (home / "ledger.sqlite").is_file():
         raise InvalidInput(f"{home}: no ledger here ({sqlite_url(home)}); run `execdesk run` or `execdesk demo` first")
-    return Ledger.for_home(home)
+    ledger = Ledger.for_home(home, db_url)
+    if ledger.state.config is None:
+        ledger.close()
+        raise InvalidInput(f"the ledger at {ledger.location} holds no desk yet; run `execdesk run` first")
+    return ledger
 
 
-def status(home: Path) -> dict[str, Any]:
+def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
     """``execdesk status``: the projections of the ledger, as data."""
-    with _open_existing(home) as ledger:
+    with _open_existing(home, db_url) as ledger:
         s = ledger.state
         deployments = []
         for d in s.deployments.values():
@@ -97,8 +102,8 @@ def status(home: Path) -> dict[str, Any]:
         }
 
 
-def report(home: Path, deployment: str | None = None) -> dict[str, Any]:
+def report(home: Path, deployment: str | None = None, db_url: str | None = None) -> dict[str, Any]:
     """``execdesk report``: write a new report folder and return its data and file paths."""
-    with _open_existing(home) as ledger:
+    with _open_existing(home, db_url) as ledger:
         data, files = write_report(ledger, home, deployment)
     return {**data, "files": [str(p) for p in files]}

@@ -20,12 +20,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, Table, create_engine, event, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url, select
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from execdesk.domain.events import Event, EventKind, canonical_json
 from execdesk.domain.state import DeskState
-from execdesk.errors import LedgerError
+from execdesk.errors import InvalidInput, LedgerError
 from execdesk.store import models
 from execdesk.store.projections import projection_rows
 
@@ -54,6 +54,22 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def _safe(url: str) -> str:
+    """The URL with any password masked: ledger URLs must not leak credentials into logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not even a URL: say so without echoing it
+        return "<unparsable database URL>"
+
+
+def _scrub(text: str, url: str) -> str:
+    try:
+        password = make_url(url).password
+    except Exception:
+        return text
+    return text.replace(str(password), "***") if password else text
+
+
 def chain_hash(prev: str, seq: int, content: str) -> str:
     return hashlib.sha256(f"{prev}|{seq}|{content}".encode()).hexdigest()
 
@@ -78,13 +94,24 @@ class Ledger:
                 event.listen(engine, "connect", _sqlite_pragmas)
             upgrade(engine)
             return cls(engine)
-        except SQLAlchemyError as exc:
-            raise LedgerError(f"cannot open the ledger at {url}: {exc.__class__.__name__}: {exc}") from exc
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise InvalidInput(f"database URL {_safe(url)} is not usable: {_scrub(str(exc), url)}") from None
+        except (SQLAlchemyError, ValueError) as exc:
+            raise LedgerError(f"cannot open the ledger at {_safe(url)}: {exc.__class__.__name__}: "
+                              f"{_scrub(str(exc), url)}") from None
 
     @classmethod
     def for_home(cls, home: Path, url: str | None = None) -> Ledger:
         home.mkdir(parents=True, exist_ok=True)
         return cls.open(url or sqlite_url(home))
+
+    @property
+    def location(self) -> str:
+        """Where the ledger is: the SQLite file, or the database URL without its password."""
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite":
+            return str(url.database)
+        return url.render_as_string(hide_password=True)
 
     def close(self, flush: bool = True) -> None:
         """Close the ledger; ``flush=False`` drops unflushed events, as a crash would."""
