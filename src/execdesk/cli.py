@@ -132,11 +132,15 @@ def intake(path: Annotated[Path, typer.Argument(help="A bundle file, a bundle fo
     if as_json:
         _emit_json({"ok": all(r["ok"] for r in results), "results": results})
     else:
+        import yaml
+
         for r in results:
             if r["ok"]:
                 b = r["bundle"]
                 out.print(f"[green]accepted[/] {r['path']}: {b['id']} {b['name']} v{b['version']} "
                           f"{b['timeframe']} {', '.join(b['pairs'])} (hash {r['bundle_hash'][:12]})")
+                if len(results) == 1:  # one bundle: show it normalised, as the desk will use it
+                    out.print(yaml.safe_dump(b, sort_keys=False, width=100).rstrip(), markup=False)
             else:
                 out.print(f"[red]rejected[/] {r['path']}")
                 for issue in r["errors"]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 from execdesk.domain.events import EventKind
 from execdesk.store.ledger import Ledger
 from execdesk.store.projections import all_projection_rows
+from tests.kit import replay_fills
 
 pytestmark = pytest.mark.slow
 
@@ -86,13 +86,8 @@ def test_demo_when_run_then_ledger_positions_and_cash_agree_with_fills(demo_run:
     data, home = demo_run
     with Ledger.for_home(home) as ledger:
         state = ledger.state
-        signed: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-        cash = Decimal(100_000)
-        for fill in state.fills.values():
-            sign = 1 if fill.side == "BUY" else -1
-            signed[(fill.deployment_id, fill.pair)] += sign * fill.qty
-            cash -= sign * fill.qty * fill.price + fill.fee
-        assert all(pos.qty == signed[key] for key, pos in state.positions.items())
+        positions, cash = replay_fills(state, Decimal(100_000))
+        assert all(pos.qty == positions[key] for key, pos in state.positions.items())
         assert state.cash() == cash
         # flat at the end: equity is the cash, and the reported P&L adds up to it
         assert data["equity"] == pytest.approx(float(cash), abs=0.01)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -12,9 +11,11 @@ import pytest
 from execdesk.domain.events import EventKind
 from execdesk.errors import InvalidInput, SpecError
 from execdesk.lead.config import load_desk_config
-from execdesk.lead.desk import run_desk
+from execdesk.lead.desk import build_market, run_desk
 from execdesk.store.ledger import Ledger
 from execdesk.store.projections import all_projection_rows
+from execdesk.strategy import load_bundle
+from tests.kit import replay_fills
 
 # run bookkeeping, and the config (whose end date is what an extended run changes)
 RUN_KINDS = {EventKind.RUN_STARTED.value, EventKind.RUN_PROGRESS.value, EventKind.RUN_COMPLETED.value,
@@ -62,41 +63,19 @@ def test_run_when_finished_then_projections_equal_the_fold_of_the_events(write_c
 
 def test_run_when_finished_then_positions_equal_the_sum_of_fills_and_cash_agrees(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
-    summary = _run(write_config(), tmp_path)
+    path = write_config()
+    summary = _run(path, tmp_path)
+    config = load_desk_config(path)
+    market = build_market(config, [load_bundle(s.bundle) for s in config.strategies])
     with Ledger.for_home(tmp_path) as ledger:
         state = ledger.state
-        signed: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-        cash = Decimal(50_000)
-        for fill in state.fills.values():
-            sign = 1 if fill.side == "BUY" else -1
-            signed[(fill.deployment_id, fill.pair)] += sign * fill.qty
-            cash -= sign * fill.qty * fill.price + fill.fee
+        positions, cash = replay_fills(state, Decimal(50_000))
         for key, pos in state.positions.items():
-            assert pos.qty == signed[key]
+            assert pos.qty == positions[key]
         assert state.cash() == cash
         # equity = cash + positions at the last closes, as the summary reports it
-        marked = sum(float(p.qty) * p_close for p in state.open_positions()
-                     for p_close in [_last_close(summary, p.pair)])
+        marked = sum(float(p.qty) * float(market.pairs[p.pair].close[-1]) for p in state.open_positions())
         assert summary.equity == pytest.approx(float(cash) + marked, rel=1e-9)
-
-
-def _last_close(summary: object, pair: str) -> float:
-    from execdesk.lead.desk import build_market
-    from execdesk.strategy import load_bundle
-
-    del summary
-    config = load_desk_config(_LAST_CONFIG[0])
-    market = build_market(config, [load_bundle(s.bundle) for s in config.strategies])
-    return float(market.pairs[pair].close[-1])
-
-
-_LAST_CONFIG: list[Path] = []
-
-
-@pytest.fixture(autouse=True)
-def _remember_config(write_config: Callable[..., Path]) -> None:
-    _LAST_CONFIG.clear()
-    _LAST_CONFIG.append(write_config())
 
 
 def test_run_when_period_extended_then_carries_on_to_the_same_result_as_one_run(

@@ -45,6 +45,12 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _known_timeframe(value: str) -> str:
+    if value not in TIMEFRAMES:
+        raise ValueError(f"one of {', '.join(TIMEFRAMES)}")
+    return value
+
+
 class DeskSection(BaseModel):
     model_config = _STRICT
     name: str = Field("desk", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -112,12 +118,7 @@ class MarketSection(BaseModel):
 
     _utc = field_validator("start", "end")(_utc)
 
-    @field_validator("timeframe")
-    @classmethod
-    def _known_timeframe(cls, value: str) -> str:
-        if value not in TIMEFRAMES:
-            raise ValueError(f"one of {', '.join(TIMEFRAMES)}")
-        return value
+    _timeframe = field_validator("timeframe")(_known_timeframe)
 
     @model_validator(mode="after")
     def _period_and_source(self) -> MarketSection:
@@ -139,12 +140,7 @@ class MonitorSection(BaseModel):
     model_config = _STRICT
     snapshot_every: str = "1d"
 
-    @field_validator("snapshot_every")
-    @classmethod
-    def _tf(cls, value: str) -> str:
-        if value not in TIMEFRAMES:
-            raise ValueError(f"one of {', '.join(TIMEFRAMES)}")
-        return value
+    _timeframe = field_validator("snapshot_every")(_known_timeframe)
 
     @property
     def snapshot_seconds(self) -> int:
