@@ -15,6 +15,7 @@ from execdesk.lead.desk import build_market, run_desk
 from execdesk.store.ledger import Ledger
 from execdesk.store.projections import all_projection_rows
 from execdesk.strategy import load_bundle
+from tests.conftest import small_desk
 from tests.kit import replay_fills
 
 # run bookkeeping, and the config (whose end date is what an extended run changes)
@@ -154,3 +155,30 @@ def test_config_when_allocations_exceed_one_then_spec_error_names_strategies(
         {"bundle": "a.yaml", "allocation": 0.7}, {"bundle": "b.yaml", "allocation": 0.6}])
     with pytest.raises(SpecError, match=r"allocations sum to 1\.3"):
         load_desk_config(path)
+
+
+def test_run_when_market_is_a_freqtrade_datadir_then_same_trades_as_the_generated_candles_it_holds(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    # Arrange: write the generated market to Freqtrade files, then run the same desk from them
+    from execdesk.data.datadir import write_pair
+
+    generated = write_config()
+    config = load_desk_config(generated)
+    market = build_market(config, [load_bundle(s.bundle) for s in config.strategies])
+    datadir = tmp_path / "datadir"
+    for pair, track in market.pairs.items():
+        write_pair(datadir, pair, "1h", track.frame)
+    from_files = write_config(market={**small_desk(tmp_path)["market"], "source": "datadir", "datadir": str(datadir)})
+    # Act
+    _run(generated, tmp_path / "generated")
+    _run(from_files, tmp_path / "files")
+    # Assert
+    assert _trading_events(tmp_path / "generated") == _trading_events(tmp_path / "files")
+
+
+def test_run_when_strategy_timeframe_finer_than_the_market_then_invalid_input_and_ledger_untouched(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    config = write_config(market__timeframe="4h")  # the example strategies trade 1h and 4h candles
+    with pytest.raises(InvalidInput, match="not a whole multiple"):
+        _run(config, tmp_path)
+    assert not (tmp_path / "ledger.sqlite").exists()

@@ -151,10 +151,11 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
     if len(set(ids)) != len(ids):
         raise InvalidInput(f"strategies: the same bundle id and version is listed twice ({', '.join(ids)})")
     market = build_market(config, bundles)
+    # everything that can fail on bad input fails before the ledger is touched
+    lanes = [Lane(deployment_id(b), pair, b, market.lane_candles(pair, b.timeframe))
+             for b in bundles for pair in b.pairs]
     with Ledger.for_home(home, db_url) as ledger:  # an error drops what the loop had not flushed: see DeskLoop
         _deploy(ledger, config, bundles, int(market.time[0]))
-        lanes = [Lane(deployment_id(b), pair, b, market.lane_candles(pair, b.timeframe))
-                 for b in bundles for pair in b.pairs]
         venue = PaperVenue(config.desk.quote, ledger.state.cash(),
                            PaperVenueConfig(config.venue.fee_bps, config.venue.slippage_bps))
         the_clock = clock or (WallClock() if config.clock == "wall" else ReplayClock())
