@@ -160,12 +160,16 @@ def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonO
     if as_json:
         _emit_json(data)
         return
+    from datetime import UTC, datetime
+
+    last = (datetime.fromtimestamp(data["last_bar"], UTC).strftime("%Y-%m-%d %H:%M UTC")
+            if data["last_bar"] is not None else "none yet")
     out.print(f"desk [bold]{data['trading_state']}[/] ({data['trading_reason']}) — cash {data['cash']} "
-              f"{data['quote']}, last bar {data['last_bar']}, complete: {data['completed']}")
-    table = Table("deployment", "strategy", "state", "reason", "trades", "realised P&L", "open positions")
+              f"{data['quote']}, last bar {last}, run complete: {'yes' if data['completed'] else 'no'}")
+    table = Table("deployment", "strategy", "state", "reason", "trades", "realised P&L", "fees", "open positions")
     for d in data["deployments"]:
         table.add_row(d["id"], d["name"], d["state"], d["state_reason"], str(d["trades"]), d["realized_pnl"],
-                      str(len(d["positions"])))
+                      d["fees"], str(len(d["positions"])))
     out.print(table)
     out.print(f"open orders: {len(data['open_orders'])}; events: {data['events']}")
 

@@ -68,6 +68,10 @@ class Lane:
         """Bar-strategy evaluations this lane stands for: one per candle."""
         return len(self.candles.ohlcv)
 
+    def evaluations_from(self, g: int) -> int:
+        """Evaluations of the candles closing at grid index ``g`` or later."""
+        return self.evaluations - int(np.searchsorted(self.candles.close_index, g))
+
     # ---------------------------------------------------------------- entries
     def next_entry(self, after_g: int) -> tuple[int, Direction] | None:
         """The first entry signal closing at a grid index > ``after_g``."""
