@@ -88,14 +88,18 @@ class _Loader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[tuple[str, str]] = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, ScalarNode):
-                key = (key_node.tag, key_node.value)
-                if key in seen:
-                    raise ConstructorError(None, None, f"duplicate key {key_node.value!r}", key_node.start_mark)
-                seen.add(key)
+        _refuse_duplicate_keys(node)
         return super().construct_mapping(node, deep=deep)
+
+
+def _refuse_duplicate_keys(node: MappingNode) -> None:
+    seen: set[tuple[str, str]] = set()
+    for key_node, _ in node.value:
+        if isinstance(key_node, ScalarNode):
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise ConstructorError(None, None, f"duplicate key {key_node.value!r}", key_node.start_mark)
+            seen.add(key)
 
 
 def _load_yaml(text: str) -> Any:
@@ -121,13 +125,8 @@ def _check_nodes(root: Node) -> None:
             raise ComposerError(None, None, "anchors and aliases (&name, *name) are not allowed", node.start_mark)
         seen.add(id(node))
         if isinstance(node, MappingNode):
-            keys: set[tuple[str, str]] = set()
+            _refuse_duplicate_keys(node)
             for key_node, value_node in node.value:
-                if isinstance(key_node, ScalarNode):
-                    key = (key_node.tag, key_node.value)
-                    if key in keys:
-                        raise ConstructorError(None, None, f"duplicate key {key_node.value!r}", key_node.start_mark)
-                    keys.add(key)
                 stack.extend((key_node, value_node))
         elif isinstance(node, SequenceNode):
             stack.extend(node.value)
