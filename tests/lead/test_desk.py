@@ -15,7 +15,7 @@ from execdesk.lead.desk import build_market, run_desk
 from execdesk.store.ledger import Ledger
 from execdesk.store.projections import all_projection_rows
 from execdesk.strategy import load_bundle
-from tests.conftest import small_desk
+from tests.conftest import BUNDLES, small_desk
 from tests.kit import replay_fills
 
 # run bookkeeping, and the config (whose end date is what an extended run changes)
@@ -182,3 +182,20 @@ def test_run_when_strategy_timeframe_finer_than_the_market_then_invalid_input_an
     with pytest.raises(InvalidInput, match="not a whole multiple"):
         _run(config, tmp_path)
     assert not (tmp_path / "ledger.sqlite").exists()
+
+
+def test_run_when_a_bundle_turns_invalid_then_refused_and_the_ledger_keeps_everything(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    # Arrange: a finished run, then one of its bundles is replaced by a broken file
+    bundle = tmp_path / "trend.yaml"
+    bundle.write_text((BUNDLES / "trend_ema_cross.yaml").read_text())
+    config = write_config(strategies=[{"bundle": str(bundle), "allocation": 0.5}])
+    _run(config, tmp_path / "home")
+    before = _trading_events(tmp_path / "home")
+    bundle.write_text("id: STR-001\nstoploss: 0.5\n")
+    # Act / Assert
+    with pytest.raises(SpecError, match="stoploss"):
+        _run(config, tmp_path / "home")
+    assert _trading_events(tmp_path / "home") == before
+    with Ledger.for_home(tmp_path / "home") as ledger:
+        assert ledger.verify_chain() is None
