@@ -151,6 +151,31 @@ def intake(path: Annotated[Path, typer.Argument(help="A bundle file, a bundle fo
 
 @app.command()
 @command
+def codegen(bundle: Annotated[Path, typer.Argument(help="The strategy bundle (file or folder).")],
+            out_dir: Annotated[Path, typer.Option("--out", help="Folder for the strategy, its README and the review.")],
+            verify: Annotated[bool, typer.Option("--verify", help="Prove it with Freqtrade's backtester against "
+                                                                  "the native engine.")] = False,
+            data: Annotated[Path | None, typer.Option("--data", help="A Freqtrade datadir for --verify "
+                                                                     "(default: generated candles).")] = None,
+            as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Generate the Freqtrade strategy for a bundle, review it, and (--verify) prove it; exit 3 if a check fails."""
+    from execdesk.codegen import generate
+
+    if as_json:
+        report = generate(bundle, out_dir, verify=verify, data=data)
+    else:
+        with err.status("generating, reviewing" + (" and proving with Freqtrade" if verify else "") + " ..."):
+            report = generate(bundle, out_dir, verify=verify, data=data)
+    if as_json:
+        _emit_json({"ok": report.passed, **report.as_dict()})
+    else:
+        out.print(report.summary())
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+@app.command()
+@command
 def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
            debug: DebugOpt = False) -> None:
     """Show the desk's trading state, deployments, positions and open orders from the ledger."""

@@ -1,0 +1,500 @@
+"""The compiled trade loop of :mod:`execdesk.backtest.engine` (numba, ``cache=True``).
+
+Everything here works on plain float64 / int64 / bool arrays; the rules it implements, and the
+Freqtrade functions each one mirrors, are listed in the docstring of :mod:`execdesk.backtest.engine`.
+The loop is sequential and branch-for-branch deterministic: the same arrays give the same trades.
+
+Layout: the candles of every pair are concatenated into flat arrays; pair ``p`` owns the flat rows
+``offset[p] .. offset[p] + length[p] - 1`` and its row ``r`` opens at grid step ``first_grid[p] + r``
+of the common time grid (one step per candle, ``0`` = the backtest start). Signals are the raw
+per-candle signals (known at the candle's close); the loop reads row ``r``'s decision from candle
+``r - 1``, as Freqtrade shifts its signal columns by one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Exit reason codes (indices into engine.EXIT_REASONS).
+ROI = 0
+STOP_LOSS = 1
+TRAILING_STOP_LOSS = 2
+EXIT_SIGNAL = 3
+FORCE_EXIT = 4
+NO_EXIT = -1
+
+# exit reason of each candidate slot in simulate (the order Freqtrade lists them in)
+_SLOT_REASON = np.array([EXIT_SIGNAL, STOP_LOSS, ROI, TRAILING_STOP_LOSS], dtype=np.int64)
+
+# price_to_precision rounding modes
+_ROUND = 0
+_ROUND_UP = 1
+_ROUND_DOWN = -1
+
+
+@njit(cache=True)
+def to_tick(x: float, inv: float, mode: int) -> float:
+    """``x`` on the price grid of step ``1 / inv`` (``inv`` 0: unchanged).
+
+    ``mode`` 0 rounds to the nearest step (ties up, as ccxt's ``decimal_to_precision`` on the
+    shortest decimal form of ``x``), 1 up, -1 down (Freqtrade's ``price_to_precision`` in TICK_SIZE
+    mode, which also rounds to 14 decimals). ``inv`` is an integer (a power of ten), so ``n / inv``
+    is the float nearest to the decimal ``n x step``.
+    """
+    if inv == 0.0:
+        return x
+    n = np.floor(x * inv)
+    lo = n / inv
+    if lo > x:
+        n -= 1.0
+        lo = n / inv
+    hi = (n + 1.0) / inv
+    if hi <= x:
+        n += 1.0
+        lo = hi
+        hi = (n + 1.0) / inv
+    if lo == x:
+        return x
+    if mode == _ROUND_UP:
+        return round(hi, 14)
+    if mode == _ROUND_DOWN:
+        return round(lo, 14)
+    # ccxt rounds the shortest decimal form of x half up; x equals the float of the midpoint
+    # decimal exactly when that decimal is its shortest form (a tie)
+    return hi if x >= (2.0 * n + 1.0) / (2.0 * inv) else lo
+
+
+@njit(cache=True)
+def truncate_amount(x: float, inv: float) -> float:
+    """``x`` truncated to the amount step ``1 / inv`` (``inv`` 0: unchanged)."""
+    if inv == 0.0:
+        return x
+    n = np.floor(x * inv)
+    if n / inv > x:
+        n -= 1.0
+    if (n + 1.0) / inv <= x:
+        n += 1.0
+    return n / inv
+
+
+@njit(cache=True)
+def profit_ratio(is_short: bool, amount: float, open_value: float, rate: float, fee: float) -> float:
+    """Freqtrade's ``calc_profit_ratio`` at ``rate`` (rounded to 8 decimals)."""
+    if open_value == 0.0:
+        return 0.0
+    if is_short:
+        return round(1.0 - amount * rate * (1.0 + fee) / open_value, 8)
+    return round(amount * rate * (1.0 - fee) / open_value - 1.0, 8)
+
+
+@njit(cache=True)
+def _roi_index(roi_minutes: np.ndarray, duration: int) -> int:
+    """Index of the largest ROI key <= ``duration`` minutes, -1 if none."""
+    found = -1
+    for i in range(roi_minutes.shape[0]):
+        if roi_minutes[i] <= duration:
+            found = i
+    return found
+
+
+@njit(cache=True)
+def _stop_rate(
+    is_short: bool, stop: float, stop_pct: float, trailing_exit: bool, duration: int,
+    o: float, h: float, lo: float, ts_only: bool, ts_positive: float, ts_offset: float,
+) -> float:
+    """Close rate of a (trailing) stop: ``_get_close_rate_for_stoploss``."""
+    if is_short:
+        if stop < lo:
+            return o
+    elif stop > h:
+        return o
+    if trailing_exit and duration == 0:
+        side = -1.0 if is_short else 1.0
+        if ts_only and ts_positive != 0.0:
+            rate = o * (1.0 + side * abs(ts_offset) - side * abs(ts_positive))
+        else:
+            rate = o * (1.0 - side * abs(stop_pct))
+        return min(h, rate) if is_short else max(lo, rate)
+    return stop
+
+
+@njit(cache=True)
+def _roi_rate(
+    is_short: bool, roi_entry: int, roi: float, duration: int, tf_minutes: int,
+    o: float, h: float, lo: float, c: float, open_rate: float, amount: float, open_value: float, fee: float,
+) -> float:
+    """Close rate of an ROI exit (``_get_close_rate_for_roi``); NaN when Freqtrade refuses it."""
+    if roi == -1.0 and roi_entry % tf_minutes == 0:
+        return o
+    if is_short:
+        close_rate = (1.0 - roi) * open_value / (amount * (1.0 + fee))
+        is_new_roi = o < close_rate
+    else:
+        close_rate = (1.0 + roi) * open_value / (amount * (1.0 - fee))
+        is_new_roi = o > close_rate
+    if duration > 0 and duration == roi_entry and roi_entry % tf_minutes == 0 and is_new_roi:
+        return o
+    if duration == 0:
+        if is_short and o < c and open_rate > o and close_rate < c:
+            return np.nan
+        if not is_short and o > c and open_rate < o and close_rate > c:
+            return np.nan
+    return min(max(close_rate, lo), h)
+
+
+@njit(cache=True)
+def simulate(
+    o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
+    enter_long: np.ndarray, exit_long: np.ndarray, enter_short: np.ndarray, exit_short: np.ndarray,
+    price_inv: np.ndarray,
+    offset: np.ndarray, length: np.ndarray, first_grid: np.ndarray, first_row: np.ndarray,
+    exit_order: np.ndarray, n_grid: int, tf_minutes: int,
+    stoploss: float, roi_minutes: np.ndarray, roi_values: np.ndarray,
+    trailing: bool, ts_positive: float, ts_offset: float, ts_only: bool,
+    fee: float, stake_amount: float, max_open_trades: int, wallet: float, tradable_ratio: float,
+    amount_inv: float, can_short: bool, use_exit_signal: bool, exit_profit_only: bool,
+    exit_profit_offset: float, ignore_roi_if_entry_signal: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Run the backtest over grid steps ``1 .. n_grid - 1``, then force-exit what is still open.
+
+    Returns ``(ints, floats, is_short, reasons, rejected, unfilled)``, one row per trade in closing
+    order: ``ints`` = pair, entry grid step, exit grid step; ``floats`` = open rate (on the price
+    grid), close rate, amount, stake amount, profit ratio, profit abs, entry order price.
+    ``rejected`` counts entry signals refused for want of a trade slot (Freqtrade's
+    ``rejected_signals``), ``unfilled`` the trades whose final force-exit order could not fill (left
+    out of the results, as Freqtrade leaves them out).
+    """
+    n_pairs = offset.shape[0]
+    sl = abs(stoploss)
+    # the open trade of each pair (one at most: no position stacking)
+    t_open = np.zeros(n_pairs, dtype=np.bool_)
+    t_short = np.zeros(n_pairs, dtype=np.bool_)
+    t_trailing = np.zeros(n_pairs, dtype=np.bool_)
+    t_g = np.zeros(n_pairs, dtype=np.int64)
+    t_raw = np.zeros(n_pairs)  # entry order price (unrounded): the final profit is computed from it
+    t_rate = np.zeros(n_pairs)  # open rate on the price grid: exit decisions use it
+    t_amount = np.zeros(n_pairs)
+    t_stake = np.zeros(n_pairs)
+    t_value = np.zeros(n_pairs)  # open trade value (entry fee included) from t_rate
+    t_stop = np.zeros(n_pairs)
+    t_stop_pct = np.zeros(n_pairs)
+    t_inv = np.zeros(n_pairs)
+    # an exit order placed but not filled (its price off the candle after rounding): it stays
+    # open, and a later exit decision at another price replaces it (handle_similar_order)
+    t_pending = np.zeros(n_pairs, dtype=np.bool_)
+    t_pending_rate = np.zeros(n_pairs)
+    t_reason = np.zeros(n_pairs, dtype=np.int64)  # trade.exit_reason: the last one decided
+    open_list = np.empty(n_pairs, dtype=np.int64)  # pairs with an open trade, in entry order
+    n_open = 0
+    order = np.empty(n_pairs, dtype=np.int64)
+    rates = np.empty(4)  # candidate exits of one candle: signal, stoploss, ROI, trailing stop
+    closed_profit = 0.0
+    rejected = 0
+
+    # one row per trade: a pair's trades enter on distinct candles, so the candles bound them (the
+    # pages are only touched as trades are written; never reallocated, which keeps the hot loop free
+    # of reference counting on these arrays)
+    cap = 1
+    for p in range(n_pairs):
+        cap += length[p]
+    out_i = np.empty((cap, 3), dtype=np.int64)
+    out_f = np.empty((cap, 7), dtype=np.float64)
+    out_short = np.empty(cap, dtype=np.bool_)
+    out_reason = np.empty(cap, dtype=np.int8)
+    n_trades = 0
+
+    for g in range(1, n_grid):
+        is_last = g == n_grid - 1
+        # pairs with open trades first (in entry order), then the rest in pair-list order
+        m = 0
+        for j in range(n_open):
+            order[m] = open_list[j]
+            m += 1
+        for p in range(n_pairs):
+            if not t_open[p]:
+                order[m] = p
+                m += 1
+        for j in range(n_pairs):
+            p = order[j]
+            r = g - first_grid[p]
+            if r <= first_row[p] or r >= length[p]:
+                continue
+            k = offset[p] + r
+            e_long = enter_long[k - 1]
+            e_short = can_short and enter_short[k - 1]
+            x_long = exit_long[k - 1]
+            x_short = can_short and exit_short[k - 1]
+            direction = 0
+            if e_long and not (x_long or e_short):
+                direction = 1
+            elif e_short and not (x_short or e_long):
+                direction = -1
+            for _pass in range(2):
+                had_dir = 0
+                if t_open[p]:
+                    had_dir = -1 if t_short[p] else 1
+                # -- entry (backtest_loop step 2)
+                if not is_last and direction != 0 and not t_open[p]:
+                    if max_open_trades <= 0 or n_open < max_open_trades:
+                        tied = 0.0
+                        for jj in range(n_open):
+                            tied += t_stake[open_list[jj]]
+                        free = wallet + closed_profit - tied
+                        available = min((wallet + closed_profit) * tradable_ratio - tied, free)
+                        price = o[k]
+                        if available >= stake_amount:
+                            amount = truncate_amount(stake_amount / price, amount_inv)
+                            if amount > 0.0:
+                                inv = price_inv[k]
+                                rate0 = to_tick(price, inv, _ROUND)
+                                is_short = direction < 0
+                                t_open[p] = True
+                                t_short[p] = is_short
+                                t_trailing[p] = False
+                                t_pending[p] = False
+                                t_g[p] = g
+                                t_raw[p] = price
+                                t_rate[p] = rate0
+                                t_amount[p] = amount
+                                t_stake[p] = amount * price
+                                t_inv[p] = inv
+                                if is_short:
+                                    t_value[p] = amount * rate0 * (1.0 - fee)
+                                    t_stop[p] = to_tick(rate0 * (1.0 + sl), inv, _ROUND_DOWN)
+                                else:
+                                    t_value[p] = amount * rate0 * (1.0 + fee)
+                                    t_stop[p] = to_tick(rate0 * (1.0 - sl), inv, _ROUND_UP)
+                                t_stop_pct[p] = sl
+                                open_list[n_open] = p
+                                n_open += 1
+                    else:
+                        rejected += 1
+                # -- exit decision (step 4), the entry candle included; Freqtrade lists the exits
+                # in this order and the first whose order can be placed wins
+                if t_open[p]:
+                    # exit candidates (should_exit): rates[slot] = close rate before rounding of
+                    # exit signal, stoploss, ROI, trailing stop; NaN where none (inlined: hot path)
+                    rates[:] = np.nan
+                    is_short = t_short[p]
+                    duration = (g - t_g[p]) * tf_minutes
+                    oo, hh, ll, cc = o[k], h[k], lo[k], c[k]
+                    if is_short:
+                        enter_flag = enter_short[k - 1]
+                        exit_flag = exit_short[k - 1]
+                        best = ll
+                    else:
+                        enter_flag = enter_long[k - 1]
+                        exit_flag = exit_long[k - 1]
+                        best = hh
+                    amount = t_amount[p]
+                    value = t_value[p]
+                    inv = t_inv[p]
+                    profit_best = profit_ratio(is_short, amount, value, best, fee)
+                    stop = t_stop[p]
+                    # ft_stoploss_adjust: the trailing stop follows this candle's high (low) first
+                    dir_correct = stop > hh if is_short else stop < ll
+                    if trailing and dir_correct and not (ts_only and profit_best < ts_offset):
+                        pct = ts_positive if profit_best > ts_offset else sl
+                        if is_short:
+                            new_stop = to_tick(best * (1.0 + pct), inv, _ROUND_DOWN)
+                            moved = new_stop < stop
+                        else:
+                            new_stop = to_tick(best * (1.0 - pct), inv, _ROUND_UP)
+                            moved = new_stop > stop
+                        if moved:
+                            stop = new_stop
+                            t_stop[p] = stop
+                            t_stop_pct[p] = pct
+                            t_trailing[p] = True
+                    stop_hit = stop <= hh if is_short else stop >= ll
+                    if (use_exit_signal and exit_flag and not enter_flag) and (
+                        not exit_profit_only or profit_ratio(is_short, amount, value, oo, fee) > exit_profit_offset
+                    ):
+                        rates[0] = oo
+                    if stop_hit:
+                        rates[3 if t_trailing[p] else 1] = _stop_rate(
+                            is_short, stop, t_stop_pct[p], t_trailing[p], duration, oo, hh, ll,
+                            ts_only, ts_positive, ts_offset,
+                        )
+                    roi_i = _roi_index(roi_minutes, duration)
+                    if (
+                        roi_i >= 0
+                        and not (enter_flag and ignore_roi_if_entry_signal)
+                        and profit_best > roi_values[roi_i]
+                    ):
+                        rates[2] = _roi_rate(is_short, roi_minutes[roi_i], roi_values[roi_i], duration, tf_minutes,
+                                             oo, hh, ll, cc, t_rate[p], amount, value, fee)
+                    for code in range(4):
+                        rate = rates[code]
+                        if np.isnan(rate):
+                            continue
+                        t_reason[p] = _SLOT_REASON[code]
+                        rate = to_tick(rate, t_inv[p], _ROUND)
+                        if t_pending[p] and t_pending_rate[p] == rate:
+                            continue  # the same order is already open: keep it, try the next exit
+                        t_pending[p] = True
+                        t_pending_rate[p] = rate
+                        break
+                    # -- exit order fill (step 5): the price must lie within the candle
+                    if t_pending[p] and lo[k] <= t_pending_rate[p] <= h[k]:
+                        n_trades, closed_profit, n_open = _close(
+                            p, g, t_pending_rate[p], t_reason[p], fee, t_open, t_short, t_g, t_raw, t_rate,
+                            t_amount, t_stake, open_list, n_open, closed_profit, out_i, out_f, out_short,
+                            out_reason, n_trades,
+                        )
+                # futures only: a trade closed against the new signal's direction -> second pass
+                if not can_short or direction == 0 or had_dir == 0 or t_open[p] or had_dir == direction:
+                    break
+
+    # trades still open: force_exit at the open of the pair's last candle (handle_left_open)
+    unfilled = 0
+    for j in range(n_pairs):
+        p = exit_order[j]
+        if t_open[p]:
+            k = offset[p] + length[p] - 1
+            rate = to_tick(o[k], t_inv[p], _ROUND)
+            if not (t_pending[p] and t_pending_rate[p] == rate):
+                t_pending_rate[p] = rate
+            if lo[k] <= t_pending_rate[p] <= h[k]:
+                n_trades, closed_profit, n_open = _close(
+                    p, first_grid[p] + length[p] - 1, t_pending_rate[p], FORCE_EXIT, fee, t_open, t_short, t_g,
+                    t_raw, t_rate, t_amount, t_stake, open_list, n_open, closed_profit, out_i, out_f, out_short,
+                    out_reason, n_trades,
+                )
+            else:
+                unfilled += 1
+    return out_i[:n_trades], out_f[:n_trades], out_short[:n_trades], out_reason[:n_trades], rejected, unfilled
+
+
+@njit(cache=True)
+def _close(
+    p: int, exit_g: int, rate: float, reason: int, fee: float,
+    t_open: np.ndarray, t_short: np.ndarray, t_g: np.ndarray, t_raw: np.ndarray, t_rate: np.ndarray,
+    t_amount: np.ndarray, t_stake: np.ndarray, open_list: np.ndarray, n_open: int, closed_profit: float,
+    out_i: np.ndarray, out_f: np.ndarray, out_short: np.ndarray, out_reason: np.ndarray, n_trades: int,
+) -> tuple[int, float, int]:
+    """Close pair ``p``'s trade at ``rate``: Freqtrade's profit formulas (``recalc_trade_from_orders``)."""
+    amount = t_amount[p]
+    raw = t_raw[p]
+    if t_short[p]:
+        open_value = amount * raw * (1.0 - fee)
+        profit_abs = open_value - amount * rate * (1.0 + fee)
+    else:
+        open_value = amount * raw * (1.0 + fee)
+        profit_abs = amount * rate * (1.0 - fee) - open_value
+    profit_abs = round(profit_abs, 8)
+    out_i[n_trades, 0] = p
+    out_i[n_trades, 1] = t_g[p]
+    out_i[n_trades, 2] = exit_g
+    out_f[n_trades, 0] = t_rate[p]
+    out_f[n_trades, 1] = rate
+    out_f[n_trades, 2] = amount
+    out_f[n_trades, 3] = t_stake[p]
+    out_f[n_trades, 4] = profit_abs / open_value if open_value != 0.0 else 0.0
+    out_f[n_trades, 5] = profit_abs
+    out_f[n_trades, 6] = raw
+    out_short[n_trades] = t_short[p]
+    out_reason[n_trades] = reason
+    n_trades += 1
+    closed_profit += profit_abs
+    t_open[p] = False
+    # keep the open list in entry order (Freqtrade's bt_trades_open)
+    w = 0
+    for j in range(n_open):
+        if open_list[j] != p:
+            open_list[w] = open_list[j]
+            w += 1
+    return n_trades, closed_profit, w
+
+
+@njit(cache=True)
+def _fraction_digits(v: float, e: int) -> int:
+    """Decimals of ``v`` (decimal exponent ``e``) written with 14 significant digits, trailing zeros
+    dropped; -1 if none.
+
+    What Freqtrade's ``get_tick_size_over_time`` reads from ``format_float_positional(v,
+    precision=14, unique=False, fractional=False, trim="-")``; the last digit may differ when ``v``
+    lies within a float rounding error of a half step (harmless: a month's maximum is what counts).
+    """
+    d = 13 - e
+    m = np.rint(v * 10.0**d) if d >= 0 else np.rint(v / 10.0 ** (-d))
+    if m >= 1e14:  # rounding carried into a new leading digit
+        m = np.rint(m / 10.0)
+        d -= 1
+    mi = np.int64(m)
+    while d > 0 and mi % 10 == 0:
+        mi //= 10
+        d -= 1
+    return d if d > 0 else -1
+
+
+@njit(cache=True)
+def _month(epoch_seconds: int) -> int:
+    """Months since 0000-03 of a UTC time (civil-from-days: only equality and order matter)."""
+    z = epoch_seconds // 86400 + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153  # 0 = March
+    return (yoe + era * 400) * 12 + mp
+
+
+@njit(cache=True)
+def month_numbers(time: np.ndarray) -> np.ndarray:
+    """Calendar month (UTC) of each epoch second, as increasing integers."""
+    out = np.empty(time.shape[0], dtype=np.int64)
+    last_day = np.int64(-(2**62))
+    month = 0
+    for i in range(time.shape[0]):
+        day = time[i] // 86400
+        if day != last_day:
+            last_day = day
+            month = _month(time[i])
+        out[i] = month
+    return out
+
+
+@njit(cache=True)
+def price_step_inverses(
+    time: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, market_inverse: float
+) -> np.ndarray:
+    """Per candle, ``10**d`` for the most decimals ``d`` (:func:`_fraction_digits`) of any open, high,
+    low or close of its calendar month (UTC; ``time`` ascending epoch seconds). A month without
+    decimals takes the last earlier month that had some (pandas ``asof``), ``market_inverse`` before.
+    """
+    months = month_numbers(time)
+    n = months.shape[0]
+    out = np.empty(n)
+    current = market_inverse
+    e = 0
+    e_low = np.inf  # the decade [e_low, e_high) of the last value seen: log10 only when it changes
+    e_high = -np.inf
+    i = 0
+    while i < n:
+        j = i
+        best = -1
+        while j < n and months[j] == months[i]:
+            for col in range(4):
+                v = o[j] if col == 0 else h[j] if col == 1 else lo[j] if col == 2 else c[j]
+                if not (v > 0.0 and v < np.inf):
+                    continue
+                if not (e_low <= v < e_high):
+                    e = int(np.floor(np.log10(v)))
+                    if 10.0**e > v:
+                        e -= 1
+                    elif 10.0 ** (e + 1) <= v:
+                        e += 1
+                    e_low = 10.0**e
+                    e_high = 10.0 ** (e + 1)
+                if 13 - e > best:  # else v cannot have more decimals than the month's best
+                    d = _fraction_digits(v, e)
+                    if d > best:
+                        best = d
+            j += 1
+        if best >= 0:
+            current = 10.0**best
+        out[i:j] = current
+        i = j
+    return out

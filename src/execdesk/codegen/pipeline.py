@@ -1,0 +1,240 @@
+"""The pipeline behind ``execdesk codegen``: :func:`generate` and its :class:`CodegenReport`.
+
+Re-exported by :mod:`execdesk.codegen` (see its docstring for the steps).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+from pathlib import Path
+from typing import Any, Final
+
+import pandas as pd
+
+from execdesk.codegen.render import StakeSizing, render_strategy
+from execdesk.codegen.review import CheckResult, ReviewReport
+from execdesk.codegen.review import review as review_strategy
+from execdesk.codegen.verify import VerificationReport, VerifyConfig
+from execdesk.codegen.verify import verify as verify_strategy
+from execdesk.errors import InvalidInput, Refused
+from execdesk.strategy import StrategyBundle, load_bundle
+
+#: Seed of the candles generated for ``--verify`` without data.
+GENERATED_SEED: Final = 7
+#: At most this many generated candles per pair (the validation period is cut after them).
+MAX_GENERATED_CANDLES: Final = 50_000
+#: Generated data covers at least the strategy's startup candles plus this many.
+MIN_TRADED_CANDLES: Final = 500
+# Start prices and daily volumes (base units) of the generated market; other bases get 100 / 500k.
+_PROFILES: Final = {
+    "BTC": (60_000.0, 1_000.0),
+    "ETH": (3_000.0, 20_000.0),
+    "SOL": (150.0, 400_000.0),
+    "AVAX": (35.0, 1_500_000.0),
+    "BNB": (550.0, 100_000.0),
+    "XRP": (0.6, 80_000_000.0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CodegenReport:
+    """What :func:`generate` wrote and every check's result.
+
+    ``files`` maps ``strategy``, ``readme``, ``review_json``, ``review_md`` (and
+    ``verification_json``, ``verification_md`` when verified) to their paths. ``data_source``
+    says where the verification candles came from (None without verification).
+    """
+
+    bundle_id: str
+    bundle_version: int
+    bundle_hash: str
+    class_name: str
+    out_dir: Path
+    files: Mapping[str, Path]
+    review: ReviewReport
+    verification: VerificationReport | None = None
+    data_source: str | None = None
+    sizing: StakeSizing | None = field(default=None)
+
+    @property
+    def passed(self) -> bool:
+        """Whether the review (and the verification, when asked for) passed every check."""
+        return self.review.passed and (self.verification is None or self.verification.passed)
+
+    @property
+    def failed_checks(self) -> list[str]:
+        """Failed checks as ``review.<name>`` / ``verification.<name>``."""
+        failed = [f"review.{name}" for name in self.review.failed]
+        if self.verification is not None:
+            failed += [f"verification.{name}" for name in self.verification.failed]
+        return failed
+
+    @property
+    def exit_code(self) -> int:
+        """0 when everything passed, else :attr:`Refused.exit_code` (3)."""
+        return 0 if self.passed else Refused.exit_code
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe form (what ``--json`` prints)."""
+        return {
+            "bundle": {"id": self.bundle_id, "version": self.bundle_version, "sha256": self.bundle_hash},
+            "class_name": self.class_name,
+            "out_dir": str(self.out_dir),
+            "files": {k: str(v) for k, v in self.files.items()},
+            "passed": self.passed,
+            "failed_checks": self.failed_checks,
+            "sizing": None if self.sizing is None else self.sizing.as_dict(),
+            "review": self.review.as_dict(),
+            "verification": None if self.verification is None else self.verification.as_dict(),
+            "data_source": self.data_source,
+        }
+
+    def summary(self) -> str:
+        """A few human lines: files, each check, the verdict."""
+        lines = [f"{self.class_name} (bundle {self.bundle_id} v{self.bundle_version}) -> {self.files['strategy']}"]
+        sections: list[tuple[str, tuple[CheckResult, ...]]] = [("review", self.review.checks)]
+        if self.verification is not None:
+            sections.append(("verification", self.verification.checks))
+            lines.append(f"verification data: {self.data_source}")
+        for section, checks in sections:
+            for check in checks:
+                mark = "ok  " if check.passed else "FAIL"
+                lines.append(f"  {mark} {section}.{check.name}: {check.detail.splitlines()[0][:160]}")
+        lines.append("PASSED" if self.passed else "REFUSED: failed " + ", ".join(self.failed_checks))
+        return "\n".join(lines)
+
+
+def generate(
+    bundle_path: Path | str,
+    out_dir: Path | str,
+    verify: bool = False,
+    data: Path | str | Mapping[str, pd.DataFrame] | None = None,
+    *,
+    sizing: StakeSizing | None = None,
+    config: VerifyConfig | None = None,
+) -> CodegenReport:
+    """Generate, review and (with ``verify``) prove the Freqtrade strategy of a bundle.
+
+    ``bundle_path``: a bundle file or folder. ``out_dir``: created if needed; existing files of
+    the same names are replaced. ``data``: the verification candles — a Freqtrade datadir (read
+    with :func:`execdesk.data.load_pair` for the bundle's pairs and timeframe), or a mapping
+    pair -> candle frame; None generates them (see :func:`market_for_bundle`). ``sizing``: the
+    stake sizing built into ``custom_stake_amount`` (none: Freqtrade's ``stake_amount``).
+    ``config``: the verification run's stake, fee, slots and wallet (default :class:`VerifyConfig`,
+    with ``stake_amount`` = the fixed stake of a ``fixed`` sizing). The native engine stakes
+    ``config.stake_amount`` per trade and does not model ``custom_stake_amount``: with a
+    ``wallet_fraction`` or ``risk`` sizing its profits (not its trade dates) can differ.
+
+    Raises :class:`~execdesk.errors.SpecError` for an invalid bundle and
+    :class:`~execdesk.errors.InvalidInput` for unusable data; failed checks are not exceptions but
+    marked in the report (``report.passed``, ``report.exit_code``).
+    """
+    bundle = load_bundle(Path(bundle_path))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    generated = render_strategy(bundle, sizing)
+    strategy_path = out / generated.filename
+    strategy_path.write_text(generated.source, encoding="utf-8")
+    readme_path = out / "README.md"
+    readme_path.write_text(generated.readme, encoding="utf-8")
+    review = review_strategy(generated, out)
+    files: dict[str, Path] = {"strategy": strategy_path, "readme": readme_path, **review.files}
+    verification: VerificationReport | None = None
+    data_source: str | None = None
+    if verify:
+        frames, data_source = _verification_data(bundle, data)
+        if config is None and sizing is not None and sizing.method == "fixed":
+            # The native engine stakes config.stake_amount; a fixed sizing is that same number.
+            config = VerifyConfig(stake_amount=sizing.value)
+        safe = review.check("compiles").passed and review.check("ast_audit").passed
+        if safe:
+            verification = verify_strategy(
+                bundle, frames, config=config, generated=generated, strategy_file=strategy_path, data_source=data_source
+            )
+        else:
+            skipped = CheckResult("verification", False, "not run: the strategy failed compile or the AST audit")
+            verification = VerificationReport(
+                class_name=generated.class_name,
+                bundle_id=bundle.id,
+                bundle_version=bundle.version,
+                data_source=data_source,
+                checks=(skipped,),
+            )
+        files["verification_json"] = out / "verification.json"
+        files["verification_md"] = out / "verification.md"
+        files["verification_json"].write_text(json.dumps(verification.as_dict(), indent=2) + "\n", encoding="utf-8")
+        files["verification_md"].write_text(verification.to_markdown(), encoding="utf-8")
+    return CodegenReport(
+        bundle_id=bundle.id,
+        bundle_version=bundle.version,
+        bundle_hash=bundle.bundle_hash,
+        class_name=generated.class_name,
+        out_dir=out,
+        files=files,
+        review=review,
+        verification=verification,
+        data_source=data_source,
+        sizing=sizing,
+    )
+
+
+def market_for_bundle(
+    bundle: StrategyBundle, seed: int = GENERATED_SEED, max_candles: int = MAX_GENERATED_CANDLES
+) -> tuple[dict[str, pd.DataFrame], str]:
+    """Generated candles for the bundle's pairs and timeframe over its validation period, and a
+    sentence saying exactly how they were made.
+
+    The period runs from the start day 00:00 UTC to the end of the end day, cut after
+    ``max_candles`` candles, and extended when it holds fewer than the strategy's startup candles
+    plus :data:`MIN_TRADED_CANDLES`.
+    """
+    from execdesk.data import PairProfile, generate_market, timeframe_to_seconds
+
+    step = timedelta(seconds=timeframe_to_seconds(bundle.timeframe))
+    period = bundle.validation.period
+    start = datetime.combine(period.start, dtime(), tzinfo=UTC)
+    end = datetime.combine(period.end + timedelta(days=1), dtime(), tzinfo=UTC)
+    notes: list[str] = []
+    count = int((end - start) / step)
+    if count > max_candles:
+        end = start + step * max_candles
+        notes.append(f"cut to the first {max_candles} candles")
+    minimum = bundle.startup_candles + MIN_TRADED_CANDLES
+    if count < minimum:
+        end = start + step * minimum
+        notes.append(f"extended to {minimum} candles (startup {bundle.startup_candles} + {MIN_TRADED_CANDLES})")
+    profiles = {}
+    for pair in bundle.pairs:
+        price, volume = _PROFILES.get(pair.split("/")[0], (100.0, 500_000.0))
+        profiles[pair] = PairProfile(start_price=price, base_volume=volume)
+    frames = generate_market(profiles, bundle.timeframe, start, end, seed)
+    source = (
+        f"generated with execdesk.data.generate_market(seed={seed}) for {', '.join(bundle.pairs)} "
+        f"{bundle.timeframe} from {start.isoformat()} to {end.isoformat()} (the bundle's validation period"
+        + ("; " + "; ".join(notes) if notes else "")
+        + "), not market data"
+    )
+    return frames, source
+
+
+def _verification_data(
+    bundle: StrategyBundle, data: Path | str | Mapping[str, pd.DataFrame] | None
+) -> tuple[dict[str, pd.DataFrame], str]:
+    if data is None:
+        return market_for_bundle(bundle)
+    if isinstance(data, Mapping):
+        missing = [p for p in bundle.pairs if p not in data]
+        if missing:
+            raise InvalidInput(f"verification data has no candles for {', '.join(missing)}")
+        return {p: data[p] for p in bundle.pairs}, f"candles given by the caller for {', '.join(bundle.pairs)}"
+    from execdesk.data import load_pair
+
+    datadir = Path(data)
+    if not datadir.is_dir():
+        raise InvalidInput(f"verification data {datadir} is not a folder (expected a Freqtrade datadir)")
+    frames = {pair: load_pair(datadir, pair, bundle.timeframe) for pair in bundle.pairs}
+    return frames, f"Freqtrade datadir {datadir} ({bundle.timeframe} candles of {', '.join(bundle.pairs)})"
