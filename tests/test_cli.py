@@ -147,3 +147,30 @@ def test_db_url_when_unusable_then_exit_2_without_the_password(tmp_path: Path) -
     assert result.exit_code == 2
     assert "s3cret" not in result.output
     assert "***" in result.stderr
+
+
+def test_codegen_when_bundle_good_then_strategy_and_review_written_and_exit_0(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["codegen", str(BUNDLES / "trend_ema_cross.yaml"), "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = _json(result)
+    assert data["ok"] is True
+    assert (tmp_path / "ema_cross_rsi_v1.py").is_file()
+    assert (tmp_path / "review.json").is_file() and (tmp_path / "README.md").is_file()
+
+
+def test_codegen_when_bundle_invalid_then_exit_2_and_nothing_written(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: X\nname: x\nentry: {long: \"__import__('os')\"}\n")
+    result = runner.invoke(app, ["codegen", str(bad), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_codegen_when_verification_refutes_the_bundle_then_exit_3(tmp_path: Path) -> None:
+    from tests.codegen.test_validation_figures import _validated_bundle
+
+    bundle, datadir = _validated_bundle(tmp_path, trades_offset=7)
+    result = runner.invoke(app, ["codegen", str(bundle), "--out", str(tmp_path / "out"), "--verify",
+                                 "--data", str(datadir), "--json"])
+    assert result.exit_code == 3, result.output
+    assert "verification.validation_figures" in _json(result)["failed_checks"]

@@ -188,14 +188,17 @@ def verify(
     strategy_file: Path | None = None,
     sizing: StakeSizing | None = None,
     data_source: str = "candles given by the caller",
+    compare_validation: bool = False,
 ) -> VerificationReport:
     """Verify the generated strategy of ``bundle`` on ``frames`` (pair -> candles); see the module
     docstring for the checks.
 
     ``generated``/``strategy_file``: the already rendered strategy and its file (rendered and
     written to a temporary folder otherwise). ``native_trades_fn`` replaces the native engine (for
-    tests, or another engine). ``sizing`` only matters when rendering here. Never raises for a
-    failed run or comparison: those are failed checks.
+    tests, or another engine). ``sizing`` only matters when rendering here. ``compare_validation``:
+    the candles are the market the bundle was validated on, so Freqtrade's trades inside the
+    validation period must reproduce its figures (:func:`compare_validation_figures`). Never raises
+    for a failed run or comparison: those are failed checks.
     """
     config = config or VerifyConfig()
     generated = generated or render_strategy(bundle, sizing)
@@ -244,6 +247,10 @@ def verify(
         ),
     ]
     mismatches: list[Mismatch] = []
+    if compare_validation:
+        validation_check, validation_mismatches = compare_validation_figures(bundle, ft, config.profit_tolerance)
+        checks.append(validation_check)
+        mismatches += validation_mismatches
     signal_check, signal_mismatches = _compare_signals(bundle, frames, ft)
     checks.append(signal_check)
     mismatches += signal_mismatches
@@ -271,6 +278,37 @@ def verify(
     return dataclasses.replace(
         report, checks=tuple(checks), mismatches=tuple(mismatches), freqtrade=_ft_summary(ft), native=native_summary
     )
+
+
+def compare_validation_figures(bundle: StrategyBundle, ft: FtBacktest, tolerance: float
+                               ) -> tuple[CheckResult, list[Mismatch]]:
+    """Freqtrade's trades opened inside the bundle's validation period against the figures the
+    validation report gives: trade count, win rate and profit factor, each within ``tolerance``
+    (relative). These three do not depend on the stake; the report's total profit and drawdown do
+    (they are account-level at the validation's own stake, which the bundle does not state), so
+    they are not compared.
+    """
+    v = bundle.validation
+    start = pd.Timestamp(v.period.start, tz="UTC")
+    end = pd.Timestamp(v.period.end, tz="UTC") + pd.Timedelta(days=1)
+    trades = [t for t in ft.trades if start <= _ts(t.open_date) < end]
+    wins = [t.profit_abs for t in trades if t.profit_abs > 0]
+    losses = [-t.profit_abs for t in trades if t.profit_abs < 0]
+    live = {
+        "trades": float(len(trades)),
+        "win_rate": len(wins) / len(trades) if trades else 0.0,
+        "profit_factor": sum(wins) / sum(losses) if losses else (float("inf") if wins else 0.0),
+    }
+    expected = {"trades": float(v.trades), "win_rate": v.win_rate, "profit_factor": v.profit_factor}
+    mismatches = [
+        Mismatch("validation_figures", None, f"{name}: Freqtrade {live[name]:.6g}, validation report {want:.6g}")
+        for name, want in expected.items()
+        if not abs(live[name] - want) <= tolerance * abs(want)
+    ]
+    detail = ", ".join(f"{k} {live[k]:.4g} vs {expected[k]:.4g}" for k in expected)
+    return (CheckResult("validation_figures", not mismatches,
+                        f"inside {v.period.start}..{v.period.end}: {detail} (tolerance {tolerance:.0%})",
+                        {"freqtrade": live, "validation": expected}), mismatches)
 
 
 def profit_within(freqtrade_total: float, native_total: float, tolerance: float) -> bool:
