@@ -155,7 +155,8 @@ def test_codegen_when_bundle_good_then_strategy_and_review_written_and_exit_0(tm
     data = _json(result)
     assert data["ok"] is True
     assert (tmp_path / "ema_cross_rsi_v1.py").is_file()
-    assert (tmp_path / "review.json").is_file() and (tmp_path / "README.md").is_file()
+    assert (tmp_path / "review.json").is_file()
+    assert (tmp_path / "README.md").is_file()
 
 
 def test_codegen_when_bundle_invalid_then_exit_2_and_nothing_written(tmp_path: Path) -> None:
