@@ -49,12 +49,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from numbers import Real
 from types import MappingProxyType
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy.signal import lfilter
 
 from execdesk.data.candles import CANDLE_COLUMNS, dates_from_epoch_seconds, validate_candles
 from execdesk.data.timeframes import ceil_epoch, timeframe_to_seconds
@@ -96,6 +95,14 @@ _VOLUME_NOISE: Final = 0.5  # sd of the iid lognormal volume noise
 _VOLUME_SWING: Final = (2 * 86400.0, 0.4)  # slow volume swings: time constant, sd
 _VOLUME_ON_VOL: Final = 1.0  # elasticity of volume to bar volatility
 _VOLUME_ON_MOVE: Final = 0.3  # log-volume per bar volatility of |return|
+
+
+def lfilter(b: Sequence[float], a: Sequence[float], x: Any, zi: Any = None) -> Any:
+    """scipy.signal.lfilter, imported on first use: scipy.signal costs half a second to import, and
+    every command that touches market data would otherwise pay it."""
+    from scipy.signal import lfilter as _lfilter
+
+    return _lfilter(b, a, x) if zi is None else _lfilter(b, a, x, zi=zi)
 
 
 def _require(ok: bool, field: str, expected: str, value: object) -> None:
