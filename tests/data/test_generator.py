@@ -393,3 +393,16 @@ def test_config_when_built_then_frozen_and_non_utc_times_accepted() -> None:
     assert shock.pairs == ("A/USDT",)
     frames = generate_market(SMALL, "1h", START, START + timedelta(days=1), seed=1, shocks=[shock])
     assert frames["A/USDT"]["close"].iloc[2] < frames["A/USDT"]["close"].iloc[0]
+
+
+def test_first_order_filter_when_compared_with_scipy_then_bit_identical() -> None:
+    from scipy.signal import lfilter as scipy_lfilter
+
+    from execdesk.data.generator import lfilter
+
+    x = np.random.default_rng(3).standard_normal(5000)
+    assert np.array_equal(lfilter([1.0], [1.0, -0.97], x), scipy_lfilter([1.0], [1.0, -0.97], x))
+    ours, ours_state = lfilter([1.0], [1.0, -0.5], x, zi=[0.25])
+    theirs, their_state = scipy_lfilter([1.0], [1.0, -0.5], x, zi=[0.25])
+    assert np.array_equal(ours, theirs)
+    assert np.array_equal(ours_state, their_state)
