@@ -7,6 +7,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -61,7 +62,8 @@ def test_validate_and_render_when_a_field_is_replaced_by_junk_then_spec_error_or
     try:
         bundle = validate_bundle(spec)
     except SpecError as exc:
-        assert exc.issues
+        issues = exc.issues
+        assert issues
         return
     generated = render_strategy(bundle)
     assert audit_source(generated.source, generated.allowed) == []
@@ -90,9 +92,6 @@ def test_load_bundle_when_ten_megabyte_expression_then_spec_error_quickly(tmp_pa
     spec["entry"] = {"long": "close > 1 and " * 800_000 + "close > 2"}
     path = tmp_path / "big.yaml"
     path.write_text(yaml.safe_dump(spec))
-    try:
+    with pytest.raises(SpecError) as info:
         load_bundle(path)
-    except SpecError as exc:
-        assert exc.issues
-    else:
-        raise AssertionError("a 10 MB expression must be refused")
+    assert info.value.issues

@@ -54,7 +54,6 @@ from typing import Any, Final, Literal, get_args
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from numba import njit
 
 from execdesk.data.candles import CANDLE_COLUMNS, dates_from_epoch_seconds, validate_candles
 from execdesk.data.timeframes import ceil_epoch, timeframe_to_seconds
@@ -101,7 +100,7 @@ _VOLUME_ON_MOVE: Final = 0.3  # log-volume per bar volatility of |return|
 def _first_order(x: Any, phi: float, carry: float) -> Any:
     # A plain loop on Python floats: the same IEEE arithmetic, in the same order, as scipy's C
     # filter (bit-identical output), without scipy.signal's or numba's half-second start-up.
-    out = []
+    out: list[float] = []
     append = out.append
     prev = carry
     for value in x.tolist():
