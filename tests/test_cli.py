@@ -175,3 +175,21 @@ def test_codegen_when_verification_refutes_the_bundle_then_exit_3(tmp_path: Path
                                  "--data", str(datadir), "--json"])
     assert result.exit_code == 3, result.output
     assert "verification.validation_figures" in _json(result)["failed_checks"]
+
+
+def test_codegen_when_default_then_stake_sized_by_the_risk_manager(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["codegen", str(BUNDLES / "momentum_macd.yaml"), "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    source = (tmp_path / "macd_momentum_v1.py").read_text()
+    assert "def custom_stake_amount" in source
+    assert _json(result)["sizing"]["method"] == "risk"
+
+
+@pytest.mark.parametrize(("args", "option"), [(["--risk-per-trade", "0.5"], "--risk-per-trade"),
+                                              (["--max-position-fraction", "0"], "--max-position-fraction"),
+                                              (["--stake", "-1"], "--stake"),
+                                              (["--stake", "100", "--risk-per-trade", "0.01"], "--stake")])
+def test_codegen_when_sizing_option_bad_then_exit_2_naming_it(tmp_path: Path, args: list[str], option: str) -> None:
+    result = runner.invoke(app, ["codegen", str(BUNDLES / "trend_ema_cross.yaml"), "--out", str(tmp_path), *args])
+    assert result.exit_code == 2
+    assert option in result.stderr

@@ -157,15 +157,28 @@ def codegen(bundle: Annotated[Path, typer.Argument(help="The strategy bundle (fi
                                                                   "the native engine.")] = False,
             data: Annotated[Path | None, typer.Option("--data", help="A Freqtrade datadir for --verify "
                                                                      "(default: generated candles).")] = None,
+            risk_per_trade: Annotated[float | None, typer.Option(
+                help="Stake sizing: risk this fraction of the wallet to the stoploss (default: the risk "
+                     "manager's, 0.01).")] = None,
+            max_position_fraction: Annotated[float | None, typer.Option(
+                help="Stake sizing: at most this fraction of the wallet per position (default 0.25).")] = None,
+            stake: Annotated[float | None, typer.Option(
+                help="A fixed stake per trade instead of risk sizing.")] = None,
             as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
-    """Generate the Freqtrade strategy for a bundle, review it, and (--verify) prove it; exit 3 if a check fails."""
-    from execdesk.codegen import generate
+    """Generate the Freqtrade strategy for a bundle, review it, and (--verify) prove it; exit 3 if a check fails.
 
+    The strategy's custom_stake_amount sizes positions the risk manager's way (fixed fractional:
+    wallet x risk_per_trade / |stoploss|, capped), unless --stake fixes the stake.
+    """
+    from execdesk.codegen import generate
+    from execdesk.lead.service import stake_sizing
+
+    sizing = stake_sizing(risk_per_trade, max_position_fraction, stake)
     if as_json:
-        report = generate(bundle, out_dir, verify=verify, data=data)
+        report = generate(bundle, out_dir, verify=verify, data=data, sizing=sizing)
     else:
         with err.status("generating, reviewing" + (" and proving with Freqtrade" if verify else "") + " ..."):
-            report = generate(bundle, out_dir, verify=verify, data=data)
+            report = generate(bundle, out_dir, verify=verify, data=data, sizing=sizing)
     if as_json:
         _emit_json({"ok": report.passed, **report.as_dict()})
     else:

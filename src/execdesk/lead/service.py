@@ -10,15 +10,47 @@ import shutil
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from execdesk.errors import InvalidInput, SpecError
 from execdesk.lead.config import load_desk_config
 from execdesk.lead.desk import RunSummary, run_desk
 from execdesk.monitor.report import write_report
+from execdesk.risk.config import RiskConfig
 from execdesk.store.ledger import Ledger, sqlite_url
 
+if TYPE_CHECKING:
+    from execdesk.codegen.render import StakeSizing
+
 Progress = Callable[[int, int], None] | None
+
+
+def stake_sizing(risk_per_trade: float | None, max_position_fraction: float | None, stake: float | None
+                 ) -> StakeSizing:
+    """The stake sizing a generated strategy embeds: the risk manager's fixed fractional sizing
+    (its defaults unless given), or a fixed stake. Bad values are refused naming the option."""
+    from execdesk.codegen.render import StakeSizing
+
+    if stake is not None:
+        if risk_per_trade is not None or max_position_fraction is not None:
+            raise InvalidInput("--stake fixes the stake: it cannot be combined with --risk-per-trade or "
+                               "--max-position-fraction")
+        if not stake > 0:
+            raise InvalidInput(f"--stake: got {stake}; expected a positive amount of the stake currency")
+        return StakeSizing.fixed(stake)
+    defaults = RiskConfig()
+    values = {"risk_per_trade": defaults.risk_per_trade if risk_per_trade is None else risk_per_trade,
+              "max_position_fraction": (defaults.max_position_fraction if max_position_fraction is None
+                                        else max_position_fraction)}
+    try:
+        checked = RiskConfig(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        option = "--" + str(first["loc"][0]).replace("_", "-")
+        raise InvalidInput(f"{option}: got {first['input']}; expected {first['msg'].lower()}") from None
+    return StakeSizing.risk(checked.risk_per_trade, checked.max_position_fraction)
 
 
 def demo_config_path() -> Path:
