@@ -9,14 +9,18 @@ the backtest that approved it beside the live ones.
 from __future__ import annotations
 
 import json
+import math
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from execdesk.backtest.metrics import compute_metrics
 from execdesk.domain.events import EventKind
 from execdesk.errors import InvalidInput
 from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, fold_marks
+from execdesk.monitor.trades import round_trips
 from execdesk.store.ledger import Ledger
 
 
@@ -37,6 +41,8 @@ def build_report(ledger: Ledger, deployment: str | None = None) -> dict[str, Any
         curves[PORTFOLIO].append((stamp, e.payload["equity"]))
         for dep_id, values in e.payload["deployments"].items():
             curves.setdefault(dep_id, []).append((stamp, values["equity"]))
+    trips = round_trips(state.fills.values())
+    period_end = pd.Timestamp(last_time or 0, unit="s", tz="UTC").to_pydatetime() if last_time else None
     deps = []
     for dep in state.deployments.values():
         if deployment is not None and dep.id != deployment:
@@ -52,6 +58,7 @@ def build_report(ledger: Ledger, deployment: str | None = None) -> dict[str, Any
             "win_rate": dep.wins / dep.trades if dep.trades else 0.0,
             "max_drawdown": round(marks.max_drawdown.get(dep.id, 0.0), 6),
             "validation": validations.get(dep.id, {}),
+            "metrics": _metrics(trips[trips.deployment_id == dep.id], float(dep.capital), dep.created_at, period_end),
             "equity_curve": curves.get(dep.id, []),
         })
     return {
@@ -62,6 +69,21 @@ def build_report(ledger: Ledger, deployment: str | None = None) -> dict[str, Any
                       "equity_curve": curves[PORTFOLIO]},
         "deployments": deps,
     }
+
+
+def _metrics(trades: pd.DataFrame, capital: float, created_at: int, end: datetime | None) -> dict[str, Any]:
+    """The live trades' figures, by the same code as the backtests' (execdesk.backtest.metrics)."""
+    m = compute_metrics(trades.reset_index(drop=True), capital,
+                        pd.Timestamp(created_at, unit="s", tz="UTC").to_pydatetime(), end)
+    return {"trades": m.trades, "win_rate": round(m.win_rate, 6), "profit_factor": _finite(m.profit_factor),
+            "total_profit_abs": round(m.total_profit_abs, 6), "sharpe": _finite(m.sharpe),
+            "sortino": _finite(m.sortino), "calmar": _finite(m.calmar),
+            "max_drawdown_closed_trades": round(m.max_drawdown, 6),
+            "avg_trade_duration_min": round(m.avg_trade_duration.total_seconds() / 60, 1)}
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 6) if math.isfinite(value) else None
 
 
 def write_report(ledger: Ledger, home: Path, deployment: str | None = None) -> tuple[dict[str, Any], list[Path]]:
@@ -86,19 +108,26 @@ def write_report(ledger: Ledger, home: Path, deployment: str | None = None) -> t
     return data, [json_path, md_path]
 
 
+def _num(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "n/a"
+
+
 def _markdown(data: dict[str, Any]) -> str:
     lines = [f"# Desk performance report — {data['as_of']}", "",
              f"Trading state: **{data['trading_state']}** ({data['trading_reason']}). "
              f"Portfolio equity {data['portfolio']['equity']:,.2f}, max drawdown "
              f"{data['portfolio']['max_drawdown']:.2%}.", "",
-             "| deployment | state | trades | win rate | P&L | P&L % | max DD | backtest trades | backtest win rate "
-             "| backtest max DD |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| deployment | state | trades | win rate | P&L | P&L % | max DD | Sharpe | backtest trades "
+             "| backtest win rate | backtest max DD | backtest Sharpe |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in data["deployments"]:
         v = d["validation"]
         lines.append(f"| {d['id']} ({d['name']}) | {d['state']} ({d['state_reason']}) | {d['trades']} | "
                      f"{d['win_rate']:.0%} | {d['pnl']:,.2f} | {d['pnl_pct']:+.2f}% | {d['max_drawdown']:.2%} | "
-                     f"{v.get('trades', '')} | {v.get('win_rate', 0):.0%} | {v.get('max_drawdown', 0):.0%} |")
+                     f"{_num(d['metrics']['sharpe'])} | {v.get('trades', '')} | {v.get('win_rate', 0):.0%} | "
+                     f"{v.get('max_drawdown', 0):.0%} | {_num(v.get('sharpe'))} |")
     lines += ["", "Live figures are from the ledger (fills, and equity marked to market at each bar's close);",
-              "backtest figures are those of the validation report that approved each strategy.", ""]
+              "Sharpe and the other trade metrics are computed from the live round trips by the same code as",
+              "the native backtester's (Freqtrade's formulas); backtest figures are those of the validation",
+              "report that approved each strategy.", ""]
     return "\n".join(lines)
