@@ -1,7 +1,11 @@
 """Tests of execdesk.backtest.lane: entry signals and the first exit, on hand-made candles.
 
 Candles are hourly from T0 (a multiple of 4h, so 4h buckets start there); a long position is filled
-at the open of candle 1 (T0 + 1h) at 100 unless a test says otherwise.
+at the open of candle 1 (T0 + 1h) at 100 unless a test says otherwise. The exit rules are the
+backtester's (Freqtrade's): minutes held count from the entry candle's open, profits count the fee
+(0.1% per side, the lane's default), the trailing stop follows a candle's high before its low is
+checked. An exit signal of candle k - 1 (filled at k's open) is planned at the close of k - 1; a
+stop, ROI or trailing exit inside candle k at the close of k.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from execdesk.backtest.engine import BacktestConfig
 from execdesk.backtest.lane import ExitPlan, Lane
 from execdesk.data.candles import dates_from_epoch_seconds
 from execdesk.data.feed import MarketView
@@ -21,6 +26,7 @@ from execdesk.strategy import StrategyBundle, validate_bundle
 H = 3600
 T0 = 1_700_006_400  # 2023-11-15 00:00 UTC, a multiple of 4h
 PAIR = "BTC/USDT"
+FEE = 0.001
 Row = tuple[float, float, float, float]  # open, high, low, close
 
 
@@ -44,9 +50,14 @@ def bundle(**overrides: Any) -> StrategyBundle:
 
 
 def lane(rows: list[Row], b: StrategyBundle | None = None, timeframe: str = "1h",
-         others: dict[str, pd.DataFrame] | None = None) -> Lane:
+         others: dict[str, pd.DataFrame] | None = None, config: BacktestConfig | None = None) -> Lane:
     market = MarketView({PAIR: frame(rows), **(others or {})}, "1h")
-    return Lane("dep-1", PAIR, b or bundle(), market.lane_candles(PAIR, timeframe))
+    return Lane("dep-1", PAIR, b or bundle(), market.lane_candles(PAIR, timeframe), config=config)
+
+
+def plan_of(g: int, reason: IntentReason, candle: int, rate: float) -> ExitPlan:
+    """An expected plan; the rate to within float rounding of the hand calculation."""
+    return ExitPlan(g, reason, candle, pytest.approx(rate, rel=1e-12))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- stoploss
@@ -54,20 +65,20 @@ STOP_ROWS: list[Row] = [
     (100, 101, 99, 100),
     (100, 102, 97, 99),    # fill at this open (100); stop at 100 x (1 - 0.05) = 95
     (99, 100, 96, 97),
-    (97, 98, 94.9, 95.5),  # low 94.9 <= 95: stoploss
+    (97, 98, 94.9, 95.5),  # low 94.9 <= 95: stoploss, filled at the stop
     (95, 96, 90, 92),
 ]
 
 
-def test_first_exit_when_low_touches_the_stop_then_stoploss_at_that_candle() -> None:
+def test_first_exit_when_low_touches_the_stop_then_stoploss_at_the_stop_price() -> None:
     # Arrange
     ln = lane(STOP_ROWS)
 
     # Act
     plan = ln.first_exit(Direction.LONG, T0 + H, 100.0, after_g=0)
 
-    # Assert
-    assert plan == ExitPlan(3, IntentReason.STOPLOSS, 3)
+    # Assert: decided at candle 3's close; the backtest fills at the stop, 95
+    assert plan == ExitPlan(3, IntentReason.STOPLOSS, 3, 95.0)
 
 
 def test_first_exit_when_low_equals_the_stop_exactly_then_stoploss() -> None:
@@ -78,15 +89,26 @@ def test_first_exit_when_low_equals_the_stop_exactly_then_stoploss() -> None:
     plan = lane(rows).first_exit(Direction.LONG, T0 + H, 100.0, after_g=0)
 
     # Assert
-    assert plan == ExitPlan(2, IntentReason.STOPLOSS, 2)
+    assert plan == ExitPlan(2, IntentReason.STOPLOSS, 2, 95.0)
+
+
+def test_first_exit_when_whole_candle_below_the_stop_then_filled_at_its_open() -> None:
+    # Arrange: candle 2 gaps down to open 93 with a high of 94, all of it below the stop 95
+    rows = [*STOP_ROWS[:2], (93, 94, 92, 93), *STOP_ROWS[3:]]
+
+    # Act
+    plan = lane(rows).first_exit(Direction.LONG, T0 + H, 100.0, after_g=0)
+
+    # Assert
+    assert plan == ExitPlan(2, IntentReason.STOPLOSS, 2, 93.0)
 
 
 def test_first_exit_when_after_g_past_the_first_hit_then_next_candle_checked() -> None:
     # Act: candles closing after grid index 3 only
     plan = lane(STOP_ROWS).first_exit(Direction.LONG, T0 + H, 100.0, after_g=3)
 
-    # Assert: candle 4's low 90 <= 95
-    assert plan == ExitPlan(4, IntentReason.STOPLOSS, 4)
+    # Assert: candle 4's low 90 <= 95 (its high 96 is above the stop: filled at the stop)
+    assert plan == ExitPlan(4, IntentReason.STOPLOSS, 4, 95.0)
 
 
 def test_first_exit_when_short_and_high_touches_the_stop_then_stoploss() -> None:
@@ -97,7 +119,7 @@ def test_first_exit_when_short_and_high_touches_the_stop_then_stoploss() -> None
     plan = lane(rows).first_exit(Direction.SHORT, T0 + H, 100.0, after_g=0)
 
     # Assert
-    assert plan == ExitPlan(2, IntentReason.STOPLOSS, 2)
+    assert plan == ExitPlan(2, IntentReason.STOPLOSS, 2, 105.0)
 
 
 def test_first_exit_when_nothing_hits_then_none() -> None:
@@ -109,25 +131,43 @@ def test_first_exit_when_nothing_hits_then_none() -> None:
 
 
 # ---------------------------------------------------------------- ROI
-def test_first_exit_when_roi_target_falls_with_time_held_then_roi_where_high_meets_it() -> None:
-    # Arrange: ROI 10% from 0 min, 2% from 120 min
+# ROI 10% from 0 min, 2% from 120 min held, counted from the entry candle's open: candle 1 has held
+# 0 min, candle 2 60 min, candle 3 120 min. With the fee the 2% target is the rate
+# 100 x 1.001 x 1.02 / 0.999 = 102.2042 (the profit after both fees is 2% there).
+ROI_TABLE = {"0": 0.10, "120": 0.02}
+ROI_2PCT = 100 * 1.001 * 1.02 / 0.999
+
+
+def test_first_exit_when_roi_target_falls_with_time_held_then_roi_at_the_target_rate() -> None:
+    # Arrange
     rows: list[Row] = [
         (100, 101, 99, 100),
-        (100, 105, 99, 104),  # held 60 min at its close: target 110; high 105 misses
-        (102, 103.0, 101, 102),  # held 120 min: target 102; high 103 reaches it
+        (100, 105, 99, 104),    # 0 min: target 10%; high 105 is +4.8% after fees
+        (102, 103, 101, 102),   # 60 min: still 10%
+        (102, 103, 101, 102),   # 120 min: target 2%; high 103 (+2.8% after fees) passes 102.2042
         (102, 120, 101, 115),
     ]
-    b = bundle(minimal_roi={"0": 0.10, "120": 0.02})
 
     # Act
-    plan = lane(rows, b).first_exit(Direction.LONG, T0 + H, 100.0, after_g=0)
+    plan = lane(rows, bundle(minimal_roi=ROI_TABLE)).first_exit(Direction.LONG, T0 + H, 100.0, after_g=0)
 
     # Assert
-    assert plan == ExitPlan(2, IntentReason.ROI, 2)
+    assert plan == plan_of(3, IntentReason.ROI, 3, ROI_2PCT)
+
+
+def test_first_exit_when_roi_step_starts_with_open_above_its_target_then_roi_at_the_open() -> None:
+    # Arrange: as above, but candle 3 (where the 2% step comes into force) opens at 102.5 > 102.2042
+    rows: list[Row] = [(100, 101, 99, 100), (100, 105, 99, 104), (102, 103, 101, 102), (102.5, 103, 101, 102)]
+
+    # Act
+    plan = lane(rows, bundle(minimal_roi=ROI_TABLE)).first_exit(Direction.LONG, T0 + H, 100.0, after_g=0)
+
+    # Assert: Freqtrade exits at the open when a new ROI step finds the price already above it
+    assert plan == ExitPlan(3, IntentReason.ROI, 3, 102.5)
 
 
 def test_first_exit_when_short_and_low_reaches_roi_then_roi() -> None:
-    # Arrange: ROI 3% -> short target 100 x 0.97 = 97
+    # Arrange: ROI 3% -> short target 100 x 0.999 x 0.97 / 1.001 = 96.8062; candle 2's low is 96.5
     rows: list[Row] = [(100, 101, 99, 100), (100, 101, 98, 99), (99, 100, 96.5, 97)]
     b = bundle(minimal_roi={"0": 0.03})
 
@@ -135,57 +175,109 @@ def test_first_exit_when_short_and_low_reaches_roi_then_roi() -> None:
     plan = lane(rows, b).first_exit(Direction.SHORT, T0 + H, 100.0, after_g=0)
 
     # Assert
-    assert plan == ExitPlan(2, IntentReason.ROI, 2)
+    assert plan == plan_of(2, IntentReason.ROI, 2, 100 * 0.999 * 0.97 / 1.001)
 
 
 # ---------------------------------------------------------------- exit signal
-def test_first_exit_when_exit_signal_at_a_close_then_exit_signal() -> None:
-    # Arrange: exit when close < 98; stop 95 and ROI 50% are never touched
-    rows: list[Row] = [(100, 101, 97, 97), (100, 101, 99, 99), (99, 100, 98, 98.5), (98.5, 99, 97, 97.5),
-                       (97.5, 98, 96, 96)]
+SIGNAL_ROWS: list[Row] = [(100, 101, 97, 97), (100, 101, 99, 99), (99, 100, 98, 98.5), (98.5, 99, 97, 97.5),
+                          (97.5, 98, 96, 96), (96, 96.5, 95.5, 96)]
+
+
+def test_first_exit_when_exit_signal_at_a_close_then_exit_signal_there_at_the_next_open() -> None:
+    # Arrange: exit when close < 98 (candles 0, 3, 4, 5); stop 95 and ROI 50% are never touched
     b = bundle(exit={"long": "close < 98"})
 
     # Act
-    plan = lane(rows, b).first_exit(Direction.LONG, T0 + H, 100.0, after_g=0)
+    plan = lane(SIGNAL_ROWS, b).first_exit(Direction.LONG, T0 + H, 100.0, after_g=0)
 
-    # Assert: candle 0 also signals, but it closed before the position existed
-    assert plan == ExitPlan(3, IntentReason.EXIT_SIGNAL, 3)
+    # Assert: decided at candle 3's close, filled by the backtest at candle 4's open (97.5); candle 0
+    # also signals, but it closed before the position existed
+    assert plan == ExitPlan(3, IntentReason.EXIT_SIGNAL, 3, 97.5)
 
 
-def test_first_exit_when_stoploss_and_exit_signal_on_one_candle_then_stoploss_named() -> None:
+def test_first_exit_when_after_g_is_the_signal_close_then_next_signal() -> None:
     # Arrange
+    b = bundle(exit={"long": "close < 98"})
+
+    # Act: the desk has seen candle 3's close (its signal) and still holds the position
+    plan = lane(SIGNAL_ROWS, b).first_exit(Direction.LONG, T0 + H, 100.0, after_g=3)
+
+    # Assert: candle 4's signal, filled at candle 5's open
+    assert plan == ExitPlan(4, IntentReason.EXIT_SIGNAL, 4, 96.0)
+
+
+def test_first_exit_when_exit_profit_only_and_signal_at_a_loss_then_signal_ignored() -> None:
+    # Arrange: the signals' exits would fill below the entry at 100
+    b = bundle(exit={"long": "close < 98"})
+
+    # Act
+    plan = lane(SIGNAL_ROWS, b, config=BacktestConfig(exit_profit_only=True)).first_exit(
+        Direction.LONG, T0 + H, 100.0, after_g=0)
+
+    # Assert
+    assert plan is None
+
+
+def test_first_exit_when_stop_hit_inside_the_candle_that_signals_then_stoploss_first() -> None:
+    # Arrange: candle 3 closes at 95.5 < 96 (its signal acts at candle 4), and its low breaks the stop
     b = bundle(exit={"long": "close < 96"})
 
     # Act
     plan = lane(STOP_ROWS, b).first_exit(Direction.LONG, T0 + H, 100.0, after_g=0)
 
-    # Assert: candle 3 closes at 95.5 < 96 and its low breaks the stop: the stop wins the label
-    assert plan == ExitPlan(3, IntentReason.STOPLOSS, 3)
+    # Assert: the stop inside candle 3 comes first
+    assert plan == ExitPlan(3, IntentReason.STOPLOSS, 3, 95.0)
+
+
+def test_first_exit_when_exit_signal_and_stop_act_on_one_candle_then_exit_signal_wins() -> None:
+    # Arrange: candle 2 closes at 97 < 97.2: its signal acts at candle 3, whose low breaks the stop
+    b = bundle(exit={"long": "close < 97.2"})
+
+    # Act
+    plan = lane(STOP_ROWS, b).first_exit(Direction.LONG, T0 + H, 100.0, after_g=0)
+
+    # Assert: Freqtrade checks the exit signal first: decided at candle 2's close, at candle 3's open
+    assert plan == ExitPlan(2, IntentReason.EXIT_SIGNAL, 2, 97.0)
 
 
 # ---------------------------------------------------------------- trailing stop
+# positive 2% once the profit at the high (after fees) exceeds the 3% offset; stoploss 10% (stop 90)
 TRAIL = {"positive": 0.02, "offset": 0.03, "only_offset_is_reached": True}
+TRAIL_ROWS: list[Row] = [
+    (100, 101, 99, 100),
+    (100, 102, 99.5, 101.5),   # high 102: +1.8% after fees, below the offset: the stop stays at 90
+    (102, 104, 102, 103),      # high 104: +3.8% after fees > 3% -> stop 104 x 0.98 = 101.92 < low 102
+    (103, 103.5, 101.5, 102),  # low 101.5 <= 101.92
+    (102, 103, 90, 95),
+]
 
 
 def test_first_exit_when_trailing_armed_by_earlier_high_then_trailing_stop() -> None:
-    # Arrange: stop 90 and ROI 50% far away
-    rows: list[Row] = [
-        (100, 101, 99, 100),
-        (100, 104, 99.5, 103),    # best before it: the entry 100 -> not armed
-        (103, 103.5, 101.5, 102),  # best before: 104 (+4% >= offset 3%) -> level 104 x 0.98 = 101.92 >= low 101.5
-        (102, 103, 90, 95),
-    ]
+    # Arrange
+    b = bundle(stoploss=-0.10, trailing_stop=TRAIL)
+
+    # Act
+    plan = lane(TRAIL_ROWS, b).first_exit(Direction.LONG, T0 + H, 100.0, after_g=0)
+
+    # Assert
+    assert plan == plan_of(3, IntentReason.TRAILING_STOP, 3, 104 * 0.98)
+
+
+def test_first_exit_when_entry_candle_high_arms_trailing_and_its_low_hits_it_then_exit_on_the_entry_candle(
+) -> None:
+    # Arrange: candle 1's high 104 moves the stop to 101.92 before its low 99.5 is checked
+    rows: list[Row] = [(100, 101, 99, 100), (100, 104, 99.5, 103), (103, 103.5, 101.5, 102)]
     b = bundle(stoploss=-0.10, trailing_stop=TRAIL)
 
     # Act
     plan = lane(rows, b).first_exit(Direction.LONG, T0 + H, 100.0, after_g=0)
 
-    # Assert
-    assert plan == ExitPlan(2, IntentReason.TRAILING_STOP, 2)
+    # Assert: on the entry candle Freqtrade fills at open x (1 + offset - positive) = 101
+    assert plan == plan_of(1, IntentReason.TRAILING_STOP, 1, 101.0)
 
 
 def test_first_exit_when_offset_not_reached_then_trailing_not_armed() -> None:
-    # Arrange: the best high 102.5 is +2.5% < offset 3%; candle 2 dips to 100.1 (< 102.5 x 0.98 = 100.45)
+    # Arrange: the best high 102.5 is +2.3% after fees < offset 3%; candle 2 dips to 100.1
     rows: list[Row] = [(100, 101, 99, 100), (100, 102.5, 99.5, 102), (102, 102.2, 100.1, 101),
                        (101, 101.5, 100.5, 101)]
     b = bundle(stoploss=-0.10, trailing_stop=TRAIL)
@@ -194,29 +286,41 @@ def test_first_exit_when_offset_not_reached_then_trailing_not_armed() -> None:
     assert lane(rows, b).first_exit(Direction.LONG, T0 + H, 100.0, after_g=0) is None
 
 
-def test_first_exit_when_trailing_without_offset_requirement_then_armed_by_any_gain() -> None:
-    # Arrange: same candles, trailing armed as soon as the best price is above the entry
-    rows: list[Row] = [(100, 101, 99, 100), (100, 102.5, 99.5, 102), (102, 102.2, 100.1, 101),
-                       (101, 101.5, 100.5, 101)]
+def test_first_exit_when_trailing_without_offset_requirement_then_stop_trails_at_stoploss_distance() -> None:
+    # Arrange: below the offset the stop trails the high by |stoploss|: 102.5 x 0.9 = 92.25 after candle 1
+    rows: list[Row] = [(100, 101, 99, 100), (100, 102.5, 99.5, 102), (102, 102.2, 92.0, 95),
+                       (95, 96, 89, 90)]
     b = bundle(stoploss=-0.10, trailing_stop={**TRAIL, "only_offset_is_reached": False})
 
     # Act
     plan = lane(rows, b).first_exit(Direction.LONG, T0 + H, 100.0, after_g=0)
 
-    # Assert: level 102.5 x 0.98 = 100.45 >= low 100.1 at candle 2
-    assert plan == ExitPlan(2, IntentReason.TRAILING_STOP, 2)
+    # Assert: candle 2's low 92 <= 92.25 (the plain stop, 90, would not be hit before candle 3)
+    assert plan == plan_of(2, IntentReason.TRAILING_STOP, 2, 92.25)
 
 
 def test_first_exit_when_short_and_price_bounces_off_the_best_low_then_trailing_stop() -> None:
-    # Arrange: short from 100; candle 1 low 95 (+5% >= 3%) -> level 95 x 1.02 = 96.9; candle 2 high 97
-    rows: list[Row] = [(100, 101, 99, 100), (100, 100.5, 95, 96), (96, 97, 95.5, 96.5)]
+    # Arrange: short from 100; candle 2's low 95 (+4.8% after fees >= 3%) -> stop 95 x 1.02 = 96.9,
+    # above its high 96.8; candle 3's high 97 reaches it
+    rows: list[Row] = [(100, 101, 99, 100), (100, 100.5, 98, 98.5), (96.5, 96.8, 95, 95.5), (95.5, 97, 95.2, 96.5)]
     b = bundle(stoploss=-0.10, trailing_stop=TRAIL)
 
     # Act
     plan = lane(rows, b).first_exit(Direction.SHORT, T0 + H, 100.0, after_g=0)
 
     # Assert
-    assert plan == ExitPlan(2, IntentReason.TRAILING_STOP, 2)
+    assert plan == plan_of(3, IntentReason.TRAILING_STOP, 3, 95 * 1.02)
+
+
+def test_first_exit_when_after_g_past_the_arming_candle_then_trailing_stop_still_armed() -> None:
+    # Arrange: the desk has seen candle 2's close (the position is still open)
+    b = bundle(stoploss=-0.10, trailing_stop=TRAIL)
+
+    # Act
+    plan = lane(TRAIL_ROWS, b).first_exit(Direction.LONG, T0 + H, 100.0, after_g=2)
+
+    # Assert: candle 2's high still moved the stop
+    assert plan == plan_of(3, IntentReason.TRAILING_STOP, 3, 104 * 0.98)
 
 
 # ---------------------------------------------------------------- entries
@@ -301,8 +405,8 @@ def test_first_exit_when_4h_lane_then_stop_checked_on_4h_candles_and_mapped_to_g
     # Act: filled at hour 1 (inside 4h candle 0) at 100
     plan = lane(rows, b, timeframe="4h").first_exit(Direction.LONG, T0 + H, 100.0, after_g=1)
 
-    # Assert
-    assert plan == ExitPlan(7, IntentReason.STOPLOSS, 1)
+    # Assert: filled at the stop, 95
+    assert plan == ExitPlan(7, IntentReason.STOPLOSS, 1, 95.0)
 
 
 def test_lane_candles_when_last_4h_bucket_incomplete_then_dropped() -> None:
@@ -322,5 +426,5 @@ def test_first_exit_when_fill_inside_the_first_candle_then_that_candle_is_checke
     # Act
     plan = lane(hourly(8), b, timeframe="4h").first_exit(Direction.LONG, T0 + H, 100.0, after_g=after_g)
 
-    # Assert
-    assert plan == ExitPlan(3, IntentReason.STOPLOSS, 0)
+    # Assert: the backtest takes the trade as opened at the candle's open: all of the candle counts
+    assert plan == plan_of(3, IntentReason.STOPLOSS, 0, 100 * (1 - 0.004))

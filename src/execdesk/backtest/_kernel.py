@@ -9,6 +9,10 @@ Layout: the candles of every pair are concatenated into flat arrays; pair ``p`` 
 of the common time grid (one step per candle, ``0`` = the backtest start). Signals are the raw
 per-candle signals (known at the candle's close); the loop reads row ``r``'s decision from candle
 ``r - 1``, as Freqtrade shifts its signal columns by one.
+
+The exit rules of one candle live in one place, :func:`_exit_step` (inlined): :func:`simulate` calls
+it for every open trade, and :func:`scan_exit` walks one trade of one pair with it to find that
+trade's first exit (the desk's lanes, :mod:`execdesk.backtest.lane`, plan their exits with it).
 """
 
 from __future__ import annotations
@@ -143,6 +147,156 @@ def _roi_rate(
     return min(max(close_rate, lo), h)
 
 
+#: The run's settings an exit decision reads (:func:`_exit_step`): timeframe minutes, |stoploss|,
+#: trailing stop (on, positive, offset, only_offset_is_reached), fee, use_exit_signal,
+#: exit_profit_only, exit_profit_offset, ignore_roi_if_entry_signal. Scalars only: an array handed to
+#: the inlined helper costs reference counting on every candle (simulate took 1.7x as long with the ROI
+#: table passed in, 3x with the trade-state arrays); so the caller looks the ROI entry up, and the
+#: trade's state goes in and out as scalars.
+ExitRules = tuple[int, float, bool, float, float, bool, float, bool, bool, float, bool]
+
+
+@njit(cache=True)
+def _open_trade(is_short: bool, rate: float, amount: float, fee: float, sl: float, inv: float) -> tuple[float, float]:
+    """Open trade value (entry fee included) and initial stop of a trade opened at ``rate`` (on the price grid)."""
+    if is_short:
+        return amount * rate * (1.0 - fee), to_tick(rate * (1.0 + sl), inv, _ROUND_DOWN)
+    return amount * rate * (1.0 + fee), to_tick(rate * (1.0 - sl), inv, _ROUND_UP)
+
+
+@njit(cache=True, inline="always")
+def _exit_step(
+    decide: bool, rules: ExitRules, roi_key: int, roi_value: float,
+    is_short: bool, duration: int, oo: float, hh: float, ll: float, cc: float, enter_flag: bool, exit_flag: bool,
+    open_rate: float, amount: float, value: float, inv: float,
+    stop: float, stop_pct: float, trailed: bool, pending: bool, pending_rate: float, reason: int,
+) -> tuple[float, float, bool, bool, float, int, bool]:
+    """One candle of an open trade: Freqtrade's exit decision (backtest_loop step 4) and fill (step 5).
+
+    The one implementation of the exit rules (engine docstring, rule 8), for :func:`simulate` and
+    :func:`scan_exit`. Arguments: ``rules`` (:data:`ExitRules`); the ROI table entry in force after
+    ``duration`` minutes (``roi_key`` -1: none); the trade: side, minutes held (0 on the entry
+    candle), open rate on the price grid, amount, open value, price step inverse (0: no rounding);
+    the candle: open, high, low, close, and the entry / exit flag of the trade's side of the previous
+    candle; the trade's state: stop, stop ratio, whether trailing moved the stop, the pending exit
+    order (placed, price) and the exit reason decided last.
+
+    First ``ft_stoploss_adjust``: the trailing stop follows the candle's high (low). Then, only if
+    ``decide``, the exit candidates in Freqtrade's order (exit signal, stoploss, ROI, trailing stop;
+    the first whose order can be placed wins; an identical pending order is kept and the next one
+    tried) and the fill check (the order's price within the candle's low and high).
+
+    Returns the new ``(stop, stop_pct, trailed, pending, pending_rate, reason, filled)``.
+    """
+    (tf_minutes, sl, trailing, ts_positive, ts_offset, ts_only, fee,
+     use_exit_signal, exit_profit_only, exit_profit_offset, ignore_roi_if_entry_signal) = rules
+    best = ll if is_short else hh
+    profit_best = profit_ratio(is_short, amount, value, best, fee)
+    # ft_stoploss_adjust: the trailing stop follows this candle's high (low) first
+    dir_correct = stop > hh if is_short else stop < ll
+    if trailing and dir_correct and not (ts_only and profit_best < ts_offset):
+        pct = ts_positive if profit_best > ts_offset else sl
+        if is_short:
+            new_stop = to_tick(best * (1.0 + pct), inv, _ROUND_DOWN)
+            moved = new_stop < stop
+        else:
+            new_stop = to_tick(best * (1.0 - pct), inv, _ROUND_UP)
+            moved = new_stop > stop
+        if moved:
+            stop = new_stop
+            stop_pct = pct
+            trailed = True
+    if not decide:
+        return stop, stop_pct, trailed, pending, pending_rate, reason, False
+    # exit candidates (should_exit): the close rate before rounding of the exit signal, stoploss,
+    # ROI and trailing stop; NaN where none
+    r_signal = r_stop = r_roi = r_trail = np.nan
+    if (use_exit_signal and exit_flag and not enter_flag) and (
+        not exit_profit_only or profit_ratio(is_short, amount, value, oo, fee) > exit_profit_offset
+    ):
+        r_signal = oo
+    stop_hit = stop <= hh if is_short else stop >= ll
+    if stop_hit:
+        r_stop = _stop_rate(is_short, stop, stop_pct, trailed, duration, oo, hh, ll, ts_only, ts_positive, ts_offset)
+        if trailed:
+            r_stop, r_trail = np.nan, r_stop
+    if roi_key >= 0 and not (enter_flag and ignore_roi_if_entry_signal) and profit_best > roi_value:
+        r_roi = _roi_rate(is_short, roi_key, roi_value, duration, tf_minutes, oo, hh, ll, cc, open_rate, amount,
+                          value, fee)
+    # the first exit whose order can be placed (handle_similar_order keeps an identical open order)
+    for code in range(4):
+        rate = r_signal if code == 0 else r_stop if code == 1 else r_roi if code == 2 else r_trail
+        if np.isnan(rate):
+            continue
+        reason = _SLOT_REASON[code]
+        rate = to_tick(rate, inv, _ROUND)
+        if pending and pending_rate == rate:
+            continue  # the same order is already open: keep it, try the next exit
+        pending = True
+        pending_rate = rate
+        break
+    # exit order fill (step 5): the price must lie within the candle
+    filled = pending and ll <= pending_rate <= hh
+    return stop, stop_pct, trailed, pending, pending_rate, reason, filled
+
+
+@njit(cache=True)
+def scan_exit(
+    o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
+    enter_long: np.ndarray, exit_long: np.ndarray, enter_short: np.ndarray, exit_short: np.ndarray,
+    entry: int, start: int, open_rate: float, amount: float, fee: float, is_short: bool, price_inv: float,
+    tf_minutes: int, stoploss: float, roi_minutes: np.ndarray, roi_values: np.ndarray,
+    trailing: bool, ts_positive: float, ts_offset: float, ts_only: bool,
+    use_exit_signal: bool, exit_profit_only: bool, exit_profit_offset: float, ignore_roi_if_entry_signal: bool,
+) -> tuple[int, int, float]:
+    """The first exit of one trade of one pair, decided candle by candle exactly as :func:`simulate` does.
+
+    The trade entered on candle ``entry`` (rows of the pair's candle and raw signal arrays, as in
+    ``simulate`` the signal of candle ``k - 1`` acts on candle ``k``) at ``open_rate`` (already on the
+    price grid of step ``1 / price_inv``; ``price_inv`` 0: no rounding), ``amount`` at ``fee`` per
+    side; the other arguments are those of ``simulate``. ``roi_minutes`` must be int64.
+
+    Candles ``entry .. start - 1`` only move the trailing stop: the trade is taken to be still open at
+    the close of candle ``start - 1``. From candle ``start`` on every exit is considered, except an
+    exit signal of candle ``start - 1`` itself (it acts at the open of ``start`` but was known at the
+    close of ``start - 1``; ``simulate`` never has one on the entry candle, where the entry signal
+    excludes it).
+
+    Returns ``(candle, reason code, close rate)`` of the candle whose exit order fills, or
+    ``(-1, NO_EXIT, nan)`` if none does before the data ends (``simulate`` would force-exit it).
+    """
+    n = o.shape[0]
+    sl = abs(stoploss)
+    rules = (tf_minutes, sl, trailing, ts_positive, ts_offset, ts_only, fee,
+             use_exit_signal, exit_profit_only, exit_profit_offset, ignore_roi_if_entry_signal)
+    value, stop = _open_trade(is_short, open_rate, amount, fee, sl, price_inv)
+    stop_pct = sl
+    trailed = False
+    pending = False
+    pending_rate = 0.0
+    reason = NO_EXIT
+    enter_side = enter_short if is_short else enter_long
+    exit_side = exit_short if is_short else exit_long
+    for k in range(max(entry, 0), n):
+        enter_flag = False
+        exit_flag = False
+        if k > 0:
+            enter_flag = enter_side[k - 1]
+            exit_flag = exit_side[k - 1] and k > start
+        duration = (k - entry) * tf_minutes
+        roi_i = _roi_index(roi_minutes, duration)  # as in simulate (see ExitRules)
+        roi_key = roi_minutes[roi_i] if roi_i >= 0 else -1
+        roi_value = roi_values[roi_i] if roi_i >= 0 else 0.0
+        stop, stop_pct, trailed, pending, pending_rate, reason, filled = _exit_step(
+            k >= start, rules, roi_key, roi_value, is_short, duration, o[k], h[k], lo[k], c[k],
+            enter_flag, exit_flag, open_rate, amount, value, price_inv,
+            stop, stop_pct, trailed, pending, pending_rate, reason,
+        )
+        if filled:
+            return k, reason, pending_rate
+    return -1, NO_EXIT, np.nan
+
+
 @njit(cache=True)
 def simulate(
     o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
@@ -167,6 +321,8 @@ def simulate(
     """
     n_pairs = offset.shape[0]
     sl = abs(stoploss)
+    rules = (tf_minutes, sl, trailing, ts_positive, ts_offset, ts_only, fee,
+             use_exit_signal, exit_profit_only, exit_profit_offset, ignore_roi_if_entry_signal)
     # the open trade of each pair (one at most: no position stacking)
     t_open = np.zeros(n_pairs, dtype=np.bool_)
     t_short = np.zeros(n_pairs, dtype=np.bool_)
@@ -188,7 +344,6 @@ def simulate(
     open_list = np.empty(n_pairs, dtype=np.int64)  # pairs with an open trade, in entry order
     n_open = 0
     order = np.empty(n_pairs, dtype=np.int64)
-    rates = np.empty(4)  # candidate exits of one candle: signal, stoploss, ROI, trailing stop
     closed_profit = 0.0
     rejected = 0
 
@@ -259,85 +414,39 @@ def simulate(
                                 t_amount[p] = amount
                                 t_stake[p] = amount * price
                                 t_inv[p] = inv
-                                if is_short:
-                                    t_value[p] = amount * rate0 * (1.0 - fee)
-                                    t_stop[p] = to_tick(rate0 * (1.0 + sl), inv, _ROUND_DOWN)
-                                else:
-                                    t_value[p] = amount * rate0 * (1.0 + fee)
-                                    t_stop[p] = to_tick(rate0 * (1.0 - sl), inv, _ROUND_UP)
+                                t_value[p], t_stop[p] = _open_trade(is_short, rate0, amount, fee, sl, inv)
                                 t_stop_pct[p] = sl
                                 open_list[n_open] = p
                                 n_open += 1
                     else:
                         rejected += 1
-                # -- exit decision (step 4), the entry candle included; Freqtrade lists the exits
-                # in this order and the first whose order can be placed wins
+                # -- exit decision (step 4), the entry candle included, and the exit order's fill
+                # (step 5): _exit_step, shared with scan_exit
                 if t_open[p]:
-                    # exit candidates (should_exit): rates[slot] = close rate before rounding of
-                    # exit signal, stoploss, ROI, trailing stop; NaN where none (inlined: hot path)
-                    rates[:] = np.nan
                     is_short = t_short[p]
                     duration = (g - t_g[p]) * tf_minutes
-                    oo, hh, ll, cc = o[k], h[k], lo[k], c[k]
+                    roi_i = _roi_index(roi_minutes, duration)
+                    roi_key = roi_minutes[roi_i] if roi_i >= 0 else -1
+                    roi_value = roi_values[roi_i] if roi_i >= 0 else 0.0
                     if is_short:
                         enter_flag = enter_short[k - 1]
                         exit_flag = exit_short[k - 1]
-                        best = ll
                     else:
                         enter_flag = enter_long[k - 1]
                         exit_flag = exit_long[k - 1]
-                        best = hh
-                    amount = t_amount[p]
-                    value = t_value[p]
-                    inv = t_inv[p]
-                    profit_best = profit_ratio(is_short, amount, value, best, fee)
-                    stop = t_stop[p]
-                    # ft_stoploss_adjust: the trailing stop follows this candle's high (low) first
-                    dir_correct = stop > hh if is_short else stop < ll
-                    if trailing and dir_correct and not (ts_only and profit_best < ts_offset):
-                        pct = ts_positive if profit_best > ts_offset else sl
-                        if is_short:
-                            new_stop = to_tick(best * (1.0 + pct), inv, _ROUND_DOWN)
-                            moved = new_stop < stop
-                        else:
-                            new_stop = to_tick(best * (1.0 - pct), inv, _ROUND_UP)
-                            moved = new_stop > stop
-                        if moved:
-                            stop = new_stop
-                            t_stop[p] = stop
-                            t_stop_pct[p] = pct
-                            t_trailing[p] = True
-                    stop_hit = stop <= hh if is_short else stop >= ll
-                    if (use_exit_signal and exit_flag and not enter_flag) and (
-                        not exit_profit_only or profit_ratio(is_short, amount, value, oo, fee) > exit_profit_offset
-                    ):
-                        rates[0] = oo
-                    if stop_hit:
-                        rates[3 if t_trailing[p] else 1] = _stop_rate(
-                            is_short, stop, t_stop_pct[p], t_trailing[p], duration, oo, hh, ll,
-                            ts_only, ts_positive, ts_offset,
-                        )
-                    roi_i = _roi_index(roi_minutes, duration)
-                    if (
-                        roi_i >= 0
-                        and not (enter_flag and ignore_roi_if_entry_signal)
-                        and profit_best > roi_values[roi_i]
-                    ):
-                        rates[2] = _roi_rate(is_short, roi_minutes[roi_i], roi_values[roi_i], duration, tf_minutes,
-                                             oo, hh, ll, cc, t_rate[p], amount, value, fee)
-                    for code in range(4):
-                        rate = rates[code]
-                        if np.isnan(rate):
-                            continue
-                        t_reason[p] = _SLOT_REASON[code]
-                        rate = to_tick(rate, t_inv[p], _ROUND)
-                        if t_pending[p] and t_pending_rate[p] == rate:
-                            continue  # the same order is already open: keep it, try the next exit
-                        t_pending[p] = True
-                        t_pending_rate[p] = rate
-                        break
-                    # -- exit order fill (step 5): the price must lie within the candle
-                    if t_pending[p] and lo[k] <= t_pending_rate[p] <= h[k]:
+                    stop, stop_pct, trailed, pending, pending_rate, reason, filled = _exit_step(
+                        True, rules, roi_key, roi_value, is_short, duration, o[k], h[k], lo[k], c[k],
+                        enter_flag, exit_flag, t_rate[p], t_amount[p], t_value[p], t_inv[p],
+                        t_stop[p], t_stop_pct[p], t_trailing[p], t_pending[p], t_pending_rate[p], t_reason[p],
+                    )
+                    if trailed:  # the stop only ever moves by trailing
+                        t_stop[p] = stop
+                        t_stop_pct[p] = stop_pct
+                        t_trailing[p] = True
+                    t_pending[p] = pending
+                    t_pending_rate[p] = pending_rate
+                    t_reason[p] = reason
+                    if filled:
                         n_trades, closed_profit, n_open = _close(
                             p, g, t_pending_rate[p], t_reason[p], fee, t_open, t_short, t_g, t_raw, t_rate,
                             t_amount, t_stake, open_list, n_open, closed_profit, out_i, out_f, out_short,

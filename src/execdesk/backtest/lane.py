@@ -4,11 +4,20 @@ A lane answers two questions for the desk's loop, both as grid indices so the lo
 bars where nothing can happen:
 
 * flat: at which bar does the next entry signal fire (:meth:`Lane.next_entry`)?
-* in a position: at which bar does the first exit condition hold (:meth:`Lane.first_exit`)? The
-  conditions, checked on each candle from the one the position was filled in: stoploss touched
-  (low/high against the stop), trailing stop touched, the ROI table's target reached for the time
-  held, or an exit signal at the candle's close. The loop then sends a market exit that fills at the
-  next bar's open.
+* in a position: at which bar must the position exit, why, and at what price would the backtest
+  have filled the exit (:meth:`Lane.first_exit`)? The exit rules are the native backtester's, the
+  very same compiled code (:func:`execdesk.backtest._kernel.scan_exit`, Freqtrade's rules: the
+  docstring of :mod:`execdesk.backtest.engine`, rule 8): on each candle from the one the position
+  was filled in, the trailing stop follows the candle's high (low), then the first of exit signal,
+  stoploss, ROI, trailing stop that applies wins. Prices are not rounded to a price step (the desk's
+  fills are not on Freqtrade's price grid).
+
+Timing: the desk decides at a candle's close and its market orders fill at the next bar's open. An
+exit signal of candle *k - 1* is what the backtest fills at candle *k*'s open: the lane reports it
+as decided at the close of *k - 1*. A stop, ROI or trailing-stop exit happens inside candle *k* in
+the backtest: the lane reports it at the close of *k* (the desk's market order then fills at the
+next open; the paper venue has no stop or limit orders yet) with the backtest's rate, so the desk
+can measure its slippage against the backtest.
 
 Signals are computed once over all candles at hand: TA-Lib's indicators and the expression language
 are causal (a value at candle *i* uses candles <= *i* only), so this is the same as evaluating bar by
@@ -18,38 +27,56 @@ bar, and it is what makes a replay fast.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
+from execdesk.backtest import _kernel
+from execdesk.backtest.engine import BacktestConfig
 from execdesk.data.feed import LaneCandles
 from execdesk.domain.types import Direction, IntentReason
 from execdesk.strategy import StrategyBundle, compute_signals
 
 IntArray = npt.NDArray[np.int64]
 
-#: candles the first vectorised exit scan looks at; each further window doubles, up to SCAN_MAX
-SCAN_FIRST = 64
-SCAN_MAX = 8192
+#: The kernel's exit reason codes as the desk's intent reasons.
+EXIT_REASONS: Final[dict[int, IntentReason]] = {
+    _kernel.EXIT_SIGNAL: IntentReason.EXIT_SIGNAL,
+    _kernel.STOP_LOSS: IntentReason.STOPLOSS,
+    _kernel.ROI: IntentReason.ROI,
+    _kernel.TRAILING_STOP_LOSS: IntentReason.TRAILING_STOP,
+}
 
 
 @dataclass(frozen=True, slots=True)
 class ExitPlan:
-    """Where and why a position exits: decided at the close of grid bar ``g``."""
+    """Where and why a position exits: decided at the close of grid bar ``g``, the close of the lane's
+    candle ``candle``. ``rate`` is the price the backtester fills that exit at (the open of the next
+    candle for an exit signal; the stop, ROI or trailing-stop price inside the candle otherwise)."""
 
     g: int
     reason: IntentReason
     candle: int
+    rate: float
 
 
 class Lane:
-    """A deployment's strategy on one pair (see module docstring)."""
+    """A deployment's strategy on one pair (see module docstring).
 
-    def __init__(self, deployment_id: str, pair: str, bundle: StrategyBundle, candles: LaneCandles) -> None:
+    ``config`` supplies what the exit rules read besides the bundle, as for a backtest: ``fee``
+    (profits at the high / low count it, as Freqtrade's do), ``use_exit_signal``,
+    ``exit_profit_only``, ``exit_profit_offset`` and ``ignore_roi_if_entry_signal``; default
+    :class:`BacktestConfig`'s defaults.
+    """
+
+    def __init__(self, deployment_id: str, pair: str, bundle: StrategyBundle, candles: LaneCandles, *,
+                 config: BacktestConfig | None = None) -> None:
         self.deployment_id = deployment_id
         self.pair = pair
         self.bundle = bundle
         self.candles = candles
+        self.config = BacktestConfig() if config is None else config
         o = candles.ohlcv
         self.signals = compute_signals(bundle, {"open": o.open, "high": o.high, "low": o.low, "close": o.close,
                                                 "volume": o.volume})
@@ -59,7 +86,7 @@ class Lane:
         self._entry_dir = np.where(long_at, 1, -1)[np.flatnonzero(long_at | short_at)]
         self.stoploss = float(bundle.stoploss)
         roi = sorted((int(k), float(v)) for k, v in bundle.minimal_roi.items())
-        self._roi_minutes = np.array([k for k, _ in roi], dtype=np.float64)
+        self._roi_minutes = np.array([k for k, _ in roi], dtype=np.int64)
         self._roi_values = np.array([v for _, v in roi], dtype=np.float64)
         self.trailing = bundle.trailing_stop
 
@@ -87,60 +114,32 @@ class Lane:
 
     # ---------------------------------------------------------------- exits
     def first_exit(self, direction: Direction, entry_time: int, entry_price: float, after_g: int) -> ExitPlan | None:
-        """The first candle closing after grid index ``after_g`` at which the position must exit.
+        """The first exit of the position decided at a grid index > ``after_g`` (None: none in the data).
 
-        The position was filled at ``entry_time`` (a bar's open) at ``entry_price``. Conditions are
-        evaluated from the candle containing the fill; the trailing stop follows the best price seen
-        on the candles before the one being checked.
+        The position was filled at ``entry_time`` (a bar's open, inside or at the start of one of the
+        lane's candles: the entry candle) at ``entry_price``. The backtester's exit rules run from
+        the entry candle on, as if the trade had opened at that candle's open at ``entry_price``;
+        candles closing at or before ``after_g`` only move the trailing stop (the position is still
+        open after them), and an exit signal counts from the first candle closing after ``after_g``.
         """
         o = self.candles.ohlcv
-        t = o.time
-        k_entry = max(int(np.searchsorted(t, entry_time, side="right")) - 1, 0)
-        k_from = max(k_entry, int(np.searchsorted(self.candles.close_index, after_g, side="right")))
-        n = len(t)
-        is_long = direction is Direction.LONG
-        exit_sig = self.signals.exit_long if is_long else self.signals.exit_short
-        stop = entry_price * (1 + self.stoploss) if is_long else entry_price * (1 - self.stoploss)
-        start, chunk = k_from, SCAN_FIRST
-        while start < n:
-            end = min(n, start + chunk)
-            chunk = min(chunk * 2, SCAN_MAX)
-            hi, lo = o.high[start:end], o.low[start:end]
-            held_min = (t[start:end] + self.candles.timeframe_seconds - entry_time) / 60.0
-            roi_idx = np.searchsorted(self._roi_minutes, held_min, side="right") - 1
-            roi = np.where(roi_idx >= 0, self._roi_values[np.maximum(roi_idx, 0)], np.inf)
-            if is_long:
-                stop_hit = lo <= stop
-                roi_hit = hi >= entry_price * (1 + roi)
-            else:
-                stop_hit = hi >= stop
-                roi_hit = lo <= entry_price * (1 - roi)
-            trail_hit = self._trailing_hits(is_long, entry_price, k_entry, start, end)
-            hits = stop_hit | trail_hit | roi_hit | exit_sig[start:end]
-            first = int(np.argmax(hits)) if hits.any() else -1
-            if first >= 0:
-                reason = (IntentReason.STOPLOSS if stop_hit[first] else IntentReason.TRAILING_STOP
-                          if trail_hit[first] else IntentReason.ROI if roi_hit[first] else IntentReason.EXIT_SIGNAL)
-                k = start + first
-                return ExitPlan(int(self.candles.close_index[k]), reason, k)
-            start = end
-        return None
-
-    def _trailing_hits(self, is_long: bool, entry_price: float, k_entry: int, start: int, end: int
-                       ) -> npt.NDArray[np.bool_]:
-        ts = self.trailing
-        if ts is None:
-            return np.zeros(end - start, dtype=np.bool_)
-        o = self.candles.ohlcv
-        # best price on the candles before each checked candle, from the entry candle on
-        span = o.high[k_entry:end] if is_long else o.low[k_entry:end]
-        best_run = np.maximum.accumulate(span) if is_long else np.minimum.accumulate(span)
-        best = np.concatenate(([entry_price], best_run[:-1]))[start - k_entry:]
-        best = np.maximum(best, entry_price) if is_long else np.minimum(best, entry_price)
-        gain = best / entry_price - 1 if is_long else 1 - best / entry_price
-        armed = gain >= float(ts.offset) if ts.only_offset_is_reached else gain > 0
-        if is_long:
-            level = best * (1 - float(ts.positive))
-            return armed & (o.low[start:end] <= level)
-        level = best * (1 + float(ts.positive))
-        return armed & (o.high[start:end] >= level)
+        n = len(o.time)
+        k_entry = max(int(np.searchsorted(o.time, entry_time, side="right")) - 1, 0)
+        start = max(k_entry, int(np.searchsorted(self.candles.close_index, after_g, side="right")))
+        if start >= n:
+            return None
+        ts, cfg, sig = self.trailing, self.config, self.signals
+        k, code, rate = _kernel.scan_exit(
+            o.open, o.high, o.low, o.close, sig.entry_long, sig.exit_long, sig.entry_short, sig.exit_short,
+            k_entry, start, float(entry_price), 1.0, float(cfg.fee), direction is Direction.SHORT, 0.0,
+            self.candles.timeframe_seconds // 60, self.stoploss, self._roi_minutes, self._roi_values,
+            ts is not None, 0.0 if ts is None else float(ts.positive), 0.0 if ts is None else float(ts.offset),
+            bool(ts is not None and ts.only_offset_is_reached),
+            bool(cfg.use_exit_signal), bool(cfg.exit_profit_only), float(cfg.exit_profit_offset),
+            bool(cfg.ignore_roi_if_entry_signal),
+        )  # fmt: skip
+        if k < 0:
+            return None
+        # an exit signal of candle k - 1 fills at candle k's open: the desk decides it at k - 1's close
+        candle = int(k) - 1 if code == _kernel.EXIT_SIGNAL else int(k)
+        return ExitPlan(int(self.candles.close_index[candle]), EXIT_REASONS[int(code)], candle, float(rate))
