@@ -89,13 +89,16 @@ def test_market_view_when_pair_starts_late_then_first_open_used_before_its_first
     assert c.next_bar.tolist() == [2, 2, 3, 4]
 
 
-def test_lane_candles_when_base_timeframe_then_pair_candles_at_their_grid_indices() -> None:
+def test_lane_candles_when_base_timeframe_then_pair_candles_at_their_grid_indices_and_gaps_filled() -> None:
     # Act
     lc = market().lane_candles(B, "1h")
 
-    # Assert
-    assert lc.close_index.tolist() == [0, 1, 3, 4, 5]
-    assert lc.ohlcv.close.tolist() == [100, 101, 103, 104, 105]
+    # Assert: B has no hour-2 bar; like Freqtrade's loader, the lane gets a flat candle at the
+    # previous close (volume 0) there, closing at the grid's hour 2
+    assert lc.close_index.tolist() == [0, 1, 2, 3, 4, 5]
+    assert lc.ohlcv.close.tolist() == [100, 101, 101, 103, 104, 105]
+    assert lc.ohlcv.volume[2] == 0
+    assert lc.ohlcv.open[2] == lc.ohlcv.high[2] == lc.ohlcv.low[2] == 101
     assert lc.timeframe_seconds == H
 
 

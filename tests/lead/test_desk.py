@@ -199,3 +199,12 @@ def test_run_when_a_bundle_turns_invalid_then_refused_and_the_ledger_keeps_every
     assert _trading_events(tmp_path / "home") == before
     with Ledger.for_home(tmp_path / "home") as ledger:
         assert ledger.verify_chain() is None
+
+
+def test_run_when_exits_are_sent_then_each_carries_the_backtesters_fill_price(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    _run(write_config(), tmp_path)
+    with Ledger.for_home(tmp_path) as ledger:
+        exits = [e.payload for e in ledger.events({EventKind.ORDER_SUBMITTED}) if e.payload["reason"] != "entry_signal"]
+    assert exits
+    assert all(Decimal(payload["backtest_price"]) > 0 for payload in exits)

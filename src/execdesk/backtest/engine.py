@@ -126,7 +126,7 @@ import pandas as pd
 
 from execdesk.backtest import _kernel
 from execdesk.backtest.metrics import Metrics, compute_metrics
-from execdesk.data.candles import OHLCV, dates_from_epoch_seconds, to_arrays
+from execdesk.data.candles import OHLCV, dates_from_epoch_seconds, fill_gaps, to_arrays
 from execdesk.data.timeframes import timeframe_to_seconds
 from execdesk.errors import InvalidInput
 from execdesk.strategy import Signals, StrategyBundle, compute_signals
@@ -427,35 +427,6 @@ def run_backtest_arrays(
 
 
 # ---------------------------------------------------------------------------------- helpers
-
-
-def fill_gaps(ohlcv: OHLCV, tf_seconds: int, pair: str = "candles") -> OHLCV:
-    """``ohlcv`` with missing candles filled as Freqtrade's loader fills them (flat candles at the
-    previous close, volume 0); the same object when nothing is missing."""
-    time = ohlcv.time
-    if len(time) < 2 or bool(np.all(np.diff(time) == tf_seconds)):
-        return ohlcv
-    rel = time - time[0]
-    if np.any(rel % tf_seconds):
-        raise InvalidInput(f"{pair}: candle times are not spaced in whole {tf_seconds} s steps")
-    slot = rel // tf_seconds
-    n = int(slot[-1]) + 1
-    have = np.zeros(n, dtype=np.bool_)
-    have[slot] = True
-    close = np.full(n, np.nan)
-    close[slot] = ohlcv.close
-    # forward fill: index of the last real candle at or before each slot
-    last = np.maximum.accumulate(np.where(have, np.arange(n), 0))
-    close = close[last]
-    columns: dict[str, FloatArray] = {"close": close}
-    for name in ("open", "high", "low"):
-        col = close.copy()
-        col[slot] = getattr(ohlcv, name)
-        columns[name] = col
-    volume = np.zeros(n)
-    volume[slot] = ohlcv.volume
-    columns["volume"] = volume
-    return OHLCV(time=time[0] + np.arange(n, dtype=np.int64) * tf_seconds, **columns)
 
 
 def price_step_inverses(time: IntArray, prices: Mapping[str, FloatArray], market_inverse: float) -> FloatArray:

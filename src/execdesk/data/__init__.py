@@ -5,6 +5,7 @@ from execdesk.data.candles import (
     CANDLE_COLUMNS,
     OHLCV,
     CandleError,
+    fill_gaps,
     to_arrays,
     validate_candles,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "RegimeSpan",
     "Shock",
     "ceil_epoch",
+    "fill_gaps",
     "floor_epoch",
     "generate_market",
     "generate_pair",

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from execdesk.data.candles import OHLCV, to_arrays
+from execdesk.data.candles import OHLCV, fill_gaps, to_arrays
 from execdesk.data.timeframes import resample, timeframe_to_seconds
 from execdesk.errors import InvalidInput
 
@@ -95,13 +95,16 @@ class MarketView:
                                f"{self.timeframe}")
         frame = track.frame if tf == self.tf_seconds else resample(track.frame, timeframe,
                                                                      from_tf=self.timeframe, pair=pair)
-        ohlcv = to_arrays(frame, pair)
+        # missing candles are filled as Freqtrade's loader fills them, so the strategy sees what it
+        # would see in Freqtrade (and its exit rules count candles held the same way)
+        ohlcv = fill_gaps(to_arrays(frame, pair), tf, pair)
         # a lane candle closes with the last base bar that starts before its own close; a trailing
         # candle whose last base bar is not here yet is incomplete and is not acted on
         last_base_open = ohlcv.time + tf - self.tf_seconds
         complete = int(np.searchsorted(last_base_open, self.time[-1], side="right"))
         if complete < len(ohlcv):
-            ohlcv = to_arrays(frame.iloc[:complete].reset_index(drop=True), pair)
+            ohlcv = OHLCV(*(getattr(ohlcv, name)[:complete] for name in ("time", "open", "high", "low", "close",
+                                                                        "volume")))
             last_base_open = last_base_open[:complete]
         close_index = np.searchsorted(self.time, last_base_open, side="right") - 1
         return LaneCandles(ohlcv, close_index.astype(np.int64), tf)

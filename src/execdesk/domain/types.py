@@ -121,6 +121,7 @@ class OrderIntent:
 
     ``qty`` is ``None`` for entries (the risk manager sizes them) and the position size for exits.
     ``ref_price`` is the price the strategy saw (the signal bar's close): slippage is measured from it.
+    ``backtest_price`` (exits) is the backtester's fill price for the same exit.
     """
 
     deployment_id: str
@@ -131,6 +132,8 @@ class OrderIntent:
     signal_time: int
     ref_price: Decimal
     qty: Decimal | None = None
+    #: for exits, the price the backtester would have filled at (slippage against the backtest)
+    backtest_price: Decimal | None = None
 
     @property
     def reduce_only(self) -> bool:

@@ -46,6 +46,7 @@ class OrderManager:
             "side": intent.side, "direction": intent.direction, "type": OrderType.MARKET, "qty": verdict.qty,
             "reason": intent.reason, "signal_time": intent.signal_time, "ref_price": intent.ref_price,
             "verdict": verdict.as_dict(),
+            **({"backtest_price": intent.backtest_price} if intent.backtest_price is not None else {}),
         }, intent.deployment_id))
         self._outbox.append(VenueOrder(coid, intent.pair, intent.side, OrderType.MARKET, verdict.qty, time))
         self.submitted += 1

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from execdesk.backtest.engine import BacktestConfig
 from execdesk.backtest.lane import Lane
 from execdesk.clock import Clock, ReplayClock, WallClock
 from execdesk.data.datadir import load_pair
@@ -152,7 +153,9 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
         raise InvalidInput(f"strategies: the same bundle id and version is listed twice ({', '.join(ids)})")
     market = build_market(config, bundles)
     # everything that can fail on bad input fails before the ledger is touched
-    lanes = [Lane(deployment_id(b), pair, b, market.lane_candles(pair, b.timeframe))
+    # the lanes' exit rules are the backtester's; the fee they count in profits is the venue's
+    rules = BacktestConfig(fee=config.venue.fee_bps / 10_000)
+    lanes = [Lane(deployment_id(b), pair, b, market.lane_candles(pair, b.timeframe), config=rules)
              for b in bundles for pair in b.pairs]
     with Ledger.for_home(home, db_url) as ledger:  # an error drops what the loop had not flushed: see DeskLoop
         _deploy(ledger, config, bundles, int(market.time[0]))

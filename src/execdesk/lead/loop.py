@@ -15,6 +15,7 @@ the close send intents through the risk manager to the order manager; then the l
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -247,8 +248,9 @@ class DeskLoop:
             pos = self.ledger.state.position(lane.deployment_id, lane.pair)
             if pos is not None and pos.qty != 0:
                 direction = Direction.LONG if pos.qty > 0 else Direction.SHORT
+                backtest = dec(plan.rate) if math.isfinite(plan.rate) else None
                 self.submit(OrderIntent(lane.deployment_id, lane.pair, direction.exit_side, direction, plan.reason,
-                                        t, price, abs(pos.qty)), g)
+                                        t, price, abs(pos.qty), backtest), g)
         elif plan is not None:
             _g, direction = plan
             self.submit(OrderIntent(lane.deployment_id, lane.pair, direction.entry_side, direction,
