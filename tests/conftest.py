@@ -11,6 +11,7 @@ import yaml
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "execdesk" / "examples"
 BUNDLES = EXAMPLES / "bundles"
+EXAMPLE_FILES = ("trend_ema_cross.yaml", "mean_revert_bbands.yaml", "momentum_macd.yaml", "breakout_4h.yaml")
 
 
 def small_desk(tmp_path: Path, **overrides: Any) -> dict[str, Any]:

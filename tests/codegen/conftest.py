@@ -5,18 +5,15 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-import execdesk
 from execdesk.data import PairProfile, generate_market, timeframe_to_seconds
 from execdesk.strategy import StrategyBundle, load_bundle, validate_bundle
-
-EXAMPLES = Path(execdesk.__file__).parent / "examples" / "bundles"
-EXAMPLE_FILES = ("trend_ema_cross.yaml", "mean_revert_bbands.yaml", "momentum_macd.yaml", "breakout_4h.yaml")
+from tests.conftest import BUNDLES as EXAMPLES
+from tests.conftest import EXAMPLE_FILES
 
 BASE: dict[str, Any] = {
     "id": "STR-950",

@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-import execdesk
-
-EXAMPLES = Path(execdesk.__file__).parent / "examples" / "bundles"
-EXAMPLE_FILES = ("trend_ema_cross.yaml", "mean_revert_bbands.yaml", "momentum_macd.yaml", "breakout_4h.yaml")
+from tests.conftest import BUNDLES as EXAMPLES  # noqa: F401 - re-exported to the strategy tests
+from tests.conftest import EXAMPLE_FILES  # noqa: F401 - re-exported to the strategy tests
 
 VALID: dict[str, Any] = {
     "id": "STR-900",

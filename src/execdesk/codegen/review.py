@@ -24,7 +24,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -69,6 +69,15 @@ class CheckResult:
             out["data"] = dict(self.data)
         out["duration_s"] = round(self.duration_s, 3)
         return out
+
+
+def checks_table(checks: Sequence[CheckResult]) -> list[str]:
+    """The checks as a Markdown table (header included), one row each."""
+    lines = ["| check | result | detail |", "|---|---|---|"]
+    for c in checks:
+        detail = c.detail.replace("|", "\\|").replace("\n", "<br>")
+        lines.append(f"| {c.name} | {'pass' if c.passed else '**FAIL**'} | {detail} |")
+    return lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +131,8 @@ class ReviewReport:
             "",
             f"**{verdict}**",
             "",
-            "| check | result | detail |",
-            "|---|---|---|",
+            *checks_table(self.checks),
         ]
-        for c in self.checks:
-            detail = c.detail.replace("|", "\\|").replace("\n", "<br>")
-            lines.append(f"| {c.name} | {'pass' if c.passed else '**FAIL**'} | {detail} |")
         lines += ["", f"ruff rules: {', '.join(RUFF_RULES)} (line length {LINE_LENGTH}, --isolated)", ""]
         return "\n".join(lines)
 

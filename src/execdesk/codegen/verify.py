@@ -43,7 +43,7 @@ from execdesk.codegen.freqtrade import (
     backtest_strategy,
 )
 from execdesk.codegen.render import GeneratedStrategy, StakeSizing, render_strategy
-from execdesk.codegen.review import CheckResult
+from execdesk.codegen.review import CheckResult, checks_table
 from execdesk.data.candles import to_arrays
 from execdesk.errors import ExecdeskError
 from execdesk.strategy import StrategyBundle, compute_signals
@@ -165,12 +165,8 @@ class VerificationReport:
             "",
             f"**{verdict}**",
             "",
-            "| check | result | detail |",
-            "|---|---|---|",
+            *checks_table(self.checks),
         ]
-        for c in self.checks:
-            detail = c.detail.replace("|", "\\|").replace("\n", "<br>")
-            lines.append(f"| {c.name} | {'pass' if c.passed else '**FAIL**'} | {detail} |")
         if self.mismatches:
             lines += ["", "## Mismatches", ""]
             lines += [f"- `{m.check}` {m.pair or ''}: {m.detail}" for m in self.mismatches]
