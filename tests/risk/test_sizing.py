@@ -1,14 +1,26 @@
-"""Tests of execdesk.risk.sizing.fixed_fractional (worked examples) and RiskConfig validation."""
+"""Tests of execdesk.risk.sizing (worked examples, properties) and RiskConfig validation."""
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from execdesk.risk.config import RiskConfig
-from execdesk.risk.sizing import fixed_fractional
+from execdesk.risk.sizing import (
+    atr_from_candles,
+    fixed_fractional,
+    kelly,
+    kelly_from_validation,
+    payoff_from_validation,
+    volatility_target,
+)
 
 D = Decimal
 
@@ -122,3 +134,190 @@ def test_risk_config_when_built_then_frozen() -> None:
     # Act / Assert
     with pytest.raises(ValidationError, match="frozen"):
         cfg.risk_per_trade = 0.02  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- kelly
+def test_kelly_when_textbook_example_then_half_kelly_notional_1250() -> None:
+    # Act: W 0.55, R 1.5, half Kelly, equity 10,000, price 100
+    size = kelly(D(10000), 0.55, 1.5, D(100))
+
+    # Assert: f* = 0.55 - 0.45 / 1.5 = 0.25; f = 0.25 x 0.5 = 0.125 (below cap 0.25);
+    # notional = 10,000 x 0.125 = 1,250 (below 25% = 2,500); qty = 1,250 / 100 = 12.5
+    assert (size.notional, size.qty) == (D(1250), D("12.5"))
+    assert size.caps_applied == []
+    assert size.method == "kelly"
+    assert "f* = W 0.55 - (1 - 0.55) / R 1.5 = 0.250000" in size.formula
+    assert "notional = equity 10000.00 x 0.125000 = 1250.00" in size.formula
+    assert size.inputs == {"equity": "10000", "win_rate": "0.55", "payoff_ratio": "1.5", "price": "100",
+                           "fraction": "0.5", "cap": "0.25", "max_position_fraction": "0.25"}
+
+
+def test_kelly_when_no_edge_then_zero_with_reason() -> None:
+    # Act: f* = 0.4 - 0.6 / 1.0 = -0.2
+    size = kelly(D(10000), 0.4, 1.0, D(100))
+
+    # Assert
+    assert (size.qty, size.notional) == (D(0), D(0))
+    assert size.caps_applied == ["no_edge"]
+    assert "= -0.200000 <= 0 (no edge)" in size.formula
+
+
+def test_kelly_when_full_kelly_above_cap_then_kelly_cap_then_position_cap_both_named() -> None:
+    # Act: W 0.9, R 9 -> f* = 0.9 - 0.1 / 9 = 0.888889; full Kelly; Kelly cap 0.25; position cap 0.10
+    size = kelly(D(10000), 0.9, 9.0, D(100), fraction=1.0, cap=0.25, max_position_fraction=0.10)
+
+    # Assert: 0.888889 -> 0.25 -> notional 2,500 -> position cap 1,000 -> qty 10
+    assert (size.notional, size.qty) == (D(1000), D(10))
+    assert size.caps_applied == ["kelly_cap: 0.888889 -> 0.25", "max_position_fraction: 2500.00 -> 1000.00"]
+
+
+@pytest.mark.parametrize(("equity", "win_rate", "payoff", "price"), [
+    (D(0), 0.6, 2.0, D(100)), (D(10000), math.nan, 2.0, D(100)), (D(10000), 0.6, math.nan, D(100)),
+    (D(10000), 0.6, -1.0, D(100)), (D(10000), 1.5, 2.0, D(100)), (D(10000), 0.6, 2.0, D(0)),
+    (D("NaN"), 0.6, 2.0, D(100)), (D(10000), 0.6, 0.0, D(100))])
+def test_kelly_when_invalid_input_then_clean_zero_size(equity: Decimal, win_rate: float, payoff: float,
+                                                      price: Decimal) -> None:
+    # Act
+    size = kelly(equity, win_rate, payoff, price)
+
+    # Assert
+    assert (size.qty, size.notional) == (D(0), D(0))
+    assert size.caps_applied == ["no_size"]
+
+
+def test_kelly_when_payoff_infinite_then_f_star_is_win_rate() -> None:
+    # Act: no losses -> R = inf -> f* = W = 0.3; half -> 0.15 -> notional 1,500
+    size = kelly(D(10000), 0.3, math.inf, D(100))
+
+    # Assert
+    assert size.notional == D(1500)
+
+
+def _report(**kwargs: Any) -> Any:
+    base: dict[str, Any] = {"win_rate": 0.5, "profit_factor": 1.5, "returns": None}
+    return SimpleNamespace(**{**base, **kwargs})
+
+
+def test_payoff_from_validation_when_no_returns_then_from_profit_factor() -> None:
+    # Act: PF 1.5, W 0.6 -> R = 1.5 x 0.4 / 0.6 = 1.0
+    estimate = payoff_from_validation(_report(win_rate=0.6, profit_factor=1.5))
+
+    # Assert
+    assert estimate.source == "profit_factor"
+    assert estimate.payoff_ratio == pytest.approx(1.0)
+    assert estimate.win_rate == 0.6
+
+
+def test_payoff_from_validation_when_returns_given_then_preferred_over_profit_factor() -> None:
+    # Act: returns +0.04, +0.02, -0.01, -0.02, 0.0 -> W = 2/5 = 0.4; mean win 0.03, mean loss 0.015 -> R = 2
+    estimate = payoff_from_validation(_report(win_rate=0.9, profit_factor=9.0,
+                                              returns=(0.04, 0.02, -0.01, -0.02, 0.0)))
+
+    # Assert
+    assert estimate.source == "returns"
+    assert estimate.win_rate == pytest.approx(0.4)
+    assert estimate.payoff_ratio == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("kwargs", [{"win_rate": 0.0}, {"win_rate": 1.0}, {"profit_factor": 0.0},
+                                    {"returns": (-0.01, -0.02)}])
+def test_payoff_from_validation_when_undefined_then_nan_and_kelly_sizes_zero(kwargs: dict[str, Any]) -> None:
+    # Act
+    estimate = payoff_from_validation(_report(**kwargs))
+    size = kelly(D(10000), estimate.win_rate, estimate.payoff_ratio, D(100))
+
+    # Assert
+    assert math.isnan(estimate.payoff_ratio)
+    assert size.notional == D(0)
+
+
+def test_kelly_from_validation_when_returns_then_inputs_name_the_source() -> None:
+    # Act: W 0.4, R 2 -> f* = 0.4 - 0.6 / 2 = 0.1; half -> 0.05 -> notional 500, qty 5
+    size = kelly_from_validation(D(10000), _report(returns=(0.04, 0.02, -0.01, -0.02, 0.0)), D(100))
+
+    # Assert
+    assert (size.notional, size.qty) == (D(500), D(5))
+    assert size.inputs["payoff_source"] == "returns"
+    assert "R = mean win 0.030000 / mean loss 0.015000 = 2.000000" in size.inputs["payoff_formula"]
+
+
+# ---------------------------------------------------------------- volatility target / ATR
+def test_volatility_target_when_textbook_example_then_qty_20() -> None:
+    # Act: equity 10,000, target 1%, ATR 2.5, 2 ATRs, price 100
+    size = volatility_target(D(10000), D(100), 2.5, 0.01)
+
+    # Assert: qty = 10,000 x 0.01 / (2.5 x 2) = 100 / 5 = 20; notional 2,000 (below cap 2,500)
+    assert (size.qty, size.notional) == (D(20), D(2000))
+    assert size.caps_applied == []
+    assert "qty = equity 10000.00 x target 0.01 / (atr 2.5 x 2) = 100.00 / 5.00 = 20.000000" in size.formula
+
+
+def test_volatility_target_when_low_volatility_then_position_cap() -> None:
+    # Act: ATR 0.5 -> qty 100 / 1 = 100 -> notional 10,000 > cap 2,500 -> qty 25
+    size = volatility_target(D(10000), D(100), 0.5, 0.01)
+
+    # Assert
+    assert (size.qty, size.notional) == (D(25), D(2500))
+    assert size.caps_applied == ["max_position_fraction: 10000.00 -> 2500.00"]
+
+
+@pytest.mark.parametrize(("price", "atr", "target"), [(D(100), 0.0, 0.01), (D(100), math.nan, 0.01),
+                                                      (D(100), -1.0, 0.01), (D(0), 2.0, 0.01),
+                                                      (D(100), 2.0, math.inf), (D(100), 2.0, -0.01)])
+def test_volatility_target_when_invalid_input_then_clean_zero(price: Decimal, atr: float, target: float) -> None:
+    # Act
+    size = volatility_target(D(10000), price, atr, target)
+
+    # Assert
+    assert (size.qty, size.notional, size.caps_applied) == (D(0), D(0), ["no_size"])
+
+
+def test_atr_from_candles_when_hand_computed_then_wilder_last_value() -> None:
+    # Arrange: true ranges of candles 1..3: max(12-9, |12-9|, |9-9|) = 3; max(13-11, 2, 0) = 2;
+    # max(12-9, |12-12|, |9-12|) = 3. ATR(2): seed (3 + 2) / 2 = 2.5; then (2.5 x 1 + 3) / 2 = 2.75
+    high, low, close = [10.0, 12.0, 13.0, 12.0], [8.0, 9.0, 11.0, 9.0], [9.0, 11.0, 12.0, 10.0]
+
+    # Act / Assert
+    assert atr_from_candles(high, low, close, period=2) == pytest.approx(2.75)
+
+
+def test_atr_from_candles_when_too_few_candles_then_nan() -> None:
+    # Act / Assert
+    assert math.isnan(atr_from_candles([1.0, 2.0], [0.5, 1.0], [1.0, 1.5], period=14))
+
+
+# ---------------------------------------------------------------- properties
+_sane = st.floats(min_value=1e-6, max_value=1e6, allow_nan=False)
+_any = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -1.0, math.nan]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(equity=st.one_of(_sane, _any), win_rate=st.one_of(st.floats(0, 1), _any), payoff=st.one_of(_sane, _any),
+       price=st.one_of(_sane, _any), fraction=st.floats(0.01, 1.0), cap=st.floats(0.01, 1.0),
+       mpf=st.floats(0.001, 1.0))
+def test_kelly_property_when_any_inputs_then_non_negative_and_within_position_cap(
+        equity: float, win_rate: float, payoff: float, price: float, fraction: float, cap: float, mpf: float) -> None:
+    # Act
+    size = kelly(Decimal(repr(equity)), win_rate, payoff, Decimal(repr(price)), fraction, cap, mpf)
+
+    # Assert
+    assert size.qty >= 0
+    assert size.notional >= 0
+    if size.notional > 0:
+        assert size.notional <= Decimal(repr(equity)) * Decimal(repr(mpf))
+        assert size.notional <= Decimal(repr(equity)) * Decimal(repr(cap))
+
+
+@settings(max_examples=300, deadline=None)
+@given(equity=st.one_of(_sane, _any), price=st.one_of(_sane, _any), atr=st.one_of(_sane, _any),
+       target=st.one_of(st.floats(1e-4, 0.2), _any), multiple=st.floats(0.1, 10.0), mpf=st.floats(0.001, 1.0))
+def test_volatility_target_property_when_any_inputs_then_non_negative_and_within_position_cap(
+        equity: float, price: float, atr: float, target: float, multiple: float, mpf: float) -> None:
+    # Act
+    size = volatility_target(Decimal(repr(equity)), Decimal(repr(price)), atr, target, multiple, mpf)
+
+    # Assert
+    assert size.qty >= 0
+    assert size.notional >= 0
+    if size.notional > 0:
+        assert size.notional <= Decimal(repr(equity)) * Decimal(repr(mpf))
