@@ -193,3 +193,38 @@ def test_codegen_when_sizing_option_bad_then_exit_2_naming_it(tmp_path: Path, ar
     result = runner.invoke(app, ["codegen", str(BUNDLES / "trend_ema_cross.yaml"), "--out", str(tmp_path), *args])
     assert result.exit_code == 2
     assert option in result.stderr
+
+
+def test_assess_when_home_is_empty_then_a_verdict_with_every_rule_and_files(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["assess", str(BUNDLES / "trend_ema_cross.yaml"), "--home", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = _json(result)
+    assert data["verdict"] in {"APPROVED", "CONDITIONAL"}
+    assert {r["name"] for r in data["rules"]} == {"deployed_fraction", "correlated_exposure", "pairwise_correlation",
+                                                  "worst_case_drawdown"}
+    assert all(Path(p).is_file() for p in data["files"])
+
+
+def test_assess_when_a_desk_runs_then_live_deployments_counted_and_the_verdict_recorded(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    from execdesk.domain.events import EventKind
+    from execdesk.store.ledger import Ledger
+
+    home = tmp_path / "home"
+    assert runner.invoke(app, ["run", str(write_config()), "--home", str(home)]).exit_code == 0
+    result = runner.invoke(app, ["assess", str(BUNDLES / "momentum_macd.yaml"), "--home", str(home),
+                                 "--allocation", "0.2", "--json"])
+    assert result.exit_code in (0, 3), result.output
+    data = _json(result)
+    with Ledger.for_home(home) as ledger:
+        recorded = [e.payload for e in ledger.events({EventKind.RISK_ASSESSED})]
+        live = [d.id for d in ledger.state.deployments.values() if d.state.value != "HALTED"]
+    assert data["live_deployments"] == live
+    assert [r["verdict"] for r in recorded] == [data["verdict"]]
+
+
+def test_assess_when_allocation_out_of_range_then_exit_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["assess", str(BUNDLES / "trend_ema_cross.yaml"), "--home", str(tmp_path),
+                                 "--allocation", "1.5"])
+    assert result.exit_code == 2
+    assert "--allocation" in result.stderr

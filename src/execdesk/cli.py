@@ -189,6 +189,36 @@ def codegen(bundle: Annotated[Path, typer.Argument(help="The strategy bundle (fi
 
 @app.command()
 @command
+def assess(bundle: Annotated[Path, typer.Argument(help="The strategy bundle (file or folder).")],
+           home: HomeOpt = DEFAULT_HOME,
+           allocation: Annotated[float, typer.Option(help="Fraction of portfolio equity asked for.")] = 0.10,
+           out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for the assessment files "
+                                                                       "(default: HOME/assessments/...).")] = None,
+           db_url: DbUrlOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Assess a bundle against the live portfolio: APPROVED, CONDITIONAL (with conditions) or REJECTED (exit 3)."""
+    from execdesk.lead import service
+
+    data = service.assess(bundle, home, allocation, db_url, out_dir)
+    if as_json:
+        _emit_json({"ok": data["verdict"] != "REJECTED", **data})
+    else:
+        table = Table("rule", "value", "limit", "passed", title=f"{data['candidate_id']}: {data['verdict']}")
+        for rule in data["rules"]:
+            table.add_row(rule["name"], f"{rule['value']:.4f}" if isinstance(rule["value"], float) else
+                          str(rule["value"]), str(rule["limit"]), "yes" if rule["passed"] else "[red]no[/]")
+        out.print(table)
+        for line in data.get("conditions", []):
+            out.print(f"  condition: {line}")
+        for line in data.get("reasons", []):
+            out.print(f"  reason: {line}")
+        for path in data["files"]:
+            out.print(f"wrote {path}")
+    if data["verdict"] == "REJECTED":
+        raise typer.Exit(3)
+
+
+@app.command()
+@command
 def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
            debug: DebugOpt = False) -> None:
     """Show the desk's trading state, deployments, positions and open orders from the ledger."""

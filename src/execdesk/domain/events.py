@@ -33,6 +33,7 @@ class EventKind(StrEnum):
     BREACH_DETECTED = "breach.detected"
     BREACH_CONFIRMED = "breach.confirmed"
     BREACH_AUTHORIZED = "breach.authorized"
+    RISK_ASSESSED = "risk.assessed"
     RUN_STARTED = "run.started"
     RUN_PROGRESS = "run.progress"
     RUN_COMPLETED = "run.completed"

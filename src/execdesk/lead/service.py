@@ -139,3 +139,60 @@ def report(home: Path, deployment: str | None = None, db_url: str | None = None)
     with _open_existing(home, db_url) as ledger:
         data, files = write_report(ledger, home, deployment)
     return {**data, "files": [str(p) for p in files]}
+
+
+def assess(bundle_path: Path, home: Path, allocation: float = 0.10, db_url: str | None = None,
+           out_dir: Path | None = None) -> dict[str, Any]:
+    """``execdesk assess``: the pre-deployment assessment of a bundle against the home's portfolio.
+
+    ``allocation`` is the fraction of portfolio equity asked for. The candidate's returns come from
+    the native backtester over the bundle's validation period on generated candles (seed 7), which
+    also give the asset correlations; the portfolio is the ledger's (an empty one of 100,000 when the
+    home has no desk yet). Writes ``assessment.yaml`` and ``assessment.json`` to a new folder and, when
+    the home has a ledger, records a ``risk.assessed`` event with the verdict and its numbers.
+    """
+    import json
+
+    from execdesk.codegen.pipeline import market_for_bundle
+    from execdesk.domain.events import Event, EventKind
+    from execdesk.risk.assessment import AssessmentLimits, PortfolioSnapshot
+    from execdesk.risk.assessment import assess as assess_candidate
+    from execdesk.risk.portfolio import asset_correlation, candidate_from_bundle, portfolio_from_ledger
+    from execdesk.strategy import load_bundle, validate_bundle
+
+    if not 0 < allocation <= 1:
+        raise InvalidInput(f"--allocation: got {allocation}; expected a fraction of equity in (0, 1]")
+    bundle = load_bundle(bundle_path)
+    has_ledger = db_url is not None or (home / "ledger.sqlite").is_file()
+    ledger = Ledger.for_home(home, db_url) if has_ledger else None
+    try:
+        portfolio = (portfolio_from_ledger(ledger) if ledger is not None and ledger.state.config is not None
+                     else PortfolioSnapshot(equity=100_000.0))
+        live_pairs = sorted({p for d in (ledger.state.deployments.values() if ledger is not None else ())
+                             for p in d.pairs} - set(bundle.pairs))
+        spec = bundle.to_canonical_dict()
+        spec["pairs"] = [*bundle.pairs, *live_pairs]
+        frames, data_source = market_for_bundle(validate_bundle(spec, "assessment market"))
+        own = {p: frames[p] for p in bundle.pairs}
+        candidate, backtest_trades = candidate_from_bundle(bundle, allocation * portfolio.equity, own)
+        result = assess_candidate(portfolio, candidate, AssessmentLimits(), asset_correlation(frames))
+        data = {"bundle": {"id": bundle.id, "version": bundle.version, "hash": bundle.bundle_hash},
+                "allocation_fraction": allocation, "data_source": data_source, "backtest_trades": backtest_trades,
+                "live_deployments": [d.id for d in portfolio.deployments], **result.as_dict()}
+        root = out_dir or home / "assessments" / f"{bundle.id}-v{bundle.version}"
+        root.mkdir(parents=True, exist_ok=True)
+        number = 1 + sum(1 for p in root.iterdir() if p.is_dir())
+        folder = root / f"{number:04d}"
+        folder.mkdir()
+        (folder / "assessment.json").write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        (folder / "assessment.yaml").write_text(result.to_yaml())
+        data["files"] = [str(folder / "assessment.json"), str(folder / "assessment.yaml")]
+        if ledger is not None and ledger.state.config is not None:
+            t = ledger.state.last_bar_time or 0
+            ledger.record(Event(t, EventKind.RISK_ASSESSED, json.loads(json.dumps(
+                {k: v for k, v in data.items() if k != "files"}, default=str))))
+            ledger.flush()
+        return data
+    finally:
+        if ledger is not None:
+            ledger.close()

@@ -85,7 +85,8 @@ def _cap_notional(equity: Decimal, raw: Decimal, price: Decimal, max_position_fr
         notional = cap
         caps.append(f"max_position_fraction: {raw:.2f} -> {cap:.2f}")
     qty = max(Decimal(0), (notional / price).quantize(QUANTUM, rounding=ROUND_DOWN))
-    return cap, qty, dec(qty * price)
+    # rounded down too: rounding to nearest could lift it a hair above the cap it was cut to
+    return cap, qty, (qty * price).quantize(QUANTUM, rounding=ROUND_DOWN)
 
 
 def kelly(equity: Decimal, win_rate: float, payoff_ratio: float, price: Decimal, fraction: float = 0.5,
