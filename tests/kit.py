@@ -1,11 +1,21 @@
-"""Test kit: checks shared by the desk and demo tests."""
+"""Test kit: checks and fixtures shared across test folders."""
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
+from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
+import yaml
+
+from execdesk.backtest.engine import BacktestConfig, run_backtest
+from execdesk.data import PairProfile, generate_market
+from execdesk.data.datadir import write_pair
 from execdesk.domain.state import DeskState
+from execdesk.strategy import validate_bundle
+from tests.codegen.conftest import BASE
 
 
 def replay_fills(state: DeskState, capital: Decimal) -> tuple[dict[tuple[str, str], Decimal], Decimal]:
@@ -17,3 +27,25 @@ def replay_fills(state: DeskState, capital: Decimal) -> tuple[dict[tuple[str, st
         positions[(fill.deployment_id, fill.pair)] += sign * fill.qty
         cash -= sign * fill.qty * fill.price + fill.fee
     return positions, cash
+
+
+def validated_bundle(tmp_path: Path, trades_offset: int = 0) -> tuple[Path, Path]:
+    """A datadir of seeded candles, and a bundle whose validation figures are the native engine's
+    results on them (the engine reproduces Freqtrade trade for trade)."""
+    spec = copy.deepcopy(BASE)
+    spec["validation"]["period"] = {"start": "2024-01-03", "end": "2024-02-20"}
+    frames = generate_market({p: PairProfile(start_price=100.0, base_volume=1e6) for p in spec["pairs"]}, "1h",
+                             datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 21, tzinfo=UTC), seed=11)
+    datadir = tmp_path / "data"
+    for pair, frame in frames.items():
+        write_pair(datadir, pair, "1h", frame)
+    bundle = validate_bundle(spec)
+    result = run_backtest(bundle, frames, BacktestConfig(stake_amount=100.0, max_open_trades=3))
+    inside = result.trades[result.trades["open_date"] >= "2024-01-03"]
+    wins, losses = inside[inside.profit_abs > 0].profit_abs.sum(), -inside[inside.profit_abs < 0].profit_abs.sum()
+    assert len(inside) > 5
+    spec["validation"].update(trades=len(inside) + trades_offset, win_rate=float((inside.profit_abs > 0).mean()),
+                              profit_factor=float(wins / losses))
+    path = tmp_path / "bundle.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path, datadir

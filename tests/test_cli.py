@@ -168,9 +168,9 @@ def test_codegen_when_bundle_invalid_then_exit_2_and_nothing_written(tmp_path: P
 
 
 def test_codegen_when_verification_refutes_the_bundle_then_exit_3(tmp_path: Path) -> None:
-    from tests.codegen.test_validation_figures import _validated_bundle
+    from tests.kit import validated_bundle
 
-    bundle, datadir = _validated_bundle(tmp_path, trades_offset=7)
+    bundle, datadir = validated_bundle(tmp_path, trades_offset=7)
     result = runner.invoke(app, ["codegen", str(bundle), "--out", str(tmp_path / "out"), "--verify",
                                  "--data", str(datadir), "--json"])
     assert result.exit_code == 3, result.output
