@@ -80,8 +80,27 @@ def checks_table(checks: Sequence[CheckResult]) -> list[str]:
     return lines
 
 
+class ChecksLookup:
+    """Lookups shared by the reports that hold a tuple of :class:`CheckResult` as ``checks``."""
+
+    __slots__ = ()
+    checks: tuple[CheckResult, ...]
+
+    @property
+    def failed(self) -> list[str]:
+        """Names of the checks that failed."""
+        return [c.name for c in self.checks if not c.passed]
+
+    def check(self, name: str) -> CheckResult:
+        """The check called ``name`` (KeyError if there is none)."""
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
 @dataclass(frozen=True, slots=True)
-class ReviewReport:
+class ReviewReport(ChecksLookup):
     """All review checks of one generated strategy file."""
 
     strategy_file: Path
@@ -96,18 +115,6 @@ class ReviewReport:
     def passed(self) -> bool:
         """Whether every check passed."""
         return all(c.passed for c in self.checks)
-
-    @property
-    def failed(self) -> list[str]:
-        """Names of the checks that failed."""
-        return [c.name for c in self.checks if not c.passed]
-
-    def check(self, name: str) -> CheckResult:
-        """The check called ``name`` (KeyError if there is none)."""
-        for c in self.checks:
-            if c.name == name:
-                return c
-        raise KeyError(name)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe form (what ``review.json`` holds)."""

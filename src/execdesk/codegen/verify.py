@@ -43,7 +43,7 @@ from execdesk.codegen.freqtrade import (
     backtest_strategy,
 )
 from execdesk.codegen.render import GeneratedStrategy, StakeSizing, render_strategy
-from execdesk.codegen.review import CheckResult, checks_table
+from execdesk.codegen.review import CheckResult, ChecksLookup, checks_table
 from execdesk.data.candles import to_arrays
 from execdesk.errors import ExecdeskError
 from execdesk.strategy import StrategyBundle, compute_signals
@@ -110,7 +110,7 @@ class Mismatch:
 
 
 @dataclass(frozen=True, slots=True)
-class VerificationReport:
+class VerificationReport(ChecksLookup):
     """The checks of one verification, the mismatches behind failed ones, and run summaries."""
 
     class_name: str
@@ -127,18 +127,6 @@ class VerificationReport:
     def passed(self) -> bool:
         """Whether every check passed."""
         return bool(self.checks) and all(c.passed for c in self.checks)
-
-    @property
-    def failed(self) -> list[str]:
-        """Names of the checks that failed."""
-        return [c.name for c in self.checks if not c.passed]
-
-    def check(self, name: str) -> CheckResult:
-        """The check called ``name`` (KeyError if there is none)."""
-        for c in self.checks:
-            if c.name == name:
-                return c
-        raise KeyError(name)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe form (what ``verification.json`` holds)."""
