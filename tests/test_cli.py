@@ -228,3 +228,70 @@ def test_assess_when_allocation_out_of_range_then_exit_2(tmp_path: Path) -> None
                                  "--allocation", "1.5"])
     assert result.exit_code == 2
     assert "--allocation" in result.stderr
+
+
+def _assess_datadir(tmp_path: Path, pairs: tuple[str, ...] = ("BTC/USDT", "ETH/USDT"), start: str = "2023-12-30",
+                    end: str = "2024-07-01") -> Path:
+    """A Freqtrade datadir of seeded 1h candles (trend_ema_cross's validation period is 2024-01-01..06-30)."""
+    from datetime import datetime
+
+    from execdesk.data import PairProfile, generate_market
+    from execdesk.data.datadir import write_pair
+
+    frames = generate_market({p: PairProfile(start_price=100.0, base_volume=1e6) for p in pairs}, "1h",
+                             datetime.fromisoformat(start + "T00:00:00+00:00"),
+                             datetime.fromisoformat(end + "T00:00:00+00:00"), seed=5)
+    datadir = tmp_path / "data"
+    for pair, frame in frames.items():
+        write_pair(datadir, pair, "1h", frame)
+    return datadir
+
+
+def test_assess_when_datadir_given_then_its_candles_over_the_validation_period_are_used(tmp_path: Path) -> None:
+    datadir = _assess_datadir(tmp_path)
+    args = ["assess", str(BUNDLES / "trend_ema_cross.yaml"), "--home", str(tmp_path / "home"), "--json"]
+
+    real = runner.invoke(app, [*args, "--datadir", str(datadir)])
+    generated = runner.invoke(app, args)
+
+    assert real.exit_code in (0, 3), real.output
+    data, other = _json(real), _json(generated)
+    assert data["data_source"].startswith(f"Freqtrade datadir {datadir}")
+    assert "validation period 2024-01-01T00:00:00+00:00 to 2024-07-01T00:00:00+00:00" in data["data_source"]
+    assert "generated" in other["data_source"]
+    assert data["backtest_trades"] != other["backtest_trades"] or data["rules"] != other["rules"]
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    (lambda tmp: tmp / "missing", ["--datadir", "missing", "is not a folder"]),
+    (lambda tmp: _assess_datadir(tmp, pairs=("BTC/USDT",)), ["no 1h spot candle file for ETH/USDT",
+                                                             "data/ETH_USDT-1h.feather"]),
+    (lambda tmp: _assess_datadir(tmp, start="2024-02-01"), ["--datadir", "BTC/USDT", "do not cover the validation",
+                                                             "2024-01-01..2024-06-30", "2024-02-01 00:00"]),
+    (lambda tmp: _assess_datadir(tmp, end="2024-06-30"), ["--datadir", "BTC/USDT", "do not cover the validation"]),
+])
+def test_assess_when_datadir_unusable_then_exit_2_naming_what_is_wrong(
+        tmp_path: Path, make: Callable[[Path], Path], expected: list[str]) -> None:
+    datadir = make(tmp_path)
+
+    result = runner.invoke(app, ["assess", str(BUNDLES / "trend_ema_cross.yaml"), "--home", str(tmp_path / "home"),
+                                 "--datadir", str(datadir)])
+
+    assert result.exit_code == 2, result.output
+    squeezed = "".join(result.stderr.split())  # the console wraps long lines, even inside paths
+    for text in expected:
+        assert "".join(text.split()) in squeezed
+    assert "Traceback" not in result.output
+
+
+def test_assess_when_datadir_lacks_a_live_pair_then_exit_2_naming_it(write_config: Callable[..., Path],
+                                                                     tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert runner.invoke(app, ["run", str(write_config()), "--home", str(home)]).exit_code == 0
+    datadir = _assess_datadir(tmp_path, pairs=("SOL/USDT",))
+
+    result = runner.invoke(app, ["assess", str(BUNDLES / "mean_revert_bbands.yaml"), "--home", str(home),
+                                 "--datadir", str(datadir)])
+
+    assert result.exit_code == 2, result.output
+    assert "candlefileforBTC/USDT" in "".join(result.stderr.split())

@@ -194,11 +194,14 @@ def assess(bundle: Annotated[Path, typer.Argument(help="The strategy bundle (fil
            allocation: Annotated[float, typer.Option(help="Fraction of portfolio equity asked for.")] = 0.10,
            out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for the assessment files "
                                                                        "(default: HOME/assessments/...).")] = None,
+           datadir: Annotated[Path | None, typer.Option("--datadir", help="A Freqtrade datadir with the bundle's "
+                                                        "and the live pairs' candles over the validation period "
+                                                        "(default: generated candles).")] = None,
            db_url: DbUrlOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Assess a bundle against the live portfolio: APPROVED, CONDITIONAL (with conditions) or REJECTED (exit 3)."""
     from execdesk.lead import service
 
-    data = service.assess(bundle, home, allocation, db_url, out_dir)
+    data = service.assess(bundle, home, allocation, db_url, out_dir, datadir)
     if as_json:
         _emit_json({"ok": data["verdict"] != "REJECTED", **data})
     else:

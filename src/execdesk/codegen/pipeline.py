@@ -234,10 +234,56 @@ def _verification_data(
         if missing:
             raise InvalidInput(f"verification data has no candles for {', '.join(missing)}")
         return {p: data[p] for p in bundle.pairs}, f"candles given by the caller for {', '.join(bundle.pairs)}"
+    return market_from_datadir(bundle, Path(data), "verification data")
+
+
+def market_from_datadir(
+    bundle: StrategyBundle, datadir: Path, what: str = "datadir"
+) -> tuple[dict[str, pd.DataFrame], str]:
+    """Every candle of the bundle's pairs and timeframe in a Freqtrade datadir (read with
+    :func:`execdesk.data.load_pair`), and a sentence saying where they came from.
+
+    ``what`` names the data in the error raised when ``datadir`` is not a folder. Raises
+    :class:`~execdesk.errors.InvalidInput` naming the folder, or the pair and every path looked for.
+    """
     from execdesk.data import load_pair
 
-    datadir = Path(data)
     if not datadir.is_dir():
-        raise InvalidInput(f"verification data {datadir} is not a folder (expected a Freqtrade datadir)")
+        raise InvalidInput(f"{what} {datadir} is not a folder (expected a Freqtrade datadir)")
     frames = {pair: load_pair(datadir, pair, bundle.timeframe) for pair in bundle.pairs}
     return frames, f"Freqtrade datadir {datadir} ({bundle.timeframe} candles of {', '.join(bundle.pairs)})"
+
+
+def validation_market_from_datadir(
+    bundle: StrategyBundle, datadir: Path, what: str = "datadir"
+) -> tuple[dict[str, pd.DataFrame], str]:
+    """The datadir's candles of the bundle's pairs over its validation period (start day 00:00 UTC
+    to the end of the end day), and a sentence saying where they came from.
+
+    Up to ``bundle.startup_candles`` candles before the period are kept as the strategy's warm-up
+    (as Freqtrade's backtesting loads them), so its trades can start with the period. Raises
+    :class:`~execdesk.errors.InvalidInput` when the folder or a pair's file is missing (see
+    :func:`market_from_datadir`) or when a pair's candles do not cover the whole period.
+    """
+    from execdesk.data import timeframe_to_seconds
+
+    frames, source = market_from_datadir(bundle, datadir, what)
+    step = pd.Timedelta(seconds=timeframe_to_seconds(bundle.timeframe))
+    period = bundle.validation.period
+    start = pd.Timestamp(period.start, tz="UTC")
+    end = pd.Timestamp(period.end, tz="UTC") + pd.Timedelta(days=1)
+    cut: dict[str, pd.DataFrame] = {}
+    for pair, frame in frames.items():
+        dates = frame["date"]
+        if dates.empty or dates.iloc[0] > start or dates.iloc[-1] < end - step:
+            held = f"{dates.iloc[0]:%Y-%m-%d %H:%M} to {dates.iloc[-1]:%Y-%m-%d %H:%M}" if len(dates) else "none"
+            raise InvalidInput(
+                f"{what} {datadir}: the {bundle.timeframe} candles of {pair} do not cover the validation period "
+                f"{period.start}..{period.end} of bundle {bundle.id} (the file holds {held} UTC)"
+            )
+        first = max(int(dates.searchsorted(start)) - bundle.startup_candles, 0)
+        last = int(dates.searchsorted(end))
+        cut[pair] = frame.iloc[first:last].reset_index(drop=True)
+    source += (f", cut to the validation period {start.isoformat()} to {end.isoformat()}"
+               f" (after up to {bundle.startup_candles} warm-up candles)")
+    return cut, source

@@ -142,18 +142,21 @@ def report(home: Path, deployment: str | None = None, db_url: str | None = None)
 
 
 def assess(bundle_path: Path, home: Path, allocation: float = 0.10, db_url: str | None = None,
-           out_dir: Path | None = None) -> dict[str, Any]:
+           out_dir: Path | None = None, datadir: Path | None = None) -> dict[str, Any]:
     """``execdesk assess``: the pre-deployment assessment of a bundle against the home's portfolio.
 
     ``allocation`` is the fraction of portfolio equity asked for. The candidate's returns come from
-    the native backtester over the bundle's validation period on generated candles (seed 7), which
-    also give the asset correlations; the portfolio is the ledger's (an empty one of 100,000 when the
-    home has no desk yet). Writes ``assessment.yaml`` and ``assessment.json`` to a new folder and, when
+    the native backtester over the bundle's validation period on generated candles (seed 7), or on
+    the candles of the Freqtrade ``datadir`` when given (which must hold the bundle's and the live
+    deployments' pairs in the bundle's timeframe over the whole period, see
+    :func:`~execdesk.codegen.pipeline.validation_market_from_datadir`); the same candles give the
+    asset correlations. The portfolio is the ledger's (an empty one of 100,000 when the home has no
+    desk yet). Writes ``assessment.yaml`` and ``assessment.json`` to a new folder and, when
     the home has a ledger, records a ``risk.assessed`` event with the verdict and its numbers.
     """
     import json
 
-    from execdesk.codegen.pipeline import market_for_bundle
+    from execdesk.codegen.pipeline import market_for_bundle, validation_market_from_datadir
     from execdesk.domain.events import Event, EventKind
     from execdesk.risk.assessment import AssessmentLimits, PortfolioSnapshot
     from execdesk.risk.assessment import assess as assess_candidate
@@ -172,7 +175,9 @@ def assess(bundle_path: Path, home: Path, allocation: float = 0.10, db_url: str 
                              for p in d.pairs} - set(bundle.pairs))
         spec = bundle.to_canonical_dict()
         spec["pairs"] = [*bundle.pairs, *live_pairs]
-        frames, data_source = market_for_bundle(validate_bundle(spec, "assessment market"))
+        market = validate_bundle(spec, "assessment market")
+        frames, data_source = (market_for_bundle(market) if datadir is None
+                               else validation_market_from_datadir(market, datadir, "--datadir"))
         own = {p: frames[p] for p in bundle.pairs}
         candidate, backtest_trades = candidate_from_bundle(bundle, allocation * portfolio.equity, own)
         result = assess_candidate(portfolio, candidate, AssessmentLimits(), asset_correlation(frames))
