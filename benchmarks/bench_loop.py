@@ -32,7 +32,7 @@ from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import Direction, IntentReason, OrderIntent, Side
 from execdesk.execution.oms import OrderManager
 from execdesk.lead.loop import DeskLoop
-from execdesk.risk.config import RiskConfig
+from execdesk.risk.config import DrawdownLadder, RiskConfig, StagingConfig
 from execdesk.risk.pretrade import Verdict
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import load_bundle, validate_bundle
@@ -95,8 +95,9 @@ def _run_loop(frames: dict[str, Any], timeframe: str, deployments: int, names: l
                  for pair in names]
         t_lanes = time.perf_counter() - t0
         venue = PaperVenue("USDT", ledger.state.cash())
-        risk = RiskConfig(portfolio_halt_drawdown=0.9, portfolio_close_drawdown=0.95, deployment_halt_drawdown=0.9,
-                          deployment_close_drawdown=0.95, max_open_positions=100_000)
+        far = DrawdownLadder(alert=None, reduce=0.9, trim=None, kill=0.95)  # limits that do not fire here
+        risk = RiskConfig(portfolio_drawdown=far, deployment_drawdown=far, max_open_positions=100_000,
+                          throttle_count=1000, staging=StagingConfig(enabled=False))
         loop = DeskLoop(ledger, market, lanes, venue, risk, ReplayClock())
         t0 = time.perf_counter()
         stats = loop.run()

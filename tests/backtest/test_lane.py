@@ -81,6 +81,19 @@ def test_first_exit_when_low_touches_the_stop_then_stoploss_at_the_stop_price() 
     assert plan == ExitPlan(3, IntentReason.STOPLOSS, 3, 95.0)
 
 
+def test_first_exit_when_risk_manager_tightens_the_stop_then_the_tighter_stop_exits_earlier() -> None:
+    # Arrange: stop halved by the drawdown ladder: 100 x (1 - 0.025) = 97.5; candle 1's low 97 touches it
+    ln = lane(STOP_ROWS)
+
+    # Act
+    tight = ln.first_exit(Direction.LONG, T0 + H, 100.0, after_g=0, stoploss=-0.025)
+    bundle_stop = ln.first_exit(Direction.LONG, T0 + H, 100.0, after_g=0, stoploss=None)
+
+    # Assert
+    assert tight == plan_of(1, IntentReason.STOPLOSS, 1, 97.5)
+    assert bundle_stop == ExitPlan(3, IntentReason.STOPLOSS, 3, 95.0)
+
+
 def test_first_exit_when_low_equals_the_stop_exactly_then_stoploss() -> None:
     # Arrange: candle 2's low is exactly 95
     rows = [*STOP_ROWS[:2], (99, 100, 95.0, 97), *STOP_ROWS[3:]]

@@ -1,4 +1,4 @@
-"""Tests of execdesk.risk.sizing (worked examples, properties) and RiskConfig validation."""
+"""Tests of execdesk.risk.sizing: worked examples and properties."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
-from execdesk.risk.config import RiskConfig
 from execdesk.risk.sizing import (
     atr_from_candles,
     fixed_fractional,
@@ -87,53 +85,6 @@ def test_size_result_as_dict_when_called_then_json_safe_strings() -> None:
     assert out["qty"] == "10.000000000000"
     assert out["notional"] == "1000.000000000000"
     assert out["caps_applied"] == ["max_position_fraction: 2000.00 -> 1000.00"]
-
-
-# ---------------------------------------------------------------- RiskConfig
-def test_risk_config_when_defaults_then_documented_values() -> None:
-    # Act
-    cfg = RiskConfig()
-
-    # Assert
-    assert (cfg.risk_per_trade, cfg.max_position_fraction, cfg.max_gross_exposure) == (0.01, 0.25, 1.0)
-    assert (cfg.portfolio_halt_drawdown, cfg.portfolio_close_drawdown) == (0.10, 0.20)
-    assert (cfg.deployment_halt_drawdown, cfg.deployment_close_drawdown) == (0.10, 0.15)
-    assert cfg.max_order_notional is None
-
-
-@pytest.mark.parametrize("halt", [0.20, 0.25])
-def test_risk_config_when_portfolio_halt_not_below_close_then_error_names_both_keys(halt: float) -> None:
-    # Act / Assert
-    with pytest.raises(ValidationError) as info:
-        RiskConfig(portfolio_halt_drawdown=halt, portfolio_close_drawdown=0.20)
-    message = str(info.value)
-    assert "portfolio_halt_drawdown" in message
-    assert "portfolio_close_drawdown" in message
-    assert "must be below" in message
-
-
-def test_risk_config_when_deployment_halt_not_below_close_then_error_names_both_keys() -> None:
-    # Act / Assert
-    with pytest.raises(ValidationError, match=r"deployment_halt_drawdown \(0\.15\) must be below "
-                                              r"deployment_close_drawdown \(0\.15\)"):
-        RiskConfig(deployment_halt_drawdown=0.15, deployment_close_drawdown=0.15)
-
-
-@pytest.mark.parametrize("kwargs", [{"risk_per_trade": 0}, {"risk_per_trade": 0.5}, {"max_position_fraction": 1.5},
-                                    {"unknown_key": 1}, {"max_open_positions": 0}])
-def test_risk_config_when_field_out_of_bounds_or_unknown_then_validation_error(kwargs: dict[str, float]) -> None:
-    # Act / Assert
-    with pytest.raises(ValidationError, match=next(iter(kwargs))):
-        RiskConfig(**kwargs)
-
-
-def test_risk_config_when_built_then_frozen() -> None:
-    # Arrange
-    cfg = RiskConfig()
-
-    # Act / Assert
-    with pytest.raises(ValidationError, match="frozen"):
-        cfg.risk_per_trade = 0.02  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------- kelly

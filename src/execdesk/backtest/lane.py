@@ -113,7 +113,8 @@ class Lane:
         return k if k < len(self.candles.close_index) and self.candles.close_index[k] == g else None
 
     # ---------------------------------------------------------------- exits
-    def first_exit(self, direction: Direction, entry_time: int, entry_price: float, after_g: int) -> ExitPlan | None:
+    def first_exit(self, direction: Direction, entry_time: int, entry_price: float, after_g: int,
+                   stoploss: float | None = None) -> ExitPlan | None:
         """The first exit of the position decided at a grid index > ``after_g`` (None: none in the data).
 
         The position was filled at ``entry_time`` (a bar's open, inside or at the start of one of the
@@ -121,6 +122,7 @@ class Lane:
         the entry candle on, as if the trade had opened at that candle's open at ``entry_price``;
         candles closing at or before ``after_g`` only move the trailing stop (the position is still
         open after them), and an exit signal counts from the first candle closing after ``after_g``.
+        ``stoploss`` replaces the bundle's (a risk manager's tighter stop), measured from the entry price.
         """
         o = self.candles.ohlcv
         n = len(o.time)
@@ -129,10 +131,11 @@ class Lane:
         if start >= n:
             return None
         ts, cfg, sig = self.trailing, self.config, self.signals
+        sl = self.stoploss if stoploss is None else stoploss
         k, code, rate = _kernel.scan_exit(
             o.open, o.high, o.low, o.close, sig.entry_long, sig.exit_long, sig.entry_short, sig.exit_short,
             k_entry, start, float(entry_price), 1.0, float(cfg.fee), direction is Direction.SHORT, 0.0,
-            self.candles.timeframe_seconds // 60, self.stoploss, self._roi_minutes, self._roi_values,
+            self.candles.timeframe_seconds // 60, sl, self._roi_minutes, self._roi_values,
             ts is not None, 0.0 if ts is None else float(ts.positive), 0.0 if ts is None else float(ts.offset),
             bool(ts is not None and ts.only_offset_is_reached),
             bool(cfg.use_exit_signal), bool(cfg.exit_profit_only), float(cfg.exit_profit_offset),

@@ -34,6 +34,8 @@ class EventKind(StrEnum):
     BREACH_CONFIRMED = "breach.confirmed"
     BREACH_AUTHORIZED = "breach.authorized"
     RISK_ASSESSED = "risk.assessed"
+    LADDER_STEPPED = "risk.ladder_stepped"
+    ALLOCATION_STAGED = "risk.allocation_staged"
     RUN_STARTED = "run.started"
     RUN_PROGRESS = "run.progress"
     RUN_COMPLETED = "run.completed"

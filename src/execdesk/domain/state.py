@@ -41,6 +41,14 @@ class DeploymentRecord:
     fees: Decimal = ZERO
     trades: int = 0
     wins: int = 0
+    ladder_step: int = 0  # the deployment's drawdown ladder: highest step reached (0: none)
+    # staged allocation: the fraction of the allocation in use, the losing-period streak, and the
+    # period in progress (its start time and the deployment's equity then; None: staging off)
+    stage_fraction: Decimal = Decimal(1)
+    stage_step: int = 0
+    stage_streak: int = 0
+    stage_since: int | None = None
+    stage_anchor: float = 0.0
 
 
 @dataclass(slots=True)
@@ -97,6 +105,7 @@ class DeskState:
     config: dict[str, Any] | None = None
     trading_state: TradingState = TradingState.ACTIVE
     trading_reason: str = "initial"
+    ladder_step: int = 0  # the portfolio's drawdown ladder: highest step reached (0: none)
     deployments: dict[str, DeploymentRecord] = field(default_factory=dict)
     orders: dict[str, OrderRecord] = field(default_factory=dict)
     fills: dict[str, FillRecord] = field(default_factory=dict)
@@ -178,6 +187,30 @@ def _on_trading_state(s: DeskState, e: Event) -> None:
     s.trading_state = TradingState(e.payload["to"])
     s.trading_reason = str(e.payload["reason"])
     s.dirty.add(("desk", None))
+
+
+def _on_ladder_stepped(s: DeskState, e: Event) -> None:
+    s.states_version += 1
+    step = int(e.payload["step"])
+    if e.deployment_id is None:
+        s.ladder_step = max(s.ladder_step, step)
+        s.dirty.add(("desk", None))
+    else:
+        dep = s.deployments[e.deployment_id]
+        dep.ladder_step = max(dep.ladder_step, step)
+        s.dirty.add(("deployment", dep.id))
+
+
+def _on_allocation_staged(s: DeskState, e: Event) -> None:
+    s.states_version += 1
+    p = e.payload
+    dep = s.deployments[p["deployment_id"]]
+    dep.stage_fraction = _d(p["fraction_after"])
+    dep.stage_step = int(p["step"])
+    dep.stage_streak = int(p["losing_streak"])
+    dep.stage_since = int(p["next_period_from"])
+    dep.stage_anchor = float(p["equity"])
+    s.dirty.add(("deployment", dep.id))
 
 
 def _on_submitted(s: DeskState, e: Event) -> None:
@@ -290,6 +323,8 @@ _HANDLERS = {
     EventKind.DEPLOYMENT_CREATED: _on_deployment_created,
     EventKind.DEPLOYMENT_STATE_CHANGED: _on_deployment_state,
     EventKind.TRADING_STATE_CHANGED: _on_trading_state,
+    EventKind.LADDER_STEPPED: _on_ladder_stepped,
+    EventKind.ALLOCATION_STAGED: _on_allocation_staged,
     EventKind.ORDER_SUBMITTED: _on_submitted,
     EventKind.ORDER_CANCELED: _on_closed_order,
     EventKind.ORDER_REJECTED: _on_closed_order,

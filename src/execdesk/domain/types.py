@@ -108,6 +108,8 @@ class IntentReason(StrEnum):
     ROI = "roi"
     TRAILING_STOP = "trailing_stop"
     DEPLOYMENT_HALT = "deployment_halt"
+    DEPLOYMENT_TRIM = "deployment_trim"
+    PORTFOLIO_TRIM = "portfolio_trim"
     CIRCUIT_BREAKER = "circuit_breaker"
 
     @property

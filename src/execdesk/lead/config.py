@@ -12,10 +12,11 @@ market:                      # generated (default) or a Freqtrade datadir
   regimes: {SOL/USDT: [{start: 2024-07-15, end: 2024-09-01, kind: trend_down}]}
   shocks: [{at: 2024-09-20T14:00:00Z, move: -0.3, bars: 2}]
 clock: replay                # replay (full speed) or wall (bars as they close in real time)
-risk: {...}                  # execdesk.risk.config.RiskConfig
+risk: {...}                  # execdesk.risk.config.RiskConfig (limits, drawdown ladders, staging)
 monitor: {snapshot_every: 1d}
 strategies:
   - {bundle: bundles/trend_ema_cross.yaml, allocation: 0.3}
+  - {bundle: bundles/breakout_4h.yaml, allocation: 0.2, drawdown: {reduce: 0.08, kill: 0.12}}
 ```
 
 Relative paths are relative to the config file. Pairs that strategies trade but ``market.pairs``
@@ -34,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from execdesk.data.generator import PairProfile, RegimeSpan, Shock
 from execdesk.data.timeframes import TIMEFRAMES, timeframe_to_seconds
 from execdesk.errors import FieldIssue, InvalidInput, SpecError
-from execdesk.risk.config import RiskConfig
+from execdesk.risk.config import DrawdownLadder, RiskConfig
 from execdesk.strategy._documents import read_document
 from execdesk.strategy._issues import issues_from_validation_error
 
@@ -148,9 +149,13 @@ class MonitorSection(BaseModel):
 
 
 class StrategyEntry(BaseModel):
+    """One deployment: its bundle, its share of the desk's capital, and optionally its own drawdown ladder
+    (default: ``risk.deployment_drawdown``)."""
+
     model_config = _STRICT
     bundle: Path
     allocation: float = Field(gt=0, le=1)
+    drawdown: DrawdownLadder | None = None
 
 
 class DeskConfig(BaseModel):

@@ -130,6 +130,14 @@ def _deploy(ledger: Ledger, config: DeskConfig, bundles: list[StrategyBundle], t
             "allocation": dec(entry.allocation), "capital": dec(config.desk.capital) * dec(entry.allocation),
             "validation": bundle.validation.model_dump(mode="json"),
         }, dep_id))
+        staging = config.risk.staging
+        if staging.enabled:  # a new deployment starts at the first step of its allocation
+            capital = float(dec(config.desk.capital) * dec(entry.allocation))
+            ledger.record(Event(t, EventKind.ALLOCATION_STAGED, {
+                "deployment_id": dep_id, "action": "start", "reason": f"new deployment: starts at "
+                f"{staging.steps[0]:.0%} of its allocation", "fraction_before": 0.0, "fraction_after": staging.steps[0],
+                "step": 0, "losing_streak": 0, "period_return": None, "equity": capital, "next_period_from": t,
+                "by": "risk"}, dep_id))
     ledger.flush()
 
 
@@ -162,8 +170,10 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
         venue = PaperVenue(config.desk.quote, ledger.state.cash(),
                            PaperVenueConfig(config.venue.fee_bps, config.venue.slippage_bps))
         the_clock = clock or (WallClock() if config.clock == "wall" else ReplayClock())
+        ladders = {deployment_id(b): s.drawdown for b, s in zip(bundles, config.strategies, strict=True)
+                   if s.drawdown is not None}
         loop = DeskLoop(ledger, market, lanes, venue, config.risk, the_clock, config.monitor.snapshot_seconds,
-                        progress)
+                        progress, ladders)
         state = ledger.state
         done = state.completed and state.last_bar_time is not None and state.last_bar_time >= int(market.time[-1])
         stats = LoopStats(bars=market.n) if done else loop.run()
@@ -197,7 +207,7 @@ def deployment_summary(state: DeskState, dep: Any, closes: dict[str, float], mar
 
 
 _TIMELINE_KINDS = {EventKind.ALERT_RAISED, EventKind.TRADING_STATE_CHANGED, EventKind.BREACH_DETECTED,
-                   EventKind.BREACH_CONFIRMED, EventKind.BREACH_AUTHORIZED}
+                   EventKind.BREACH_CONFIRMED, EventKind.BREACH_AUTHORIZED, EventKind.ALLOCATION_STAGED}
 
 
 def timeline(ledger: Ledger) -> list[dict[str, Any]]:
@@ -205,7 +215,11 @@ def timeline(ledger: Ledger) -> list[dict[str, Any]]:
     out = []
     for e in ledger.events(_TIMELINE_KINDS):
         p = e.payload
-        if e.kind is EventKind.ALERT_RAISED:
+        if e.kind is EventKind.ALLOCATION_STAGED:
+            if p["action"] not in ("promote", "fall_back"):  # holds are routine; a proposed removal is an alert
+                continue
+            what = f"risk stages {p['deployment_id']}: {p['reason']}"
+        elif e.kind is EventKind.ALERT_RAISED:
             what = f"[{p['level']}] {p['message']}"
         elif e.kind is EventKind.TRADING_STATE_CHANGED:
             what = f"desk {p['from']} -> {p['to']} ({p['reason']})"

@@ -1,62 +1,94 @@
-"""The execution lead's reactions inside the loop: drawdown steps and the circuit breaker.
+"""The execution lead's reactions inside the loop: the drawdown ladders, the circuit breaker, staged allocation.
 
-Policy (limits from :class:`~execdesk.risk.config.RiskConfig`):
+Policy (levels from :class:`~execdesk.risk.config.RiskConfig`; each step fires once and holds):
 
-* a deployment's drawdown reaches ``deployment_halt_drawdown``: it stops opening positions
-  (REDUCING, reason ``drawdown_halt``; WARNING alert);
-* it reaches ``deployment_close_drawdown``: its orders are cancelled and its positions closed
-  (REDUCING, ``drawdown_close``; CRITICAL), then it is HALTED once flat;
-* the portfolio reaches ``portfolio_halt_drawdown``: the desk opens nothing more (REDUCING,
-  ``drawdown_halt``; CRITICAL);
-* the portfolio reaches ``portfolio_close_drawdown``: the circuit breaker — the monitor detects
-  (``breach.detected``), the risk manager confirms on fresh equity (``breach.confirmed``), the lead
-  authorises (``breach.authorized``, automatic at EMERGENCY), the order executor cancels every open
-  order and closes every position; the desk is HALTED once flat and stays so until re-armed by hand.
+* **Portfolio ladder** (``portfolio_drawdown``, on portfolio equity including unrealised P&L):
+  alert — WARNING, new positions sized at ``alert_size_multiplier``; reduce — the desk is REDUCING
+  (reason ``drawdown_reduce``: only orders that reduce), stops tightened; trim — ``trim_fraction`` of
+  every position closed; kill — the circuit breaker: the monitor detects (``breach.detected``), the
+  risk manager confirms on fresh equity (``breach.confirmed``), the lead authorises
+  (``breach.authorized``, automatic at EMERGENCY), the order executor cancels every open order and
+  closes every position; the desk is HALTED once flat and stays so until re-armed by hand.
+* **Deployment ladder** (``deployment_drawdown``, or the strategy's own ``drawdown:``, on the
+  deployment's own equity): the same four steps for one deployment — its sizes cut, then REDUCING
+  (``drawdown_reduce``) with tighter stops, then half its positions closed, then everything closed
+  (``drawdown_kill``) and HALTED once flat.
+* **Staged allocation** (``staging``): at each period's end, from the deployment's equity in the
+  monitor's snapshots, the risk manager's staging decision (promote, hold, fall back, propose removal)
+  is recorded and sizes follow it; a proposed removal is an alert to the lead.
 
-Every step is an event with its evidence. States only tighten inside a run.
+Every step is an event with its evidence (``risk.ladder_stepped`` holds the step, the level, the
+drawdown and what was done). States and ladder steps only tighten inside a run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Any
 
 from execdesk.domain.events import Event, EventKind
-from execdesk.domain.types import AlertLevel, Direction, IntentReason, OrderIntent, TradingState, dec
-from execdesk.monitor.equity import PORTFOLIO, Breach, Limit
+from execdesk.domain.types import QUANTUM, AlertLevel, Direction, IntentReason, OrderIntent, TradingState, dec
+from execdesk.monitor.equity import PORTFOLIO, Breach, Limit, Snapshot
+from execdesk.risk.config import LADDER_STEPS, DrawdownLadder
 from execdesk.risk.drawdown import confirm_breach
+from execdesk.risk.pretrade import Context
+from execdesk.risk.staging import next_stage
 
 if TYPE_CHECKING:
+    from execdesk.domain.state import DeploymentRecord, DeskState
     from execdesk.lead.loop import DeskLoop
 
 CIRCUIT_BREAKER = "circuit_breaker"
-DRAWDOWN_HALT = "drawdown_halt"
-DRAWDOWN_CLOSE = "drawdown_close"
-_SEVERITY = {("portfolio", "close"): 0, ("portfolio", "halt"): 1, ("deployment", "close"): 2,
-             ("deployment", "halt"): 3}
+DRAWDOWN_REDUCE = "drawdown_reduce"
+DRAWDOWN_KILL = "drawdown_kill"
+KILL = len(LADDER_STEPS)  # the kill switch is the ladder's last step
+_STEP = {name: i for i, name in enumerate(LADDER_STEPS, start=1)}
+_DAY = 86_400
 
 
 class Lead:
     """Decides what a breach means and drives the protocol (see module docstring)."""
 
-    def __init__(self, loop: DeskLoop) -> None:
+    def __init__(self, loop: DeskLoop, ladders: Mapping[str, DrawdownLadder] | None = None) -> None:
         self.loop = loop
         self._stoploss = {lane.deployment_id: float(lane.bundle.stoploss) for lane in loop.lanes}
+        self._ladders = dict(ladders or {})
         self._limits: tuple[int, list[Limit]] | None = None
 
     @property
-    def state(self) -> Any:
+    def state(self) -> DeskState:
         return self.loop.ledger.state
 
     # ---------------------------------------------------------------- queries for the loop
+    def ladder_of(self, deployment_id: str) -> DrawdownLadder:
+        return self._ladders.get(deployment_id, self.loop.risk.deployment_drawdown)
+
     def may_enter(self, deployment_id: str) -> bool:
         dep = self.state.deployments[deployment_id]
         return bool(self.state.trading_state is TradingState.ACTIVE and dep.state is TradingState.ACTIVE)
 
     def stoploss_of(self, deployment_id: str) -> float:
-        return self._stoploss[deployment_id]
+        """The deployment's stoploss as its exits use it now: the bundle's, tightened by a ladder at reduce."""
+        dep = self.state.deployments[deployment_id]
+        tighten = min(self.loop.risk.portfolio_drawdown.stop_multiplier(self.state.ladder_step),
+                      self.ladder_of(deployment_id).stop_multiplier(dep.ladder_step))
+        return self._stoploss[deployment_id] * tighten
+
+    def context(self, deployment_id: str) -> Context:
+        """What the risk manager's pre-trade check needs to know about the deployment now."""
+        s = self.state
+        dep = s.deployments[deployment_id]
+        marks = self.loop.monitor.marks.last_equity
+        size = min(self.loop.risk.portfolio_drawdown.size_multiplier(s.ladder_step),
+                   self.ladder_of(deployment_id).size_multiplier(dep.ladder_step))
+        return Context(s.trading_state, dep.state, marks.get(PORTFOLIO, float(s.cash())),
+                       marks.get(dep.id, float(dep.capital)), abs(self._stoploss[deployment_id]), size,
+                       float(dep.stage_fraction))
 
     def armed_limits(self) -> list[Limit]:
-        """The drawdown limits that can still fire, given the current states (cached per state change)."""
+        """The drawdown steps that can still fire, given the current states (cached per state change)."""
         if self._limits is not None and self._limits[0] == self.state.states_version:
             return self._limits[1]
         limits = self._armed_limits()
@@ -64,55 +96,131 @@ class Lead:
         return limits
 
     def _armed_limits(self) -> list[Limit]:
-        cfg = self.loop.risk
         s = self.state
-        limits: list[Limit] = []
-        if s.trading_state is TradingState.ACTIVE:
-            limits.append(Limit(PORTFOLIO, "halt", cfg.portfolio_halt_drawdown))
-        if s.trading_state is TradingState.ACTIVE or s.trading_reason == DRAWDOWN_HALT:
-            limits.append(Limit(PORTFOLIO, "close", cfg.portfolio_close_drawdown))
         if s.trading_state is TradingState.HALTED or s.trading_reason == CIRCUIT_BREAKER:
-            return limits
+            return []
+        limits = [Limit(PORTFOLIO, name, level) for step, name, level in self.loop.risk.portfolio_drawdown.levels()
+                  if step > s.ladder_step]
         for dep in s.deployments.values():
-            if dep.state is TradingState.ACTIVE:
-                limits.append(Limit(dep.id, "halt", cfg.deployment_halt_drawdown))
-            if dep.state is TradingState.ACTIVE or dep.state_reason == DRAWDOWN_HALT:
-                limits.append(Limit(dep.id, "close", cfg.deployment_close_drawdown))
+            if dep.state is TradingState.HALTED or dep.state_reason == DRAWDOWN_KILL:
+                continue
+            limits.extend(Limit(dep.id, name, level) for step, name, level in self.ladder_of(dep.id).levels()
+                          if step > dep.ladder_step)
         return limits
 
     # ---------------------------------------------------------------- reactions
     def on_breaches(self, g: int, breaches: list[Breach]) -> None:
-        t = self.loop.market.close_time(g)
-        ordered = sorted(breaches, key=lambda b: (_SEVERITY[(_kind(b), b.level)], b.scope))
-        for breach in ordered:
-            if _kind(breach) == "portfolio" and breach.level == "close":
-                self._circuit_breaker(g, breach)
+        """Climb each scope's ladder to the deepest step its drawdown reached at bar ``g``."""
+        deepest: dict[str, Breach] = {}
+        for b in breaches:
+            if b.scope not in deepest or _STEP[b.level] > _STEP[deepest[b.scope].level]:
+                deepest[b.scope] = b
+        portfolio = deepest.pop(PORTFOLIO, None)
+        if portfolio is not None:
+            if _STEP[portfolio.level] == KILL:
+                self._circuit_breaker(g, portfolio)
                 return
-        for breach in ordered:
-            if _kind(breach) == "portfolio":
-                self._set_trading_state(t, TradingState.REDUCING, DRAWDOWN_HALT, breach.evidence())
-                self._alert(g, AlertLevel.CRITICAL, "portfolio_drawdown_halt",
-                            f"portfolio drawdown {breach.drawdown:.2%} reached {breach.limit:.0%}: no new positions",
-                            breach.evidence())
-            elif breach.level == "close":
-                self._close_deployment(g, breach)
-            elif self.state.deployments[breach.scope].state is TradingState.ACTIVE:
-                self._set_deployment_state(t, breach.scope, TradingState.REDUCING, DRAWDOWN_HALT, breach.evidence())
-                self._alert(g, AlertLevel.WARNING, "deployment_drawdown_halt",
-                            f"{breach.scope} drawdown {breach.drawdown:.2%} reached {breach.limit:.0%}: "
-                            "no new positions", breach.evidence(), breach.scope)
+            self._climb_portfolio(g, portfolio)
+        for scope in sorted(deepest):
+            self._climb_deployment(g, deepest[scope])
         self.loop.reschedule_all(g)
+
+    def _climb_portfolio(self, g: int, breach: Breach) -> None:
+        t = self.loop.market.close_time(g)
+        ladder = self.loop.risk.portfolio_drawdown
+        for step, name, level in self._crossed(ladder, self.state.ladder_step, breach):
+            evidence = {**breach.evidence(), "level": name, "limit": level}
+            if name == "alert":
+                action = f"new positions sized x {ladder.alert_size_multiplier}"
+                self._step(t, None, step, name, evidence, action)
+                self._alert(g, AlertLevel.WARNING, "portfolio_drawdown_alert",
+                            f"portfolio drawdown {breach.drawdown:.2%} reached {level:.0%}: {action}", evidence)
+            elif name == "reduce":
+                action = f"REDUCING: no new positions; stops tightened to x {ladder.reduce_stop_multiplier}"
+                self._step(t, None, step, name, evidence, action)
+                self._set_trading_state(t, TradingState.REDUCING, DRAWDOWN_REDUCE, evidence)
+                self._alert(g, AlertLevel.CRITICAL, "portfolio_drawdown_reduce",
+                            f"portfolio drawdown {breach.drawdown:.2%} reached {level:.0%}: {action}", evidence)
+            elif name == "trim":
+                action = f"close {ladder.trim_fraction:.0%} of every position"
+                self._step(t, None, step, name, evidence, action)
+                self._alert(g, AlertLevel.CRITICAL, "portfolio_drawdown_trim",
+                            f"portfolio drawdown {breach.drawdown:.2%} reached {level:.0%}: {action}", evidence)
+                self._trim(g, None, ladder.trim_fraction, IntentReason.PORTFOLIO_TRIM)
+
+    def _climb_deployment(self, g: int, breach: Breach) -> None:
+        t = self.loop.market.close_time(g)
+        dep_id = breach.scope
+        dep = self.state.deployments[dep_id]
+        ladder = self.ladder_of(dep_id)
+        for step, name, level in self._crossed(ladder, dep.ladder_step, breach):
+            evidence = {**breach.evidence(), "level": name, "limit": level}
+            what = f"{dep_id} drawdown {breach.drawdown:.2%} reached {level:.0%}"
+            if name == "alert":
+                action = f"new positions sized x {ladder.alert_size_multiplier}"
+                self._step(t, dep_id, step, name, evidence, action)
+                self._alert(g, AlertLevel.WARNING, "deployment_drawdown_alert", f"{what}: {action}", evidence, dep_id)
+            elif name == "reduce":
+                action = f"REDUCING: no new positions; stops tightened to x {ladder.reduce_stop_multiplier}"
+                self._step(t, dep_id, step, name, evidence, action)
+                if dep.state is TradingState.ACTIVE:
+                    self._set_deployment_state(t, dep_id, TradingState.REDUCING, DRAWDOWN_REDUCE, evidence)
+                self._alert(g, AlertLevel.WARNING, "deployment_drawdown_reduce", f"{what}: {action}", evidence, dep_id)
+            elif name == "trim":
+                action = f"close {ladder.trim_fraction:.0%} of each of its positions"
+                self._step(t, dep_id, step, name, evidence, action)
+                self._alert(g, AlertLevel.CRITICAL, "deployment_drawdown_trim", f"{what}: {action}", evidence, dep_id)
+                self._trim(g, dep_id, ladder.trim_fraction, IntentReason.DEPLOYMENT_TRIM)
+            else:
+                action = "close everything; HALTED once flat, until re-armed by hand"
+                self._step(t, dep_id, step, name, evidence, action)
+                self._set_deployment_state(t, dep_id, TradingState.REDUCING, DRAWDOWN_KILL, evidence)
+                self._alert(g, AlertLevel.CRITICAL, "deployment_drawdown_kill", f"{what}: {action}", evidence, dep_id)
+                self._flatten(g, dep_id, IntentReason.DEPLOYMENT_HALT)
+
+    @staticmethod
+    def _crossed(ladder: DrawdownLadder, current: int, breach: Breach) -> list[tuple[int, str, float]]:
+        """The steps above ``current`` up to the breach's, mildest first."""
+        reached = _STEP[breach.level]
+        return [(step, name, level) for step, name, level in ladder.levels() if current < step <= reached]
 
     def after_fills(self, g: int, t: int) -> None:
         """Finish protocols whose positions are now closed (at time ``t``): REDUCING -> HALTED once flat."""
         s = self.state
         open_deps = {p.deployment_id for p in s.open_positions()} | {o.deployment_id for o in s.open_orders()}
         for dep in s.deployments.values():
-            if (dep.state is TradingState.REDUCING and dep.state_reason in (DRAWDOWN_CLOSE, CIRCUIT_BREAKER)
+            if (dep.state is TradingState.REDUCING and dep.state_reason in (DRAWDOWN_KILL, CIRCUIT_BREAKER)
                     and dep.id not in open_deps):
                 self._set_deployment_state(t, dep.id, TradingState.HALTED, dep.state_reason, {"flat_at": t})
         if s.trading_state is TradingState.REDUCING and s.trading_reason == CIRCUIT_BREAKER and not open_deps:
             self._set_trading_state(t, TradingState.HALTED, CIRCUIT_BREAKER, {"flat_at": t, "rearm": "by hand"})
+
+    def on_snapshot(self, snap: Snapshot) -> None:
+        """Staged allocation: judge each deployment's period that ended by this snapshot."""
+        cfg = self.loop.risk.staging
+        if not cfg.enabled:
+            return
+        period = cfg.period_days * _DAY
+        t = self.loop.market.close_time(snap.g)
+        for dep in list(self.state.deployments.values()):
+            if (dep.stage_since is None or t < dep.stage_since + period or dep.id not in snap.deployments
+                    or dep.state is TradingState.HALTED):
+                continue
+            equity = snap.deployments[dep.id][0]
+            ret = equity / dep.stage_anchor - 1.0 if dep.stage_anchor > 0 else 0.0
+            self._stage(t, dep, ret, equity)
+
+    def _stage(self, t: int, dep: DeploymentRecord, ret: float, equity: float) -> None:
+        cfg = self.loop.risk.staging
+        step, _streak, decision = next_stage(dep.stage_step, dep.stage_streak, _utc(t), ret, cfg)
+        payload = {"deployment_id": dep.id, **decision.as_dict(), "step": step, "period_from": dep.stage_since,
+                   "period_to": t, "equity": round(equity, 6), "anchor_equity": round(dep.stage_anchor, 6),
+                   "next_period_from": t, "by": "risk"}
+        self.loop.record(Event(t, EventKind.ALLOCATION_STAGED, payload, dep.id))
+        if decision.action == "propose_removal":
+            self.loop.record(Event(t, EventKind.ALERT_RAISED, {
+                "level": AlertLevel.WARNING, "source": "risk", "code": "staging_removal_proposed",
+                "message": f"{dep.id}: {decision.reason}", "evidence": payload}, dep.id))
 
     # ---------------------------------------------------------------- protocols
     def _circuit_breaker(self, g: int, breach: Breach) -> None:
@@ -120,7 +228,7 @@ class Lead:
         t = loop.market.close_time(g)
         evidence = breach.evidence()
         loop.record(Event(t, EventKind.BREACH_DETECTED, {"by": "monitor", **evidence}))
-        self._alert(g, AlertLevel.EMERGENCY, "portfolio_drawdown_close",
+        self._alert(g, AlertLevel.EMERGENCY, "portfolio_drawdown_kill",
                     f"portfolio drawdown {breach.drawdown:.2%} reached {breach.limit:.0%}", evidence)
         closes = {p: float(track.close[g]) for p, track in loop.market.pairs.items()}
         confirmation = confirm_breach(self.state, closes, breach)
@@ -130,6 +238,10 @@ class Lead:
                         "the risk manager did not confirm the monitor's breach on fresh equity",
                         confirmation.as_dict())
             return
+        for step, name, level in self._crossed(loop.risk.portfolio_drawdown, self.state.ladder_step, breach):
+            self._step(t, None, step, name, {**evidence, "level": name, "limit": level},
+                       "circuit breaker: close everything, HALTED until re-armed by hand" if step == KILL
+                       else "superseded by the kill step")
         loop.record(Event(t, EventKind.BREACH_AUTHORIZED, {
             "by": "lead", "policy": "automatic at EMERGENCY", "action": "cancel all orders, close all positions"}))
         self._set_trading_state(t, TradingState.REDUCING, CIRCUIT_BREAKER, evidence)
@@ -138,29 +250,42 @@ class Lead:
                 self._set_deployment_state(t, dep.id, TradingState.REDUCING, CIRCUIT_BREAKER, evidence)
         self._flatten(g, None, IntentReason.CIRCUIT_BREAKER)
 
-    def _close_deployment(self, g: int, breach: Breach) -> None:
-        t = self.loop.market.close_time(g)
-        self._set_deployment_state(t, breach.scope, TradingState.REDUCING, DRAWDOWN_CLOSE, breach.evidence())
-        self._alert(g, AlertLevel.CRITICAL, "deployment_drawdown_close",
-                    f"{breach.scope} drawdown {breach.drawdown:.2%} reached {breach.limit:.0%}: closing it",
-                    breach.evidence(), breach.scope)
-        self._flatten(g, breach.scope, IntentReason.DEPLOYMENT_HALT)
-
     def _flatten(self, g: int, deployment_id: str | None, reason: IntentReason) -> None:
         loop = self.loop
         t = loop.market.close_time(g)
         loop.oms.cancel_open(t, reason.value, deployment_id)
+        loop.after_cancels()
+        self._reduce_positions(g, deployment_id, None, reason)
+        loop.reschedule_all(g)
+        self.after_fills(g, t)
+
+    def _trim(self, g: int, deployment_id: str | None, fraction: float, reason: IntentReason) -> None:
+        self._reduce_positions(g, deployment_id, dec(fraction), reason)
+
+    def _reduce_positions(self, g: int, deployment_id: str | None, fraction: Decimal | None,
+                          reason: IntentReason) -> None:
+        """Exit orders for every position (of one deployment, or all): all of it, or ``fraction`` of it."""
+        loop = self.loop
+        t = loop.market.close_time(g)
         for pos in list(self.state.open_positions()):
             if deployment_id is not None and pos.deployment_id != deployment_id:
+                continue
+            closable = abs(loop.closable(pos.deployment_id, pos.pair))
+            qty = closable if fraction is None else (abs(pos.qty) * fraction).quantize(QUANTUM, ROUND_DOWN)
+            qty = min(qty, closable)
+            if qty <= 0:
                 continue
             direction = Direction.LONG if pos.qty > 0 else Direction.SHORT
             price = dec(float(loop.market.pairs[pos.pair].close[g]))
             loop.submit(OrderIntent(pos.deployment_id, pos.pair, direction.exit_side, direction, reason, t, price,
-                                    abs(pos.qty)), g)
-        loop.reschedule_all(g)
-        self.after_fills(g, t)
+                                    qty), g)
 
     # ---------------------------------------------------------------- records
+    def _step(self, t: int, dep_id: str | None, step: int, name: str, evidence: dict[str, Any], action: str) -> None:
+        self.loop.record(Event(t, EventKind.LADDER_STEPPED, {
+            "scope": dep_id or PORTFOLIO, "step": step, "level": name, "evidence": evidence, "action": action,
+            "by": "risk"}, dep_id))
+
     def _set_trading_state(self, t: int, to: TradingState, reason: str, evidence: dict[str, Any]) -> None:
         s = self.state
         if s.trading_state is to and s.trading_reason == reason:
@@ -183,5 +308,5 @@ class Lead:
             deployment_id))
 
 
-def _kind(breach: Breach) -> str:
-    return "portfolio" if breach.scope == PORTFOLIO else "deployment"
+def _utc(t: int) -> datetime:
+    return datetime.fromtimestamp(t, UTC)

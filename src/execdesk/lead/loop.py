@@ -16,7 +16,7 @@ the close send intents through the risk manager to the order manager; then the l
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -29,9 +29,9 @@ from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import Direction, IntentReason, OrderIntent, dec
 from execdesk.execution.oms import OrderManager
 from execdesk.lead.lead import Lead
-from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, Holding, Holdings, Monitor, Snapshot, fold_marks
-from execdesk.risk.config import RiskConfig
-from execdesk.risk.pretrade import PretradeSnapshot, check_order
+from execdesk.monitor.equity import MARK_EVENTS, Holding, Holdings, Monitor, Snapshot, fold_marks
+from execdesk.risk.config import DrawdownLadder, RiskConfig
+from execdesk.risk.pretrade import PreTrade
 from execdesk.store.ledger import Ledger
 from execdesk.venues.paper import PaperVenue
 
@@ -46,23 +46,6 @@ class LoopStats:
     orders: int = 0
     denied: int = 0
     fills: int = 0
-
-
-@dataclass(slots=True)
-class _Exposure:
-    """Exposure in the quote currency at one bar (floats: a risk figure, not accounting)."""
-
-    g: int
-    gross: float = 0.0
-    reserved_cash: float = 0.0
-    count: int = 0
-    by_deployment: dict[str, float] = field(default_factory=dict)
-
-    def add(self, deployment_id: str, value: float, reserved: float) -> None:
-        self.gross += value
-        self.reserved_cash += reserved
-        self.count += 1
-        self.by_deployment[deployment_id] = self.by_deployment.get(deployment_id, 0.0) + value
 
 
 @dataclass(slots=True)
@@ -84,17 +67,21 @@ class DeskLoop:
     clock: Clock
     snapshot_every: int = 86_400
     progress: Callable[[int, int], None] | None = None
+    ladders: Mapping[str, DrawdownLadder] = field(default_factory=dict)
     stats: LoopStats = field(default_factory=LoopStats)
 
     def __post_init__(self) -> None:
         self.oms = OrderManager(self.ledger, self.venue)
         close_times = self.market.time + self.market.tf_seconds
         self.monitor = Monitor(self.market.close_matrix, (close_times % self.snapshot_every) == 0)
-        self.lead = Lead(self)
+        self.lead = Lead(self, self.ladders)
         self._slots = [_LaneSlot(lane) for lane in self.lanes]
         self._holdings: Holdings | None = None
-        self._fee_rate = dec(self.venue.config.fee_bps) / 10000
-        self._expo: _Exposure | None = None
+        state = self.ledger.state
+        deployments = list(dict.fromkeys([*state.deployments, *(lane.deployment_id for lane in self.lanes)]))
+        self.pretrade = PreTrade(self.risk, deployments, list(self.market.pairs),
+                                 dec(self.venue.config.fee_bps) / 10000, float(state.cash()))
+        self._marked_g = -1
 
     # ---------------------------------------------------------------- driving
     def run(self) -> LoopStats:
@@ -106,6 +93,7 @@ class DeskLoop:
             self.monitor.marks = fold_marks(self.ledger.events(set(MARK_EVENTS)))
         self.venue.restore(state)
         self.oms.reset_cursor()
+        self.pretrade.rebuild(state, self._closes(max(start - 1, 0)), self._time(start))
         self.record(Event(self._time(start), EventKind.RUN_STARTED, {
             "from_bar": start, "bars": self.market.n,
             "until": self.market.close_time(self.market.n - 1) if self.market.n else None}))
@@ -205,8 +193,9 @@ class DeskLoop:
             return
         self.stats.fills += len(fills)
         self._holdings = None
-        self._expo = None
-        touched = {(self.ledger.state.orders[f.client_order_id].deployment_id, f.pair) for f in fills}
+        state = self.ledger.state
+        self.pretrade.on_fills(state, [state.fills[f.fill_id] for f in fills])
+        touched = {(state.orders[f.client_order_id].deployment_id, f.pair) for f in fills}
         for i, slot in enumerate(self._slots):
             if (slot.lane.deployment_id, slot.lane.pair) in touched:
                 self._schedule(i, g - 1)
@@ -230,7 +219,8 @@ class DeskLoop:
         pos = state.position(lane.deployment_id, lane.pair)
         if pos is not None and pos.qty != 0:
             direction = Direction.LONG if pos.qty > 0 else Direction.SHORT
-            plan = lane.first_exit(direction, pos.opened_at, float(pos.avg_price), after_g)
+            plan = lane.first_exit(direction, pos.opened_at, float(pos.avg_price), after_g,
+                                   self.lead.stoploss_of(lane.deployment_id))
             if plan is not None:
                 slot.next_g, slot.plan = plan.g, plan
             return
@@ -245,12 +235,12 @@ class DeskLoop:
         price = dec(float(self.market.pairs[lane.pair].close[g]))
         t = self.market.close_time(g)
         if isinstance(plan, ExitPlan):
-            pos = self.ledger.state.position(lane.deployment_id, lane.pair)
-            if pos is not None and pos.qty != 0:
-                direction = Direction.LONG if pos.qty > 0 else Direction.SHORT
+            held = self.closable(lane.deployment_id, lane.pair)
+            if held != 0:
+                direction = Direction.LONG if held > 0 else Direction.SHORT
                 backtest = dec(plan.rate) if math.isfinite(plan.rate) else None
                 self.submit(OrderIntent(lane.deployment_id, lane.pair, direction.exit_side, direction, plan.reason,
-                                        t, price, abs(pos.qty), backtest), g)
+                                        t, price, abs(held), backtest), g)
         elif plan is not None:
             _g, direction = plan
             self.submit(OrderIntent(lane.deployment_id, lane.pair, direction.entry_side, direction,
@@ -260,59 +250,39 @@ class DeskLoop:
     # ---------------------------------------------------------------- orders
     def submit(self, intent: OrderIntent, g: int) -> bool:
         """Risk-check ``intent`` and hand it to the order manager (or record the denial)."""
-        verdict = check_order(intent, self._snapshot(intent, g), self.risk)
+        if self._marked_g != g:  # the book marks exposure at this bar's closes, once per bar
+            self.pretrade.mark(self._closes(g))
+            self._marked_g = g
+        verdict = self.pretrade.decide(intent, self.lead.context(intent.deployment_id))
         t = self.market.close_time(g)
         if verdict.approved:
-            if self.oms.submit(intent, verdict, t) is not None:
+            coid = self.oms.submit(intent, verdict, t)
+            if coid is not None:
                 self.stats.orders += 1
-                if not intent.reduce_only:
-                    value = float(verdict.qty * intent.ref_price)
-                    self._exposure(g).add(intent.deployment_id, value, value * (1 + float(self._fee_rate)))
+                self.pretrade.commit(coid, intent, verdict)
             return True
         self.oms.deny(intent, verdict, t)
         self.stats.denied += 1
         return False
 
-    def _snapshot(self, intent: OrderIntent, g: int) -> PretradeSnapshot:
+    def closable(self, deployment_id: str, pair: str) -> Decimal:
+        """The lane's position (signed) less the exits already on their way."""
         state = self.ledger.state
-        marks = self.monitor.marks.last_equity
-        expo = self._exposure(g)
-        dep = state.deployments[intent.deployment_id]
-        pos_ = state.position(intent.deployment_id, intent.pair)
-        closable = pos_.qty if pos_ is not None else Decimal(0)
+        pos = state.position(deployment_id, pair)
+        closable = pos.qty if pos is not None else Decimal(0)
         if closable != 0:
-            for order in state.open_orders():  # exits already on their way do not close twice
-                same_lane = (order.deployment_id, order.pair) == (intent.deployment_id, intent.pair)
-                if same_lane and order.reason != IntentReason.ENTRY_SIGNAL:
+            for order in state.open_orders():
+                if (order.deployment_id, order.pair) == (deployment_id, pair) and order.reason != "entry_signal":
                     remaining = order.qty - order.filled_qty
                     closable -= remaining if closable > 0 else -remaining
-        return PretradeSnapshot(
-            trading_state=state.trading_state, deployment_state=dep.state,
-            portfolio_equity=dec(round(marks.get(PORTFOLIO, float(state.cash())), 8)),
-            deployment_equity=dec(round(marks.get(dep.id, float(dep.capital)), 8)),
-            gross_exposure=dec(round(expo.gross, 8)),
-            deployment_exposure=dec(round(expo.by_deployment.get(dep.id, 0.0), 8)),
-            cash=state.cash() - dec(round(expo.reserved_cash, 8)),
-            open_positions=expo.count, position_qty=closable,
-            stop_distance=abs(self.lead.stoploss_of(dep.id)), fee_rate=self._fee_rate,
-        )
+        return closable
 
-    def _exposure(self, g: int) -> _Exposure:
-        """Gross exposure at bar ``g``'s closes: positions plus entries on their way (kept up to date
-        as this bar's entries are approved, so two entries in one bar see each other)."""
-        if self._expo is not None and self._expo.g == g:
-            return self._expo
-        state = self.ledger.state
-        expo = _Exposure(g)
-        for pos in state.open_positions():
-            expo.add(pos.deployment_id, abs(float(pos.qty)) * float(self.market.pairs[pos.pair].close[g]), 0.0)
-        fee = float(self._fee_rate)
-        for order in state.open_orders():
-            if order.reason == IntentReason.ENTRY_SIGNAL:
-                value = float(order.qty * order.ref_price)
-                expo.add(order.deployment_id, value, value * (1 + fee))
-        self._expo = expo
-        return expo
+    def after_cancels(self) -> None:
+        """Orders were cancelled: the risk book lets go of what they held."""
+        self.pretrade.settle(self.ledger.state)
+
+    def _closes(self, g: int) -> dict[str, float]:
+        return {p: float(track.close[g]) for p, track in self.market.pairs.items()} if self.market.n else {}
 
     def reschedule_all(self, after_g: int) -> None:
         for i in range(len(self._slots)):
@@ -342,6 +312,7 @@ class DeskLoop:
                 "deployments": {d: {"equity": round(e, 6), "drawdown": round(dd, 6)}
                                 for d, (e, dd) in sorted(s.deployments.items())}}))
             self.record(Event(t, EventKind.RUN_PROGRESS, self._progress(s.g)))
+            self.lead.on_snapshot(s)
 
     def _progress(self, g: int) -> dict[str, object]:
         return {"bar_time": int(self.market.time[g]), "bars_done": g + 1, "marks": self.monitor.marks.take_changes()}

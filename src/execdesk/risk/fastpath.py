@@ -18,7 +18,7 @@ Rules, in order; the first failing one denies:
 1. ``trading_state`` — the stricter of the portfolio's and the deployment's state: HALTED lets nothing
    through (cancels are not orders); REDUCING lets through only orders that reduce the lane's position.
    A reduce-only order that does not reduce is named ``reduce_only`` rather than ``trading_state``
-   (as check_order names it), whatever the state short of HALTED.
+   whatever the state short of HALTED.
 2. ``reduce_only`` — a reduce-only order must reduce: opposite side to the position, qty at most its size.
    Orders that reduce the position skip rules 3-9 (they lower every exposure; an exit never waits on the
    throttle) and face only the price band.
@@ -69,7 +69,7 @@ class FastLimits:
     Defaults:
       max_order_notional inf — optional absolute cap per order (RiskConfig.max_order_notional, None = inf);
       max_open_positions 50 — as RiskConfig;
-      deployment_exposure_fraction 1.0 — a deployment trades its own equity, unlevered (as check_order);
+      deployment_exposure_fraction 1.0 — a deployment trades its own equity, unlevered;
       max_gross_exposure 1.0 — as RiskConfig;
       max_correlated_exposure 0.30 — net same-direction exposure to one correlation group at most 30% of
         portfolio equity;
@@ -101,10 +101,12 @@ class FastLimits:
 
     @classmethod
     def from_config(cls, cfg: RiskConfig, **extra: Any) -> FastLimits:
-        """The limits RiskConfig has, plus the fast path's own (``extra``: any other field by name)."""
+        """The limits a RiskConfig sets, plus any other field by name (``extra``: e.g. ``fee_rate``)."""
         limits = cls(
             max_order_notional=cfg.max_order_notional if cfg.max_order_notional is not None else math.inf,
-            max_open_positions=cfg.max_open_positions, max_gross_exposure=cfg.max_gross_exposure)
+            max_open_positions=cfg.max_open_positions, max_gross_exposure=cfg.max_gross_exposure,
+            max_correlated_exposure=cfg.max_correlated_exposure, throttle_count=cfg.throttle_count,
+            throttle_window_s=cfg.throttle_window_s, price_band=cfg.price_band)
         return dataclasses.replace(limits, **extra) if extra else limits
 
 
@@ -381,23 +383,29 @@ def check(order: FastOrder, state: RiskState, limits: FastLimits) -> Denial | No
     return None
 
 
-def entry_room(deployment: int, asset: int, side: int, price: float, state: RiskState, limits: FastLimits) -> float:
-    """The largest notional (at ``price``) an entry on this lane may have under the cap rules.
-
-    For sizing, off the hot path: ``min(wanted, entry_room(...))`` is what check_order's shrink-to-fit
-    gives (plus the correlated cap, which check_order lacks). Round the qty *down* (to the venue's step,
-    or by a hair): an entry of exactly the room sits on the boundary of every cap that binds.
-    Does not look at the trading state, the position count, the throttle or the price band.
-    """
+def entry_rooms(deployment: int, asset: int, side: int, price: float, state: RiskState, limits: FastLimits
+                ) -> list[tuple[str, float]]:
+    """The room (largest notional at ``price``) each cap rule leaves an entry on this lane, in the check's
+    order: (rule, room). For sizing, off the hot path (see :func:`entry_room`)."""
     last = state.last_price[asset]
     scale = price / (price if price > last else last)  # exposure is valued at max(price, last)
-    room = limits.max_order_notional
-    room = min(room, (limits.deployment_exposure_fraction * state.dep_equity[deployment]
-                      - state.dep_exposure[deployment]) * scale)
-    room = min(room, (limits.max_gross_exposure * state.equity - state.gross) * scale)
+    rooms = [("max_order_notional", limits.max_order_notional),
+             ("deployment_exposure", (limits.deployment_exposure_fraction * state.dep_equity[deployment]
+                                      - state.dep_exposure[deployment]) * scale),
+             ("gross_exposure", (limits.max_gross_exposure * state.equity - state.gross) * scale)]
     g = state.asset_group[asset]
     if g >= 0:
         held = state.group_long[g] if side > 0 else state.group_short[g]
-        room = min(room, (limits.max_correlated_exposure * state.equity - held) * scale)
-    room = min(room, state.cash / (1.0 + limits.fee_rate))
-    return room if room > 0.0 else 0.0
+        rooms.append(("correlated_exposure", (limits.max_correlated_exposure * state.equity - held) * scale))
+    rooms.append(("free_cash", state.cash / (1.0 + limits.fee_rate)))
+    return [(rule, room if room > 0.0 else 0.0) for rule, room in rooms]
+
+
+def entry_room(deployment: int, asset: int, side: int, price: float, state: RiskState, limits: FastLimits) -> float:
+    """The largest notional (at ``price``) an entry on this lane may have under the cap rules.
+
+    Round the qty *down* (to the venue's step, or by a hair): an entry of exactly the room sits on the
+    boundary of every cap that binds. Does not look at the trading state, the position count, the
+    throttle or the price band.
+    """
+    return min(room for _rule, room in entry_rooms(deployment, asset, side, price, state, limits))

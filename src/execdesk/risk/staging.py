@@ -16,40 +16,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import pandas as pd
+from execdesk.risk.config import StagingConfig
 
-from execdesk.errors import InvalidInput
+if TYPE_CHECKING:
+    import pandas as pd
 
+#: a period return smaller than this is no change (float noise in marked equity)
+FLAT = 1e-9
 
-@dataclass(frozen=True, slots=True)
-class StagingConfig:
-    """Staged allocation settings.
-
-    steps: fractions of the target allocation, in order (default 0.10, 0.50, 1.00);
-    period_days: length of an evaluation period (default 7);
-    fall_back_after: losing periods in a row that send the deployment back (default 2);
-    fall_back_to: the step it falls back to, if it stands above (default 0.50);
-    remove_after: losing periods in a row after which removal is proposed (default 3).
-    """
-
-    steps: tuple[float, ...] = (0.10, 0.50, 1.00)
-    period_days: int = 7
-    fall_back_after: int = 2
-    fall_back_to: float = 0.50
-    remove_after: int = 3
-
-    def __post_init__(self) -> None:
-        if not self.steps or any(not 0 < s <= 1 for s in self.steps) or list(self.steps) != sorted(set(self.steps)):
-            raise InvalidInput(f"staging.steps: got {self.steps}; expected increasing fractions in (0, 1]")
-        if self.fall_back_to not in self.steps:
-            raise InvalidInput(f"staging.fall_back_to: got {self.fall_back_to}; expected one of the steps "
-                               f"{self.steps}")
-        if self.period_days < 1:
-            raise InvalidInput(f"staging.period_days: got {self.period_days}; expected a whole number >= 1")
-        if not 1 <= self.fall_back_after <= self.remove_after:
-            raise InvalidInput(f"staging.fall_back_after ({self.fall_back_after}) must be >= 1 and <= "
-                               f"staging.remove_after ({self.remove_after})")
+__all__ = ["StageDecision", "StagingConfig", "next_stage", "period_returns", "stage_allocation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +48,8 @@ class StageDecision:
 def period_returns(equity: pd.Series, period_days: int) -> list[tuple[datetime, float]]:
     """Returns of whole ``period_days`` periods of a daily equity series (UTC dates as index); a
     trailing partial period is not judged yet."""
+    import pandas as pd
+
     daily = equity.sort_index()
     out: list[tuple[datetime, float]] = []
     for start in range(0, len(daily) - period_days, period_days):
@@ -80,6 +59,38 @@ def period_returns(equity: pd.Series, period_days: int) -> list[tuple[datetime, 
     return out
 
 
+def next_stage(step: int, streak: int, period_end: datetime, ret: float, config: StagingConfig
+               ) -> tuple[int, int, StageDecision]:
+    """One period's decision: from (step index, losing streak) and the period's return to the next ones."""
+    cfg = config
+    before = cfg.steps[step]
+    if abs(ret) < FLAT:  # no trade, no mark-to-market change (to float noise): no evidence either way
+        return step, streak, StageDecision(period_end, ret, streak, before, before, "hold",
+                                           f"period return 0: nothing to judge; {streak} losing period(s) in a row")
+    if ret > 0:
+        streak = 0
+        if step + 1 < len(cfg.steps):
+            step += 1
+            action, reason = "promote", f"period return {ret:+.4%} > 0: up to {cfg.steps[step]:.0%}"
+        else:
+            action, reason = "hold", f"period return {ret:+.4%} > 0: already at {before:.0%}"
+    else:
+        streak += 1
+        if streak == cfg.remove_after:
+            action = "propose_removal"
+            reason = f"{streak} losing periods in a row (= {cfg.remove_after}): removal proposed to the lead"
+        elif streak > cfg.remove_after:
+            action = "hold"
+            reason = f"period return {ret:+.4%} <= 0: {streak} losing periods in a row; removal already proposed"
+        elif streak >= cfg.fall_back_after and before > cfg.fall_back_to:
+            step = cfg.steps.index(cfg.fall_back_to)
+            action = "fall_back"
+            reason = f"{streak} losing periods in a row (>= {cfg.fall_back_after}): back to {cfg.fall_back_to:.0%}"
+        else:
+            action, reason = "hold", f"period return {ret:+.4%} <= 0: {streak} losing period(s) in a row"
+    return step, streak, StageDecision(period_end, ret, streak, before, cfg.steps[step], action, reason)
+
+
 def stage_allocation(periods: Sequence[tuple[datetime, float]], config: StagingConfig | None = None
                      ) -> list[StageDecision]:
     """One decision per judged period, starting from the first step."""
@@ -87,24 +98,6 @@ def stage_allocation(periods: Sequence[tuple[datetime, float]], config: StagingC
     step, streak = 0, 0
     decisions: list[StageDecision] = []
     for end, ret in periods:
-        before = cfg.steps[step]
-        if ret > 0:
-            streak = 0
-            if step + 1 < len(cfg.steps):
-                step += 1
-                action, reason = "promote", f"period return {ret:+.4%} > 0: up to {cfg.steps[step]:.0%}"
-            else:
-                action, reason = "hold", f"period return {ret:+.4%} > 0: already at {before:.0%}"
-        else:
-            streak += 1
-            if streak >= cfg.remove_after:
-                action = "propose_removal"
-                reason = f"{streak} losing periods in a row (>= {cfg.remove_after}): removal proposed to the lead"
-            elif streak >= cfg.fall_back_after and before > cfg.fall_back_to:
-                step = cfg.steps.index(cfg.fall_back_to)
-                action = "fall_back"
-                reason = f"{streak} losing periods in a row (>= {cfg.fall_back_after}): back to {cfg.fall_back_to:.0%}"
-            else:
-                action, reason = "hold", f"period return {ret:+.4%} <= 0: {streak} losing period(s) in a row"
-        decisions.append(StageDecision(end, ret, streak, before, cfg.steps[step], action, reason))
+        step, streak, decision = next_stage(step, streak, end, ret, cfg)
+        decisions.append(decision)
     return decisions
