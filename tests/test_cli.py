@@ -6,12 +6,15 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from execdesk.cli import app
+from execdesk.risk.config import LADDER_STEPS
+from execdesk.store.ledger import Ledger
 from tests.conftest import BUNDLES
 
 runner = CliRunner()
@@ -103,6 +106,15 @@ def test_status_and_report_when_run_then_reflect_the_ledger(write_config: Callab
     data = _json(status)
     assert data["completed"] is True
     assert {d["id"] for d in data["deployments"]} == {"STR-001-v1", "STR-004-v1"}
+    # the risk manager's persisted state: each deployment's ladder step and the allocation it has in use
+    with Ledger.for_home(home) as ledger:
+        state = ledger.state
+        assert data["ladder_step"] == (None if state.ladder_step == 0 else LADDER_STEPS[state.ladder_step - 1])
+        for d in data["deployments"]:
+            assert Decimal(d["allocation_in_use"]) == state.deployments[d["id"]].stage_fraction
+    human = runner.invoke(app, ["status", "--home", str(home)], terminal_width=200)
+    assert "drawdown ladder:" in human.stdout
+    assert "of 50%" in human.stdout  # STR-001's allocation in use, of its 50%
     first = runner.invoke(app, ["report", "--home", str(home), "--json"])
     second = runner.invoke(app, ["report", "STR-001-v1", "--home", str(home), "--json"])
     assert first.exit_code == 0

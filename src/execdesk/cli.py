@@ -236,11 +236,14 @@ def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonO
     last = (datetime.fromtimestamp(data["last_bar"], UTC).strftime("%Y-%m-%d %H:%M UTC")
             if data["last_bar"] is not None else "none yet")
     out.print(f"desk [bold]{data['trading_state']}[/] ({data['trading_reason']}) — cash {data['cash']} "
-              f"{data['quote']}, last bar {last}, run complete: {'yes' if data['completed'] else 'no'}")
-    table = Table("deployment", "strategy", "state", "reason", "trades", "realised P&L", "fees", "open positions")
+              f"{data['quote']}, last bar {last}, drawdown ladder: {data['ladder_step'] or 'no step'}, "
+              f"run complete: {'yes' if data['completed'] else 'no'}")
+    table = Table("deployment", "strategy", "state", "reason", "ladder", "in use", "trades", "realised P&L", "fees",
+                  "open positions")
     for d in data["deployments"]:
-        table.add_row(d["id"], d["name"], d["state"], d["state_reason"], str(d["trades"]), d["realized_pnl"],
-                      d["fees"], str(len(d["positions"])))
+        table.add_row(d["id"], d["name"], d["state"], d["state_reason"], d["ladder_step"] or "-",
+                      f"{float(d['allocation_in_use']):.0%} of {float(d['allocation']):.0%}", str(d["trades"]),
+                      d["realized_pnl"], d["fees"], str(len(d["positions"])))
     out.print(table)
     out.print(f"open orders: {len(data['open_orders'])}; events: {data['events']}")
 

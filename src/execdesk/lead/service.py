@@ -124,14 +124,23 @@ def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
             deployments.append({"id": d.id, "strategy": d.strategy_id, "name": d.name, "version": d.version,
                                 "state": d.state.value, "state_reason": d.state_reason, "trades": d.trades,
                                 "wins": d.wins, "realized_pnl": f"{d.realized_pnl:.2f}", "fees": f"{d.fees:.2f}",
-                                "allocation": str(d.allocation), "positions": positions})
+                                "allocation": str(d.allocation), "allocation_in_use": str(d.stage_fraction),
+                                "ladder_step": _ladder_name(d.ladder_step), "positions": positions})
         return {
             "home": str(home), "trading_state": s.trading_state.value, "trading_reason": s.trading_reason,
+            "ladder_step": _ladder_name(s.ladder_step),
             "quote": s.quote, "cash": f"{s.cash():.2f}", "completed": s.completed, "events": s.last_seq,
             "last_bar": s.last_bar_time, "deployments": deployments,
             "open_orders": [{"client_order_id": o.client_order_id, "deployment_id": o.deployment_id, "pair": o.pair,
                              "side": o.side, "qty": str(o.qty), "status": o.status.value} for o in s.open_orders()],
         }
+
+
+def _ladder_name(step: int) -> str | None:
+    """The drawdown ladder's highest step reached, by name (None: no step)."""
+    from execdesk.risk.config import LADDER_STEPS
+
+    return LADDER_STEPS[step - 1] if step > 0 else None
 
 
 def report(home: Path, deployment: str | None = None, db_url: str | None = None) -> dict[str, Any]:
