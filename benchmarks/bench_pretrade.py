@@ -1,4 +1,4 @@
-"""Latency of the pre-trade fast path (execdesk.risk.fastpath.check), with check_order for comparison.
+"""Latency of the pre-trade fast path (execdesk.risk.fastpath.check), with PreTrade.decide for comparison.
 
 Run: ``.venv/bin/python benchmarks/bench_pretrade.py [--quick] [--orders N]``; prints JSON.
 
@@ -18,8 +18,12 @@ approve path and a 4-field Denial on the deny path, so the collector would only 
   amortised); the percentiles are of batch means, which smooth single-call outliers: a cross-check of
   the per-call p50, not a tail figure.
 
-check_order is timed per call on the same kind of orders (entries sized by it, exits with their qty) for
-a smaller count, with its snapshots built beforehand (building them is not timed; in the loop it is).
+``PreTrade.decide`` (execdesk.risk.pretrade: what the desk loop calls per intent) is timed per call on the
+same kind of orders, for a smaller count: entries sized by it (fixed fractional in Decimal, each cap's room,
+then the fast path; their qty is dropped) and exits with their qty (the fast path as reduce-only). Its book
+is rebuilt from a ledger (a DeskState folded from events) holding the same 1,000 positions, with the same
+cash, states and throttle rings; nothing is committed, so every call sees the same book, as ``check`` does.
+The per-deployment Contexts are built beforehand (not timed; in the loop the lead builds one per intent).
 """
 
 from __future__ import annotations
@@ -37,18 +41,27 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from execdesk.domain.events import Event, EventKind
+from execdesk.domain.state import DeskState
 from execdesk.domain.types import Direction, IntentReason, OrderIntent, Side, TradingState, dec
 from execdesk.risk.config import RiskConfig
-from execdesk.risk.fastpath import FastLimits, FastOrder, RiskState, check
-from execdesk.risk.pretrade import PretradeSnapshot, check_order
+from execdesk.risk.fastpath import STATE_NAME, FastLimits, FastOrder, RiskState, check
+from execdesk.risk.pretrade import Context, PreTrade
 
 N_DEP, N_ASSET, N_GROUP, PER_DEP = 200, 50, 10, 5
 BATCH = 100
 
 
+def pair(a: int) -> str:
+    return f"A{a}/USDT"
+
+
 def build_book(rng: random.Random) -> tuple[RiskState, FastLimits, RiskConfig]:
-    cfg = RiskConfig(max_open_positions=1_100, max_gross_exposure=1.5, max_order_notional=20_000)
-    limits = FastLimits.from_config(cfg, throttle_count=8, throttle_window_s=60.0, max_correlated_exposure=0.09)
+    groups = {f"g{g}": [pair(a) for a in range(N_ASSET) if a % N_GROUP == g] for g in range(N_GROUP)}
+    cfg = RiskConfig(max_open_positions=1_100, max_gross_exposure=1.5, max_order_notional=20_000,
+                     max_correlated_exposure=0.09, throttle_count=8, throttle_window_s=60.0,
+                     correlation_groups=groups)
+    limits = FastLimits.from_config(cfg)
     prices = [rng.uniform(1.0, 50_000.0) for _ in range(N_ASSET)]
     state = RiskState.new(N_DEP, N_ASSET, equity=6_000_000.0, cash=12_000_000.0, dep_equity=[75_000.0] * N_DEP,
                           asset_group=[a % N_GROUP for a in range(N_ASSET)], last_price=prices, limits=limits)
@@ -128,26 +141,57 @@ def batched(state: RiskState, limits: FastLimits, orders: Sequence[FastOrder]) -
     return out
 
 
-def pretrade_inputs(state: RiskState, orders: Sequence[FastOrder], cfg: RiskConfig
-                    ) -> list[tuple[OrderIntent, PretradeSnapshot, RiskConfig]]:
-    """check_order's view of the same orders (entries are sized by it: their qty is dropped)."""
-    names = ("ACTIVE", "REDUCING", "HALTED")
+def build_pretrade(state: RiskState, cfg: RiskConfig) -> PreTrade:
+    """A PreTrade whose book is the fast path's: the same positions, filled through a ledger, the same free
+    cash (the ledger's capital is chosen for it) and the same throttle rings (copied in after the rebuild:
+    the rings hold float seconds, the ledger's order times are whole seconds)."""
+    deployments = [f"dep-{d}" for d in range(N_DEP)]
+    events = [Event(0, EventKind.DESK_CONFIGURED, {"config": {}, "identity": {}, "quote": "USDT", "capital": 0})]
+    events += [Event(0, EventKind.DEPLOYMENT_CREATED, {
+        "deployment_id": dep, "strategy_id": "S", "name": dep, "version": 1, "bundle_hash": "0", "timeframe": "1h",
+        "pairs": [pair(a) for a in range(N_ASSET)], "allocation": Decimal(1), "capital": dec(state.dep_equity[d])},
+        dep) for d, dep in enumerate(deployments)]
+    spent = Decimal(0)
+    for d in range(N_DEP):
+        for a in range(N_ASSET):
+            q = state.position(d, a)
+            if q == 0.0:
+                continue
+            coid, qty, price = f"pre-{d}-{a}", dec(abs(q)), dec(state.last_price[a])
+            fee = dec(qty * price * Decimal("0.001"))
+            side = "BUY" if q > 0 else "SELL"
+            spent += (qty * price if q > 0 else -qty * price) + fee
+            events.append(Event(0, EventKind.ORDER_SUBMITTED, {
+                "client_order_id": coid, "deployment_id": f"dep-{d}", "pair": pair(a), "side": side,
+                "direction": "LONG" if q > 0 else "SHORT", "type": "MARKET", "qty": qty, "reason": "entry_signal",
+                "signal_time": 0, "ref_price": price}, f"dep-{d}"))
+            events.append(Event(0, EventKind.ORDER_FILLED, {"fill_id": f"{coid}-1", "client_order_id": coid,
+                                                            "qty": qty, "price": price, "fee": fee}, f"dep-{d}"))
+    events[0].payload["capital"] = dec(state.cash) + spent
+    ledger = DeskState.from_events(events)
+    pretrade = PreTrade(cfg, deployments, [pair(a) for a in range(N_ASSET)], Decimal("0.001"), state.equity)
+    pretrade.rebuild(ledger, {pair(a): state.last_price[a] for a in range(N_ASSET)}, 0)
+    pretrade.state.ring, pretrade.state.ring_head = list(state.ring), list(state.ring_head)
+    view = pretrade.view()
+    assert view.open_positions == state.open_positions
+    assert abs(view.gross - state.gross) < 1e-6 * state.gross
+    assert abs(view.cash - state.cash) < 1e-6
+    return pretrade
+
+
+def decide_inputs(state: RiskState, orders: Sequence[FastOrder]) -> list[tuple[OrderIntent, Context]]:
+    """PreTrade's view of the same orders (entries are sized by it: their qty is dropped)."""
+    contexts = [Context(TradingState(STATE_NAME[state.portfolio_state]), TradingState(STATE_NAME[state.dep_state[d]]),
+                        state.equity, state.dep_equity[d], 0.05) for d in range(N_DEP)]
     out = []
     for o in orders:
         d, a = o.deployment, o.asset
         side = Side.BUY if o.side > 0 else Side.SELL
         direction = Direction.LONG if (o.side > 0) != o.reduce_only else Direction.SHORT
         reason = IntentReason.STOPLOSS if o.reduce_only else IntentReason.ENTRY_SIGNAL
-        intent = OrderIntent(f"dep-{d}", f"A{a}/USDT", side, direction, reason, int(o.timestamp), dec(o.price),
+        intent = OrderIntent(f"dep-{d}", pair(a), side, direction, reason, int(o.timestamp), dec(o.price),
                              dec(o.qty) if o.reduce_only else None)
-        snap = PretradeSnapshot(
-            trading_state=TradingState(names[state.portfolio_state]),
-            deployment_state=TradingState(names[state.dep_state[d]]),
-            portfolio_equity=dec(round(state.equity, 8)), deployment_equity=dec(round(state.dep_equity[d], 8)),
-            gross_exposure=dec(round(state.gross, 8)), deployment_exposure=dec(round(state.dep_exposure[d], 8)),
-            cash=dec(round(state.cash, 8)), open_positions=state.open_positions,
-            position_qty=dec(round(state.position(d, a), 8)), stop_distance=0.05, fee_rate=Decimal("0.001"))
-        out.append((intent, snap, cfg))
+        out.append((intent, contexts[d]))
     return out
 
 
@@ -175,12 +219,17 @@ def main() -> None:
         calls = per_call(check, [(o, state, limits) for o in orders], overhead)
         batches = batched(state, limits, orders)
         n_ref = min(n, 5_000 if args.quick else 20_000)
-        ref_inputs = pretrade_inputs(state, orders[:n_ref], cfg)
-        for a in ref_inputs[:1_000]:
-            check_order(*a)
-        ref_calls = per_call(check_order, ref_inputs, overhead)
+        pretrade = build_pretrade(state, cfg)
+        ref_inputs = decide_inputs(state, orders[:n_ref])
+        for a in ref_inputs[:1_000]:  # warm-up
+            pretrade.decide(*a)
+        ref_calls = per_call(pretrade.decide, ref_inputs, overhead)
     finally:
         gc.enable()
+    ref_verdicts = [pretrade.decide(*a) for a in ref_inputs]
+    ref_mix = Counter(v.rule for v in ref_verdicts)
+    ref_entry = [i for i, (intent, _ctx) in enumerate(ref_inputs) if not intent.reduce_only]
+    ref_exit = [i for i, (intent, _ctx) in enumerate(ref_inputs) if intent.reduce_only]
 
     result = {
         "bench": "pretrade",
@@ -196,7 +245,12 @@ def main() -> None:
             "deny": percentiles([calls[i] for i in deny_idx]) if deny_idx else None,
         },
         "fastpath_ns_batch_mean_of_100": percentiles(batches),
-        "check_order_ns_per_call": percentiles(ref_calls),
+        "pretrade_decide_ns_per_call": {
+            "all": percentiles(ref_calls),
+            "entry": percentiles([ref_calls[i] for i in ref_entry]) if ref_entry else None,
+            "exit": percentiles([ref_calls[i] for i in ref_exit]) if ref_exit else None,
+        },
+        "pretrade_decide_mix": dict(ref_mix.most_common()),
         "method": "per call: perf_counter_ns around each call minus the timer's median empty-pair cost; "
                   "batches: 100 back-to-back calls / 100; gc disabled while timing",
     }

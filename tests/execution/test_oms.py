@@ -21,7 +21,7 @@ from execdesk.domain.types import (
 )
 from execdesk.execution.oms import OrderManager
 from execdesk.risk.config import RiskConfig
-from execdesk.risk.pretrade import PretradeSnapshot, Verdict, check_order
+from execdesk.risk.pretrade import Context, PreTrade, Verdict
 from execdesk.store.ledger import Ledger
 from execdesk.venues.base import VenueFill, VenueOrder
 from execdesk.venues.paper import PaperVenue, PaperVenueConfig
@@ -256,11 +256,9 @@ def test_collect_fills_when_venue_repeats_fills_then_each_recorded_once(ledger: 
 # ---------------------------------------------------------------- deny and cancel
 def test_deny_when_called_then_order_denied_recorded_with_the_verdict(ledger: Ledger) -> None:
     # Arrange: a desk that is REDUCING denies the entry
-    snap = PretradeSnapshot(trading_state=TradingState.REDUCING, deployment_state=TradingState.ACTIVE,
-                            portfolio_equity=D(10000), deployment_equity=D(10000), gross_exposure=D(0),
-                            deployment_exposure=D(0), cash=D(10000), open_positions=0, position_qty=D(0),
-                            stop_distance=0.05, fee_rate=D("0.001"))
-    verdict = check_order(intent(), snap, RiskConfig())
+    pretrade = PreTrade(RiskConfig(), [DEP], [PAIR], D("0.001"), 10_000.0)
+    pretrade.rebuild(ledger.state, {PAIR: 100.0}, T_SIGNAL)
+    verdict = pretrade.decide(intent(), Context(TradingState.REDUCING, TradingState.ACTIVE, 10_000.0, 10_000.0, 0.05))
     oms = OrderManager(ledger, PaperVenue("USDT", D(10000)))
 
     # Act

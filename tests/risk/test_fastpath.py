@@ -1,18 +1,16 @@
 """Tests of execdesk.risk.fastpath: every rule allowing and denying with hand numbers, the bookkeeping of
-RiskState, properties (approved orders breach no cap once applied; HALTED and REDUCING), and equivalence
-with execdesk.risk.pretrade.check_order on the rules both have."""
+RiskState, the rooms sizing reads (entry_rooms, entry_room), and properties (approved orders breach no cap
+once applied; HALTED and REDUCING). How PreTrade sizes with these rooms is tested in test_pretrade.py."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from decimal import Decimal
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from execdesk.domain.types import Direction, IntentReason, OrderIntent, Side, TradingState
+from execdesk.domain.types import TradingState
 from execdesk.risk.config import RiskConfig
 from execdesk.risk.fastpath import (
     ACTIVE,
@@ -25,14 +23,12 @@ from execdesk.risk.fastpath import (
     RiskState,
     check,
     entry_room,
+    entry_rooms,
 )
-from execdesk.risk.pretrade import PretradeSnapshot, check_order
-from execdesk.risk.sizing import fixed_fractional
 
 LIMITS = FastLimits(max_order_notional=2000.0, max_open_positions=3, deployment_exposure_fraction=1.0,
                     max_gross_exposure=1.0, max_correlated_exposure=0.30, throttle_count=2, throttle_window_s=10.0,
                     price_band=0.05, fee_rate=0.001)
-CAP_RULES = ("max_order_notional", "deployment_exposure", "gross_exposure", "free_cash")
 
 
 def book(cash: float = 10_000.0, dep_equity: float = 5_000.0, limits: FastLimits = LIMITS) -> RiskState:
@@ -290,6 +286,49 @@ def test_entry_room_when_caps_bind_then_smallest_room_and_it_passes() -> None:
         assert check(FastOrder(dep, asset, side, qty * 1.001, 100.0), state, LIMITS) is not None
 
 
+def test_entry_rooms_when_caps_bind_then_each_rule_in_check_order_and_entry_room_is_the_min() -> None:
+    # Arrange: dep 1 long 28 of asset 0 (group 0: long 2,800 of 3,000); dep 0 long 45 of asset 2 (4,500);
+    # gross 7,300 of 10,000; cash 1,001
+    state = book(cash=50_000.0)
+    fill(state, buy(28, asset=0, dep=1), 0.0)
+    fill(state, buy(45, asset=2), 0.0)
+    state.cash = 1001.0
+
+    # Act
+    grouped = entry_rooms(1, 1, 1, 100.0, state, LIMITS)
+    alone = entry_rooms(0, 2, 1, 100.0, state, LIMITS)
+    below_mark = entry_rooms(0, 2, 1, 80.0, state, LIMITS)
+
+    # Assert: (rule, room) in the check's order; the correlated rule only for an asset in a group
+    assert grouped == [("max_order_notional", 2000.0), ("deployment_exposure", 2200.0),  # 5,000 - 2,800
+                       ("gross_exposure", 2700.0), ("correlated_exposure", pytest.approx(200.0)),  # 3,000 - 2,800
+                       ("free_cash", pytest.approx(1000.0))]  # 1,001 / 1.001
+    assert [rule for rule, _room in alone] == ["max_order_notional", "deployment_exposure", "gross_exposure",
+                                               "free_cash"]
+    assert alone[1] == ("deployment_exposure", 500.0)  # 5,000 - 4,500
+    # an order below the mark is valued at the mark: 500 of exposure is 400 at 80 (the caps on money do not scale)
+    assert below_mark[1] == ("deployment_exposure", 400.0)
+    assert below_mark[0] == alone[0]
+    assert below_mark[-1] == alone[-1]
+    for dep, asset, side, price in ((1, 1, 1, 100.0), (0, 2, 1, 100.0), (0, 2, 1, 80.0), (1, 1, -1, 100.0)):
+        rooms = entry_rooms(dep, asset, side, price, state, LIMITS)
+        assert entry_room(dep, asset, side, price, state, LIMITS) == min(room for _rule, room in rooms)
+
+
+def test_entry_rooms_when_a_cap_is_already_breached_then_room_zero_not_negative() -> None:
+    # Arrange: dep 0 holds 60 of asset 2 = 6,000 of its 5,000
+    state = book(cash=50_000.0)
+    fill(state, buy(60, asset=2), 0.0)
+    state.cash = -5.0
+
+    # Act
+    rooms = dict(entry_rooms(0, 2, 1, 100.0, state, LIMITS))
+
+    # Assert
+    assert (rooms["deployment_exposure"], rooms["free_cash"]) == (0.0, 0.0)
+    assert rooms["gross_exposure"] == 4000.0
+
+
 def test_denial_as_numbers_when_recorded_then_strings() -> None:
     assert Denial("free_cash", "r", 1001.0, 1000.0).as_numbers() == {"value": "1001.0", "limit": "1000.0"}
 
@@ -300,7 +339,6 @@ GROUPS = [0, 0, 1, 1, -1]
 PROP_LIMITS = FastLimits(max_order_notional=5_000.0, max_open_positions=6, deployment_exposure_fraction=1.5,
                          max_gross_exposure=2.0, max_correlated_exposure=0.5, throttle_count=3,
                          throttle_window_s=5.0, price_band=0.05, fee_rate=0.001)
-states = st.sampled_from([TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED])
 prices = st.floats(10.0, 1000.0)
 qtys = st.floats(0.01, 80.0)
 fills = st.tuples(st.integers(0, N_DEP - 1), st.integers(0, N_ASSET - 1), st.sampled_from([1, -1]), qtys,
@@ -393,100 +431,6 @@ def test_check_when_reducing_then_only_reducing_orders_pass(state: RiskState, or
         assert denial.rule == ("reduce_only" if order.reduce_only else "trading_state")
     if order.reduce_only and reduces:  # the reduce-only orders that reduce: all through
         assert denial is None
-
-
-# ---------------------------------------------------------------- equivalence with check_order
-def _fast_twin(snap: PretradeSnapshot, cfg: RiskConfig, price: float, position: float) -> tuple[RiskState, FastLimits]:
-    """The fast path's view of check_order's snapshot: one deployment, one lane, no group, empty throttle."""
-    limits = FastLimits.from_config(cfg, fee_rate=float(snap.fee_rate), throttle_count=1)
-    state = RiskState.new(1, 1, equity=float(snap.portfolio_equity), cash=float(snap.cash),
-                          dep_equity=[float(snap.deployment_equity)], last_price=[price], limits=limits)
-    state.dep_exposure[0] = float(snap.deployment_exposure)
-    state.gross = float(snap.gross_exposure)
-    state.open_positions = snap.open_positions
-    state.pos_qty[0] = position
-    state.set_state(PORTFOLIO, snap.trading_state)
-    state.set_state(0, snap.deployment_state)
-    return state, limits
-
-
-money = st.integers(0, 40_000).map(Decimal)
-snapshots = st.builds(
-    PretradeSnapshot, trading_state=states, deployment_state=states,
-    portfolio_equity=st.integers(1_000, 40_000).map(Decimal), deployment_equity=st.integers(1_000, 20_000).map(Decimal),
-    gross_exposure=money, deployment_exposure=st.integers(0, 20_000).map(Decimal), cash=money,
-    open_positions=st.integers(0, 12), position_qty=st.just(Decimal(0)), stop_distance=st.floats(0.01, 0.2),
-    fee_rate=st.sampled_from([Decimal(0), Decimal("0.001"), Decimal("0.002")]))
-configs = st.builds(RiskConfig, max_order_notional=st.none() | st.integers(100, 5_000).map(float),
-                    max_open_positions=st.integers(1, 10), max_gross_exposure=st.sampled_from([0.5, 1.0, 2.0]),
-                    max_position_fraction=st.sampled_from([0.1, 0.25, 1.0]))
-
-
-@settings(max_examples=500, deadline=None)
-@given(snapshots, configs, st.integers(1, 50_000))
-def test_check_when_entry_then_agrees_with_check_order(snap: PretradeSnapshot, cfg: RiskConfig, price_i: int) -> None:
-    """check_order sizes and shrinks an entry to the room left; the fast path checks a given qty and denies
-    on the first cap it exceeds. So: the qty check_order approves passes the fast path; an entry check_order
-    denies is denied by the fast path too, by the same rule for the state rules, and for the caps by the first
-    one exceeded (check_order names the last that cut, the same rule or a later one)."""
-    price = Decimal(price_i) / 10
-    intent = OrderIntent("dep-1", "BTC/USDT", Side.BUY, Direction.LONG, IntentReason.ENTRY_SIGNAL, 0, price)
-    verdict = check_order(intent, snap, cfg)
-    wanted = fixed_fractional(snap.deployment_equity, cfg.risk_per_trade, price, snap.stop_distance,
-                              cfg.max_position_fraction)
-    assume(wanted.qty > 0)
-    state, limits = _fast_twin(snap, cfg, float(price), 0.0)
-    desired = check(FastOrder(0, 0, 1, float(wanted.qty), float(price)), state, limits)
-    if verdict.approved:
-        # the Decimal qty sits on the boundary of the room it was cut to: a float hair below it
-        approved = check(FastOrder(0, 0, 1, float(verdict.qty) * (1 - 1e-9), float(price)), state, limits)
-        assert approved is None
-        # sizing with entry_room reproduces check_order's shrink-to-fit (no correlation group here)
-        room = entry_room(0, 0, 1, float(price), state, limits)
-        assert float(verdict.qty * price) == pytest.approx(min(float(wanted.notional), room), rel=1e-9, abs=1e-6)
-        assert verdict.sizing is not None
-        cut = [c for c in verdict.sizing.caps_applied if not c.startswith("max_position_fraction")]
-        if not cut:
-            assert desired is None
-        else:
-            assert desired is not None
-            assert CAP_RULES.index(desired.rule) <= CAP_RULES.index(cut[-1].split(":")[0])
-    elif verdict.rule == "trading_state":
-        assert desired is not None
-        assert desired.rule == verdict.rule
-    elif verdict.rule == "max_open_positions":
-        # by design, the fast path checks the per-order notional first (check_order: the count first)
-        assert desired is not None
-        assert desired.rule in ("max_order_notional", "max_open_positions")
-        if desired.rule == "max_order_notional":
-            assert float(wanted.qty * price) > limits.max_order_notional
-    else:
-        assert verdict.rule in CAP_RULES
-        assert desired is not None
-        assert desired.rule in CAP_RULES
-        assert CAP_RULES.index(desired.rule) <= CAP_RULES.index(verdict.rule)
-
-
-@settings(max_examples=300, deadline=None)
-@given(snapshots, configs, st.integers(0, 20), st.integers(1, 20))
-def test_check_when_exit_then_agrees_with_check_order(snap: PretradeSnapshot, cfg: RiskConfig, held: int,
-                                                      qty: int) -> None:
-    """Same verdict and rule for exits, except by design: a HALTED deployment (portfolio not HALTED) lets
-    exits through check_order but not the fast path (the lead halts a deployment only once it is flat)."""
-    intent = OrderIntent("dep-1", "BTC/USDT", Side.SELL, Direction.LONG, IntentReason.STOPLOSS, 0, Decimal(100),
-                         Decimal(qty))
-    verdict = check_order(intent, dataclasses.replace(snap, position_qty=Decimal(held)), cfg)
-    state, limits = _fast_twin(snap, cfg, 100.0, float(held))
-    denial = check(FastOrder(0, 0, -1, float(qty), 100.0, True), state, limits)
-    by_design = snap.deployment_state is TradingState.HALTED and snap.trading_state is not TradingState.HALTED
-    if by_design:
-        assert denial is not None
-        assert denial.rule == "trading_state"
-    elif verdict.approved:
-        assert denial is None
-    else:
-        assert denial is not None
-        assert denial.rule == verdict.rule
 
 
 def test_state_codes_when_ordered_then_strictness() -> None:

@@ -138,9 +138,11 @@ class PreTrade:
         last, index = self.state.last_price, self.pair_index
         for pair, price in prices.items():
             a = index.get(pair)
-            if a is not None and price > 0 and price != last[a]:
+            if a is not None and price > 0:
                 last[a] = price
-                self._dirty = True
+        # recomputed at the first check after every mark, changed prices or not: a resumed desk starts
+        # each bar from the same snapshot as one that never stopped
+        self._dirty = True
 
     def on_fills(self, ledger: DeskState, fills: Sequence[FillRecord]) -> None:
         """Fills replace (their part of) their orders' holds; the lanes take the ledger's positions."""
@@ -167,9 +169,36 @@ class PreTrade:
 
     def _hold(self, coid: str, dep: str, pair: str, side: str, qty: float, price: float, entry: bool) -> None:
         if qty > 0:
-            self.held[coid] = _Hold(self._lane(dep, pair), qty if side == "BUY" else -qty, price,
-                                    1.0 + float(self.fee_rate) if entry else 0.0)
-            self._dirty = True
+            hold = self.held[coid] = _Hold(self._lane(dep, pair), qty if side == "BUY" else -qty, price,
+                                           1.0 + float(self.fee_rate) if entry else 0.0)
+            if not self._dirty:  # the snapshot is current: add the hold to it rather than recompute it all
+                self._add_to_view(hold)
+
+    def _add_to_view(self, hold: _Hold) -> None:
+        rs = self.state
+        lane = hold.lane
+        d, a = divmod(lane, rs.n_assets)
+        q0 = rs.pos_qty[lane]
+        q1 = q0 + hold.qty
+        if abs(q1) < 1e-12:
+            q1 = 0.0
+        rs.pos_qty[lane] = q1
+        if q1 != 0.0 and lane not in self._lanes_set:
+            self._lanes_set.append(lane)
+        price = rs.last_price[a]
+        d_abs = (abs(q1) - abs(q0)) * price
+        rs.gross += d_abs
+        rs.dep_exposure[d] += d_abs
+        d_long = (q1 if q1 > 0.0 else 0.0) - (q0 if q0 > 0.0 else 0.0)
+        d_short = (-q1 if q1 < 0.0 else 0.0) - (-q0 if q0 < 0.0 else 0.0)
+        rs.asset_long_qty[a] += d_long
+        rs.asset_short_qty[a] += d_short
+        g = rs.asset_group[a]
+        if g >= 0:
+            rs.group_long[g] += d_long * price
+            rs.group_short[g] += d_short * price
+        rs.open_positions += (q1 != 0.0) - (q0 != 0.0)
+        rs.cash -= abs(hold.qty) * hold.price * hold.cost_rate
 
     def view(self) -> RiskState:
         """The check's snapshot, recomputed if anything changed since it was last read."""
