@@ -258,7 +258,7 @@ def test_apply_when_same_fill_id_reported_twice_then_counted_once() -> None:
 def test_apply_when_order_filled_in_two_parts_then_partially_filled_then_filled_with_avg_price() -> None:
     # Arrange
     s = fold(configured(), deployment(), submitted("o1", "BUY", "10"))
-    assert s.orders["o1"].status is OrderStatus.SUBMITTED
+    assert s.orders["o1"].status is OrderStatus.NEW  # recorded before the venue hears of it
 
     # Act 1: 4 @ 100
     s.apply(filled("o1", "4", "100", fill_id="f1", time=11))

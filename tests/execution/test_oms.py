@@ -74,6 +74,9 @@ class RemoteVenue:
     def cancel(self, client_order_id: ClientOrderId) -> bool:
         return self.inner.cancel(client_order_id)
 
+    def order(self, client_order_id: ClientOrderId) -> VenueOrder | None:
+        return self.inner.order(client_order_id)
+
     def open_orders(self) -> list[VenueOrder]:
         return self.inner.open_orders()
 
@@ -113,15 +116,17 @@ def test_submit_when_approved_then_order_recorded_but_venue_has_nothing_until_se
     expected = client_order_id(DEP, PAIR, T_SIGNAL, "entry_signal", "BUY")
     assert coid == expected
     order = ledger.state.orders[expected]
-    assert (order.status, order.qty, order.side, order.reason) == (OrderStatus.SUBMITTED, D(2), "BUY", "entry_signal")
+    assert (order.status, order.qty, order.side, order.reason) == (OrderStatus.NEW, D(2), "BUY", "entry_signal")
     assert venue.open_orders() == []
 
     # Act 2
     oms.send()
 
-    # Assert 2
+    # Assert 2: the venue has it and acknowledged it (NEW -> SUBMITTED, with the venue's id)
     assert [o.client_order_id for o in venue.open_orders()] == [expected]
     assert venue.open_orders()[0].submitted_at == T_SIGNAL + H
+    assert ledger.state.orders[expected].status is OrderStatus.SUBMITTED
+    assert ledger.state.orders[expected].venue_order_id == "paper-1"
 
 
 def test_send_when_venue_is_remote_then_order_submitted_event_on_disk_before_the_venue_call(ledger: Ledger) -> None:
@@ -133,9 +138,11 @@ def test_send_when_venue_is_remote_then_order_submitted_event_on_disk_before_the
     # Act
     oms.send()
 
-    # Assert: when the venue heard of the order, the ledger on disk already held it
+    # Assert: when the venue heard of the order, the ledger on disk already held it; its
+    # acknowledgement is recorded after the call (and flushed before the next one)
     assert venue.on_disk_at_submit == [[coid]]
-    assert ledger.pending == 0
+    assert ledger.state.orders[coid].status is OrderStatus.SUBMITTED
+    assert ledger.pending == 1  # the acknowledgement, flushed with the next batch
 
 
 def test_submit_when_same_intent_again_then_none_and_nothing_recorded(ledger: Ledger) -> None:

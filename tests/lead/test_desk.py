@@ -20,7 +20,7 @@ from tests.kit import replay_fills
 
 # run bookkeeping, and the config (whose end date is what an extended run changes)
 RUN_KINDS = {EventKind.RUN_STARTED.value, EventKind.RUN_PROGRESS.value, EventKind.RUN_COMPLETED.value,
-             EventKind.DESK_CONFIGURED.value}
+             EventKind.DESK_CONFIGURED.value, EventKind.RECONCILED.value}
 
 
 def _run(path: Path, home: Path, **kw: object):  # type: ignore[no-untyped-def]

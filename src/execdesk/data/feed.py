@@ -36,6 +36,9 @@ class PairTrack:
     has_bar: BoolArray
     next_bar: IntArray  # next_bar[g]: first grid index > g where the pair has a bar (n if none)
     frame: pd.DataFrame  # the pair's own base candles, as loaded
+    high: FloatArray  # NaN where the pair has no bar (as open)
+    low: FloatArray
+    volume: FloatArray  # 0 where the pair has no bar
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -64,8 +67,10 @@ class MarketView:
             pos = np.searchsorted(self.time, a.time)
             has_bar = np.zeros(n, dtype=np.bool_)
             has_bar[pos] = True
-            open_ = np.full(n, np.nan)
-            open_[pos] = a.open
+            open_, high, low = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+            open_[pos], high[pos], low[pos] = a.open, a.high, a.low
+            volume = np.zeros(n)
+            volume[pos] = a.volume
             # carry the last close forward; before the pair's first bar, use its first open
             last = np.maximum.accumulate(np.where(has_bar, np.arange(n), -1))
             close = np.where(last >= 0, a.close[np.searchsorted(pos, np.maximum(last, 0))], a.open[0])
@@ -73,7 +78,7 @@ class MarketView:
             nxt = np.searchsorted(bar_positions, np.arange(n), side="right")
             next_bar = np.where(nxt < len(bar_positions), bar_positions[np.minimum(nxt, len(bar_positions) - 1)], n)
             self.pairs[pair] = PairTrack(pair, i, open_, close.astype(np.float64), has_bar,
-                                         next_bar.astype(np.int64), frames[pair])
+                                         next_bar.astype(np.int64), frames[pair], high, low, volume)
         self.close_matrix: FloatArray = np.vstack([t.close for t in self.pairs.values()])
 
     def close_time(self, g: int) -> int:

@@ -15,12 +15,17 @@ from typing import Any
 
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import OrderStatus, TradingState
+from execdesk.errors import LedgerError
 
 ZERO = Decimal(0)
 
 
 def _d(value: Any) -> Decimal:
     return value if type(value) is Decimal else Decimal(str(value))
+
+
+def _opt(value: Any) -> Decimal | None:
+    return None if value is None else _d(value)
 
 
 @dataclass(slots=True)
@@ -64,10 +69,15 @@ class OrderRecord:
     signal_time: int
     ref_price: Decimal
     created_at: int
-    status: OrderStatus = OrderStatus.SUBMITTED
+    status: OrderStatus = OrderStatus.NEW
     filled_qty: Decimal = ZERO
     avg_price: Decimal = ZERO
     updated_at: int = 0
+    price: Decimal | None = None  # a limit order's limit
+    stop_price: Decimal | None = None  # a stop order's trigger
+    venue_order_id: str | None = None
+    status_reason: str | None = None  # why it was rejected, cancelled or expired
+    backtest_price: Decimal | None = None  # the fill the backtest assumed, for exits it decided
 
 
 @dataclass(slots=True)
@@ -220,14 +230,37 @@ def _on_submitted(s: DeskState, e: Event) -> None:
         client_order_id=coid, deployment_id=p["deployment_id"], pair=p["pair"], side=p["side"],
         direction=p["direction"], type=p["type"], qty=_d(p["qty"]), reason=p["reason"],
         signal_time=int(p["signal_time"]), ref_price=_d(p["ref_price"]), created_at=e.time, updated_at=e.time,
+        price=_opt(p.get("price")), stop_price=_opt(p.get("stop_price")),
+        backtest_price=_opt(p.get("backtest_price")),
     )
     s.open_order_ids[coid] = None
     s.dirty.add(("order", coid))
 
 
+def _transition(order: OrderRecord, to: OrderStatus, e: Event) -> None:
+    if not order.status.can_become(to):
+        raise LedgerError(f"event {e.seq} ({e.kind.value}): order {order.client_order_id} cannot go from "
+                          f"{order.status.value} to {to.value}")
+    order.status = to
+
+
+def _on_accepted(s: DeskState, e: Event) -> None:
+    order = s.orders[e.payload["client_order_id"]]
+    order.venue_order_id = e.payload.get("venue_order_id") or order.venue_order_id
+    order.updated_at = e.time
+    if order.status is OrderStatus.NEW:  # a fill may have been reported before the acknowledgement
+        _transition(order, OrderStatus.SUBMITTED, e)
+    s.dirty.add(("order", order.client_order_id))
+
+
+_ENDS = {EventKind.ORDER_CANCELED: OrderStatus.CANCELED, EventKind.ORDER_REJECTED: OrderStatus.REJECTED,
+         EventKind.ORDER_EXPIRED: OrderStatus.EXPIRED}
+
+
 def _on_closed_order(s: DeskState, e: Event) -> None:
     order = s.orders[e.payload["client_order_id"]]
-    order.status = OrderStatus.CANCELED if e.kind is EventKind.ORDER_CANCELED else OrderStatus.REJECTED
+    _transition(order, _ENDS[e.kind], e)
+    order.status_reason = str(e.payload.get("reason", "")) or None
     order.updated_at = e.time
     s.open_order_ids.pop(order.client_order_id, None)
     s.dirty.add(("order", order.client_order_id))
@@ -245,9 +278,14 @@ def _on_filled(s: DeskState, e: Event) -> None:
     s.dirty.add(("fill", fill.fill_id))
 
     new_filled = order.filled_qty + qty
+    if new_filled > order.qty:
+        raise LedgerError(f"event {e.seq}: fills of order {order.client_order_id} add up to {new_filled}, "
+                          f"more than its {order.qty}")
     order.avg_price = (order.avg_price * order.filled_qty + price * qty) / new_filled
     order.filled_qty = new_filled
-    order.status = OrderStatus.FILLED if new_filled >= order.qty else OrderStatus.PARTIALLY_FILLED
+    if order.status.is_open:
+        _transition(order, OrderStatus.FILLED if new_filled >= order.qty else OrderStatus.PARTIALLY_FILLED, e)
+    # else: a fill the venue made before the order ended (cancelled, expired), reported after: it counts
     order.updated_at = e.time
     if order.status is OrderStatus.FILLED:
         s.open_order_ids.pop(order.client_order_id, None)
@@ -326,8 +364,10 @@ _HANDLERS = {
     EventKind.LADDER_STEPPED: _on_ladder_stepped,
     EventKind.ALLOCATION_STAGED: _on_allocation_staged,
     EventKind.ORDER_SUBMITTED: _on_submitted,
+    EventKind.ORDER_ACCEPTED: _on_accepted,
     EventKind.ORDER_CANCELED: _on_closed_order,
     EventKind.ORDER_REJECTED: _on_closed_order,
+    EventKind.ORDER_EXPIRED: _on_closed_order,
     EventKind.ORDER_FILLED: _on_filled,
     EventKind.RUN_STARTED: _on_started,
     EventKind.RUN_PROGRESS: _on_progress,

@@ -83,6 +83,27 @@ class OrderStatus(StrEnum):
     def is_open(self) -> bool:
         return self in (OrderStatus.NEW, OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED)
 
+    def can_become(self, to: OrderStatus) -> bool:
+        """Whether the order state machine allows ``self -> to`` (see :data:`ORDER_TRANSITIONS`)."""
+        return to in ORDER_TRANSITIONS[self]
+
+
+#: The order state machine. NEW: the desk's order, recorded before the venue hears of it; SUBMITTED:
+#: the venue acknowledged it; then fills, or an end: CANCELED, REJECTED (the venue refused it), EXPIRED.
+#: A venue may fill an order before its acknowledgement reaches us (NEW -> FILLED). Ends are final.
+ORDER_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.NEW: frozenset({OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED,
+                                OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED}),
+    OrderStatus.SUBMITTED: frozenset({OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.CANCELED,
+                                      OrderStatus.REJECTED, OrderStatus.EXPIRED}),
+    OrderStatus.PARTIALLY_FILLED: frozenset({OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED,
+                                             OrderStatus.CANCELED, OrderStatus.EXPIRED}),
+    OrderStatus.FILLED: frozenset(),
+    OrderStatus.CANCELED: frozenset(),
+    OrderStatus.REJECTED: frozenset(),
+    OrderStatus.EXPIRED: frozenset(),
+}
+
 
 class TradingState(StrEnum):
     """NautilusTrader's trading states: ACTIVE trades; REDUCING only reduces; HALTED does nothing."""

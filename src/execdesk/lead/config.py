@@ -61,10 +61,24 @@ class DeskSection(BaseModel):
 
 
 class VenueSection(BaseModel):
+    """The venue the desk trades on (see :class:`execdesk.venues.paper.PaperVenueConfig` for the paper
+    venue's model). ``persist``: the paper venue keeps its own book in the home
+    (``paper-venue.sqlite``) and the desk reconciles against it at every start, as with a real venue;
+    off, it lives in the desk's process and is rebuilt from the ledger (the fast replay mode)."""
+
     model_config = _STRICT
     kind: Literal["paper"] = "paper"
     fee_bps: float = Field(10.0, ge=0, le=1000)
     slippage_bps: float = Field(5.0, ge=0, le=1000)
+    maker_fee_bps: float | None = Field(None, ge=0, le=1000)
+    impact_bps: float = Field(20.0, ge=0, le=1000)
+    max_volume_share: float | None = Field(0.25, gt=0, le=1)
+    latency_ms: int = Field(0, ge=0, le=600_000)
+    latency_jitter_ms: int = Field(0, ge=0, le=600_000)
+    limit_ttl_s: int | None = Field(None, gt=0)
+    min_notional: float = Field(0.0, ge=0)
+    qty_step: float | None = Field(None, gt=0)
+    persist: bool = False
 
 
 class PairSection(BaseModel):

@@ -167,8 +167,13 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
              for b in bundles for pair in b.pairs]
     with Ledger.for_home(home, db_url) as ledger:  # an error drops what the loop had not flushed: see DeskLoop
         _deploy(ledger, config, bundles, int(market.time[0]))
-        venue = PaperVenue(config.desk.quote, ledger.state.cash(),
-                           PaperVenueConfig(config.venue.fee_bps, config.venue.slippage_bps))
+        v = config.venue
+        venue = PaperVenue(config.desk.quote, dec(config.desk.capital) if v.persist else ledger.state.cash(),
+                           PaperVenueConfig(v.fee_bps, v.slippage_bps, v.maker_fee_bps, v.impact_bps,
+                                            v.max_volume_share, v.latency_ms, v.latency_jitter_ms, config.desk.seed,
+                                            v.limit_ttl_s, v.min_notional, v.qty_step),
+                           pairs=market.pairs, bar_seconds=market.tf_seconds,
+                           store=home / "paper-venue.sqlite" if v.persist else None)
         the_clock = clock or (WallClock() if config.clock == "wall" else ReplayClock())
         ladders = {deployment_id(b): s.drawdown for b, s in zip(bundles, config.strategies, strict=True)
                    if s.drawdown is not None}
@@ -176,7 +181,10 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
                         progress, ladders)
         state = ledger.state
         done = state.completed and state.last_bar_time is not None and state.last_bar_time >= int(market.time[-1])
-        stats = LoopStats(bars=market.n) if done else loop.run()
+        try:
+            stats = LoopStats(bars=market.n) if done else loop.run()
+        finally:
+            venue.close()
         return summarize(ledger, market, time.perf_counter() - started, stats, home, already_complete=done)
 
 

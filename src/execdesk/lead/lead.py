@@ -38,11 +38,13 @@ from execdesk.risk.staging import next_stage
 
 if TYPE_CHECKING:
     from execdesk.domain.state import DeploymentRecord, DeskState
+    from execdesk.execution.oms import ReconcileReport
     from execdesk.lead.loop import DeskLoop
 
 CIRCUIT_BREAKER = "circuit_breaker"
 DRAWDOWN_REDUCE = "drawdown_reduce"
 DRAWDOWN_KILL = "drawdown_kill"
+RECONCILIATION = "reconciliation"
 KILL = len(LADDER_STEPS)  # the kill switch is the ladder's last step
 _STEP = {name: i for i, name in enumerate(LADDER_STEPS, start=1)}
 _DAY = 86_400
@@ -221,6 +223,29 @@ class Lead:
             self.loop.record(Event(t, EventKind.ALERT_RAISED, {
                 "level": AlertLevel.WARNING, "source": "risk", "code": "staging_removal_proposed",
                 "message": f"{dep.id}: {decision.reason}", "evidence": payload}, dep.id))
+
+    def on_reconciled(self, report: ReconcileReport, t: int) -> None:
+        """Stop what reconciliation could not square: a deployment whose position differs from the
+        venue's is HALTED (not traded until a human looks); a cash difference stops new positions."""
+        if report.venue_unavailable:
+            self.loop.record(Event(t, EventKind.ALERT_RAISED, {
+                "level": AlertLevel.CRITICAL, "source": "executor", "code": "venue_unavailable",
+                "message": f"reconciliation could not reach the venue: {report.venue_unavailable}",
+                "evidence": {}}))
+        for mismatch in report.position_mismatches:
+            for dep_id in filter(None, mismatch["deployments"].split(",")):
+                if dep_id in self.state.deployments:
+                    self._set_deployment_state(t, dep_id, TradingState.HALTED, RECONCILIATION, mismatch)
+            self.loop.record(Event(t, EventKind.ALERT_RAISED, {
+                "level": AlertLevel.CRITICAL, "source": "executor", "code": "position_mismatch",
+                "message": f"{mismatch['pair']}: ledger {mismatch['ledger']} vs venue {mismatch['venue']}; "
+                           f"{mismatch['deployments'] or 'no deployment'} not traded", "evidence": mismatch}))
+        if report.cash_mismatch is not None and self.state.trading_state is TradingState.ACTIVE:
+            self._set_trading_state(t, TradingState.REDUCING, RECONCILIATION, report.cash_mismatch)
+            self.loop.record(Event(t, EventKind.ALERT_RAISED, {
+                "level": AlertLevel.CRITICAL, "source": "executor", "code": "cash_mismatch",
+                "message": f"cash: ledger {report.cash_mismatch['ledger']} vs venue {report.cash_mismatch['venue']}; "
+                           "no new positions", "evidence": report.cash_mismatch}))
 
     # ---------------------------------------------------------------- protocols
     def _circuit_breaker(self, g: int, breach: Breach) -> None:

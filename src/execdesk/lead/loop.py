@@ -28,6 +28,7 @@ from execdesk.data.feed import MarketView
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import Direction, IntentReason, OrderIntent, dec
 from execdesk.execution.oms import OrderManager
+from execdesk.execution.retry import RetryPolicy
 from execdesk.lead.lead import Lead
 from execdesk.monitor.equity import MARK_EVENTS, Holding, Holdings, Monitor, Snapshot, fold_marks
 from execdesk.risk.config import DrawdownLadder, RiskConfig
@@ -68,10 +69,11 @@ class DeskLoop:
     snapshot_every: int = 86_400
     progress: Callable[[int, int], None] | None = None
     ladders: Mapping[str, DrawdownLadder] = field(default_factory=dict)
+    retry: RetryPolicy | None = None
     stats: LoopStats = field(default_factory=LoopStats)
 
     def __post_init__(self) -> None:
-        self.oms = OrderManager(self.ledger, self.venue)
+        self.oms = OrderManager(self.ledger, self.venue, self.retry)
         close_times = self.market.time + self.market.tf_seconds
         self.monitor = Monitor(self.market.close_matrix, (close_times % self.snapshot_every) == 0)
         self.lead = Lead(self, self.ladders)
@@ -82,6 +84,7 @@ class DeskLoop:
         self.pretrade = PreTrade(self.risk, deployments, list(self.market.pairs),
                                  dec(self.venue.config.fee_bps) / 10000, float(state.cash()))
         self._marked_g = -1
+        self._resting = False  # whether any order other than a market order was ever sent (then poll them)
 
     # ---------------------------------------------------------------- driving
     def run(self) -> LoopStats:
@@ -93,6 +96,9 @@ class DeskLoop:
             self.monitor.marks = fold_marks(self.ledger.events(set(MARK_EVENTS)))
         self.venue.restore(state)
         self.oms.reset_cursor()
+        self._resting = any(o.type != "MARKET" for o in state.open_orders())
+        report = self.oms.reconcile(self._time(start))
+        self.lead.on_reconciled(report, self._time(start))
         self.pretrade.rebuild(state, self._closes(max(start - 1, 0)), self._time(start))
         self.record(Event(self._time(start), EventKind.RUN_STARTED, {
             "from_bar": start, "bars": self.market.n,
@@ -175,7 +181,7 @@ class DeskLoop:
     def _end_bar(self, g: int, eventful: bool) -> None:
         if eventful:
             self.record(Event(self.market.close_time(g), EventKind.RUN_PROGRESS, self._progress(g)))
-        self.oms.send()
+        self.oms.send(self.market.close_time(g))
         self._tick(g)
 
     def _tick(self, g: int) -> None:
@@ -187,7 +193,10 @@ class DeskLoop:
         for pair in sorted(self.venue.pending_pairs()):
             track = self.market.pairs[pair]
             if track.has_bar[g]:
-                self.venue.on_bar_open(pair, t, float(track.open[g]))
+                self.venue.on_bar(pair, t, float(track.open[g]), float(track.high[g]), float(track.low[g]),
+                                  float(track.close[g]), float(track.volume[g]))
+        if self._resting:
+            self.oms.poll_orders(t)
         fills = self.oms.collect_fills()
         if not fills:
             return

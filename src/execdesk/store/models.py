@@ -59,6 +59,10 @@ orders = Table(
     Column("ref_price", String(40), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    Column("price", String(40), nullable=True),
+    Column("stop_price", String(40), nullable=True),
+    Column("venue_order_id", String(128), nullable=True),
+    Column("status_reason", String(256), nullable=True),
 )
 
 fills = Table(

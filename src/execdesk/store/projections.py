@@ -30,7 +30,10 @@ def order_row(o: OrderRecord) -> dict[str, Any]:
             "side": o.side, "direction": o.direction, "type": o.type, "qty": str(o.qty),
             "filled_qty": str(o.filled_qty), "avg_price": str(o.avg_price), "status": o.status.value,
             "reason": o.reason, "signal_time": o.signal_time, "ref_price": str(o.ref_price),
-            "created_at": o.created_at, "updated_at": o.updated_at}
+            "created_at": o.created_at, "updated_at": o.updated_at,
+            "price": None if o.price is None else str(o.price),
+            "stop_price": None if o.stop_price is None else str(o.stop_price),
+            "venue_order_id": o.venue_order_id, "status_reason": o.status_reason}
 
 
 def fill_row(f: FillRecord) -> dict[str, Any]:
