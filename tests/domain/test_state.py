@@ -6,9 +6,12 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from execdesk.domain.events import Event, EventKind, canonical_json
 from execdesk.domain.state import DeskState
-from execdesk.domain.types import OrderStatus, TradingState
+from execdesk.domain.types import ORDER_TRANSITIONS, OrderStatus, TradingState
+from execdesk.errors import LedgerError
 
 DEP = "dep-1"
 PAIR = "BTC/USDT"
@@ -370,3 +373,66 @@ def test_from_events_when_payloads_read_back_as_json_strings_then_same_state() -
     # buy 5 @ 100 covers it: +5*20 = 100 -> realised 400
     assert read_back == in_memory
     assert in_memory.deployments[DEP].realized_pnl == D(400)
+
+
+# ---------------------------------------------------------------- the order state machine
+def accepted(coid: str, time: int = 10) -> Event:
+    return Event(time, EventKind.ORDER_ACCEPTED, {"client_order_id": coid, "venue_order_id": "v-1"}, DEP)
+
+
+def ended(kind: EventKind, coid: str, reason: str = "why", time: int = 12) -> Event:
+    return Event(time, kind, {"client_order_id": coid, "reason": reason}, DEP)
+
+
+def test_apply_when_order_recorded_then_new_and_acknowledged_then_submitted_with_venue_id() -> None:
+    s = fold(configured(), deployment(), submitted("o1", "BUY", "1"))
+    assert s.orders["o1"].status is OrderStatus.NEW
+    s.apply(accepted("o1"))
+    assert (s.orders["o1"].status, s.orders["o1"].venue_order_id) == (OrderStatus.SUBMITTED, "v-1")
+
+
+def test_apply_when_fill_reported_before_the_acknowledgement_then_filled_and_ack_changes_nothing() -> None:
+    s = fold(configured(), deployment(), submitted("o1", "BUY", "1"), filled("o1", "1", "100"), accepted("o1"))
+    assert s.orders["o1"].status is OrderStatus.FILLED
+    assert s.orders["o1"].venue_order_id == "v-1"
+
+
+@pytest.mark.parametrize("kind", [EventKind.ORDER_CANCELED, EventKind.ORDER_REJECTED, EventKind.ORDER_EXPIRED])
+def test_apply_when_filled_order_then_ended_again_then_ledger_error_names_both_states(kind: EventKind) -> None:
+    s = fold(configured(), deployment(), submitted("o1", "BUY", "1"), filled("o1", "1", "100"))
+    with pytest.raises(LedgerError, match=r"order o1 cannot go from FILLED to"):
+        s.apply(ended(kind, "o1"))
+
+
+def test_apply_when_rejected_after_a_partial_fill_then_ledger_error() -> None:
+    s = fold(configured(), deployment(), submitted("o1", "BUY", "2"), accepted("o1"), filled("o1", "1", "100"))
+    with pytest.raises(LedgerError, match="PARTIALLY_FILLED to REJECTED"):
+        s.apply(ended(EventKind.ORDER_REJECTED, "o1"))
+
+
+def test_apply_when_fills_exceed_the_order_then_ledger_error() -> None:
+    s = fold(configured(), deployment(), submitted("o1", "BUY", "1"), filled("o1", "0.6", "100", fill_id="f1"))
+    with pytest.raises(LedgerError, match=r"add up to 1\.2, more than its 1"):
+        s.apply(filled("o1", "0.6", "100", fill_id="f2"))
+
+
+def test_apply_when_a_fill_made_before_the_cancel_is_reported_after_it_then_it_counts_and_status_stays() -> None:
+    # Arrange: cancelled with nothing filled, as far as the desk knew; the venue had filled 0.4 of it
+    s = fold(configured(), deployment(), submitted("o1", "BUY", "1"), accepted("o1"),
+             ended(EventKind.ORDER_CANCELED, "o1", "circuit breaker"))
+
+    # Act
+    s.apply(filled("o1", "0.4", "100", time=13))
+
+    # Assert: the execution happened, so it is booked; the order stays cancelled
+    assert (s.orders["o1"].status, s.orders["o1"].filled_qty) == (OrderStatus.CANCELED, Decimal("0.4"))
+    assert s.positions[(DEP, PAIR)].qty == Decimal("0.4")
+    assert s.orders["o1"].status_reason == "circuit breaker"
+
+
+def test_order_transitions_when_listed_then_ends_are_final_and_new_can_reach_everything() -> None:
+    ends = [OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED]
+    assert all(not ORDER_TRANSITIONS[s] for s in ends)
+    assert ORDER_TRANSITIONS[OrderStatus.NEW] == frozenset(OrderStatus) - {OrderStatus.NEW}
+    assert not OrderStatus.PARTIALLY_FILLED.can_become(OrderStatus.REJECTED)
+    assert OrderStatus.SUBMITTED.can_become(OrderStatus.EXPIRED)

@@ -2,8 +2,9 @@
 
 A report folder is created exclusively (``reports/NNNN-<desk time>/``), so a report is never
 overwritten; it holds ``report.json`` (stable keys) and ``report.md`` (for people). Per deployment:
-trades, win rate, P&L, fees, max drawdown, state, its daily equity, and the validation figures of
-the backtest that approved it beside the live ones.
+trades, win rate, P&L, fees, max drawdown, state, its daily equity, the validation figures of
+the backtest that approved it beside the live ones, and its execution quality (fill ratio, reject
+rate, slippage against the desk's price and against the backtest's fills, fees, latency).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pandas as pd
 from execdesk.backtest.metrics import compute_metrics
 from execdesk.domain.events import EventKind
 from execdesk.errors import InvalidInput
+from execdesk.execution.quality import execution_quality
 from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, fold_marks
 from execdesk.monitor.trades import round_trips
 from execdesk.store.ledger import Ledger
@@ -42,6 +44,7 @@ def build_report(ledger: Ledger, deployment: str | None = None) -> dict[str, Any
         for dep_id, values in e.payload["deployments"].items():
             curves.setdefault(dep_id, []).append((stamp, values["equity"]))
     trips = round_trips(state.fills.values())
+    quality = execution_quality(ledger)
     period_end = pd.Timestamp(last_time or 0, unit="s", tz="UTC").to_pydatetime() if last_time else None
     deps = []
     for dep in state.deployments.values():
@@ -59,6 +62,7 @@ def build_report(ledger: Ledger, deployment: str | None = None) -> dict[str, Any
             "max_drawdown": round(marks.max_drawdown.get(dep.id, 0.0), 6),
             "validation": validations.get(dep.id, {}),
             "metrics": _metrics(trips[trips.deployment_id == dep.id], float(dep.capital), dep.created_at, period_end),
+            "execution": quality.get(dep.id, {}),
             "equity_curve": curves.get(dep.id, []),
         })
     return {
@@ -126,6 +130,19 @@ def _markdown(data: dict[str, Any]) -> str:
                      f"{d['win_rate']:.0%} | {d['pnl']:,.2f} | {d['pnl_pct']:+.2f}% | {d['max_drawdown']:.2%} | "
                      f"{_num(d['metrics']['sharpe'])} | {v.get('trades', '')} | {v.get('win_rate', 0):.0%} | "
                      f"{v.get('max_drawdown', 0):.0%} | {_num(v.get('sharpe'))} |")
+    lines += ["", "## Execution quality", "",
+              "| deployment | orders | fills | fill ratio | reject rate | slippage bps (mean / p95) "
+              "| vs backtest fills bps | fees | latency s |", "|---|---|---|---|---|---|---|---|---|"]
+    for d in data["deployments"]:
+        q = d.get("execution") or {}
+        ratio = q.get("fill_ratio")
+        rejects = q.get("reject_rate")
+        lines.append(f"| {d['id']} | {q.get('orders', 0)} | {q.get('fills', 0)} | "
+                     f"{'n/a' if ratio is None else format(ratio, '.1%')} | "
+                     f"{'n/a' if rejects is None else format(rejects, '.1%')} | "
+                     f"{_num(q.get('slippage_bps_mean'))} / {_num(q.get('slippage_bps_p95'))} | "
+                     f"{_num(q.get('backtest_slippage_bps_mean'))} | {_num(q.get('fees'))} | "
+                     f"{_num(q.get('latency_s_mean'))} |")
     lines += ["", "Live figures are from the ledger (fills, and equity marked to market at each bar's close);",
               "Sharpe and the other trade metrics are computed from the live round trips by the same code as",
               "the native backtester's (Freqtrade's formulas); backtest figures are those of the validation",
