@@ -23,6 +23,7 @@ from execdesk.execution.oms import OrderManager
 from execdesk.risk.config import RiskConfig
 from execdesk.risk.pretrade import Context, PreTrade, Verdict
 from execdesk.store.ledger import Ledger
+from execdesk.store.projections import all_projection_rows
 from execdesk.venues.base import VenueFill, VenueOrder
 from execdesk.venues.paper import PaperVenue, PaperVenueConfig
 
@@ -314,3 +315,41 @@ def test_cancel_open_when_deployment_given_then_other_deployments_untouched(ledg
     # Assert
     assert count == 0
     assert len(ledger.state.open_orders()) == 1
+
+
+# ---------------------------------------------------------------- bad input at the venue: recorded, not half-written
+@pytest.mark.parametrize(("config", "pairs", "qty", "code"), [
+    ({}, ["ETH/USDT"], "2", "unknown_symbol"),
+    ({"qty_step": 0.1}, None, "2.05", "precision"),
+    ({"min_notional": 1000.0}, None, "2", "min_notional"),
+    ({}, None, "200", "insufficient_balance"),
+])
+def test_send_when_venue_refuses_the_order_then_rejected_with_its_code_and_nothing_else_changes(
+        ledger: Ledger, config: dict[str, float], pairs: list[str] | None, qty: str, code: str) -> None:
+    # Arrange: cash 10,000; a buy at 100 of 200 costs 20,000
+    venue = PaperVenue("USDT", D(10000), PaperVenueConfig(**config), pairs=pairs)  # type: ignore[arg-type]
+    oms = OrderManager(ledger, venue)
+    coid = oms.submit(intent(), approved(qty), T_SIGNAL + H)
+
+    # Act
+    oms.send(T_SIGNAL + H)
+
+    # Assert
+    rec = ledger.state.orders[coid or ""]
+    assert rec.status is OrderStatus.REJECTED
+    assert (rec.status_reason or "").startswith(f"{code}: ")
+    assert oms.stats.rejected == 1
+    assert venue.order(ClientOrderId(coid or "")) is None
+    assert (ledger.state.cash(), ledger.state.open_order_ids, venue.balances()["USDT"]) == (D(10000), {}, D(10000))
+    ledger.flush()
+    assert ledger.read_projections() == all_projection_rows(ledger.rebuild_state())
+
+
+def test_send_when_one_order_rejected_then_the_others_in_the_batch_still_go(ledger: Ledger) -> None:
+    venue = PaperVenue("USDT", D(10000), PaperVenueConfig(min_notional=150.0))
+    oms = OrderManager(ledger, venue)
+    small = oms.submit(intent(), approved("1"), T_SIGNAL + H)  # 100 < 150: refused
+    big = oms.submit(intent(signal_time=T_SIGNAL + H), approved("2"), T_SIGNAL + H)
+    oms.send(T_SIGNAL + H)
+    assert ledger.state.orders[small or ""].status is OrderStatus.REJECTED
+    assert ledger.state.orders[big or ""].status is OrderStatus.SUBMITTED
