@@ -1159,3 +1159,36 @@ def test_on_bar_when_random_limit_orders_fill_then_never_worse_than_the_limit(st
         if o.type is OrderType.LIMIT:
             assert o.price is not None
             assert (f.price <= o.price) if f.side is Side.BUY else (f.price >= o.price)
+
+
+# ---------------------------------------------------------------- trades
+def test_on_trade_when_trades_print_then_orders_fill_against_them_within_their_size() -> None:
+    # Arrange: a buy of 3 arrives at H; max_volume_share 0.5; trades of 2 @ 100 and 4 @ 101 at H+10, H+20
+    v = PaperVenue("USDT", D(10000), PaperVenueConfig(fee_bps=0, slippage_bps=0, impact_bps=0, max_volume_share=0.5))
+    v.submit(order("t1", Side.BUY, "3"))
+
+    # Act
+    first = v.on_trade(PAIR, H + 10, 100.0, 2.0)
+    second = v.on_trade(PAIR, H + 20, 101.0, 4.0)
+
+    # Assert: half of 2 = 1 at 100, then the remaining 2 of half of 4 at 101
+    assert [(f.qty, f.price, f.time) for f in first + second] == [(D(1), D(100), H + 10), (D(2), D(101), H + 20)]
+    assert v.balances()["USDT"] == D(10000) - 100 - 202
+
+
+def test_on_trade_when_order_arrives_after_the_trade_then_it_waits_for_a_later_one() -> None:
+    v = PaperVenue("USDT", D(10000), PaperVenueConfig(latency_ms=5000, fee_bps=0, slippage_bps=0, impact_bps=0),
+                   bar_seconds=H)
+    v.submit(order("t1", Side.BUY, "1"))  # arrives at H + 5
+    assert v.on_trade(PAIR, H + 2, 100.0, 10.0) == []
+    (fill,) = v.on_trade(PAIR, H + 6, 100.5, 10.0)
+    assert (fill.time, fill.price) == (H + 6, D("100.5"))
+
+
+def test_on_trade_when_limit_resting_then_a_trade_at_its_price_fills_it_as_maker() -> None:
+    v = PaperVenue("USDT", D(10000), PaperVenueConfig(fee_bps=10, maker_fee_bps=2))
+    v.submit(VenueOrder(ClientOrderId("l1"), PAIR, Side.BUY, OrderType.LIMIT, D(1), H, price=D(99)))
+    assert v.on_trade(PAIR, H + 1, 99.5, 5.0) == []
+    (fill,) = v.on_trade(PAIR, H + 2, 99.0, 5.0)
+    # a trade at the limit meets the resting order: filled at the limit, maker fee 2 bps
+    assert (fill.price, fill.liquidity, fill.fee) == (D(99), "maker", D("0.0198"))

@@ -1,10 +1,12 @@
 """The paper venue: an exchange simulated against bars, with fees, slippage, partial fills and latency.
 
-Orders
+Orders meet bars (:meth:`PaperVenue.on_bar`) or, when given, single trades (:meth:`PaperVenue.on_trade`,
+a bar of one price whose volume is the trade's size):
+
   * MARKET fills at the open of the first bar it reaches (taker fee), moved against the trader by
     ``slippage_bps`` plus an impact term, ``impact_bps`` x (the fill's share of the bar's volume).
   * LIMIT fills at the bar's open when the open is already through the limit (a marketable order:
-    taker), else at the limit when the bar trades through it (resting: maker fee); never worse than
+    taker), else at the limit when the bar trades at or through it (resting: maker fee); never worse than
     the limit, no slippage. With ``limit_ttl_s`` an unfilled limit order EXPIRES after that long.
   * STOP_MARKET triggers when the bar trades through the stop (a sell stop: low <= stop; a buy stop:
     high >= stop) and fills at the stop — or at the open, if the bar opened through it — moved by the
@@ -215,9 +217,16 @@ class PaperVenue:
         """A bar known only by its open: what market orders need (no volume cap, no range)."""
         return self.on_bar(pair, time, open_price, open_price, open_price, open_price, 0.0)
 
+    def on_trade(self, pair: str, time: int, price: float, qty: float) -> list[VenueFill]:
+        """A trade printed on the market at ``time``: resting orders of ``pair`` meet it as they would a bar
+        whose open, high, low and close are its price and whose volume is its quantity (so at most
+        ``max_volume_share`` of it fills). Only orders that have arrived by ``time`` take part."""
+        return self.on_bar(pair, time, price, price, price, price, qty, span=0)
+
     def on_bar(self, pair: str, time: int, open_: float, high: float, low: float, close: float,
-               volume: float) -> list[VenueFill]:
-        """The bar of ``pair`` that opens at ``time``: fill, trigger and expire its resting orders.
+               volume: float, span: int | None = None) -> list[VenueFill]:
+        """The bar of ``pair`` that opens at ``time`` (and lasts ``span`` seconds, default ``bar_seconds``):
+        fill, trigger and expire its resting orders.
 
         A bar the venue has already seen (a restarted desk replaying it) changes nothing.
         """
@@ -227,7 +236,7 @@ class PaperVenue:
         o, h, lo = dec(open_), dec(high), dec(low)
         self._last_price[pair] = dec(close)
         budget = self._share * dec(volume) if self._share is not None and volume > 0 else None
-        end = time + self.bar_seconds
+        end = time + (self.bar_seconds if span is None else span)
         done: list[VenueFill] = []
         changed: list[VenueOrder] = []
         still: list[ClientOrderId] = []
@@ -275,8 +284,8 @@ class PaperVenue:
         if order.type is OrderType.LIMIT:
             assert order.price is not None
             limit = order.price
-            if (o <= limit) if buy else (o >= limit):
-                return o, False  # marketable on arrival
+            if (o < limit) if buy else (o > limit):
+                return o, False  # marketable on arrival: through the limit
             if (lo <= limit) if buy else (h >= limit):
                 return limit, True
             return None, False
