@@ -8,3 +8,8 @@ Nothing here imports Freqtrade: it is driven in subprocesses so that ``execdesk 
 """
 
 __version__ = "0.1.0"
+
+import logging as _logging
+
+# a library logs; the application decides where to (Python's last-resort handler would print alerts)
+_logging.getLogger("execdesk").addHandler(_logging.NullHandler())

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from execdesk.data.generator import PairProfile, RegimeSpan, Shock
 from execdesk.data.timeframes import TIMEFRAMES, timeframe_to_seconds
 from execdesk.errors import FieldIssue, InvalidInput, SpecError
+from execdesk.monitor.alerts import AlertsConfig, JsonlSinkConfig
 from execdesk.risk.config import DrawdownLadder, RiskConfig
 from execdesk.strategy._documents import read_document
 from execdesk.strategy._issues import issues_from_validation_error
@@ -182,6 +183,7 @@ class DeskConfig(BaseModel):
     clock: Literal["replay", "wall"] = "replay"
     risk: RiskConfig = Field(default_factory=RiskConfig)
     monitor: MonitorSection = Field(default_factory=MonitorSection)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     strategies: list[StrategyEntry] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -199,11 +201,12 @@ class DeskConfig(BaseModel):
         """What must not change between runs on one home (everything but the end of the period)."""
         data = self.canonical()
         data["market"].pop("end", None)
+        data.pop("alerts", None)  # where alerts go is operations, not the desk: it may change between runs
         return data
 
 
 def load_desk_config(path: Path, seed: int | None = None) -> DeskConfig:
-    """Read and validate a desk config file; bundle (and datadir) paths become absolute."""
+    """Read and validate a desk config file; bundle, datadir and alert-file paths become absolute."""
     raw = read_document(path)
     if not isinstance(raw, dict):
         raise SpecError(str(path), [FieldIssue("<root>", type(raw).__name__, "a mapping of config sections")])
@@ -213,10 +216,14 @@ def load_desk_config(path: Path, seed: int | None = None) -> DeskConfig:
         raise SpecError(str(path), issues_from_validation_error(exc, DeskConfig)) from None
     base = path.parent.resolve()
     strategies = [s.model_copy(update={"bundle": (base / s.bundle).resolve()}) for s in config.strategies]
+    sinks = tuple(sc.model_copy(update={"path": (base / sc.path).resolve()})
+                  if isinstance(sc, JsonlSinkConfig) and not Path(sc.path).is_absolute() else sc
+                  for sc in config.alerts.sinks)
+    alerts = config.alerts.model_copy(update={"sinks": sinks})
     market = config.market
     if market.datadir is not None:
         market = market.model_copy(update={"datadir": (base / market.datadir).resolve()})
     desk = config.desk if seed is None else config.desk.model_copy(update={"seed": seed})
     if seed is not None and seed < 0:
         raise InvalidInput(f"--seed: got {seed}; expected a non-negative integer")
-    return config.model_copy(update={"strategies": strategies, "market": market, "desk": desk})
+    return config.model_copy(update={"strategies": strategies, "market": market, "desk": desk, "alerts": alerts})

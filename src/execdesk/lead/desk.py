@@ -28,6 +28,7 @@ from execdesk.domain.types import dec
 from execdesk.errors import InvalidInput
 from execdesk.lead.config import DeskConfig, PairSection
 from execdesk.lead.loop import DeskLoop, LoopStats
+from execdesk.monitor.alerts import JsonlSink, build_router
 from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, Watermarks, fold_marks
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import StrategyBundle, load_bundle
@@ -179,6 +180,9 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
                    if s.drawdown is not None}
         loop = DeskLoop(ledger, market, lanes, venue, config.risk, the_clock, config.monitor.snapshot_seconds,
                         progress, ladders)
+        # alerts: the config's sinks plus HOME/alerts.jsonl; webhooks only on a wall clock (a replay pages nobody)
+        loop.router = build_router(config.alerts, loop.record_alert, webhooks=isinstance(the_clock, WallClock))
+        loop.router.sinks.append(JsonlSink(home / "alerts.jsonl"))
         state = ledger.state
         done = state.completed and state.last_bar_time is not None and state.last_bar_time >= int(market.time[-1])
         try:

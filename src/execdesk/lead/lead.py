@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import QUANTUM, AlertLevel, Direction, IntentReason, OrderIntent, TradingState, dec
+from execdesk.monitor.alerts import Alert
 from execdesk.monitor.equity import PORTFOLIO, Breach, Limit, Snapshot
 from execdesk.risk.config import LADDER_STEPS, DrawdownLadder
 from execdesk.risk.drawdown import confirm_breach
@@ -220,32 +221,32 @@ class Lead:
                    "next_period_from": t, "by": "risk"}
         self.loop.record(Event(t, EventKind.ALLOCATION_STAGED, payload, dep.id))
         if decision.action == "propose_removal":
-            self.loop.record(Event(t, EventKind.ALERT_RAISED, {
-                "level": AlertLevel.WARNING, "source": "risk", "code": "staging_removal_proposed",
-                "message": f"{dep.id}: {decision.reason}", "evidence": payload}, dep.id))
+            self.raise_alert(t, AlertLevel.WARNING, "staging_removal_proposed", f"{dep.id}: {decision.reason}",
+                             payload, dep.id, "risk")
 
     def on_reconciled(self, report: ReconcileReport, t: int) -> None:
         """Stop what reconciliation could not square: a deployment whose position differs from the
         venue's is HALTED (not traded until a human looks); a cash difference stops new positions."""
         if report.venue_unavailable:
-            self.loop.record(Event(t, EventKind.ALERT_RAISED, {
-                "level": AlertLevel.CRITICAL, "source": "executor", "code": "venue_unavailable",
-                "message": f"reconciliation could not reach the venue: {report.venue_unavailable}",
-                "evidence": {}}))
+            self.raise_alert(t, AlertLevel.CRITICAL, "venue_unavailable",
+                             f"reconciliation could not reach the venue: {report.venue_unavailable}", {},
+                             source="executor")
         for mismatch in report.position_mismatches:
             for dep_id in filter(None, mismatch["deployments"].split(",")):
                 if dep_id in self.state.deployments:
                     self._set_deployment_state(t, dep_id, TradingState.HALTED, RECONCILIATION, mismatch)
-            self.loop.record(Event(t, EventKind.ALERT_RAISED, {
-                "level": AlertLevel.CRITICAL, "source": "executor", "code": "position_mismatch",
-                "message": f"{mismatch['pair']}: ledger {mismatch['ledger']} vs venue {mismatch['venue']}; "
-                           f"{mismatch['deployments'] or 'no deployment'} not traded", "evidence": mismatch}))
+        if report.position_mismatches:
+            pairs = ", ".join(f"{m['pair']} (ledger {m['ledger']}, venue {m['venue']})"
+                              for m in report.position_mismatches)
+            self.raise_alert(t, AlertLevel.CRITICAL, "position_mismatch",
+                             f"positions differ from the venue's: {pairs}; their deployments are not traded",
+                             {"mismatches": report.position_mismatches}, source="executor")
         if report.cash_mismatch is not None and self.state.trading_state is TradingState.ACTIVE:
             self._set_trading_state(t, TradingState.REDUCING, RECONCILIATION, report.cash_mismatch)
-            self.loop.record(Event(t, EventKind.ALERT_RAISED, {
-                "level": AlertLevel.CRITICAL, "source": "executor", "code": "cash_mismatch",
-                "message": f"cash: ledger {report.cash_mismatch['ledger']} vs venue {report.cash_mismatch['venue']}; "
-                           "no new positions", "evidence": report.cash_mismatch}))
+            self.raise_alert(t, AlertLevel.CRITICAL, "cash_mismatch",
+                             f"cash: ledger {report.cash_mismatch['ledger']} vs venue "
+                             f"{report.cash_mismatch['venue']}; no new positions", dict(report.cash_mismatch),
+                             source="executor")
 
     # ---------------------------------------------------------------- protocols
     def _circuit_breaker(self, g: int, breach: Breach) -> None:
@@ -254,7 +255,7 @@ class Lead:
         evidence = breach.evidence()
         loop.record(Event(t, EventKind.BREACH_DETECTED, {"by": "monitor", **evidence}))
         self._alert(g, AlertLevel.EMERGENCY, "portfolio_drawdown_kill",
-                    f"portfolio drawdown {breach.drawdown:.2%} reached {breach.limit:.0%}", evidence)
+                    f"portfolio drawdown {breach.drawdown:.2%} reached {breach.limit:.0%}", evidence, source="monitor")
         closes = {p: float(track.close[g]) for p, track in loop.market.pairs.items()}
         confirmation = confirm_breach(self.state, closes, breach)
         loop.record(Event(t, EventKind.BREACH_CONFIRMED, {"by": "risk", **confirmation.as_dict()}))
@@ -327,10 +328,14 @@ class Lead:
             "deployment_id": dep_id, "from": dep.state, "to": to, "reason": reason, "evidence": evidence}, dep_id))
 
     def _alert(self, g: int, level: AlertLevel, code: str, message: str, evidence: dict[str, Any],
-               deployment_id: str | None = None) -> None:
-        self.loop.record(Event(self.loop.market.close_time(g), EventKind.ALERT_RAISED, {
-            "level": level, "source": "monitor", "code": code, "message": message, "evidence": evidence},
-            deployment_id))
+               deployment_id: str | None = None, source: str = "risk") -> None:
+        self.raise_alert(self.loop.market.close_time(g), level, code, message, evidence, deployment_id, source)
+
+    def raise_alert(self, t: int, level: AlertLevel, code: str, message: str, evidence: dict[str, Any],
+                    deployment_id: str | None = None, source: str = "lead") -> None:
+        """Through the alert router: recorded in the ledger (``alert.raised``) and sent to the sinks,
+        unless it repeats a standing alert (de-duplicated there)."""
+        self.loop.router.raise_(Alert(t, level, source, code, deployment_id or PORTFOLIO, message, evidence))
 
 
 def _utc(t: int) -> datetime:

@@ -30,6 +30,7 @@ from execdesk.domain.types import Direction, IntentReason, OrderIntent, dec
 from execdesk.execution.oms import OrderManager
 from execdesk.execution.retry import RetryPolicy
 from execdesk.lead.lead import Lead
+from execdesk.monitor.alerts import Alert, AlertRouter
 from execdesk.monitor.equity import MARK_EVENTS, Holding, Holdings, Monitor, Snapshot, fold_marks
 from execdesk.risk.config import DrawdownLadder, RiskConfig
 from execdesk.risk.pretrade import PreTrade
@@ -70,10 +71,12 @@ class DeskLoop:
     progress: Callable[[int, int], None] | None = None
     ladders: Mapping[str, DrawdownLadder] = field(default_factory=dict)
     retry: RetryPolicy | None = None
+    alerts: AlertRouter | None = None  # default: alerts recorded in the ledger only
     stats: LoopStats = field(default_factory=LoopStats)
 
     def __post_init__(self) -> None:
         self.oms = OrderManager(self.ledger, self.venue, self.retry)
+        self.router: AlertRouter = self.alerts if self.alerts is not None else AlertRouter([], self.record_alert)
         close_times = self.market.time + self.market.tf_seconds
         self.monitor = Monitor(self.market.close_matrix, (close_times % self.snapshot_every) == 0)
         self.lead = Lead(self, self.ladders)
@@ -131,6 +134,10 @@ class DeskLoop:
 
     def record(self, event: Event) -> Event:
         return self.ledger.record(event)
+
+    def record_alert(self, alert: Alert) -> None:
+        """What the alert router calls for every alert it sends: the ledger's ``alert.raised``."""
+        self.record(Event(alert.time, EventKind.ALERT_RAISED, alert.ledger_payload(), alert.deployment_id))
 
     # ---------------------------------------------------------------- bars
     def _quiet(self, a: int, b: int) -> int | None:

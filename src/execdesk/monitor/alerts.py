@@ -1,0 +1,782 @@
+"""Graded alerts: who is told at each level, where they are sent, and how often.
+
+An :class:`Alert` is one condition (``code``) in one ``scope`` (a deployment id, or ``"portfolio"``)
+at one :class:`~execdesk.domain.types.AlertLevel`. The :class:`AlertRouter` decides whether it is
+news (de-duplication by ``key = (code, scope)``), records the news through a callback (the ledger
+event ``alert.raised``), and hands it to the sinks whose minimum level and audience it reaches
+according to the :class:`EscalationTable`:
+
+========== ============================================================
+INFO       nobody is paged: the log and the JSON-lines file only
+WARNING    execution_lead
+CRITICAL   execution_lead, risk_manager
+EMERGENCY  execution_lead, risk_manager, orchestrator, on_call
+========== ============================================================
+
+Sinks: :class:`LogSink` (python ``logging``), :class:`JsonlSink` (append-only JSON lines) and
+:class:`WebhookSink` (a JSON POST in the ``generic``, ``slack``, ``discord`` or ``telegram`` format,
+retried on timeouts, 5xx and 429 with the server's Retry-After, never on another 4xx). A sink never
+raises into the desk: its failure is a :class:`SinkResult` in the returned :class:`Delivery`.
+Webhook URLs carry secrets (tokens in the path): they are read from environment variables by
+:func:`build_router` and only ever printed as ``scheme://host/***``.
+
+The router reads no clock: the alert's ``time`` drives de-duplication, so a replay decides the same.
+See ``docs/ALERTS.md`` for the rules, the formats and the configuration section.
+"""
+
+from __future__ import annotations
+
+import html
+import http.client
+import json
+import logging
+import os
+import re
+import time as _time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import pairwise
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from execdesk.domain.types import AlertLevel
+from execdesk.errors import InvalidInput, TemporaryError
+from execdesk.execution.retry import RetryPolicy
+
+log = logging.getLogger("execdesk.alerts")
+
+PORTFOLIO = "portfolio"
+SOURCES: frozenset[str] = frozenset({"monitor", "risk", "executor", "lead"})
+LEVELS: tuple[AlertLevel, ...] = (AlertLevel.INFO, AlertLevel.WARNING, AlertLevel.CRITICAL, AlertLevel.EMERGENCY)
+_RANK: dict[AlertLevel, int] = {level: i for i, level in enumerate(LEVELS)}
+_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+WebhookFormat = Literal["generic", "slack", "discord", "telegram"]
+ParseMode = Literal["HTML", "MarkdownV2"]
+DeliveryReason = Literal["new", "escalated", "repeat"]
+
+
+def rank(level: AlertLevel) -> int:
+    """0 for INFO up to 3 for EMERGENCY."""
+    return _RANK[AlertLevel(level)]
+
+
+# --------------------------------------------------------------------------------------------- alert
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert. ``time`` epoch seconds; ``source`` one of monitor / risk / executor / lead; ``code``
+    machine-readable (``sharpe_drift``); ``scope`` a deployment id or ``"portfolio"``; ``evidence`` the
+    numbers that raised it (copied: later changes to the caller's dict do not reach the alert)."""
+
+    time: int
+    level: AlertLevel
+    source: str
+    code: str
+    scope: str
+    message: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "level", AlertLevel(self.level))
+        object.__setattr__(self, "evidence", dict(self.evidence))
+        if self.source not in SOURCES:
+            raise ValueError(f"alert source: got {self.source!r}; expected one of {', '.join(sorted(SOURCES))}")
+        if not _CODE.match(self.code):
+            raise ValueError(f"alert code: got {self.code!r}; expected snake_case, e.g. 'sharpe_drift'")
+        if not self.scope:
+            raise ValueError("alert scope: empty; expected a deployment id or 'portfolio'")
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What de-duplication compares: ``(code, scope)``."""
+        return (self.code, self.scope)
+
+    @property
+    def deployment_id(self) -> str | None:
+        """The scope as the ledger event's deployment id (``None`` for the portfolio)."""
+        return None if self.scope == PORTFOLIO else self.scope
+
+    def ledger_payload(self) -> dict[str, Any]:
+        """The ``alert.raised`` event payload: the keys the lead records today, plus ``scope``."""
+        return {"level": self.level.value, "source": self.source, "code": self.code, "scope": self.scope,
+                "message": self.message, "evidence": dict(self.evidence)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, with ``time`` and its ISO-8601 form (the JSON-lines and generic webhook record)."""
+        return {"time": self.time, "time_iso": _iso(self.time), **self.ledger_payload()}
+
+
+def _iso(t: int) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _dumps(obj: object) -> str:
+    # Evidence may hold Decimals or timestamps: their str() is what a reader wants.
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else _dumps(value)
+
+
+# ---------------------------------------------------------------------------------------- escalation
+
+#: Who is told at each level (the roles of the desk plus a human on call). Each level includes the one below.
+DEFAULT_ESCALATION: dict[AlertLevel, tuple[str, ...]] = {
+    AlertLevel.INFO: (),
+    AlertLevel.WARNING: ("execution_lead",),
+    AlertLevel.CRITICAL: ("execution_lead", "risk_manager"),
+    AlertLevel.EMERGENCY: ("execution_lead", "risk_manager", "orchestrator", "on_call"),
+}
+
+
+@dataclass(frozen=True)
+class EscalationTable:
+    """level -> recipients (default :data:`DEFAULT_ESCALATION`). Recipients only widen as the level rises."""
+
+    levels: Mapping[AlertLevel, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_ESCALATION))
+
+    def __post_init__(self) -> None:
+        table = {AlertLevel(k): tuple(v) for k, v in {**DEFAULT_ESCALATION, **self.levels}.items()}
+        object.__setattr__(self, "levels", table)
+        for lower, higher in pairwise(LEVELS):
+            missing = sorted(set(table[lower]) - set(table[higher]))
+            if missing:
+                raise InvalidInput(f"escalation.{higher.value}: must include everyone told at {lower.value} "
+                                   f"(missing: {', '.join(missing)})")
+
+    def recipients(self, level: AlertLevel) -> tuple[str, ...]:
+        return self.levels[AlertLevel(level)]
+
+    @property
+    def everyone(self) -> frozenset[str]:
+        return frozenset(r for rs in self.levels.values() for r in rs)
+
+
+# --------------------------------------------------------------------------------------------- sinks
+
+
+@dataclass(frozen=True, slots=True)
+class SinkResult:
+    """One sink's answer to one alert: ``ok``, how many attempts, the last HTTP status, a redacted error."""
+
+    sink: str
+    ok: bool
+    attempts: int = 1
+    status: int | None = None
+    error: str | None = None
+
+
+class AlertSink:
+    """Base of the sinks. ``min_level``: the least level it takes. ``audience``: the recipients it
+    reaches (a channel for the risk manager...); ``None`` means the desk's own record (log, file),
+    which takes every level from ``min_level`` whoever is told."""
+
+    name: str = "sink"
+
+    def __init__(self, min_level: AlertLevel = AlertLevel.INFO, audience: Iterable[str] | None = None) -> None:
+        self.min_level = AlertLevel(min_level)
+        self.audience = None if audience is None else frozenset(audience)
+
+    def accepts(self, level: AlertLevel, recipients: Iterable[str]) -> bool:
+        if rank(level) < rank(self.min_level):
+            return False
+        return self.audience is None or not self.audience.isdisjoint(recipients)
+
+    def send(self, alert: Alert) -> SinkResult:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+_LOG_LEVEL = {AlertLevel.INFO: logging.INFO, AlertLevel.WARNING: logging.WARNING,
+              AlertLevel.CRITICAL: logging.ERROR, AlertLevel.EMERGENCY: logging.CRITICAL}
+
+
+class LogSink(AlertSink):
+    """Python ``logging`` on ``logger`` [execdesk.alerts]: INFO->INFO, WARNING->WARNING,
+    CRITICAL->ERROR, EMERGENCY->CRITICAL; the alert's dict is in the record's ``alert`` attribute."""
+
+    def __init__(self, logger: str = "execdesk.alerts", min_level: AlertLevel = AlertLevel.INFO) -> None:
+        super().__init__(min_level)
+        self.logger = logging.getLogger(logger)
+        self.name = f"log:{logger}"
+
+    def send(self, alert: Alert) -> SinkResult:
+        self.logger.log(_LOG_LEVEL[alert.level], "[%s] %s %s: %s", alert.level.value, alert.code, alert.scope,
+                        alert.message, extra={"alert": alert.to_dict()})
+        return SinkResult(self.name, True)
+
+
+class JsonlSink(AlertSink):
+    """One JSON line per alert appended to ``path`` (created with its folder). The file is opened in
+    append mode for each alert and the line written in one call, so several writers interleave whole
+    lines and nothing is ever rewritten; ``fsync`` [False] forces each line to disk."""
+
+    def __init__(self, path: Path | str, fsync: bool = False, min_level: AlertLevel = AlertLevel.INFO) -> None:
+        super().__init__(min_level)
+        self.path = Path(path)
+        self.fsync = fsync
+        self.name = f"jsonl:{self.path.name}"
+
+    def send(self, alert: Alert) -> SinkResult:
+        line = (_dumps(alert.to_dict()) + "\n").encode("utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            return SinkResult(self.name, False, error=f"{type(exc).__name__}: {exc.strerror or exc}")
+        return SinkResult(self.name, True)
+
+
+# ------------------------------------------------------------------------------------- webhook formats
+
+DISCORD_COLOR: dict[AlertLevel, int] = {AlertLevel.INFO: 0x3498DB, AlertLevel.WARNING: 0xF1C40F,
+                                        AlertLevel.CRITICAL: 0xE74C3C, AlertLevel.EMERGENCY: 0x992D22}
+_MDV2_SPECIAL = re.compile(r"([_*\[\]()~`>#+\-=|{}.!\\])")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _fit(raw: str, escape: Callable[[str], str], limit: int) -> str:
+    """``escape(raw)``, the raw text shortened (never the escaped one: that could split an entity
+    such as ``&amp;``) until the result has at most ``limit`` characters."""
+    out = escape(raw)
+    keep = len(raw)
+    while len(out) > limit and keep > 0:
+        keep = min(keep - 1, keep * limit // len(out))
+        out = escape(raw[:keep] + "…")
+    return out
+
+
+def slack_escape(text: str) -> str:
+    """Slack mrkdwn control characters: ``&``, ``<``, ``>`` (nothing else is escaped by Slack)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def telegram_escape(text: str, parse_mode: ParseMode = "HTML", code: bool = False) -> str:
+    """Text for Telegram's ``parse_mode``: HTML escapes ``& < >``; MarkdownV2 escapes
+    ``_*[]()~`>#+-=|{}.!`` and ``\\`` (inside a code entity only `````` ` `````` and ``\\``)."""
+    if parse_mode == "HTML":
+        return html.escape(text, quote=False)
+    if code:
+        return text.replace("\\", "\\\\").replace("`", "\\`")
+    return _MDV2_SPECIAL.sub(r"\\\1", text)
+
+
+def format_generic(alert: Alert) -> dict[str, Any]:
+    """The alert itself: :meth:`Alert.to_dict`."""
+    return alert.to_dict()
+
+
+def format_slack(alert: Alert) -> dict[str, Any]:
+    """A Slack incoming-webhook message: ``text`` (the notification fallback) and Block Kit ``blocks``
+    (header, message, up to 10 evidence fields, a context line)."""
+    lv, code, scope = alert.level.value, alert.code, _fit(alert.scope, slack_escape, 200)
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(f"{lv}: {code}", 150)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _fit(alert.message, slack_escape, 3000)}},
+    ]
+    items = list(alert.evidence.items())[:10]
+    if items:
+        blocks.append({"type": "section", "fields": [
+            {"type": "mrkdwn", "text": f"*{_fit(str(k), slack_escape, 200)}*\n{_fit(_text(v), slack_escape, 1700)}"}
+            for k, v in items]})
+    blocks.append({"type": "context", "elements": [
+        {"type": "mrkdwn", "text": f"scope `{scope}` · source {alert.source} · {_iso(alert.time)}"}]})
+    text = f"[{lv}] {code} ({scope}): {_fit(alert.message, slack_escape, 2700)}"
+    return {"text": text, "blocks": blocks}
+
+
+def format_discord(alert: Alert) -> dict[str, Any]:
+    """A Discord execute-webhook body: ``content``, one embed (title, description, colour by level,
+    inline fields: scope, source, up to 23 evidence items, ISO timestamp); mentions disabled, so an
+    ``@everyone`` in a message pings nobody."""
+    fields = [{"name": "scope", "value": _cut(alert.scope, 1024), "inline": True},
+              {"name": "source", "value": alert.source, "inline": True}]
+    fields += [{"name": _cut(str(k), 256), "value": _cut(_text(v), 1024) or "-", "inline": True}
+               for k, v in list(alert.evidence.items())[:23]]
+    embed = {"title": _cut(f"{alert.level.value}: {alert.code}", 256), "description": _cut(alert.message, 4096),
+             "color": DISCORD_COLOR[alert.level], "fields": fields, "timestamp": _iso(alert.time)}
+    content = _cut(f"**{alert.level.value}** {alert.code} ({alert.scope})", 2000)
+    return {"content": content, "embeds": [embed], "allowed_mentions": {"parse": []}}
+
+
+def format_telegram(alert: Alert, chat_id: str, parse_mode: ParseMode = "HTML") -> dict[str, Any]:
+    """A Telegram Bot API ``sendMessage`` body: ``chat_id``, ``text`` (level, code, scope, message,
+    evidence, time; escaped for ``parse_mode``; at most 4096 characters), link previews off."""
+    def esc(s: str, code: bool = False) -> str:
+        return telegram_escape(s, parse_mode, code)
+
+    if parse_mode == "HTML":
+        def bold(s: str) -> str:
+            return f"<b>{esc(s)}</b>"
+
+        def mono(s: str) -> str:
+            return f"<code>{esc(s)}</code>"
+    else:
+        def bold(s: str) -> str:
+            return f"*{esc(s)}*"
+
+        def mono(s: str) -> str:
+            return f"`{esc(s, code=True)}`"
+
+    def mono_fit(s: str, limit: int) -> str:
+        return mono(_cut(s, limit))
+
+    head = [f"{bold(alert.level.value)} {mono_fit(alert.code, 100)}",
+            f"{esc('scope')} {mono_fit(alert.scope, 200)} {esc('· source ' + alert.source)}", ""]
+    evidence = [f"{esc(_cut(str(k), 100) + ':')} {mono_fit(_text(v), 200)}" for k, v in alert.evidence.items()]
+    while len("\n".join(evidence)) > 2500:  # leave the message room
+        evidence.pop()
+    tail = ["", *evidence[:20], "", esc(_iso(alert.time))] if evidence else ["", esc(_iso(alert.time))]
+    room = 4096 - len("\n".join(head + tail)) - 1  # Telegram's limit counts the text after entity parsing:
+    text = "\n".join([*head, _fit(alert.message, esc, max(room, 100)), *tail])  # this bound is conservative
+    return {"chat_id": chat_id, "text": text, "parse_mode": parse_mode, "link_preview_options": {"is_disabled": True}}
+
+
+# -------------------------------------------------------------------------------------- webhook sink
+
+
+def redact_url(url: str) -> str:
+    """``scheme://host[:port]/***``: what may be printed of a webhook URL (paths and queries hold tokens)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<invalid url>"
+    return f"{parts.scheme or '?'}://{host}{port}/***"
+
+
+class _Retryable(TemporaryError):
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class _Permanent(Exception):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _retry_after(err: urllib.error.HTTPError) -> float | None:
+    """Seconds from a Retry-After header, else from a JSON body (Discord ``retry_after``, Telegram
+    ``parameters.retry_after``). An HTTP-date Retry-After is ignored: reading it needs the wall clock."""
+    header = err.headers.get("Retry-After") if err.headers else None
+    if header is not None:
+        try:
+            return max(0.0, float(header))
+        except ValueError:
+            pass
+    try:
+        body = json.loads(err.read(4096) or b"null")
+    except (OSError, ValueError):
+        return None
+    if isinstance(body, dict):
+        value = body.get("retry_after", (body.get("parameters") or {}).get("retry_after"))
+        if isinstance(value, int | float):
+            return max(0.0, float(value))
+    return None
+
+
+class WebhookSink(AlertSink):
+    """A JSON POST of each alert to ``url`` in ``format`` (generic | slack | discord | telegram).
+
+    ``timeout_s`` [5.0] per attempt; ``retry`` [RetryPolicy(attempts=3, base_delay_s=0.5,
+    max_delay_s=5.0)] retries timeouts, connection errors, 408, 429 (waiting its Retry-After, which
+    must not exceed ``max_retry_after_s`` [30]) and 5xx; any other 4xx fails at once. ``headers`` are
+    sent but never printed. ``chat_id`` and ``parse_mode`` [HTML] are for ``telegram``. The URL is
+    printed only as :func:`redact_url`; error texts are scrubbed of its path and query.
+    """
+
+    def __init__(self, url: str, format: WebhookFormat = "generic", *, timeout_s: float = 5.0,
+                 retry: RetryPolicy | None = None, headers: Mapping[str, str] | None = None,
+                 chat_id: str | None = None, parse_mode: ParseMode = "HTML", max_retry_after_s: float = 30.0,
+                 min_level: AlertLevel = AlertLevel.WARNING, audience: Iterable[str] | None = None,
+                 name: str | None = None) -> None:
+        super().__init__(min_level, audience)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidInput(f"webhook url {redact_url(url)}: expected an http(s) URL with a host")
+        if format not in ("generic", "slack", "discord", "telegram"):
+            raise InvalidInput(f"webhook format: got {format!r}; expected generic, slack, discord or telegram")
+        if format == "telegram" and not chat_id:
+            raise InvalidInput("webhook format telegram: a chat_id is required")
+        if timeout_s <= 0:
+            raise InvalidInput(f"webhook timeout_s: got {timeout_s}; expected > 0")
+        self._url = url
+        self._secrets = [s for s in (url, parts.path, parts.query, *(headers or {}).values()) if len(s) > 1]
+        self.format: WebhookFormat = format
+        self.timeout_s = timeout_s
+        self.retry = retry if retry is not None else RetryPolicy(attempts=3, base_delay_s=0.5, max_delay_s=5.0)
+        self._headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "execdesk-alerts/1",
+                         **(headers or {})}
+        self.chat_id = chat_id
+        self.parse_mode: ParseMode = parse_mode
+        self.max_retry_after_s = max_retry_after_s
+        self.name = name or f"webhook:{format}@{redact_url(url)}"
+
+    def __repr__(self) -> str:
+        return f"WebhookSink({redact_url(self._url)}, format={self.format!r}, min_level={self.min_level.value})"
+
+    def payload(self, alert: Alert) -> dict[str, Any]:
+        """The JSON body this sink posts for ``alert``."""
+        if self.format == "slack":
+            return format_slack(alert)
+        if self.format == "discord":
+            return format_discord(alert)
+        if self.format == "telegram":
+            return format_telegram(alert, self.chat_id or "", self.parse_mode)
+        return format_generic(alert)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the URL, its path, its query and the header values replaced by ``***``."""
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    def send(self, alert: Alert) -> SinkResult:
+        body = json.dumps(self.payload(alert), ensure_ascii=False, default=str).encode("utf-8")
+        attempts = 0
+
+        def post() -> int:
+            nonlocal attempts
+            attempts += 1
+            return self._post(body)
+
+        try:
+            status = self.retry.call(post)
+        except _Retryable as exc:
+            return SinkResult(self.name, False, attempts, exc.status, self.scrub(f"gave up: {exc}"))
+        except _Permanent as exc:
+            return SinkResult(self.name, False, attempts, exc.status, self.scrub(str(exc)))
+        except Exception as exc:  # a sink never breaks the desk
+            return SinkResult(self.name, False, attempts, None, self.scrub(f"{type(exc).__name__}: {exc}"))
+        return SinkResult(self.name, True, attempts, status)
+
+    def _post(self, body: bytes) -> int:
+        request = urllib.request.Request(self._url, data=body, headers=self._headers, method="POST")  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310 - http(s) only
+                response.read(65536)
+                return int(response.status)
+        except urllib.error.HTTPError as err:
+            code = err.code
+            if code == 429:
+                wait = _retry_after(err)
+                if wait is not None and wait > self.max_retry_after_s:
+                    raise _Permanent(f"HTTP 429: retry after {wait:g} s exceeds {self.max_retry_after_s:g} s",
+                                     code) from None
+                raise _Retryable(f"HTTP 429 (rate limited{f', retry after {wait:g} s' if wait else ''})",
+                                 code, wait) from None
+            if code == 408 or code >= 500:
+                raise _Retryable(f"HTTP {code} {err.reason}", code) from None
+            raise _Permanent(f"HTTP {code} {err.reason} (not retried)", code) from None
+        except TimeoutError as exc:
+            raise _Retryable(f"timeout after {self.timeout_s:g} s: {exc}") from None
+        except urllib.error.URLError as exc:
+            raise _Retryable(f"connection failed: {exc.reason}") from None
+        except (OSError, http.client.HTTPException) as exc:  # the connection broke mid-answer
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------- router
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What the router did with a sent alert: why it was sent (``new`` / ``escalated`` / ``repeat``),
+    who is told, each sink's result, and how many repeats were suppressed since the key was last sent."""
+
+    alert: Alert
+    reason: DeliveryReason
+    recipients: tuple[str, ...]
+    results: tuple[SinkResult, ...]
+    suppressed_since_last: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    @property
+    def failures(self) -> tuple[SinkResult, ...]:
+        return tuple(r for r in self.results if not r.ok)
+
+
+@dataclass(slots=True)
+class _Standing:
+    level: AlertLevel
+    sent_at: int
+    suppressed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertStats:
+    """Counters since the router was made."""
+
+    raised: int
+    sent: int
+    suppressed: int
+    sink_failures: int
+    suppressed_by_key: Mapping[tuple[str, str], int]
+
+
+class AlertRouter:
+    """De-duplicates, records and routes alerts. Not thread-safe: one loop calls it.
+
+    ``record(alert)`` is called for every alert that is sent — the first of its key, an escalation, a
+    repeat after ``repeat_after_s`` [6 h; ``None`` never repeats], the first after :meth:`clear` — and
+    before any sink is tried (ledger first). A failing ``record`` raises: the ledger is not a sink.
+    Suppressed repeats are counted (:meth:`stats`), not recorded.
+    """
+
+    def __init__(self, sinks: Iterable[AlertSink], record: Callable[[Alert], None],
+                 escalation: EscalationTable | None = None, repeat_after_s: int | None = 6 * 3600) -> None:
+        if repeat_after_s is not None and repeat_after_s <= 0:
+            raise InvalidInput(f"alerts.repeat_after: got {repeat_after_s} s; expected a positive duration")
+        self.sinks = list(sinks)
+        self.record = record
+        self.escalation = escalation or EscalationTable()
+        self.repeat_after_s = repeat_after_s
+        self._standing: dict[tuple[str, str], _Standing] = {}
+        self._suppressed_by_key: dict[tuple[str, str], int] = {}
+        self._raised = self._sent = self._suppressed = self._failures = 0
+
+    def raise_(self, alert: Alert) -> Delivery | None:
+        """Send ``alert`` if it is news (see the class docstring); ``None`` when it is a suppressed repeat."""
+        self._raised += 1
+        standing = self._standing.get(alert.key)
+        reason = self._reason(alert, standing)
+        if reason is None:  # only a standing key is suppressed
+            if standing is not None:
+                standing.suppressed += 1
+            self._suppressed += 1
+            self._suppressed_by_key[alert.key] = self._suppressed_by_key.get(alert.key, 0) + 1
+            return None
+        self.record(alert)
+        self._standing[alert.key] = _Standing(alert.level, alert.time)
+        recipients = self.escalation.recipients(alert.level)
+        results = tuple(self._send(sink, alert) for sink in self.sinks if sink.accepts(alert.level, recipients))
+        self._sent += 1
+        self._failures += sum(not r.ok for r in results)
+        for failure in (r for r in results if not r.ok):
+            log.warning("alert %s/%s not delivered by %s: %s", alert.code, alert.scope, failure.sink, failure.error)
+        return Delivery(alert, reason, recipients, results, standing.suppressed if standing else 0)
+
+    def _reason(self, alert: Alert, standing: _Standing | None) -> DeliveryReason | None:
+        if standing is None:
+            return "new"
+        if rank(alert.level) > rank(standing.level):
+            return "escalated"
+        if self.repeat_after_s is not None and alert.time - standing.sent_at >= self.repeat_after_s:
+            return "repeat"
+        return None
+
+    @staticmethod
+    def _send(sink: AlertSink, alert: Alert) -> SinkResult:
+        try:
+            return sink.send(alert)
+        except Exception as exc:  # a sink never breaks the desk
+            scrub = getattr(sink, "scrub", None)
+            text = f"{type(exc).__name__}: {exc}"
+            return SinkResult(sink.name, False, error=scrub(text) if callable(scrub) else text)
+
+    def clear(self, code: str, scope: str) -> bool:
+        """The condition ``(code, scope)`` is over: its next alert is sent again. Whether it was standing."""
+        return self._standing.pop((code, scope), None) is not None
+
+    def standing(self) -> dict[tuple[str, str], AlertLevel]:
+        """The keys currently de-duplicated, with the level last sent."""
+        return {key: s.level for key, s in self._standing.items()}
+
+    def stats(self) -> AlertStats:
+        return AlertStats(self._raised, self._sent, self._suppressed, self._failures, dict(self._suppressed_by_key))
+
+
+# ------------------------------------------------------------------------------------------- config
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def parse_duration(value: str | int) -> int:
+    """``"90s"``, ``"15m"``, ``"6h"``, ``"1d"``, ``"1w"`` or an integer number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration such as 6h, 30m or 1d")
+    if isinstance(value, int):
+        seconds = value
+    else:
+        match = _DURATION.match(value.strip())
+        if not match:
+            raise ValueError("a duration such as 6h, 30m or 1d, or 'never'")
+        seconds = int(match.group(1)) * _UNIT[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("a positive duration")
+    return seconds
+
+
+class RetrySection(BaseModel):
+    model_config = _STRICT
+    attempts: int = Field(3, ge=1, le=10)
+    base_delay_s: float = Field(0.5, ge=0, le=60)
+    max_delay_s: float = Field(5.0, ge=0, le=300)
+
+
+class LogSinkConfig(BaseModel):
+    model_config = _STRICT
+    kind: Literal["log"]
+    min_level: AlertLevel = AlertLevel.INFO
+    logger: str = "execdesk.alerts"
+
+
+class JsonlSinkConfig(BaseModel):
+    model_config = _STRICT
+    kind: Literal["jsonl"]
+    path: Path
+    fsync: bool = False
+    min_level: AlertLevel = AlertLevel.INFO
+
+
+class WebhookSinkConfig(BaseModel):
+    """A webhook: its URL (and header values) come from environment variables, never from the file."""
+
+    model_config = _STRICT
+    kind: Literal["webhook"]
+    url_env: str = Field(pattern=_ENV_NAME)
+    format: WebhookFormat = "generic"
+    min_level: AlertLevel = AlertLevel.WARNING
+    to: tuple[str, ...] | None = None
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    retry: RetrySection = Field(default_factory=RetrySection)
+    max_retry_after_s: float = Field(30.0, ge=0, le=600)
+    headers_env: dict[str, str] = Field(default_factory=dict)
+    chat_id: str | None = None
+    chat_id_env: str | None = Field(None, pattern=_ENV_NAME)
+    parse_mode: ParseMode = "HTML"
+    name: str | None = Field(None, min_length=1, max_length=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, data: object) -> object:
+        # A URL or header pasted into the file is refused as an unknown key; the error would echo it,
+        # so it is redacted first.
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in ("url", "webhook_url"):
+                if key in data:
+                    data[key] = redact_url(str(data[key]))
+            if isinstance(data.get("headers"), dict):
+                data["headers"] = dict.fromkeys(data["headers"], "***")
+        return data
+
+    @field_validator("headers_env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [v for v in value.values() if not re.match(_ENV_NAME, v)]
+        if bad:
+            raise ValueError(f"values must be environment variable names, not {bad[0]!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _telegram(self) -> WebhookSinkConfig:
+        if self.format == "telegram" and (self.chat_id is None) == (self.chat_id_env is None):
+            raise ValueError("format telegram needs exactly one of chat_id or chat_id_env")
+        if self.format != "telegram" and (self.chat_id or self.chat_id_env):
+            raise ValueError("chat_id / chat_id_env are for format telegram only")
+        return self
+
+
+SinkConfig = Annotated[LogSinkConfig | JsonlSinkConfig | WebhookSinkConfig, Field(discriminator="kind")]
+
+
+class AlertsConfig(BaseModel):
+    """The desk config's ``alerts`` section (see docs/ALERTS.md).
+
+    ``sinks`` [one log sink]; ``repeat_after`` [6h; ``never`` or null: no repeats]; ``escalation``
+    level -> recipients, merged over :data:`DEFAULT_ESCALATION`.
+    """
+
+    model_config = _STRICT
+    sinks: tuple[SinkConfig, ...] = (LogSinkConfig(kind="log"),)
+    repeat_after: int | None = 6 * 3600
+    escalation: dict[AlertLevel, tuple[str, ...]] = Field(default_factory=dict)
+
+    @field_validator("repeat_after", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> int | None:
+        if value is None or value == "never":
+            return None
+        if not isinstance(value, str | int):
+            raise ValueError("a duration such as 6h, 30m or 1d, or 'never'")
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _audiences(self) -> AlertsConfig:
+        table = self.table()
+        for i, sink in enumerate(self.sinks):
+            if isinstance(sink, WebhookSinkConfig) and sink.to is not None:
+                unknown = sorted(set(sink.to) - table.everyone)
+                if unknown:
+                    raise ValueError(f"sinks[{i}].to: {', '.join(unknown)} is told at no level of the escalation "
+                                     f"table ({', '.join(sorted(table.everyone))})")
+        return self
+
+    def table(self) -> EscalationTable:
+        try:
+            return EscalationTable(self.escalation)
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
+
+
+def build_router(config: AlertsConfig, record: Callable[[Alert], None], env: Mapping[str, str] = os.environ,
+                 *, webhooks: bool = True, sleep: Callable[[float], None] = _time.sleep) -> AlertRouter:
+    """The router the ``alerts`` section describes. Webhook URLs, header values and Telegram chat ids
+    named by ``*_env`` keys are read from ``env`` (a missing one is an :class:`InvalidInput` naming
+    the key and the variable, never its value). ``webhooks=False`` leaves the webhooks out (a replay
+    should not page anyone). ``sleep`` is the retries' wait. Relative JSON-lines paths are taken as
+    they are: resolve them against the config file first."""
+
+    def need(where: str, name: str) -> str:
+        value = env.get(name)
+        if not value:
+            raise InvalidInput(f"{where}: environment variable {name} is not set")
+        return value
+
+    sinks: list[AlertSink] = []
+    for i, sc in enumerate(config.sinks):
+        where = f"alerts.sinks[{i}]"
+        if isinstance(sc, LogSinkConfig):
+            sinks.append(LogSink(sc.logger, sc.min_level))
+        elif isinstance(sc, JsonlSinkConfig):
+            sinks.append(JsonlSink(sc.path, sc.fsync, sc.min_level))
+        elif webhooks:
+            url = need(f"{where}.url_env", sc.url_env)
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+                raise InvalidInput(f"{where}.url_env: {sc.url_env} does not hold an http(s) URL with a host")
+            headers = {h: need(f"{where}.headers_env.{h}", var) for h, var in sc.headers_env.items()}
+            chat_id = sc.chat_id if sc.chat_id_env is None else need(f"{where}.chat_id_env", sc.chat_id_env)
+            retry = RetryPolicy(attempts=sc.retry.attempts, base_delay_s=sc.retry.base_delay_s,
+                                max_delay_s=sc.retry.max_delay_s, seed=i, sleep=sleep)
+            sinks.append(WebhookSink(url, sc.format, timeout_s=sc.timeout_s, retry=retry, headers=headers,
+                                     chat_id=chat_id, parse_mode=sc.parse_mode,
+                                     max_retry_after_s=sc.max_retry_after_s, min_level=sc.min_level,
+                                     audience=sc.to, name=sc.name))
+    return AlertRouter(sinks, record, config.table(), config.repeat_after)
