@@ -86,6 +86,31 @@ def test_demo_when_strategy_degrades_then_its_drawdown_stops_it_before_the_shock
         assert all(s["evidence"]["drawdown"] >= s["evidence"]["limit"] for s in steps)
 
 
+DOWNTREND = int(pd.Timestamp("2024-07-12T00:00:00Z").timestamp())  # SOL's forced downtrend (demo.yaml)
+RETURN_RULES = {"drift_sharpe", "drift_psr", "drift_page_hinkley", "drift_win_rate", "drift_ks"}
+
+
+def test_demo_when_strategy_degrades_then_the_monitor_flags_it_within_a_bounded_number_of_trades(
+        demo_run: tuple[dict[str, Any], Path]) -> None:
+    _data, home = demo_run
+    with Ledger.for_home(home) as ledger:
+        dep = "STR-002-v1"
+        alerts = [e for e in ledger.events({EventKind.ALERT_RAISED}, deployment_id=dep)
+                  if e.payload["code"].startswith("drift_")]
+        # first, the drawdown rule (no minimum sample); then the trade-return rules once they have evidence
+        first_drawdown = next(e for e in alerts if e.payload["code"] == "drift_max_drawdown")
+        first_returns = next(e for e in alerts if e.payload["code"] in RETURN_RULES)
+        assert DOWNTREND < first_drawdown.time < SHOCK
+        assert first_returns.time < SHOCK
+        # bounded: the trades it took to flag the trade returns, counted from the start of the downtrend
+        trades = first_returns.payload["evidence"]["n"]
+        assert 20 <= trades <= 30, trades  # the minimum sample is 20: flagged as soon as it may speak
+        # and the verdict moved off "continue", recorded with its findings
+        verdicts = [e.payload["verdict"] for e in ledger.events({EventKind.DRIFT_ASSESSED}, deployment_id=dep)]
+        assert verdicts
+        assert verdicts[0] in ("review", "pause", "stop")
+
+
 def test_demo_when_run_then_allocations_are_staged_from_half_and_promoted_by_profitable_weeks(
         demo_run: tuple[dict[str, Any], Path]) -> None:
     _data, home = demo_run

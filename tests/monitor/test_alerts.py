@@ -535,7 +535,7 @@ def test_config_when_yaml_section_then_router_built_from_env(hook: Hook, tmp_pat
 def test_config_when_defaults_then_one_log_sink_and_six_hours() -> None:
     config = AlertsConfig()
     router = build_router(config, lambda a: None, {})
-    assert config.repeat_after == 6 * 3600
+    assert config.repeat_after is None  # a standing condition is sent once
     assert [type(s).__name__ for s in router.sinks] == ["LogSink"]
     assert router.escalation.recipients(WARNING) == ("execution_lead",)
 

@@ -31,6 +31,8 @@ class EventKind(StrEnum):
     ORDER_REJECTED = "order.rejected"
     ORDER_EXPIRED = "order.expired"
     RECONCILED = "venue.reconciled"
+    MONITOR_BASELINE = "monitor.baseline"
+    DRIFT_ASSESSED = "monitor.drift"
     EQUITY_SNAPSHOT = "equity.snapshot"
     ALERT_RAISED = "alert.raised"
     BREACH_DETECTED = "breach.detected"

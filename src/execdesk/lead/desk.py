@@ -131,6 +131,8 @@ def _deploy(ledger: Ledger, config: DeskConfig, bundles: list[StrategyBundle], t
             "allocation": dec(entry.allocation), "capital": dec(config.desk.capital) * dec(entry.allocation),
             "validation": bundle.validation.model_dump(mode="json"),
         }, dep_id))
+        ledger.record(Event(t, EventKind.MONITOR_BASELINE, {"deployment_id": dep_id, **baseline_returns(bundle)},
+                            dep_id))
         staging = config.risk.staging
         if staging.enabled:  # a new deployment starts at the first step of its allocation
             capital = float(dec(config.desk.capital) * dec(entry.allocation))
@@ -140,6 +142,25 @@ def _deploy(ledger: Ledger, config: DeskConfig, bundles: list[StrategyBundle], t
                 "step": 0, "losing_streak": 0, "period_return": None, "equity": capital, "next_period_from": t,
                 "by": "risk"}, dep_id))
     ledger.flush()
+
+
+def baseline_returns(bundle: StrategyBundle) -> dict[str, Any]:
+    """The trade returns of the backtest that approved ``bundle``, for the monitor's drift tests: the
+    validation report's own (``returns``) when it gives them, else the native backtester's trades over
+    the validation period on the same generated candles the assessment and codegen proofs use."""
+    if bundle.validation.returns:
+        return {"returns": [float(r) for r in bundle.validation.returns], "source": "validation report"}
+    from execdesk.backtest.engine import run_backtest
+    from execdesk.codegen.pipeline import market_for_bundle
+
+    frames, source = market_for_bundle(bundle)
+    stake = 10_000.0 / max(len(bundle.pairs), 1)
+    result = run_backtest(bundle, frames, BacktestConfig(stake_amount=stake, max_open_trades=len(bundle.pairs),
+                                                         dry_run_wallet=10_000.0, tradable_balance_ratio=1.0))
+    returns = [round(float(r), 10) for r in result.trades.profit_ratio]
+    durations = [int(d) for d in result.trades.trade_duration]
+    return {"returns": returns, "durations_min": durations,
+            "source": f"native backtest over the validation period: {source}"}
 
 
 def _first_difference(recorded: dict[str, Any], wanted: dict[str, Any], path: str = "") -> str:
@@ -232,6 +253,8 @@ def timeline(ledger: Ledger) -> list[dict[str, Any]]:
                 continue
             what = f"risk stages {p['deployment_id']}: {p['reason']}"
         elif e.kind is EventKind.ALERT_RAISED:
+            if p["level"] == "INFO":  # in the ledger and the alert files; the summary keeps to what matters
+                continue
             what = f"[{p['level']}] {p['message']}"
         elif e.kind is EventKind.TRADING_STATE_CHANGED:
             what = f"desk {p['from']} -> {p['to']} ({p['reason']})"

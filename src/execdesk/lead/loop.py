@@ -32,6 +32,7 @@ from execdesk.execution.retry import RetryPolicy
 from execdesk.lead.lead import Lead
 from execdesk.monitor.alerts import Alert, AlertRouter
 from execdesk.monitor.equity import MARK_EVENTS, Holding, Holdings, Monitor, Snapshot, fold_marks
+from execdesk.monitor.watch import Watch
 from execdesk.risk.config import DrawdownLadder, RiskConfig
 from execdesk.risk.pretrade import PreTrade
 from execdesk.store.ledger import Ledger
@@ -103,6 +104,7 @@ class DeskLoop:
         report = self.oms.reconcile(self._time(start))
         self.lead.on_reconciled(report, self._time(start))
         self.pretrade.rebuild(state, self._closes(max(start - 1, 0)), self._time(start))
+        self.watch = Watch(self)
         self.record(Event(self._time(start), EventKind.RUN_STARTED, {
             "from_bar": start, "bars": self.market.n,
             "until": self.market.close_time(self.market.n - 1) if self.market.n else None}))
@@ -189,6 +191,7 @@ class DeskLoop:
         if eventful:
             self.record(Event(self.market.close_time(g), EventKind.RUN_PROGRESS, self._progress(g)))
         self.oms.send(self.market.close_time(g))
+        self.watch.after_bar(self.market.close_time(g))
         self._tick(g)
 
     def _tick(self, g: int) -> None:
@@ -210,7 +213,9 @@ class DeskLoop:
         self.stats.fills += len(fills)
         self._holdings = None
         state = self.ledger.state
-        self.pretrade.on_fills(state, [state.fills[f.fill_id] for f in fills])
+        booked = [state.fills[f.fill_id] for f in fills]
+        self.pretrade.on_fills(state, booked)
+        self.watch.on_fills(t, booked)
         touched = {(state.orders[f.client_order_id].deployment_id, f.pair) for f in fills}
         for i, slot in enumerate(self._slots):
             if (slot.lane.deployment_id, slot.lane.pair) in touched:
@@ -329,6 +334,7 @@ class DeskLoop:
                                 for d, (e, dd) in sorted(s.deployments.items())}}))
             self.record(Event(t, EventKind.RUN_PROGRESS, self._progress(s.g)))
             self.lead.on_snapshot(s)
+            self.watch.on_snapshot(s)
 
     def _progress(self, g: int) -> dict[str, object]:
         return {"bar_time": int(self.market.time[g]), "bars_done": g + 1, "marks": self.monitor.marks.take_changes()}

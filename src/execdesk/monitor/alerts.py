@@ -541,13 +541,14 @@ class AlertRouter:
     """De-duplicates, records and routes alerts. Not thread-safe: one loop calls it.
 
     ``record(alert)`` is called for every alert that is sent — the first of its key, an escalation, a
-    repeat after ``repeat_after_s`` [6 h; ``None`` never repeats], the first after :meth:`clear` — and
+    repeat after ``repeat_after_s`` [``None``: never; a standing condition is sent once], the first after
+    :meth:`clear` — and
     before any sink is tried (ledger first). A failing ``record`` raises: the ledger is not a sink.
     Suppressed repeats are counted (:meth:`stats`), not recorded.
     """
 
     def __init__(self, sinks: Iterable[AlertSink], record: Callable[[Alert], None],
-                 escalation: EscalationTable | None = None, repeat_after_s: int | None = 6 * 3600) -> None:
+                 escalation: EscalationTable | None = None, repeat_after_s: int | None = None) -> None:
         if repeat_after_s is not None and repeat_after_s <= 0:
             raise InvalidInput(f"alerts.repeat_after: got {repeat_after_s} s; expected a positive duration")
         self.sinks = list(sinks)
@@ -710,13 +711,14 @@ SinkConfig = Annotated[LogSinkConfig | JsonlSinkConfig | WebhookSinkConfig, Fiel
 class AlertsConfig(BaseModel):
     """The desk config's ``alerts`` section (see docs/ALERTS.md).
 
-    ``sinks`` [one log sink]; ``repeat_after`` [6h; ``never`` or null: no repeats]; ``escalation``
+    ``sinks`` [one log sink]; ``repeat_after`` [never: a standing condition is sent once, again only when
+    it escalates or clears and recurs; e.g. ``6h`` for reminders]; ``escalation``
     level -> recipients, merged over :data:`DEFAULT_ESCALATION`.
     """
 
     model_config = _STRICT
     sinks: tuple[SinkConfig, ...] = (LogSinkConfig(kind="log"),)
-    repeat_after: int | None = 6 * 3600
+    repeat_after: int | None = None
     escalation: dict[AlertLevel, tuple[str, ...]] = Field(default_factory=dict)
 
     @field_validator("repeat_after", mode="before")

@@ -34,23 +34,28 @@ class _Open:
     stake: Decimal = Decimal(0)
 
 
-def round_trips(fills: Iterable[FillRecord]) -> pd.DataFrame:
-    """Closed trades of the ``fills`` (in time order), one row each; open positions are left out."""
-    rows: list[dict[str, object]] = []
-    book: dict[tuple[str, str], _Open] = {}
-    for f in sorted(fills, key=lambda f: (f.time, f.fill_id)):
+class RoundTrips:
+    """Round trips built fill by fill: :meth:`add` returns the trades a fill closes (the monitor feeds it
+    each fill as it is recorded; :func:`round_trips` feeds it a whole history)."""
+
+    def __init__(self) -> None:
+        self.book: dict[tuple[str, str], _Open] = {}
+
+    def add(self, f: FillRecord) -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = []
+        book = self.book
         key = (f.deployment_id, f.pair)
         signed = f.qty if f.side == "BUY" else -f.qty
         trade = book.get(key)
         if trade is None:
             book[key] = _Open(signed, f.qty * f.price, f.fee, Decimal(0), f.time, signed < 0, stake=f.qty * f.price)
-            continue
+            return rows
         if (trade.qty > 0) == (signed > 0):  # adding to the position
             trade.qty += signed
             trade.cost += f.qty * f.price
             trade.stake += f.qty * f.price
             trade.fees += f.fee
-            continue
+            return rows
         closing = min(abs(signed), abs(trade.qty))
         avg = trade.cost / abs(trade.qty)
         direction = 1 if trade.qty > 0 else -1
@@ -68,6 +73,19 @@ def round_trips(fills: Iterable[FillRecord]) -> pd.DataFrame:
             if rest > 0:  # flipped through zero: the rest opens the next trade
                 book[key] = _Open(signed / abs(signed) * rest, rest * f.price, f.fee - f.fee * share,
                                   Decimal(0), f.time, signed < 0, stake=rest * f.price)
+        return rows
+
+
+def round_trips(fills: Iterable[FillRecord]) -> pd.DataFrame:
+    """Closed trades of the ``fills`` (in time order), one row each; open positions are left out."""
+    builder = RoundTrips()
+    rows: list[dict[str, object]] = []
+    for f in sorted(fills, key=lambda f: (f.time, f.fill_id)):
+        rows.extend(builder.add(f))
+    return frame_of(rows)
+
+
+def frame_of(rows: list[dict[str, object]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     for column in ("open_date", "close_date"):
         frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)

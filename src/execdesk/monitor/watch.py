@@ -1,0 +1,255 @@
+"""The monitor inside the loop: each deployment against the backtest that approved it, and anomalies.
+
+:class:`Watch` reads what the loop records and answers only with alerts and ``monitor.drift`` events
+— it never changes what it watches (the lead decides what an alert means):
+
+* every closed round trip goes into a :class:`~execdesk.monitor.drift.DriftBook` seeded with the
+  deployment's baseline (``monitor.baseline``: the approved backtest's trade returns; the figures of
+  its validation report); the deployment is re-assessed at once — threshold rules with evidence gates,
+  Page-Hinkley on normalised trade returns, the probabilistic Sharpe ratio, a two-sample KS test — and
+  each rule that warns or is critical raises an alert (``drift_<metric>``, WARNING or CRITICAL); a rule
+  back to ok clears it (so a recurrence is sent again). A change of verdict (continue / review / pause /
+  stop) is a ``monitor.drift`` event with the findings;
+* at each equity snapshot: the live drawdown and mean slippage go into the book and the deployments
+  are re-assessed (the drawdown rule needs no minimum sample). The drawdown compared is the strategy's,
+  measured alike on both sides: the drawdown of the compounded closed-trade returns, live, against
+  the 99.9th percentile of the same over as many trades bootstrapped from the baseline sample (the
+  report's own figure when it gives no sample) — independent of position sizing,
+  which differs between a backtest and the desk; equity drawdowns including unrealised P&L are the
+  risk manager's (its ladders); volume spikes beyond 3 sigma on any
+  pair since the last snapshot; a losing streak longer than the backtest's win rate allows;
+* after each bar: venue calls that failed after their retries (connectivity).
+
+Alert de-duplication is the router's: a standing condition is not re-sent every bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from execdesk.domain.events import Event, EventKind
+from execdesk.domain.state import FillRecord
+from execdesk.domain.types import AlertLevel
+from execdesk.monitor.anomalies import current_losing_streak, losing_streak_limit, volume_spikes
+from execdesk.monitor.drift import Baseline, DriftBook, DriftConfig, Status
+from execdesk.monitor.equity import PORTFOLIO, Snapshot
+from execdesk.monitor.trades import RoundTrips
+from execdesk.strategy.bundle import ValidationReport
+
+if TYPE_CHECKING:
+    from execdesk.lead.loop import DeskLoop
+
+_LEVEL = {Status.WARN: AlertLevel.WARNING, Status.CRITICAL: AlertLevel.CRITICAL}
+VOLUME_WINDOW = 168
+DRAWDOWN_MIN_TRADES = 10
+
+
+class Watch:
+    """See the module docstring. Built by the loop at the start of a run (and rebuilt from the ledger
+    on a restart: the trades so far are replayed into the book without alerting)."""
+
+    def __init__(self, loop: DeskLoop, config: DriftConfig | None = None) -> None:
+        self.loop = loop
+        ledger = loop.ledger
+        validations: dict[str, ValidationReport] = {}
+        samples: dict[str, dict[str, Any]] = {}
+        for e in ledger.events({EventKind.DEPLOYMENT_CREATED, EventKind.MONITOR_BASELINE}):
+            dep = e.payload["deployment_id"]
+            if e.kind is EventKind.DEPLOYMENT_CREATED:
+                validations[dep] = validation_of(e.payload["validation"])
+            else:
+                samples[dep] = e.payload
+        self.ids = [d for d in ledger.state.deployments if d in validations]
+        self.row = {d: i for i, d in enumerate(self.ids)}
+        self.baselines = [_baseline(validations[d], samples.get(d, {}).get("returns") or None) for d in self.ids]
+        self.book = DriftBook(self.ids, self.baselines, config)
+        self.trips = RoundTrips()
+        self.returns: dict[str, list[float]] = {d: [] for d in self.ids}
+        self._slip_sum = np.zeros(len(self.ids))
+        self._fills = np.zeros(len(self.ids), dtype=np.int64)
+        self._verdict: dict[str, str] = {}
+        for e in ledger.events({EventKind.DRIFT_ASSESSED}):
+            self._verdict[e.payload["deployment_id"]] = e.payload["verdict"]
+        state = ledger.state
+        history = sorted(state.fills.values(), key=lambda f: (f.time, f.fill_id))
+        self._take(history, alert=False)
+        self._venue_errors = 0
+        self._volume_from = 0
+        self._dd_cache: dict[str, dict[int, float]] = {}
+
+    # ---------------------------------------------------------------- what the loop calls
+    def on_fills(self, t: int, fills: Sequence[FillRecord]) -> None:
+        self._take(fills, alert=True, t=t)
+
+    def on_snapshot(self, snap: Snapshot) -> None:
+        t = self.loop.market.close_time(snap.g)
+        rows = np.arange(len(self.ids))
+        # the strategy's drawdown as its backtest measures it: on the compounded closed-trade returns (sizing
+        # and unrealised swings are the risk manager's: its ladders watch equity)
+        # (nothing is judged on fewer than DRAWDOWN_MIN_TRADES live trades, nor against a backtest of fewer
+        # trades than the drift rules' minimum sample: a handful of trades says nothing either way)
+        drawdown = np.array([trade_path_drawdown(self.returns[d]) if len(self.returns[d]) >= DRAWDOWN_MIN_TRADES
+                             else np.nan for d in self.ids])
+        for d in self.ids:  # the backtest's drawdown over as many trades as the live ones
+            row, n = self.row[d], len(self.returns[d])
+            sample = self.baselines[row].returns
+            if sample is not None and n > 0:
+                self.book.dd_bt[row] = bootstrap_drawdown(sample, n, self._dd_cache.setdefault(d, {}))
+            elif self.baselines[row].trades < self.book.config.min_trades:
+                drawdown[row] = np.nan
+        with np.errstate(invalid="ignore", divide="ignore"):
+            slippage = np.where(self._fills > 0, self._slip_sum / np.maximum(self._fills, 1), np.nan)
+        self.book.observe(rows, max_drawdown=drawdown, slippage_bps_mean=slippage, fills=self._fills)
+        self._assess(t, list(self.ids))
+        self._volume(t, snap.g)
+
+    def after_bar(self, t: int) -> None:
+        errors = self.loop.oms.stats.venue_errors
+        if errors > self._venue_errors:
+            new = errors - self._venue_errors
+            self._venue_errors = errors
+            self._alert(t, AlertLevel.CRITICAL, "venue_errors", PORTFOLIO,
+                        f"{new} venue call(s) failed after their retries ({errors} in this run)",
+                        {"failed_calls": new, "total": errors, "venue": self.loop.venue.name}, "executor")
+
+    # ---------------------------------------------------------------- trades
+    def _take(self, fills: Sequence[FillRecord], alert: bool, t: int = 0) -> None:
+        state = self.loop.ledger.state
+        rows: list[int] = []
+        returns: list[float] = []
+        durations: list[float] = []
+        for f in fills:
+            row = self.row.get(f.deployment_id)
+            if row is None:
+                continue
+            order = state.orders.get(f.client_order_id)
+            if order is not None and order.ref_price > 0:
+                sign = 1 if f.side == "BUY" else -1
+                self._slip_sum[row] += float((f.price - order.ref_price) / order.ref_price) * sign * 10_000
+                self._fills[row] += 1
+            for trip in self.trips.add(f):
+                rows.append(row)
+                returns.append(float(trip["profit_ratio"]))  # type: ignore[arg-type]
+                durations.append(float(trip["trade_duration"]))  # type: ignore[arg-type]
+                self.returns[f.deployment_id].append(returns[-1])
+        if not rows:
+            return
+        self.book.add_trades(rows, returns, durations)
+        if alert:
+            touched = sorted({self.ids[r] for r in rows})
+            self._assess(t, touched)
+            for dep in touched:
+                self._streak(t, dep)
+
+    def _assess(self, t: int, deployments: list[str]) -> None:
+        for assessment in self.book.evaluate([self.row[d] for d in deployments]):
+            dep = assessment.deployment
+            for f in assessment.findings:
+                code = f"drift_{f.metric}"
+                if f.status is Status.OK:
+                    self.loop.router.clear(code, dep)
+                    continue
+                self._alert(t, _LEVEL[f.status], code, dep,
+                            f"{dep}: {f.metric} {_fmt(f.live)} vs backtest {_fmt(f.backtest)} ({f.rule})",
+                            {k: v for k, v in f.as_dict().items() if k != "status"} | {"status": f.status.value})
+            verdict = assessment.verdict.value
+            if self._verdict.get(dep, "continue") != verdict:
+                self._verdict[dep] = verdict
+                self.loop.record(Event(t, EventKind.DRIFT_ASSESSED, {
+                    "deployment_id": dep, "verdict": verdict, "trades": int(self.book.n[self.row[dep]]),
+                    "findings": [f.as_dict() for f in assessment.findings if f.status is not Status.OK]}, dep))
+
+    def _streak(self, t: int, dep: str) -> None:
+        returns = np.array(self.returns[dep])
+        baseline = self.baselines[self.row[dep]]
+        limit = losing_streak_limit(baseline.win_rate, max(len(returns), 1))
+        streak = current_losing_streak(returns)
+        if streak > limit and len(returns) >= 5:
+            self._alert(t, AlertLevel.WARNING, "losing_streak", dep,
+                        f"{dep}: {streak} losing trades in a row; its backtest's win rate "
+                        f"{baseline.win_rate:.0%} makes more than {limit} implausible over {len(returns)} trades",
+                        {"streak": streak, "limit": limit, "trades": len(returns), "win_rate": baseline.win_rate})
+        else:
+            self.loop.router.clear("losing_streak", dep)
+
+    # ---------------------------------------------------------------- market
+    def _volume(self, t: int, g: int) -> None:
+        market = self.loop.market
+        lo = max(self._volume_from, 0)
+        start = max(lo - VOLUME_WINDOW, 0)
+        for pair, track in market.pairs.items():
+            bars = np.flatnonzero(track.has_bar[start: g + 1]) + start
+            if bars.size == 0:
+                continue
+            z = volume_spikes(track.volume[bars], window=VOLUME_WINDOW)
+            recent = bars >= lo
+            if not recent.any():
+                continue
+            zr = z[recent]
+            if np.isfinite(zr).any() and np.nanmax(zr) > 3.0:
+                at = int(bars[recent][int(np.nanargmax(zr))])
+                self._alert(t, AlertLevel.INFO, "volume_spike", PORTFOLIO,
+                            f"{pair}: volume {track.volume[at]:,.0f} in the bar of "
+                            f"{pd.Timestamp(int(market.time[at]), unit='s', tz='UTC'):%Y-%m-%d %H:%M} is "
+                            f"{float(np.nanmax(zr)):.1f} sigma above its last {VOLUME_WINDOW} bars",
+                            {"pair": pair, "z": round(float(np.nanmax(zr)), 3), "bar_time": int(market.time[at])})
+        self._volume_from = g + 1
+
+    def _alert(self, t: int, level: AlertLevel, code: str, scope: str, message: str, evidence: dict[str, Any],
+               source: str = "monitor") -> None:
+        self.loop.lead.raise_alert(t, level, code, message, evidence, None if scope == PORTFOLIO else scope, source)
+
+
+def trade_path_drawdown(returns: Sequence[float]) -> float:
+    """Max drawdown of the equity path that compounding ``returns`` trade after trade gives (0 for none).
+    Worked: +10%, -20%, +5%: path 1.10, 0.88, 0.924; peak 1.10; drawdown 1 - 0.88 / 1.10 = 20%."""
+    if len(returns) == 0:
+        return 0.0
+    path = np.cumprod(1.0 + np.asarray(returns, dtype=np.float64))
+    peaks = np.maximum.accumulate(np.concatenate(([1.0], path)))[1:]
+    return float(np.max(1.0 - path / peaks))
+
+
+def bootstrap_drawdown(sample: Sequence[float], n: int, cache: dict[int, float], paths: int = 2000,
+                       quantile: float = 0.999) -> float:
+    """The drawdown the backtest's trade returns reach over ``n`` trades in all but 0.1% of orderings: the
+    ``quantile`` (0.999) of the max drawdowns of ``paths`` paths of ``n`` returns drawn from ``sample`` (seeded,
+    so the same sample and ``n`` give the same figure). A longer live record may lawfully see a deeper
+    drawdown than the backtest's single path: this is what "above the backtest's" is measured against."""
+    if n in cache:
+        return cache[n]
+    rng = np.random.default_rng(n)
+    draws = rng.choice(np.asarray(sample, dtype=np.float64), size=(paths, n))
+    path = np.cumprod(1.0 + draws, axis=1)
+    peaks = np.maximum(np.maximum.accumulate(path, axis=1), 1.0)
+    value = float(np.quantile((1.0 - path / peaks).max(axis=1), quantile))
+    cache[n] = value
+    return value
+
+
+def _baseline(report: ValidationReport, returns: Sequence[float] | None) -> Baseline:
+    """The approved backtest, with its drawdown measured like the live one when its trade returns are known
+    (the drawdown of their compounded path); else the report's own figure."""
+    sample = returns if returns is not None else report.returns
+    if not sample:
+        return Baseline.from_report(report)
+    return Baseline.create(sharpe=report.sharpe, max_drawdown=trade_path_drawdown(sample), win_rate=report.win_rate,
+                           avg_trade_duration_min=report.avg_trade_duration.total_seconds() / 60,
+                           slippage_budget_bps=report.slippage_budget_bps, trades=report.trades, returns=sample)
+
+
+def validation_of(payload: dict[str, Any]) -> ValidationReport:
+    """The validation report as ``deployment.created`` holds it (JSON: the duration in ISO 8601 form)."""
+    data = dict(payload)
+    duration = data.get("avg_trade_duration")
+    if isinstance(duration, str) and duration.startswith("P"):
+        data["avg_trade_duration"] = pd.Timedelta(duration).total_seconds() / 60
+    return ValidationReport.model_validate(data)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
