@@ -253,8 +253,9 @@ def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonO
 def report(deployment: Annotated[str | None, typer.Argument(help="One deployment id (default: all).")] = None,
            home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
            debug: DebugOpt = False) -> None:
-    """Write a performance report (JSON + Markdown, never overwriting) and print where it is."""
+    """Write a report folder (performance, live vs backtest, dashboards; never overwriting) and show it."""
     from execdesk.lead import service
+    from execdesk.monitor.report import format_cell
 
     data = service.report(home, deployment, db_url)
     if as_json:
@@ -266,6 +267,24 @@ def report(deployment: Annotated[str | None, typer.Argument(help="One deployment
         table.add_row(d["id"], str(d["trades"]), f"{d['win_rate']:.0%}", f"{d['pnl']:.2f}", f"{d['max_drawdown']:.2%}",
                       d["state"], str(v.get("trades", "")), f"{v.get('win_rate', 0):.0%}")
     out.print(table)
+    colours = {"ok": "green", "warn": "yellow", "critical": "red"}
+    verdict_colours = {"continue": "green", "review": "yellow", "pause": "red", "stop": "bold red"}
+    comparison = data["comparison"]
+    for c in comparison["deployments"]:
+        verdict = c["verdict"]
+        title = (f"{c['id']} ({c['name']}) live vs backtest — verdict: "
+                 f"[{verdict_colours.get(verdict or '', 'default')}]{verdict or 'n/a'}[/]")
+        if not c["rows"]:
+            out.print(f"{title}: {c.get('note', 'no comparison')}")
+            continue
+        rows = Table("metric", "backtest", "live", "drift", "status", "n", title=title)
+        for r in c["rows"]:
+            status = f"[{colours[r['status']]}]{r['status']}[/]" + ("" if r["min_sample_met"] else " (small sample)")
+            rows.add_row(r["metric"], format_cell(r["metric"], "backtest", r["backtest"]),
+                         format_cell(r["metric"], "live", r["live"]), format_cell(r["metric"], "drift", r["drift"]),
+                         status, str(r["n"]))
+        out.print(rows)
+    out.print(f"portfolio: {comparison['portfolio']['summary']}")
     for path in data["files"]:
         out.print(f"wrote {path}")
 

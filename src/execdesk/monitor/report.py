@@ -1,32 +1,63 @@
 """Performance reports from the ledger: append-only files, one new folder per report.
 
 A report folder is created exclusively (``reports/NNNN-<desk time>/``), so a report is never
-overwritten; it holds ``report.json`` (stable keys) and ``report.md`` (for people). Per deployment:
-trades, win rate, P&L, fees, max drawdown, state, its daily equity, the validation figures of
-the backtest that approved it beside the live ones, and its execution quality (fill ratio, reject
-rate, slippage against the desk's price and against the backtest's fills, fees, latency).
+overwritten. It holds:
+
+* ``report.json`` (stable keys) and ``report.md`` (for people). Per deployment: trades, win rate, P&L,
+  fees, max drawdown, state, its daily equity, the validation figures of the backtest that approved it
+  beside the live ones, and its execution quality (fill ratio, reject rate, slippage against the
+  desk's price and against the backtest's fills, fees, latency). ``report.json`` also holds the
+  comparison below under ``comparison``.
+* ``comparison.json``, ``comparison.yaml`` (the same data) and ``comparison.md``: live against
+  backtest per deployment — a row per drift rule (metric, backtest, live, drift, status ok / warn /
+  critical, with the rule, sample size and p-value) from :func:`execdesk.monitor.drift.evaluate_drift`,
+  the verdict (continue / review / pause / stop) and the live metrics
+  (:func:`execdesk.monitor.metrics.live_metrics`); and a portfolio summary.
+* ``dashboard-<deployment>.png``: four panels per deployment (:mod:`execdesk.monitor.dashboard`).
+
+docs/REPORTS.md describes every file and figure.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import yaml
 
 from execdesk.backtest.metrics import compute_metrics
 from execdesk.domain.events import EventKind
 from execdesk.errors import InvalidInput
 from execdesk.execution.quality import execution_quality
+from execdesk.monitor.dashboard import DashboardData, write_dashboard
+from execdesk.monitor.drift import VERDICTS, DriftConfig, evaluate_drift
 from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, fold_marks
+from execdesk.monitor.metrics import live_metrics
 from execdesk.monitor.trades import round_trips
+from execdesk.monitor.watch import DRAWDOWN_MIN_TRADES, bootstrap_drawdown, trade_path_drawdown
+from execdesk.monitor.watch import _baseline as _watch_baseline
 from execdesk.store.ledger import Ledger
+from execdesk.strategy.bundle import ValidationReport
 
 
-def build_report(ledger: Ledger, deployment: str | None = None) -> dict[str, Any]:
+def build_report(ledger: Ledger, deployment: str | None = None,
+                 drift_config: DriftConfig | None = None) -> dict[str, Any]:
+    """The report's data (what ``report.json`` holds) for every deployment, or only ``deployment``."""
+    return _build(ledger, deployment, drift_config or DriftConfig())[0]
+
+
+def _build(ledger: Ledger, deployment: str | None,
+           config: DriftConfig) -> tuple[dict[str, Any], list[DashboardData]]:
     state = ledger.state
     if deployment is not None and deployment not in state.deployments:
         known = ", ".join(sorted(state.deployments)) or "none"
@@ -34,24 +65,35 @@ def build_report(ledger: Ledger, deployment: str | None = None) -> dict[str, Any
     validations: dict[str, Any] = {}
     for e in ledger.events({EventKind.DEPLOYMENT_CREATED}):
         validations[e.payload["deployment_id"]] = e.payload.get("validation", {})
+    baselines = {e.payload["deployment_id"]: e.payload for e in ledger.events({EventKind.MONITOR_BASELINE})}
+    desk_capital = [float(e.payload["capital"]) for e in ledger.events({EventKind.DESK_CONFIGURED})]
+    slippage: dict[str, list[float]] = defaultdict(list)
+    for e in ledger.events({EventKind.ORDER_FILLED}):
+        slippage[e.deployment_id or ""].append(float(e.payload.get("slippage_bps", 0)))
     curves: dict[str, list[tuple[str, float]]] = {PORTFOLIO: []}
+    times: dict[str, list[int]] = {PORTFOLIO: []}
     marks = fold_marks(ledger.events(set(MARK_EVENTS)))
     last_time = 0
     for e in ledger.events({EventKind.EQUITY_SNAPSHOT}):
         stamp = pd.Timestamp(e.time, unit="s", tz="UTC").isoformat()
         last_time = e.time
         curves[PORTFOLIO].append((stamp, e.payload["equity"]))
+        times[PORTFOLIO].append(e.time)
         for dep_id, values in e.payload["deployments"].items():
             curves.setdefault(dep_id, []).append((stamp, values["equity"]))
+            times.setdefault(dep_id, []).append(e.time)
     trips = round_trips(state.fills.values())
     quality = execution_quality(ledger)
     period_end = pd.Timestamp(last_time or 0, unit="s", tz="UTC").to_pydatetime() if last_time else None
     deps = []
+    comparisons = []
+    dashboards = []
     for dep in state.deployments.values():
         if deployment is not None and dep.id != deployment:
             continue
         last_equity = marks.last_equity.get(dep.id, float(dep.capital))
         pnl = last_equity - float(dep.capital)
+        dep_trips = trips[trips.deployment_id == dep.id].reset_index(drop=True)
         deps.append({
             "id": dep.id, "strategy": dep.strategy_id, "name": dep.name, "version": dep.version,
             "pairs": dep.pairs, "state": dep.state.value, "state_reason": dep.state_reason,
@@ -61,18 +103,166 @@ def build_report(ledger: Ledger, deployment: str | None = None) -> dict[str, Any
             "win_rate": dep.wins / dep.trades if dep.trades else 0.0,
             "max_drawdown": round(marks.max_drawdown.get(dep.id, 0.0), 6),
             "validation": validations.get(dep.id, {}),
-            "metrics": _metrics(trips[trips.deployment_id == dep.id], float(dep.capital), dep.created_at, period_end),
+            "metrics": _metrics(dep_trips, float(dep.capital), dep.created_at, period_end),
             "execution": quality.get(dep.id, {}),
             "equity_curve": curves.get(dep.id, []),
         })
-    return {
-        "as_of": pd.Timestamp(last_time, unit="s", tz="UTC").isoformat() if last_time else None,
+        equity = _series(times.get(dep.id, []), [v for _, v in curves.get(dep.id, [])])
+        row, dash = compare_deployment(
+            dep.id, dep.name, float(dep.capital), validations.get(dep.id, {}), baselines.get(dep.id), dep_trips,
+            equity, slippage.get(dep.id, []), float(dep.fees), marks.max_drawdown.get(dep.id), config)
+        comparisons.append(row)
+        if dash is not None:
+            dashboards.append(dash)
+    as_of = pd.Timestamp(last_time, unit="s", tz="UTC").isoformat() if last_time else None
+    portfolio_equity = _series(times[PORTFOLIO], [v for _, v in curves[PORTFOLIO]])
+    capital = desk_capital[0] if desk_capital else float(sum(d.capital for d in state.deployments.values()))
+    portfolio = _portfolio(comparisons, portfolio_equity, trips, capital, slippage.values(),
+                           float(sum(d.fees for d in state.deployments.values())),
+                           marks.max_drawdown.get(PORTFOLIO))
+    data = {
+        "as_of": as_of,
         "trading_state": state.trading_state.value, "trading_reason": state.trading_reason,
         "portfolio": {"equity": round(marks.last_equity.get(PORTFOLIO, float(state.cash())), 2),
                       "max_drawdown": round(marks.max_drawdown.get(PORTFOLIO, 0.0), 6),
                       "equity_curve": curves[PORTFOLIO]},
         "deployments": deps,
+        "comparison": _plain({"as_of": as_of, "portfolio": portfolio, "deployments": comparisons,
+                              "drift_config": asdict(config)}),
     }
+    return data, dashboards
+
+
+def _series(times: list[int], values: list[float]) -> pd.Series:
+    index = pd.to_datetime(pd.Series(times, dtype="int64"), unit="s", utc=True)
+    return pd.Series([float(v) for v in values], index=pd.DatetimeIndex(index), dtype="float64")
+
+
+# ---------------------------------------------------------------------------------------------- comparison
+
+def validation_report(payload: dict[str, Any]) -> ValidationReport | None:
+    """The ``deployment.created`` event's validation dict as a report (None when absent or invalid).
+
+    The event holds ``model_dump(mode="json")``, which writes the average duration in ISO 8601
+    (``PT7H``) where the bundle's parser wants ``7h`` or minutes: read it back as minutes.
+    """
+    if not payload:
+        return None
+    fixed = dict(payload)
+    duration = fixed.get("avg_trade_duration")
+    if isinstance(duration, str) and duration.upper().startswith("P"):
+        try:
+            fixed["avg_trade_duration"] = pd.Timedelta(duration).total_seconds() / 60
+        except ValueError:
+            return None
+    try:
+        return ValidationReport.model_validate(fixed)
+    except ValueError:
+        return None
+
+
+def compare_deployment(dep_id: str, name: str, capital: float, validation: dict[str, Any],
+                       baseline: dict[str, Any] | None, trades: pd.DataFrame, equity: pd.Series,
+                       slippage_bps: list[float], fees: float, bar_max_drawdown: float | None,
+                       config: DriftConfig | None = None) -> tuple[dict[str, Any], DashboardData | None]:
+    """One deployment live against its backtest: rows, verdict, live metrics (and its dashboard's data).
+
+    ``trades`` are its round trips in closing order, ``equity`` its snapshot series, ``baseline`` the
+    ``monitor.baseline`` payload (the backtest's trade returns; else the validation report's own are
+    used, if any), ``bar_max_drawdown`` the monitor's bar-by-bar watermark (the larger of it and the
+    snapshot series' drawdown is the live max drawdown).
+    """
+    config = config or DriftConfig()
+    live = live_metrics(equity, trades, capital, slippage_bps, fees) if capital > 0 else None
+    report = validation_report(validation)
+    returns = baseline.get("returns") if baseline else None
+    source = baseline.get("source") if baseline else None
+    if returns is None and report is not None and report.returns:
+        returns, source = list(report.returns), "validation report"
+    entry: dict[str, Any] = {
+        "id": dep_id, "name": name,
+        "baseline": {"source": source, "returns": len(returns) if returns else 0,
+                     "validation_trades": report.trades if report else None},
+        "live_metrics": live.as_dict() if live else None,
+        "dashboard": dashboard_name(dep_id),
+    }
+    if report is None:
+        entry |= {"verdict": None, "rows": [], "note": "no valid validation report recorded: nothing to compare"}
+        return entry, None
+    # the drawdown rule as the monitor in the loop applies it (monitor/watch.py): the strategy's drawdown
+    # on its compounded closed-trade returns, against what the backtest's returns reach over as many trades
+    live_returns = trades["profit_ratio"].to_numpy(dtype=float).tolist()
+    base = _watch_baseline(report, returns)
+    drawdown: float | None = None
+    judged = base.returns is not None or report.trades >= config.min_trades
+    if len(live_returns) >= DRAWDOWN_MIN_TRADES and judged:
+        drawdown = trade_path_drawdown(live_returns)
+        if base.returns is not None:
+            base = dataclasses.replace(base, max_drawdown=bootstrap_drawdown(base.returns, len(live_returns), {}))
+    assessment = evaluate_drift(
+        base,
+        live_returns,
+        trades["trade_duration"].to_numpy(dtype=float).tolist(),
+        max_drawdown=drawdown, slippage_bps_mean=live.slippage_bps_mean if live else None,
+        fills=live.fills if live else 0, sharpe=live.sharpe if live else None, config=config, deployment=dep_id)
+    entry["equity_max_drawdown"] = max(bar_max_drawdown or 0.0, live.max_drawdown if live else 0.0)
+    entry |= {"verdict": assessment.verdict.value,
+              "rows": [{**f.as_dict(), "status": f.status.value} for f in assessment.findings]}
+    period = report.period
+    dash = DashboardData(
+        deployment=dep_id, name=name, capital=capital, equity=equity, trades=trades,
+        baseline_returns=tuple(float(r) for r in returns) if returns else None,
+        backtest_days=max((period.end - period.start).days + 1, 1), backtest_sharpe=report.sharpe,
+        backtest_max_drawdown=report.max_drawdown, verdict=assessment.verdict.value, drift=config)
+    return entry, dash
+
+
+def _portfolio(comparisons: list[dict[str, Any]], equity: pd.Series, trips: pd.DataFrame, capital: float,
+               slippage: Iterable[list[float]], fees: float, bar_max_drawdown: float | None) -> dict[str, Any]:
+    counts = {v.value: 0 for v in VERDICTS}
+    for c in comparisons:
+        if c["verdict"] is not None:
+            counts[c["verdict"]] += 1
+    judged = [c for c in comparisons if c["verdict"] is not None]
+    worst = max((VERDICTS.index(c["verdict"]) for c in judged), default=None)
+    worst_verdict = None if worst is None else VERDICTS[worst].value
+    attention = [c["id"] for c in judged if c["verdict"] != "continue"]
+    live = live_metrics(equity, trips, capital, [s for dep in slippage for s in dep], fees) if capital > 0 else None
+    drawdown = max(bar_max_drawdown or 0.0, live.max_drawdown if live else 0.0)
+    parts = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    line = f"{len(comparisons)} deployment(s): {parts or 'none judged'}"
+    if worst_verdict is not None:
+        line += f"; worst {worst_verdict}"
+        if worst_verdict != "continue":
+            line += f" ({', '.join(c['id'] for c in judged if c['verdict'] == worst_verdict)})"
+    if live is not None:
+        sharpe = "n/a" if live.sharpe is None else f"{live.sharpe:.2f}"
+        line += (f". Portfolio equity {live.equity:,.2f} ({live.pnl_pct:+.2f}%), max drawdown {drawdown:.2%}, "
+                 f"Sharpe {sharpe}, {live.trades} trades")
+    return {"summary": line, "verdicts": counts, "worst_verdict": worst_verdict, "attention": attention,
+            "max_drawdown": drawdown, "live_metrics": live.as_dict() if live else None}
+
+
+def _plain(value: Any) -> Any:
+    """JSON- and YAML-safe plain data: non-finite floats as None, tuples as lists, numpy scalars as Python."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return str(value)
+
+
+def dashboard_name(dep_id: str) -> str:
+    return f"dashboard-{re.sub(r'[^A-Za-z0-9._-]', '_', dep_id)}.png"
 
 
 def _metrics(trades: pd.DataFrame, capital: float, created_at: int, end: datetime | None) -> dict[str, Any]:
@@ -90,9 +280,16 @@ def _finite(value: float) -> float | None:
     return round(value, 6) if math.isfinite(value) else None
 
 
-def write_report(ledger: Ledger, home: Path, deployment: str | None = None) -> tuple[dict[str, Any], list[Path]]:
-    """Build the report and write it to a new folder under ``home/reports``; never overwrites."""
-    data = build_report(ledger, deployment)
+def write_report(ledger: Ledger, home: Path, deployment: str | None = None,
+                 drift_config: DriftConfig | None = None, *,
+                 dashboards: bool = True) -> tuple[dict[str, Any], list[Path]]:
+    """Build the report and write it to a new folder under ``home/reports``; never overwrites.
+
+    Files, in the order returned: report.json, report.md, comparison.json, comparison.yaml,
+    comparison.md, then (unless ``dashboards`` is False: about 0.3 s each) one
+    dashboard-<deployment>.png per deployment with a validation report.
+    """
+    data, charts = _build(ledger, deployment, drift_config or DriftConfig())
     root = home / "reports"
     root.mkdir(parents=True, exist_ok=True)
     stamp = (data["as_of"] or "empty").replace(":", "").replace("+0000", "Z")
@@ -104,12 +301,67 @@ def write_report(ledger: Ledger, home: Path, deployment: str | None = None) -> t
             break
         except FileExistsError:  # another writer took the number: take the next, never overwrite
             number += 1
-    json_path, md_path = folder / "report.json", folder / "report.md"
-    with json_path.open("x", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-    with md_path.open("x", encoding="utf-8") as fh:
-        fh.write(_markdown(data))
-    return data, [json_path, md_path]
+    comparison = data["comparison"]
+    texts = {
+        "report.json": json.dumps(data, indent=2, sort_keys=True),
+        "report.md": _markdown(data),
+        "comparison.json": json.dumps(comparison, indent=2, sort_keys=True, allow_nan=False),
+        "comparison.yaml": yaml.safe_dump(comparison, sort_keys=True, allow_unicode=True, width=120),
+        "comparison.md": comparison_markdown(comparison),
+    }
+    files = []
+    for name, text in texts.items():
+        path = folder / name
+        with path.open("x", encoding="utf-8") as fh:
+            fh.write(text)
+        files.append(path)
+    for dash in charts if dashboards else []:
+        files.append(write_dashboard(dash, folder / dashboard_name(dash.deployment)))
+    return data, files
+
+
+_PERCENT = {"max_drawdown", "win_rate"}
+_RELATIVE = {"sharpe", "max_drawdown", "win_rate", "avg_trade_duration", "slippage_bps"}
+
+
+def format_cell(metric: str, column: str, value: object) -> str:
+    """A comparison value for people: ratios as percentages, relative drifts signed, None as n/a."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "n/a"
+    if column == "drift":
+        return f"{value:+.1%}" if metric in _RELATIVE else f"{value:.3f}"
+    if metric in _PERCENT:
+        return f"{value:.1%}"
+    if metric == "avg_trade_duration":
+        return f"{value:,.0f} min"
+    if metric == "slippage_bps":
+        return f"{value:.2f} bps"
+    return f"{value:.3f}"
+
+
+def comparison_markdown(comparison: dict[str, Any]) -> str:
+    """``comparison.md``: the portfolio line, then per deployment its verdict and rule table."""
+    lines = [f"# Live vs backtest — {comparison['as_of']}", "", comparison["portfolio"]["summary"], ""]
+    for c in comparison["deployments"]:
+        lines += [f"## {c['id']} ({c['name']}) — verdict: **{c['verdict'] or 'n/a'}**", ""]
+        if not c["rows"]:
+            lines += [c.get("note", "no comparison"), ""]
+            continue
+        b, m = c["baseline"], c["live_metrics"] or {}
+        lines += [f"Backtest: {b['validation_trades']} trades in its validation report; "
+                  f"{b['returns']} trade returns from {b['source'] or 'nowhere'}. "
+                  f"Live: {m.get('trades', 0)} closed trades, {m.get('fills', 0)} fills, "
+                  f"P&L {_num(m.get('pnl'))} ({_num(m.get('pnl_pct'))}%).", "",
+                  "| metric | backtest | live | drift | status | n | rule |", "|---|---|---|---|---|---|---|"]
+        for r in c["rows"]:
+            status = r["status"] if r["min_sample_met"] else f"{r['status']} (sample too small)"
+            lines.append(f"| {r['metric']} | {format_cell(r['metric'], 'backtest', r['backtest'])} | "
+                         f"{format_cell(r['metric'], 'live', r['live'])} | "
+                         f"{format_cell(r['metric'], 'drift', r['drift'])} | {status} | {r['n']} | {r['rule']} |")
+        lines += ["", f"Dashboard: [{c['dashboard']}]({c['dashboard']})", ""]
+    lines += ["Rules, thresholds and the verdict: `execdesk.monitor.drift` (docs/REPORTS.md). Sharpe, PSR and",
+              "Page-Hinkley compare per-trade returns with the backtest's when it recorded them.", ""]
+    return "\n".join(lines)
 
 
 def _num(value: object) -> str:
@@ -143,6 +395,14 @@ def _markdown(data: dict[str, Any]) -> str:
                      f"{_num(q.get('slippage_bps_mean'))} / {_num(q.get('slippage_bps_p95'))} | "
                      f"{_num(q.get('backtest_slippage_bps_mean'))} | {_num(q.get('fees'))} | "
                      f"{_num(q.get('latency_s_mean'))} |")
+    comparison = data["comparison"]
+    lines += ["", "## Live vs backtest", "", comparison["portfolio"]["summary"], "",
+              "| deployment | verdict | warn | critical |", "|---|---|---|---|"]
+    for c in comparison["deployments"]:
+        flagged = {level: ", ".join(r["metric"] for r in c["rows"] if r["status"] == level) or "-"
+                   for level in ("warn", "critical")}
+        lines.append(f"| {c['id']} | {c['verdict'] or 'n/a'} | {flagged['warn']} | {flagged['critical']} |")
+    lines += ["", "Every rule's figures: comparison.md (and .json / .yaml); charts: dashboard-<deployment>.png."]
     lines += ["", "Live figures are from the ledger (fills, and equity marked to market at each bar's close);",
               "Sharpe and the other trade metrics are computed from the live round trips by the same code as",
               "the native backtester's (Freqtrade's formulas); backtest figures are those of the validation",
