@@ -53,7 +53,7 @@ def _deploy(ledger: Ledger, bundles: list[Any], capital: Decimal) -> list[str]:
         ledger.record(Event(0, EventKind.DEPLOYMENT_CREATED, {
             "deployment_id": dep, "strategy_id": b.id, "name": b.name, "version": b.version,
             "bundle_hash": b.bundle_hash, "timeframe": b.timeframe, "pairs": list(b.pairs), "allocation": share,
-            "capital": capital * share}, dep))
+            "capital": capital * share, "validation": b.validation.model_dump(mode="json")}, dep))
     ledger.flush()
     return ids
 
@@ -118,7 +118,7 @@ def bench_ledger(orders: int, batch: int) -> dict[str, Any]:
         ledger = Ledger.for_home(Path(home))
         _deploy(ledger, [load_bundle(BUNDLES / "trend_ema_cross.yaml")], Decimal(1_000_000))
         dep = next(iter(ledger.state.deployments))
-        oms = OrderManager(ledger, PaperVenue("USDT", Decimal(1_000_000)))
+        oms = OrderManager(ledger, PaperVenue("USDT", Decimal(10) ** 12))  # cash for every order (none rejected)
         verdict = Verdict(True, "approved", "within limits", Decimal("0.5"))
         t0 = time.perf_counter()
         for i in range(orders):

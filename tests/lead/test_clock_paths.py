@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from execdesk.clock import ReplayClock
-from execdesk.domain.events import Event
+from execdesk.domain.events import Event, EventKind
 from execdesk.lead.config import load_desk_config
 from execdesk.lead.desk import run_desk
 from execdesk.store.ledger import Ledger
@@ -53,3 +53,34 @@ def test_loop_when_clock_is_live_then_no_event_is_stamped_after_the_clock_and_re
     assert late == []
     assert clock.waits > 100, "the live path waits for bars to close"
     assert _trading_events(tmp_path / "live") == _trading_events(tmp_path / "replay")
+
+
+class LateClock(SteppingClock):
+    """A wall clock that has run on past the data: the feed's candles stop a day before 'now'."""
+
+    def __init__(self, now: int) -> None:
+        super().__init__()
+        self.t = now
+
+
+def test_loop_when_clock_runs_past_the_last_candle_then_stale_data_is_a_critical_alert(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    # Arrange: the market ends 2024-04-15 00:00 (1h bars); the clock says 2024-04-16 00:00
+    config = load_desk_config(write_config())
+    now = 1_713_225_600
+
+    # Act
+    run_desk(config, tmp_path / "late", clock=LateClock(now))
+
+    # Assert: the last candle opened 2024-04-14 23:00; the next one closes at 2024-04-15 01:00 and is 23 h late
+    with Ledger.for_home(tmp_path / "late") as ledger:
+        stale = [e for e in ledger.events({EventKind.ALERT_RAISED}) if e.payload["code"] == "stale_data"]
+        assert len(stale) == 1
+        assert stale[0].payload["level"] == "CRITICAL"
+        assert stale[0].payload["evidence"]["overdue_s"] == now - (1_713_135_600 + 2 * 3600)
+
+
+def test_loop_when_clock_is_replay_then_no_stale_data_alert(write_config: Callable[..., Path], tmp_path: Path) -> None:
+    run_desk(load_desk_config(write_config()), tmp_path / "replay", clock=ReplayClock())
+    with Ledger.for_home(tmp_path / "replay") as ledger:
+        assert not [e for e in ledger.events({EventKind.ALERT_RAISED}) if e.payload["code"] == "stale_data"]

@@ -124,6 +124,8 @@ class DeskLoop:
                 break
             self._bar(nxt)
             cur = nxt
+        if n and not isinstance(self.clock, ReplayClock):
+            self.watch.check_stale(int(self.market.time[n - 1]), int(self.clock.now()), self.market.tf_seconds)
         if n:
             # every lane candle closing in this run's bars was evaluated (most of them in vectorised stretches)
             self.stats.evaluations = sum(s.lane.evaluations_from(start) for s in self._slots)

@@ -25,6 +25,7 @@ Alert de-duplication is the router's: a standing condition is not re-sent every 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +35,8 @@ import pandas as pd
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.state import FillRecord
 from execdesk.domain.types import AlertLevel
-from execdesk.monitor.anomalies import current_losing_streak, losing_streak_limit, volume_spikes
-from execdesk.monitor.drift import Baseline, DriftBook, DriftConfig, Status
+from execdesk.monitor.anomalies import current_losing_streak, is_stale, losing_streak_limit, volume_spikes
+from execdesk.monitor.drift import METRICS, STATUSES, VERDICTS, Baseline, DriftBook, DriftConfig, Finding, Status
 from execdesk.monitor.equity import PORTFOLIO, Snapshot
 from execdesk.monitor.trades import RoundTrips
 from execdesk.strategy.bundle import ValidationReport
@@ -60,7 +61,8 @@ class Watch:
         for e in ledger.events({EventKind.DEPLOYMENT_CREATED, EventKind.MONITOR_BASELINE}):
             dep = e.payload["deployment_id"]
             if e.kind is EventKind.DEPLOYMENT_CREATED:
-                validations[dep] = validation_of(e.payload["validation"])
+                if e.payload.get("validation"):  # a deployment without its backtest's report is not compared
+                    validations[dep] = validation_of(e.payload["validation"])
             else:
                 samples[dep] = e.payload
         self.ids = [d for d in ledger.state.deployments if d in validations]
@@ -72,6 +74,7 @@ class Watch:
         self._slip_sum = np.zeros(len(self.ids))
         self._fills = np.zeros(len(self.ids), dtype=np.int64)
         self._verdict: dict[str, str] = {}
+        self._status: dict[tuple[str, str], int] = {}  # (deployment, metric) -> the last status alerted on
         for e in ledger.events({EventKind.DRIFT_ASSESSED}):
             self._verdict[e.payload["deployment_id"]] = e.payload["verdict"]
         state = ledger.state
@@ -116,6 +119,18 @@ class Watch:
                         f"{new} venue call(s) failed after their retries ({errors} in this run)",
                         {"failed_calls": new, "total": errors, "venue": self.loop.venue.name}, "executor")
 
+    def check_stale(self, last_bar_open: int, now: int, timeframe_s: int) -> bool:
+        """On a wall clock: the data has no candle although one is due (the feed stopped). CRITICAL."""
+        if not is_stale(last_bar_open, now, timeframe_s):
+            self.loop.router.clear("stale_data", PORTFOLIO)
+            return False
+        late = now - (last_bar_open + 2 * timeframe_s)
+        self._alert(now, AlertLevel.CRITICAL, "stale_data", PORTFOLIO,
+                    f"no candle since the bar of {pd.Timestamp(last_bar_open, unit='s', tz='UTC'):%Y-%m-%d %H:%M}: "
+                    f"the next one is {late} s overdue", {"last_bar_open": last_bar_open, "now": now,
+                                                          "overdue_s": late, "timeframe_s": timeframe_s})
+        return True
+
     # ---------------------------------------------------------------- trades
     def _take(self, fills: Sequence[FillRecord], alert: bool, t: int = 0) -> None:
         state = self.loop.ledger.state
@@ -146,22 +161,44 @@ class Watch:
                 self._streak(t, dep)
 
     def _assess(self, t: int, deployments: list[str]) -> None:
-        for assessment in self.book.evaluate([self.row[d] for d in deployments]):
-            dep = assessment.deployment
-            for f in assessment.findings:
-                code = f"drift_{f.metric}"
-                if f.status is Status.OK:
+        """Re-assess ``deployments``; alert on each rule that newly warns or escalates, clear the ones back
+        to ok, record a changed verdict. Only cells that changed are turned into records (the book answers
+        in arrays: a standing condition costs nothing per trade)."""
+        book = self.book
+        a = book.evaluate_arrays([self.row[d] for d in deployments])
+        status, verdicts = a["status"], a["verdict"]
+        for i, row in enumerate(a["rows"].tolist()):
+            dep = self.ids[row]
+            for j, metric in enumerate(METRICS):
+                now = int(status[i, j])
+                before = self._status.get((dep, metric), 0)
+                if now == before:
+                    continue
+                self._status[(dep, metric)] = now
+                code = f"drift_{metric}"
+                if now == 0:
                     self.loop.router.clear(code, dep)
                     continue
+                if now < before:  # critical back to warn: the standing alert stays; it is news only upward
+                    continue
+                f = self._finding(a, i, j, row)
                 self._alert(t, _LEVEL[f.status], code, dep,
-                            f"{dep}: {f.metric} {_fmt(f.live)} vs backtest {_fmt(f.backtest)} ({f.rule})",
-                            {k: v for k, v in f.as_dict().items() if k != "status"} | {"status": f.status.value})
-            verdict = assessment.verdict.value
+                            f"{dep}: {metric} {_fmt(f.live)} vs backtest {_fmt(f.backtest)} ({f.rule})",
+                            _evidence(f))
+            verdict = VERDICTS[int(verdicts[i])].value
             if self._verdict.get(dep, "continue") != verdict:
                 self._verdict[dep] = verdict
+                findings = [_evidence(self._finding(a, i, j, row)) for j in range(len(METRICS)) if status[i, j]]
                 self.loop.record(Event(t, EventKind.DRIFT_ASSESSED, {
-                    "deployment_id": dep, "verdict": verdict, "trades": int(self.book.n[self.row[dep]]),
-                    "findings": [f.as_dict() for f in assessment.findings if f.status is not Status.OK]}, dep))
+                    "deployment_id": dep, "verdict": verdict, "trades": int(book.n[row]), "findings": findings}, dep))
+
+    def _finding(self, a: dict[str, Any], i: int, j: int, row: int) -> Finding:
+        book, metric = self.book, METRICS[j]
+        return Finding(metric, _num(a["backtest"][i, j]), _num(a["live"][i, j]), _num(a["drift"][i, j]),
+                       STATUSES[a["status"][i, j]],
+                       book._rule(metric, int(a["ph_warn_at"][i]), int(a["ph_critical_at"][i]), row),
+                       bool(a["min_sample_met"][i, j]), _num(a["p_value"][i, j]),
+                       int(book.fills[row] if metric == "slippage_bps" else book.n[row]))
 
     def _streak(self, t: int, dep: str) -> None:
         returns = np.array(self.returns[dep])
@@ -214,21 +251,32 @@ def trade_path_drawdown(returns: Sequence[float]) -> float:
     return float(np.max(1.0 - path / peaks))
 
 
-def bootstrap_drawdown(sample: Sequence[float], n: int, cache: dict[int, float], paths: int = 2000,
+def bootstrap_drawdown(sample: Sequence[float], n: int, cache: dict[int, float], paths: int = 1000,
                        quantile: float = 0.999) -> float:
     """The drawdown the backtest's trade returns reach over ``n`` trades in all but 0.1% of orderings: the
     ``quantile`` (0.999) of the max drawdowns of ``paths`` paths of ``n`` returns drawn from ``sample`` (seeded,
     so the same sample and ``n`` give the same figure). A longer live record may lawfully see a deeper
     drawdown than the backtest's single path: this is what "above the backtest's" is measured against."""
+    n = _grid(n)  # on a grid 10-25% apart (rounded up: a longer record may go deeper), so few are computed
     if n in cache:
         return cache[n]
     rng = np.random.default_rng(n)
+    paths = max(200, min(paths, 400_000 // n))  # long records: fewer paths (the quantile moves slowly with n)
     draws = rng.choice(np.asarray(sample, dtype=np.float64), size=(paths, n))
     path = np.cumprod(1.0 + draws, axis=1)
     peaks = np.maximum(np.maximum.accumulate(path, axis=1), 1.0)
     value = float(np.quantile((1.0 - path / peaks).max(axis=1), quantile))
     cache[n] = value
     return value
+
+
+def _grid(n: int) -> int:
+    """The smallest of 1, 2, ..., 10, 11, 13, 15, ... (each about 10% above the last, 25% past 100)
+    that is >= ``n``."""
+    g = 1
+    while g < n:
+        g = g + 1 if g < 10 else math.ceil(g * (1.1 if g < 100 else 1.25))
+    return g
 
 
 def _baseline(report: ValidationReport, returns: Sequence[float] | None) -> Baseline:
@@ -249,6 +297,15 @@ def validation_of(payload: dict[str, Any]) -> ValidationReport:
     if isinstance(duration, str) and duration.startswith("P"):
         data["avg_trade_duration"] = pd.Timedelta(duration).total_seconds() / 60
     return ValidationReport.model_validate(data)
+
+
+def _num(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _evidence(f: Finding) -> dict[str, Any]:
+    return {"metric": f.metric, "backtest": f.backtest, "live": f.live, "drift": f.drift, "status": f.status.value,
+            "rule": f.rule, "min_sample_met": f.min_sample_met, "p_value": f.p_value, "n": f.n}
 
 
 def _fmt(value: float | None) -> str:

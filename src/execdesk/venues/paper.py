@@ -114,6 +114,7 @@ class PaperVenue:
         self._fill_count: dict[ClientOrderId, int] = {}  # fills per order, for unique fill ids
         self._last_price: dict[str, Decimal] = {}
         self._last_bar: dict[str, int] = {}
+        self._held: Decimal | None = None  # cache of _held_cash()
         self._db: sqlite3.Connection | None = None
         if store is not None:
             self._open_store(store)
@@ -148,6 +149,7 @@ class PaperVenue:
             return False
         self._orders[client_order_id] = replace(order, status=OrderStatus.CANCELED, reason="cancelled by the client")
         self._pending.remove(client_order_id)
+        self._held = None
         self._save([self._orders[client_order_id]], [])
         return True
 
@@ -190,21 +192,26 @@ class PaperVenue:
             raise OrderRejected(self.name, "min_notional", f"order {coid} notional {notional:.2f} is below the "
                                                            f"minimum {cfg.min_notional}")
         if order.side is Side.BUY:
-            cost = notional * (1 + self._taker) + self._held_cash()
-            if cost > self._cash:
+            cost = notional * (1 + self._taker)
+            held = self._held_cash()
+            if cost + held > self._cash:
                 raise OrderRejected(self.name, "insufficient_balance",
                                     f"order {coid} costs {notional:.2f} plus fee; free cash is "
-                                    f"{self._cash - self._held_cash():.2f}")
+                                    f"{self._cash - held:.2f}")
+            self._held = held + cost  # this order is about to be accepted
 
     def _held_cash(self) -> Decimal:
-        """What the open buy orders will cost at their prices (the last price for market orders)."""
-        held = ZERO
-        for coid in self._pending:
-            o = self._orders[coid]
-            if o.side is Side.BUY:
-                price = o.price or o.stop_price or o.ref_price or self._last_price.get(o.pair, ZERO)
-                held += (o.qty - o.filled_qty) * price * (1 + self._taker)
-        return held
+        """What the open buy orders will cost at their prices (the last price for market orders); kept
+        between submits, recomputed after anything else changed the open orders."""
+        if self._held is None:
+            held = ZERO
+            for coid in self._pending:
+                o = self._orders[coid]
+                if o.side is Side.BUY:
+                    price = o.price or o.stop_price or o.ref_price or self._last_price.get(o.pair, ZERO)
+                    held += (o.qty - o.filled_qty) * price * (1 + self._taker)
+            self._held = held
+        return self._held
 
     # ---------------------------------------------------------------- market data
     def has_pending(self) -> bool:
@@ -272,6 +279,7 @@ class PaperVenue:
             if self._orders[coid].status.is_open:
                 still.append(coid)
         self._pending = still
+        self._held = None
         self._save(changed, done)
         return done
 
@@ -318,6 +326,7 @@ class PaperVenue:
     # ---------------------------------------------------------------- restart (embedded)
     def restore(self, state: DeskState) -> None:
         """Take balances, positions and resting orders from the ledger's state (a restarted embedded desk)."""
+        self._held = None
         if self._db is not None:
             return  # a persistent venue keeps its own book: the desk reconciles against it instead
         self._cash = state.cash()
