@@ -123,11 +123,11 @@ def test_submit_when_approved_then_order_recorded_but_venue_has_nothing_until_se
     # Act 2
     oms.send()
 
-    # Assert 2: the venue has it and acknowledged it (NEW -> SUBMITTED, with the venue's id)
+    # Assert 2: the venue has it; an embedded venue's acknowledgement is not recorded (it is rebuilt from
+    # the ledger and accepts synchronously): the order stays NEW until it fills (see the remote venue test)
     assert [o.client_order_id for o in venue.open_orders()] == [expected]
     assert venue.open_orders()[0].submitted_at == T_SIGNAL + H
-    assert ledger.state.orders[expected].status is OrderStatus.SUBMITTED
-    assert ledger.state.orders[expected].venue_order_id == "paper-1"
+    assert ledger.state.orders[expected].status is OrderStatus.NEW
 
 
 def test_send_when_venue_is_remote_then_order_submitted_event_on_disk_before_the_venue_call(ledger: Ledger) -> None:
@@ -140,9 +140,10 @@ def test_send_when_venue_is_remote_then_order_submitted_event_on_disk_before_the
     oms.send()
 
     # Assert: when the venue heard of the order, the ledger on disk already held it; its
-    # acknowledgement is recorded after the call (and flushed before the next one)
+    # acknowledgement is recorded after the call (and flushed before the next one), with the venue's id
     assert venue.on_disk_at_submit == [[coid]]
     assert ledger.state.orders[coid].status is OrderStatus.SUBMITTED
+    assert ledger.state.orders[coid].venue_order_id == "paper-1"
     assert ledger.pending == 1  # the acknowledgement, flushed with the next batch
 
 
@@ -352,4 +353,5 @@ def test_send_when_one_order_rejected_then_the_others_in_the_batch_still_go(ledg
     big = oms.submit(intent(signal_time=T_SIGNAL + H), approved("2"), T_SIGNAL + H)
     oms.send(T_SIGNAL + H)
     assert ledger.state.orders[small or ""].status is OrderStatus.REJECTED
-    assert ledger.state.orders[big or ""].status is OrderStatus.SUBMITTED
+    assert ledger.state.orders[big or ""].status is OrderStatus.NEW
+    assert venue.order(ClientOrderId(big or "")) is not None

@@ -9,8 +9,10 @@
   dies with the process, so for it the ledger is flushed in batches of :data:`EMBEDDED_FLUSH_EVERY`
   events instead.
 * The venue's answer moves the order through the state machine (:data:`~execdesk.domain.types.
-  ORDER_TRANSITIONS`): ``order.accepted`` (SUBMITTED), ``order.filled`` (PARTIALLY_FILLED, FILLED),
-  ``order.canceled``, ``order.rejected`` (with the venue's reason), ``order.expired``.
+  ORDER_TRANSITIONS`): ``order.accepted`` (SUBMITTED; from venues outside the desk's process — an
+  embedded venue accepts synchronously and is rebuilt from the ledger, so its orders go from NEW
+  straight to their fills or end), ``order.filled`` (PARTIALLY_FILLED, FILLED), ``order.canceled``,
+  ``order.rejected`` (with the venue's reason), ``order.expired``.
 * Temporary venue errors (timeouts, rate limits, disconnects) are retried with exponential backoff and
   jitter (:class:`~execdesk.execution.retry.RetryPolicy`); what still fails stays queued and is tried
   again at the next send (a submit whose outcome is unknown is safe to repeat: ids are idempotent). A
@@ -178,7 +180,9 @@ class OrderManager:
             if rec.status.is_open:
                 self._record_end(ack.client_order_id, ack.status, ack.reason or "ended by the venue", time)
             return
-        if rec.status is OrderStatus.NEW:
+        if rec.status is OrderStatus.NEW and not self.venue.embedded:
+            # (an embedded venue accepts synchronously inside the desk's process and is rebuilt from the
+            # ledger: its acknowledgement is no news; its orders go NEW -> fills or an end)
             self.ledger.record(Event(time, EventKind.ORDER_ACCEPTED, {
                 "client_order_id": ack.client_order_id, "venue": self.venue.name,
                 **({"venue_order_id": ack.venue_order_id} if ack.venue_order_id else {})}, rec.deployment_id))

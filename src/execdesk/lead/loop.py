@@ -105,6 +105,7 @@ class DeskLoop:
         self.lead.on_reconciled(report, self._time(start))
         self.pretrade.rebuild(state, self._closes(max(start - 1, 0)), self._time(start))
         self.watch = Watch(self)
+        self.watch.start_at(start)
         self.record(Event(self._time(start), EventKind.RUN_STARTED, {
             "from_bar": start, "bars": self.market.n,
             "until": self.market.close_time(self.market.n - 1) if self.market.n else None}))

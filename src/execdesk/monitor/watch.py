@@ -74,15 +74,27 @@ class Watch:
         self._slip_sum = np.zeros(len(self.ids))
         self._fills = np.zeros(len(self.ids), dtype=np.int64)
         self._verdict: dict[str, str] = {}
-        self._status: dict[tuple[str, str], int] = {}  # (deployment, metric) -> the last status alerted on
         for e in ledger.events({EventKind.DRIFT_ASSESSED}):
             self._verdict[e.payload["deployment_id"]] = e.payload["verdict"]
         state = ledger.state
-        history = sorted(state.fills.values(), key=lambda f: (f.time, f.fill_id))
-        self._take(history, alert=False)
         self._venue_errors = 0
         self._volume_from = 0
         self._dd_cache: dict[str, dict[int, float]] = {}
+        self._status: dict[tuple[str, str], int] = {}  # (deployment, rule) -> the last status alerted on
+        history = sorted(state.fills.values(), key=lambda f: (f.time, f.fill_id))
+        self._take(history, alert=False)
+        if history:  # a restart: take up the statuses the run had, so that standing conditions are not news
+            self._observe()
+            a = self.book.evaluate_arrays()
+            for i, row in enumerate(a["rows"].tolist()):
+                for j, metric in enumerate(METRICS):
+                    self._status[(self.ids[row], metric)] = int(a["status"][i, j])
+            for dep in self.ids:
+                self._status[(dep, "losing_streak")] = int(self._streak_long(dep) is not None)
+
+    def start_at(self, g: int) -> None:
+        """The run starts at grid bar ``g``: market anomalies are looked for from there on."""
+        self._volume_from = g
 
     # ---------------------------------------------------------------- what the loop calls
     def on_fills(self, t: int, fills: Sequence[FillRecord]) -> None:
@@ -90,6 +102,11 @@ class Watch:
 
     def on_snapshot(self, snap: Snapshot) -> None:
         t = self.loop.market.close_time(snap.g)
+        self._observe()
+        self._assess(t, list(self.ids))
+        self._volume(t, snap.g)
+
+    def _observe(self) -> None:
         rows = np.arange(len(self.ids))
         # the strategy's drawdown as its backtest measures it: on the compounded closed-trade returns (sizing
         # and unrealised swings are the risk manager's: its ladders watch equity)
@@ -107,8 +124,6 @@ class Watch:
         with np.errstate(invalid="ignore", divide="ignore"):
             slippage = np.where(self._fills > 0, self._slip_sum / np.maximum(self._fills, 1), np.nan)
         self.book.observe(rows, max_drawdown=drawdown, slippage_bps_mean=slippage, fills=self._fills)
-        self._assess(t, list(self.ids))
-        self._volume(t, snap.g)
 
     def after_bar(self, t: int) -> None:
         errors = self.loop.oms.stats.venue_errors
@@ -200,18 +215,31 @@ class Watch:
                        bool(a["min_sample_met"][i, j]), _num(a["p_value"][i, j]),
                        int(book.fills[row] if metric == "slippage_bps" else book.n[row]))
 
-    def _streak(self, t: int, dep: str) -> None:
-        returns = np.array(self.returns[dep])
+    def _streak_long(self, dep: str) -> tuple[int, int] | None:
+        """(streak, limit) when the current losing streak is longer than the backtest allows, else None."""
+        returns = self.returns[dep]
         baseline = self.baselines[self.row[dep]]
         limit = losing_streak_limit(baseline.win_rate, max(len(returns), 1))
-        streak = current_losing_streak(returns)
-        if streak > limit and len(returns) >= 5:
-            self._alert(t, AlertLevel.WARNING, "losing_streak", dep,
-                        f"{dep}: {streak} losing trades in a row; its backtest's win rate "
-                        f"{baseline.win_rate:.0%} makes more than {limit} implausible over {len(returns)} trades",
-                        {"streak": streak, "limit": limit, "trades": len(returns), "win_rate": baseline.win_rate})
-        else:
-            self.loop.router.clear("losing_streak", dep)
+        streak = current_losing_streak(np.asarray(returns[-(limit + 1):]))  # only the tail can matter
+        return (streak, limit) if streak > limit and len(returns) >= 5 else None
+
+    def _streak(self, t: int, dep: str) -> None:
+        long = self._streak_long(dep)
+        before = self._status.get((dep, "losing_streak"), 0)
+        self._status[(dep, "losing_streak")] = int(long is not None)
+        if long is None:
+            if before:
+                self.loop.router.clear("losing_streak", dep)
+            return
+        if before:
+            return  # standing: said already
+        streak, limit = long
+        baseline = self.baselines[self.row[dep]]
+        n = len(self.returns[dep])
+        self._alert(t, AlertLevel.WARNING, "losing_streak", dep,
+                    f"{dep}: {streak} losing trades in a row; its backtest's win rate "
+                    f"{baseline.win_rate:.0%} makes more than {limit} implausible over {n} trades",
+                    {"streak": streak, "limit": limit, "trades": n, "win_rate": baseline.win_rate})
 
     # ---------------------------------------------------------------- market
     def _volume(self, t: int, g: int) -> None:
@@ -234,6 +262,7 @@ class Watch:
                             f"{pd.Timestamp(int(market.time[at]), unit='s', tz='UTC'):%Y-%m-%d %H:%M} is "
                             f"{float(np.nanmax(zr)):.1f} sigma above its last {VOLUME_WINDOW} bars",
                             {"pair": pair, "z": round(float(np.nanmax(zr)), 3), "bar_time": int(market.time[at])})
+                self.loop.router.clear("volume_spike", PORTFOLIO)  # an event, not a condition: each one is news
         self._volume_from = g + 1
 
     def _alert(self, t: int, level: AlertLevel, code: str, scope: str, message: str, evidence: dict[str, Any],
