@@ -81,10 +81,7 @@ def test_watch_when_deployments_are_healthy_across_seeds_then_no_critical_drift_
     critical = len({k.rsplit(":", 1)[0] for k in flagged if k.endswith("CRITICAL")})
     print(f"\nhealthy deployment runs: {runs}; drift alerts: {dict(codes)}; "
           f"runs with any drift alert: {warned}/{runs}; with a critical one: {critical}/{runs}")
-    # measured (seeds 1-8, 16 deployment runs): 1 critical, the drawdown rule, where the desk's stop exits (at
-    # the next open, with slippage) gave a fatter loss tail than the backtest's (at the stop price) - an
-    # execution difference the monitor does see; the trade-return rules never go critical on healthy runs
-    assert critical <= 1, codes
-    assert not any(c.split(":")[0] in ("drift_sharpe", "drift_psr", "drift_page_hinkley") and c.endswith("CRITICAL")
-                   for c in codes)
-    assert warned <= runs * 0.75
+    # measured (seeds 1-8, 16 deployment runs): no critical; 6 of 16 runs warned at least once (mostly the
+    # drawdown rule at 0.8x its reference, and KS) - warnings ask for a review, they stop nothing
+    assert critical == 0, codes
+    assert warned <= runs * 0.5
