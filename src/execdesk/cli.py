@@ -290,6 +290,26 @@ def report(deployment: Annotated[str | None, typer.Argument(help="One deployment
 
 
 @app.command()
+@command
+def rearm(by: Annotated[str, typer.Option("--by", help="Who re-arms (recorded).")],
+          reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+          deployment: Annotated[str | None, typer.Option("--deployment", help="One deployment (default: the desk).")]
+          = None,
+          home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
+          debug: DebugOpt = False) -> None:
+    """Re-arm the desk (or one deployment) by hand after the circuit breaker, a kill or a ladder step."""
+    from execdesk.lead import service
+
+    data = service.rearm(home, by, reason, deployment, db_url)
+    if as_json:
+        _emit_json(data)
+        return
+    out.print(f"{data['scope']} re-armed by {data['by']}: {data['lifted']['state']} ({data['lifted']['reason']}, "
+              f"ladder step {data['lifted']['ladder_step']}) -> ACTIVE; drawdown measured from "
+              f"{data['peak_reset_to'] if data['peak_reset_to'] is not None else 'the next mark'}")
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     out.print(__version__)

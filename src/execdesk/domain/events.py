@@ -40,6 +40,7 @@ class EventKind(StrEnum):
     BREACH_AUTHORIZED = "breach.authorized"
     RISK_ASSESSED = "risk.assessed"
     LADDER_STEPPED = "risk.ladder_stepped"
+    REARMED = "lead.rearmed"
     ALLOCATION_STAGED = "risk.allocation_staged"
     RUN_STARTED = "run.started"
     RUN_PROGRESS = "run.progress"

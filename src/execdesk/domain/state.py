@@ -211,6 +211,17 @@ def _on_ladder_stepped(s: DeskState, e: Event) -> None:
         s.dirty.add(("deployment", dep.id))
 
 
+def _on_rearmed(s: DeskState, e: Event) -> None:
+    """A human re-armed the desk or a deployment: its ladder starts again from no step."""
+    s.states_version += 1
+    if e.deployment_id is None:
+        s.ladder_step = 0
+        s.dirty.add(("desk", None))
+    else:
+        s.deployments[e.deployment_id].ladder_step = 0
+        s.dirty.add(("deployment", e.deployment_id))
+
+
 def _on_allocation_staged(s: DeskState, e: Event) -> None:
     s.states_version += 1
     p = e.payload
@@ -362,6 +373,7 @@ _HANDLERS = {
     EventKind.DEPLOYMENT_STATE_CHANGED: _on_deployment_state,
     EventKind.TRADING_STATE_CHANGED: _on_trading_state,
     EventKind.LADDER_STEPPED: _on_ladder_stepped,
+    EventKind.REARMED: _on_rearmed,
     EventKind.ALLOCATION_STAGED: _on_allocation_staged,
     EventKind.ORDER_SUBMITTED: _on_submitted,
     EventKind.ORDER_ACCEPTED: _on_accepted,

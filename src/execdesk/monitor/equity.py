@@ -112,7 +112,8 @@ class Watermarks:
         return marks
 
 
-MARK_EVENTS = (EventKind.RUN_PROGRESS, EventKind.RUN_COMPLETED)
+#: events whose ``marks`` payload moves the watermarks (a re-arm resets the peak it re-arms from)
+MARK_EVENTS = (EventKind.RUN_PROGRESS, EventKind.RUN_COMPLETED, EventKind.REARMED)
 
 
 def fold_marks(events: Iterable[Event]) -> Watermarks:

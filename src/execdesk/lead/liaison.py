@@ -1,0 +1,649 @@
+"""The lead's liaison: structured messages to Validation, the Orchestrator and HR; the bundle inbox.
+
+A :class:`Message` is one JSON record (and its Markdown rendering) with the numbers behind it.
+:class:`Outbox` writes each to ``<root>/<to>/<YYYYMMDD-HHMMSS>-<kind>-<id8>.json`` and ``.md``,
+created exclusively: a message's ``id`` is derived from its recipient, kind, subject, desk time
+(and an optional ``key``), so a replay re-run writes the same names and sending again is a no-op;
+a *different* message at a taken name is an :class:`OutboxConflict`, and nothing is overwritten.
+:class:`Liaison` adds webhook posting (a JSON POST per recipient, the URL read from an environment
+variable, failures returned as a :class:`~execdesk.monitor.alerts.SinkResult`, never raised).
+:class:`DecisionRequests` asks the Orchestrator to approve or deny and records the answer in
+``<root>/decisions/<request_id>.json``, once. :class:`Inbox` takes validated bundles from Validation:
+each is moved to ``taken/`` or, when :func:`~execdesk.strategy.load_bundle` refuses it, to
+``rejected/`` with the reason beside it; nothing is deleted.
+
+No clock is read here: every time is the desk's, passed in. See ``docs/LIAISON.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import time as _time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from execdesk.errors import ExecdeskError, InvalidInput, TemporaryError
+from execdesk.execution.retry import RetryPolicy
+from execdesk.monitor.alerts import RetrySection, SinkResult, WebhookSink, redact_url
+from execdesk.strategy import load_bundle
+from execdesk.strategy.bundle import SUFFIXES, is_bundle_folder
+
+log = logging.getLogger("execdesk.liaison")
+
+Recipient = Literal["validation", "orchestrator", "hr"]
+RECIPIENTS: tuple[str, ...] = ("validation", "orchestrator", "hr")
+#: Every message kind and who receives it.
+KINDS: dict[str, str] = {
+    "live_feedback": "validation",
+    "revalidation_request": "validation",
+    "portfolio_status": "orchestrator",
+    "escalation": "orchestrator",
+    "decision_request": "orchestrator",
+    "team_performance": "hr",
+    "capacity_flag": "hr",
+}
+SCHEMA = "execdesk.liaison/1"
+DECISIONS = "decisions"
+_REQUEST_ID = re.compile(r"^dr-[0-9a-f]{12}$")
+_OPTION = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+class OutboxConflict(ExecdeskError):
+    """A different message (or a stray file) already holds the name a message would be written to."""
+
+
+class AlreadyAnswered(InvalidInput):
+    """A decision request was answered before; the message names the first answer."""
+
+
+# ------------------------------------------------------------------------------------------- message
+
+
+def message_id(to: str, kind: str, subject: str, time: int, key: str = "") -> str:
+    """16 hex digits of ``sha256(to|kind|subject|time|key)``: the same message gets the same id."""
+    return hashlib.sha256(f"{to}|{kind}|{subject}|{time}|{key}".encode()).hexdigest()[:16]
+
+
+def _json_safe(value: Any, where: str) -> Any:
+    """``value`` as plain JSON data: Decimal -> str (exact), Enum -> value, datetime -> ISO-8601,
+    Path -> str, set -> sorted list, non-finite float -> "NaN" / "Infinity" / "-Infinity"."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else ("NaN" if math.isnan(value) else
+                                                   ("Infinity" if value > 0 else "-Infinity"))
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return _json_safe(value.value, where)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidInput(f"{where}: key {k!r} is a {type(k).__name__}; expected a string")
+            out[k] = _json_safe(v, f"{where}.{k}")
+        return out
+    if isinstance(value, set | frozenset):
+        return sorted((_json_safe(v, f"{where}[]") for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    if isinstance(value, list | tuple):
+        return [_json_safe(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise InvalidInput(f"{where}: a {type(value).__name__} is not JSON data; expected numbers, text, lists, mappings")
+
+
+def _iso(t: int) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message. ``time`` epoch seconds on the desk's clock; ``to`` validation | orchestrator | hr
+    (must match :data:`KINDS` for ``kind``); ``subject`` a deployment / strategy id or ``"portfolio"``;
+    ``summary`` one line; ``body`` the evidence (made plain JSON data, see :func:`_json_safe`);
+    ``options`` the answers a ``decision_request`` accepts (none for other kinds); ``key`` tells apart
+    two messages of one kind and subject at one time (a decision request's question). ``id`` is
+    :func:`message_id`, computed; ``request_id`` is ``dr-<id12>`` for a decision request."""
+
+    time: int
+    to: str
+    kind: str
+    subject: str
+    summary: str
+    body: Mapping[str, Any] = field(default_factory=dict)
+    options: tuple[str, ...] = ()
+    key: str = ""
+    id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.time, bool) or not isinstance(self.time, int) or self.time < 0:
+            raise InvalidInput(f"message time: got {self.time!r}; expected epoch seconds (an int >= 0)")
+        if self.kind not in KINDS:
+            raise InvalidInput(f"message kind: got {self.kind!r}; expected one of {', '.join(KINDS)}")
+        if self.to != KINDS[self.kind]:
+            raise InvalidInput(f"message to: a {self.kind} goes to {KINDS[self.kind]}, not {self.to!r}")
+        for name in ("subject", "summary"):
+            text = getattr(self, name)
+            if not isinstance(text, str) or not text.strip() or "\n" in text or "\r" in text:
+                raise InvalidInput(f"message {name}: got {text!r}; expected one non-empty line")
+        if not isinstance(self.body, Mapping):
+            raise InvalidInput(f"message body: got a {type(self.body).__name__}; expected a mapping")
+        object.__setattr__(self, "body", _json_safe(self.body, "body"))
+        options = tuple(self.options)
+        object.__setattr__(self, "options", options)
+        if self.kind == "decision_request":
+            bad = [o for o in options if not isinstance(o, str) or not _OPTION.match(o)]
+            if not options or bad or len(set(options)) != len(options):
+                raise InvalidInput(f"message options: got {list(options)!r}; expected distinct lower-case words, "
+                                   "e.g. ['approve', 'deny']")
+        elif options:
+            raise InvalidInput(f"message options: only a decision_request has options, not a {self.kind}")
+        object.__setattr__(self, "id", message_id(self.to, self.kind, self.subject, self.time, self.key))
+
+    @property
+    def request_id(self) -> str | None:
+        """``dr-<first 12 hex of id>`` for a decision request (what ``execdesk approve`` takes), else None."""
+        return _request_id(self.id) if self.kind == "decision_request" else None
+
+    @property
+    def stem(self) -> str:
+        """The file name without suffix: ``<YYYYMMDD-HHMMSS>-<kind>-<id8>`` (UTC)."""
+        stamp = datetime.fromtimestamp(self.time, UTC).strftime("%Y%m%d-%H%M%S")
+        return f"{stamp}-{self.kind}-{self.id[:8]}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"schema": SCHEMA, "id": self.id, "time": self.time, "time_iso": _iso(self.time),
+                               "to": self.to, "kind": self.kind, "subject": self.subject, "summary": self.summary,
+                               "body": dict(self.body)}
+        if self.key:
+            out["key"] = self.key
+        if self.kind == "decision_request":
+            out["request_id"] = self.request_id
+            out["options"] = list(self.options)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<message>") -> Message:
+        """The message a :meth:`to_dict` record describes; its stored ``id`` must match the content."""
+        try:
+            message = cls(time=data["time"], to=data["to"], kind=data["kind"], subject=data["subject"],
+                          summary=data["summary"], body=data.get("body", {}), options=tuple(data.get("options", ())),
+                          key=data.get("key", ""))
+        except (KeyError, TypeError) as exc:
+            raise InvalidInput(f"{source}: not a liaison message ({type(exc).__name__}: {exc})") from None
+        except InvalidInput as exc:
+            raise InvalidInput(f"{source}: {exc}") from None
+        if data.get("id") != message.id:
+            raise InvalidInput(f"{source}: id {data.get('id')!r} does not match its content ({message.id})")
+        return message
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+
+    def to_markdown(self) -> str:
+        """Title, summary, the body's top-level figures as a table, the evidence as a fenced JSON block."""
+        lines = [f"# {self.kind.replace('_', ' ').capitalize()}: {_md(self.subject)}", "",
+                 f"**{_md(self.summary)}**", "",
+                 f"- to: {self.to}", f"- time: {_iso(self.time)} ({self.time})", f"- id: `{self.id}`"]
+        if self.kind == "decision_request":
+            lines += [f"- request: `{self.request_id}`", f"- options: {', '.join(self.options)}"]
+            if set(self.options) <= {"approve", "deny"}:  # the CLI's verbs
+                lines += ["", "Answer with " + " or ".join(f"`execdesk {o} {self.request_id}`" for o in self.options)]
+        figures = [(k, v) for k, v in sorted(self.body.items()) if not isinstance(v, dict | list)]
+        if figures:
+            lines += ["", "| figure | value |", "| --- | --- |"]
+            lines += [f"| {_md(k)} | {_md(v if isinstance(v, str) else json.dumps(v))} |" for k, v in figures]
+        evidence = json.dumps(dict(self.body), indent=2, sort_keys=True, ensure_ascii=False)
+        fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", evidence)), default=0))
+        lines += ["", "## Evidence", "", f"{fence}json", evidence, fence, ""]
+        return "\n".join(lines)
+
+
+def _request_id(message_id: str) -> str:
+    return f"dr-{message_id[:12]}"
+
+
+def _md(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+# -------------------------------------------------------------------------------------------- outbox
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """Where a message is, and whether this call created it (False: it was there already)."""
+
+    json_path: Path
+    md_path: Path
+    created: bool
+
+
+def _create(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` only if ``path`` does not exist; True if written, False if the same
+    text is already there; :class:`OutboxConflict` if something else is. The text is written to a
+    hidden temporary file and linked into place, so a reader never sees half a message."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("x", encoding="utf-8") as handle:
+            handle.write(text)
+        try:
+            os.link(tmp, path)  # atomic and exclusive
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: exclusive create in place
+            try:
+                with path.open("x", encoding="utf-8") as handle:
+                    handle.write(text)
+                return True
+            except FileExistsError:
+                pass
+        else:
+            return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    if path.read_text(encoding="utf-8") == text:
+        return False
+    raise OutboxConflict(f"{path}: already holds different content; nothing was overwritten")
+
+
+class Outbox:
+    """Messages as files under ``root``: ``<to>/<stem>.json`` and ``<to>/<stem>.md`` (see :attr:`Message.stem`)."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def paths(self, message: Message) -> tuple[Path, Path]:
+        folder = self.root / message.to
+        return folder / f"{message.stem}.json", folder / f"{message.stem}.md"
+
+    def write(self, message: Message) -> Written:
+        """Write ``message`` (JSON first, then Markdown) unless it is there already: idempotent by id;
+        a different file at either name is an :class:`OutboxConflict`."""
+        json_path, md_path = self.paths(message)
+        created = _create(json_path, message.to_json())
+        created_md = _create(md_path, message.to_markdown())  # also completes a write cut short before it
+        return Written(json_path, md_path, created or created_md)
+
+    def send(self, message: Message) -> tuple[Path, Path]:
+        """:meth:`write`; the JSON and Markdown paths."""
+        written = self.write(message)
+        return written.json_path, written.md_path
+
+    def list(self, to: str | None = None, kind: str | None = None) -> list[Message]:
+        """The messages written (to one recipient / of one kind), in time order (then file name)."""
+        if to is not None and to not in RECIPIENTS:
+            raise InvalidInput(f"outbox to: got {to!r}; expected one of {', '.join(RECIPIENTS)}")
+        found: list[tuple[int, str, Message]] = []
+        for recipient in (to,) if to else RECIPIENTS:
+            folder = self.root / recipient
+            if not folder.is_dir():
+                continue
+            for path in folder.glob("*.json"):
+                if path.name.startswith(".") or (kind is not None and f"-{kind}-" not in path.name):
+                    continue
+                message = self._read(path)
+                if kind is None or message.kind == kind:
+                    found.append((message.time, path.name, message))
+        return [m for _t, _n, m in sorted(found, key=lambda item: (item[0], item[1]))]
+
+    @staticmethod
+    def _read(path: Path) -> Message:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"{path}: unreadable message ({exc})") from None
+        if not isinstance(data, dict):
+            raise InvalidInput(f"{path}: not a liaison message (a {type(data).__name__})")
+        return Message.from_dict(data, str(path))
+
+
+# ------------------------------------------------------------------------------------------ webhooks
+
+
+class JsonPoster(WebhookSink):
+    """A JSON POST of any payload, with :class:`WebhookSink`'s delivery: ``timeout_s`` per attempt,
+    ``retry`` on timeouts, connection errors, 408, 429 (Retry-After) and 5xx, the URL printed only
+    redacted and scrubbed from every error."""
+
+    def __init__(self, url: str, *, timeout_s: float = 5.0, retry: RetryPolicy | None = None,
+                 headers: Mapping[str, str] | None = None, max_retry_after_s: float = 30.0,
+                 name: str | None = None) -> None:
+        super().__init__(url, "generic", timeout_s=timeout_s, retry=retry, headers=headers,
+                         max_retry_after_s=max_retry_after_s, name=name or f"webhook@{redact_url(url)}")
+        self._headers["User-Agent"] = "execdesk-liaison/1"
+
+    def __repr__(self) -> str:
+        return f"JsonPoster({redact_url(self._url)})"
+
+    def post(self, payload: Mapping[str, Any]) -> SinkResult:
+        """POST ``payload``; never raises: a failure is a :class:`SinkResult` with a scrubbed error."""
+        attempts = 0
+
+        def once() -> int:
+            nonlocal attempts
+            attempts += 1
+            return self._post(body)
+
+        try:
+            body = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
+            status = self.retry.call(once)
+        except TemporaryError as exc:
+            return SinkResult(self.name, False, attempts, getattr(exc, "status", None), self.scrub(f"gave up: {exc}"))
+        except Exception as exc:  # a delivery never breaks the desk
+            status_code = getattr(exc, "status", None)
+            text = str(exc) if status_code is not None else f"{type(exc).__name__}: {exc}"
+            return SinkResult(self.name, False, attempts, status_code, self.scrub(text))
+        return SinkResult(self.name, True, attempts, status)
+
+
+def post_json(url: str, payload: Mapping[str, Any], retry: RetryPolicy | None = None,
+              timeout_s: float = 5.0) -> SinkResult:
+    """One JSON POST with :class:`JsonPoster`; a bad URL is a failed result too (never raised)."""
+    try:
+        poster = JsonPoster(url, timeout_s=timeout_s, retry=retry)
+    except InvalidInput as exc:
+        return SinkResult(f"webhook@{redact_url(url)}", False, 0, None, str(exc))
+    return poster.post(payload)
+
+
+def webhook_payload(message: Message) -> dict[str, Any]:
+    """What is posted: the message record plus ``text`` (one line, for chat webhooks) and ``markdown``."""
+    return {**message.to_dict(), "text": f"[{message.kind}] {message.subject}: {message.summary}",
+            "markdown": message.to_markdown()}
+
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class LiaisonWebhookConfig(BaseModel):
+    """One recipient's webhook: the URL and header values are read from environment variables."""
+
+    model_config = _STRICT
+    url_env: str = Field(pattern=_ENV_NAME)
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    retry: RetrySection = Field(default_factory=RetrySection)
+    max_retry_after_s: float = Field(30.0, ge=0, le=600)
+    headers_env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, data: object) -> object:
+        # a pasted URL is refused as an unknown key, and that error would echo it: redact it first
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in ("url", "webhook_url"):
+                if key in data:
+                    data[key] = redact_url(str(data[key]))
+            if isinstance(data.get("headers"), dict):
+                data["headers"] = dict.fromkeys(data["headers"], "***")
+        return data
+
+
+class LiaisonConfig(BaseModel):
+    """The desk config's ``liaison`` section: ``webhooks`` recipient -> :class:`LiaisonWebhookConfig`
+    [none: files only]."""
+
+    model_config = _STRICT
+    webhooks: dict[Recipient, LiaisonWebhookConfig] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A sent message: where it is, whether it was new, and the webhook's result (None: no webhook,
+    or the message was already there, so it was not posted again)."""
+
+    message: Message
+    written: Written
+    delivery: SinkResult | None = None
+
+
+class Liaison:
+    """The outbox plus one optional :class:`JsonPoster` per recipient. A message is posted only when
+    it is first written, so a replay re-run posts nothing twice."""
+
+    def __init__(self, outbox: Outbox, posters: Mapping[str, JsonPoster] | None = None) -> None:
+        self.outbox = outbox
+        self.posters = dict(posters or {})
+        unknown = sorted(set(self.posters) - set(RECIPIENTS))
+        if unknown:
+            raise InvalidInput(f"liaison webhooks: unknown recipient {unknown[0]!r}; expected {', '.join(RECIPIENTS)}")
+
+    def send(self, message: Message) -> Sent:
+        written = self.outbox.write(message)
+        poster = self.posters.get(message.to)
+        if poster is None or not written.created:
+            return Sent(message, written)
+        result = poster.post(webhook_payload(message))
+        if not result.ok:
+            log.warning("liaison %s %s to %s not posted by %s: %s", message.kind, message.id, message.to,
+                        result.sink, result.error)
+        return Sent(message, written, result)
+
+
+def build_liaison(config: LiaisonConfig, root: Path | str, env: Mapping[str, str] = os.environ, *,
+                  webhooks: bool = True, sleep: Callable[[float], None] = _time.sleep) -> Liaison:
+    """The :class:`Liaison` for ``config`` writing under ``root``. URLs come from ``env`` (a missing
+    variable is an :class:`InvalidInput` naming the key and the variable, never a value);
+    ``webhooks=False`` posts nothing (a replay). ``sleep`` is the retries' wait."""
+
+    def need(where: str, name: str) -> str:
+        value = env.get(name)
+        if not value:
+            raise InvalidInput(f"{where}: environment variable {name} is not set")
+        return value
+
+    posters: dict[str, JsonPoster] = {}
+    for seed, (to, wc) in enumerate(sorted(config.webhooks.items()) if webhooks else []):
+        where = f"liaison.webhooks.{to}"
+        url = need(f"{where}.url_env", wc.url_env)
+        headers = {h: need(f"{where}.headers_env.{h}", var) for h, var in wc.headers_env.items()}
+        retry = RetryPolicy(attempts=wc.retry.attempts, base_delay_s=wc.retry.base_delay_s,
+                            max_delay_s=wc.retry.max_delay_s, seed=seed, sleep=sleep)
+        try:
+            posters[to] = JsonPoster(url, timeout_s=wc.timeout_s, retry=retry, headers=headers,
+                                     max_retry_after_s=wc.max_retry_after_s)
+        except InvalidInput:
+            raise InvalidInput(f"{where}.url_env: {wc.url_env} does not hold an http(s) URL with a host") from None
+    return Liaison(Outbox(root), posters)
+
+
+# ---------------------------------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """An answer to a decision request: which option, by whom, at what (desk) time."""
+
+    request_id: str
+    subject: str
+    decision: str
+    by: str
+    time: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "request_id": self.request_id, "subject": self.subject,
+                "decision": self.decision, "by": self.by, "time": self.time, "time_iso": _iso(self.time)}
+
+
+class DecisionRequests:
+    """Decision requests to the Orchestrator and their answers, on an :class:`Outbox` (or a
+    :class:`Liaison`, which also posts the request). Answers live in ``<root>/decisions/<request_id>.json``."""
+
+    def __init__(self, sender: Outbox | Liaison) -> None:
+        self.sender = sender
+        self.outbox = sender.outbox if isinstance(sender, Liaison) else sender
+
+    def request(self, time: int, subject: str, question: str, evidence: Mapping[str, Any],
+                options: Sequence[str] = ("approve", "deny")) -> str:
+        """Write a ``decision_request`` (summary: the question; body: question + evidence); its request id.
+        The same question about the same subject at the same time is the same request."""
+        message = Message(time, "orchestrator", "decision_request", subject, question,
+                          {"question": question, "evidence": dict(evidence)}, tuple(options), key=question)
+        self.sender.send(message)
+        return _request_id(message.id)
+
+    def find(self, request_id: str) -> Message:
+        """The request ``request_id``; :class:`InvalidInput` if there is none."""
+        if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
+            raise InvalidInput(f"request id: got {request_id!r}; expected dr- and 12 hex digits")
+        folder = self.outbox.root / "orchestrator"
+        for path in sorted(folder.glob(f"*-decision_request-{request_id[3:11]}.json")):
+            message = Outbox._read(path)
+            if message.request_id == request_id:
+                return message
+        raise InvalidInput(f"request id {request_id}: no such decision request in {folder}")
+
+    def answer(self, request_id: str, decision: str, by: str, time: int) -> Decision:
+        """Record the answer, once: answering again is :class:`AlreadyAnswered` naming the first answer."""
+        message = self.find(request_id)
+        if decision not in message.options:
+            raise InvalidInput(f"{request_id}: decision {decision!r}; expected one of {', '.join(message.options)}")
+        if not by or "\n" in by:
+            raise InvalidInput(f"{request_id}: by {by!r}; expected who answers (one line)")
+        if isinstance(time, bool) or not isinstance(time, int) or time < message.time:
+            raise InvalidInput(f"{request_id}: answer time {time!r}; expected epoch seconds >= the request's "
+                               f"{message.time}")
+        answer = Decision(request_id, message.subject, decision, by, time)
+        path = self._path(request_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(answer.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        try:
+            with path.open("x", encoding="utf-8") as handle:
+                handle.write(text)
+        except FileExistsError:
+            first = self._load(path)
+            raise AlreadyAnswered(f"{request_id}: already answered {first.decision!r} by {first.by} at "
+                                  f"{_iso(first.time)}") from None
+        return answer
+
+    def answer_of(self, request_id: str) -> Decision | None:
+        """The answer to ``request_id``, or None while it is pending (:class:`InvalidInput` if unknown)."""
+        self.find(request_id)
+        path = self._path(request_id)
+        return self._load(path) if path.exists() else None
+
+    def pending(self) -> list[Message]:
+        """The unanswered requests, in time order."""
+        return [m for m in self.outbox.list("orchestrator", "decision_request")
+                if m.request_id and not self._path(m.request_id).exists()]
+
+    def _path(self, request_id: str) -> Path:
+        return self.outbox.root / DECISIONS / f"{request_id}.json"
+
+    @staticmethod
+    def _load(path: Path) -> Decision:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return Decision(data["request_id"], data["subject"], data["decision"], data["by"], int(data["time"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InvalidInput(f"{path}: unreadable decision ({type(exc).__name__}: {exc})") from None
+
+
+# -------------------------------------------------------------------------------------------- inbox
+
+TAKEN = "taken"
+REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """One entry taken from the inbox: its original name, where it is now, and the reason when rejected."""
+
+    name: str
+    path: Path
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Inbox:
+    """Bundles from Validation placed in ``root`` (``.yaml``/``.yml``/``.json`` files and bundle
+    folders; dot-files, ``taken/``, ``rejected/`` and anything else are left alone). Validation should
+    write under a dot-name and rename, so a half-written file is never taken."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def waiting(self) -> list[Path]:
+        """The entries not yet taken, in name order."""
+        if not self.root.is_dir():
+            return []
+        return [p for p in sorted(self.root.iterdir(), key=lambda p: p.name)
+                if not p.name.startswith(".") and p.name not in (TAKEN, REJECTED)
+                and ((p.is_file() and p.suffix.lower() in SUFFIXES) or (p.is_dir() and is_bundle_folder(p)))]
+
+    def take_all(self) -> list[InboxEntry]:
+        """Validate each waiting entry with :func:`load_bundle` and move it to ``taken/``, or to
+        ``rejected/`` with ``<name>.error.txt`` beside it. A name already there gets ``.1``, ``.2``..."""
+        entries = []
+        for path in self.waiting():
+            try:
+                load_bundle(path)
+            except InvalidInput as exc:  # SpecError included
+                moved = _move(path, self.root / REJECTED)
+                error_file = moved.with_name(moved.name + ".error.txt")
+                with error_file.open("x", encoding="utf-8") as handle:
+                    handle.write(f"{exc}\n")
+                log.warning("inbox: rejected %s: %s", path.name, exc)
+                entries.append(InboxEntry(path.name, moved, str(exc)))
+            else:
+                entries.append(InboxEntry(path.name, _move(path, self.root / TAKEN)))
+        return entries
+
+    def take(self) -> list[Path]:
+        """:meth:`take_all`; the paths (under ``taken/``) of the bundles taken."""
+        return [entry.path for entry in self.take_all() if entry.ok]
+
+
+def _move(path: Path, folder: Path) -> Path:
+    """Move ``path`` into ``folder`` under a free name (``name``, ``stem.1.suffix``, ...); never overwrites."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for target in _names(path, folder):
+        if target.with_name(target.name + ".error.txt").exists():
+            continue  # a rejected entry's reason keeps its name
+        if path.is_file():
+            try:
+                os.link(path, target)  # exclusive: fails if the name is taken
+            except FileExistsError:
+                continue
+            except OSError:
+                if target.exists():
+                    continue
+                path.rename(target)
+                return target
+            path.unlink()
+            return target
+        if not target.exists():
+            path.rename(target)
+            return target
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _names(path: Path, folder: Path) -> Iterable[Path]:
+    yield folder / path.name
+    stem, suffix = (path.stem, path.suffix) if path.is_file() else (path.name, "")
+    n = 1
+    while True:
+        yield folder / f"{stem}.{n}{suffix}"
+        n += 1
