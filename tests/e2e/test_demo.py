@@ -155,3 +155,22 @@ def test_demo_when_run_again_then_it_carries_on_from_the_complete_ledger(demo_ru
     again = _demo(home.parent.parent)
     assert again["already_complete"] is True
     assert again["equity"] == data["equity"]
+
+
+def test_demo_when_run_then_the_outbox_holds_the_revalidation_requests_the_escalation_and_the_status(
+        demo_run: tuple[dict[str, Any], Path]) -> None:
+    _data, home = demo_run
+    outbox = home / "outbox"
+    validation = sorted((outbox / "validation").glob("*-revalidation_request-*.json"))
+    orchestrator = sorted((outbox / "orchestrator").glob("*.json"))
+    # the degrading strategy was reviewed by the lead and Validation asked to revalidate it
+    requests = [json.loads(p.read_text()) for p in validation]
+    assert any(r["subject"] == "STR-002-v1" and r["body"]["findings"] for r in requests)
+    # the circuit breaker escalated to the Orchestrator; each run ends with the portfolio's status
+    kinds = [json.loads(p.read_text())["kind"] for p in orchestrator]
+    assert kinds.count("escalation") == 1
+    assert "portfolio_status" in kinds
+    assert all(p.with_suffix(".md").is_file() for p in validation + orchestrator)
+    with Ledger.for_home(home) as ledger:
+        sent = {e.payload["files"][0] for e in ledger.events({EventKind.MESSAGE_SENT})}
+    assert sent == {p.relative_to(outbox).as_posix() for p in validation + orchestrator}

@@ -41,6 +41,8 @@ class EventKind(StrEnum):
     RISK_ASSESSED = "risk.assessed"
     LADDER_STEPPED = "risk.ladder_stepped"
     REARMED = "lead.rearmed"
+    STRATEGY_REVIEWED = "lead.strategy_reviewed"
+    MESSAGE_SENT = "lead.message_sent"
     ALLOCATION_STAGED = "risk.allocation_staged"
     RUN_STARTED = "run.started"
     RUN_PROGRESS = "run.progress"

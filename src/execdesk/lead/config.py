@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from execdesk.data.generator import PairProfile, RegimeSpan, Shock
 from execdesk.data.timeframes import TIMEFRAMES, timeframe_to_seconds
 from execdesk.errors import FieldIssue, InvalidInput, SpecError
+from execdesk.lead.liaison import LiaisonConfig
 from execdesk.monitor.alerts import AlertsConfig, JsonlSinkConfig
 from execdesk.risk.config import DrawdownLadder, RiskConfig
 from execdesk.strategy._documents import read_document
@@ -163,6 +164,23 @@ class MonitorSection(BaseModel):
         return timeframe_to_seconds(self.snapshot_every)
 
 
+Verdict = Literal["review", "pause", "stop"]
+Decision = Literal["continue", "adjust", "pause", "remove"]
+
+
+def _default_drift_policy() -> dict[Verdict, Decision]:
+    return {"review": "adjust", "pause": "pause", "stop": "remove"}
+
+
+class LeadSection(BaseModel):
+    """The lead's stated policies. ``drift_policy``: the monitor's verdict -> the lead's decision in the
+    strategy-halt protocol (default review -> adjust, pause -> pause, stop -> remove); decisions are
+    continue / adjust (allocation in use halved) / pause (no new positions) / remove (close, HALTED)."""
+
+    model_config = _STRICT
+    drift_policy: dict[Verdict, Decision] = Field(default_factory=_default_drift_policy)
+
+
 class StrategyEntry(BaseModel):
     """One deployment: its bundle, its share of the desk's capital, and optionally its own drawdown ladder
     (default: ``risk.deployment_drawdown``)."""
@@ -184,6 +202,8 @@ class DeskConfig(BaseModel):
     risk: RiskConfig = Field(default_factory=RiskConfig)
     monitor: MonitorSection = Field(default_factory=MonitorSection)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    liaison: LiaisonConfig = Field(default_factory=LiaisonConfig)
+    lead: LeadSection = Field(default_factory=LeadSection)
     strategies: list[StrategyEntry] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -201,7 +221,8 @@ class DeskConfig(BaseModel):
         """What must not change between runs on one home (everything but the end of the period)."""
         data = self.canonical()
         data["market"].pop("end", None)
-        data.pop("alerts", None)  # where alerts go is operations, not the desk: it may change between runs
+        data.pop("alerts", None)  # where alerts and messages go is operations, not the desk: it may change
+        data.pop("liaison", None)
         return data
 
 

@@ -27,6 +27,7 @@ from execdesk.domain.state import DeskState
 from execdesk.domain.types import dec
 from execdesk.errors import InvalidInput
 from execdesk.lead.config import DeskConfig, PairSection
+from execdesk.lead.liaison import build_liaison
 from execdesk.lead.loop import DeskLoop, LoopStats
 from execdesk.monitor.alerts import JsonlSink, build_router
 from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, Watermarks, fold_marks
@@ -204,6 +205,9 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
         # alerts: the config's sinks plus HOME/alerts.jsonl; webhooks only on a wall clock (a replay pages nobody)
         loop.router = build_router(config.alerts, loop.record_alert, webhooks=isinstance(the_clock, WallClock))
         loop.router.sinks.append(JsonlSink(home / "alerts.jsonl"))
+        # messages to Validation, the Orchestrator and HR: HOME/outbox/<to>/ (and webhooks on a wall clock)
+        loop.liaison = build_liaison(config.liaison, home / "outbox", webhooks=isinstance(the_clock, WallClock))
+        loop.drift_policy = {str(k): str(v) for k, v in config.lead.drift_policy.items()}
         state = ledger.state
         done = state.completed and state.last_bar_time is not None and state.last_bar_time >= int(market.time[-1])
         try:

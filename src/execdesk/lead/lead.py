@@ -46,6 +46,11 @@ CIRCUIT_BREAKER = "circuit_breaker"
 DRAWDOWN_REDUCE = "drawdown_reduce"
 DRAWDOWN_KILL = "drawdown_kill"
 RECONCILIATION = "reconciliation"
+DRIFT_PAUSE = "drift_pause"
+DRIFT_REMOVE = "drift_remove"
+#: the strategy-halt policy: the monitor's verdict -> what the lead decides (each with a revalidation request)
+DRIFT_POLICY = {"review": "adjust", "pause": "pause", "stop": "remove"}
+_SEVERITY_OF = {"continue": 0, "adjust": 1, "pause": 2, "remove": 3}
 KILL = len(LADDER_STEPS)  # the kill switch is the ladder's last step
 _STEP = {name: i for i, name in enumerate(LADDER_STEPS, start=1)}
 _DAY = 86_400
@@ -59,6 +64,9 @@ class Lead:
         self._stoploss = {lane.deployment_id: float(lane.bundle.stoploss) for lane in loop.lanes}
         self._ladders = dict(ladders or {})
         self._limits: tuple[int, list[Limit]] | None = None
+        self._decided: dict[str, str] = {}  # deployment -> the strategy-halt decision taken in this run
+        for e in loop.ledger.events({EventKind.STRATEGY_REVIEWED}):
+            self._decided[e.payload["deployment_id"]] = e.payload["decision"]
 
     @property
     def state(self) -> DeskState:
@@ -105,7 +113,7 @@ class Lead:
         limits = [Limit(PORTFOLIO, name, level) for step, name, level in self.loop.risk.portfolio_drawdown.levels()
                   if step > s.ladder_step]
         for dep in s.deployments.values():
-            if dep.state is TradingState.HALTED or dep.state_reason == DRAWDOWN_KILL:
+            if dep.state is TradingState.HALTED or dep.state_reason in (DRAWDOWN_KILL, DRIFT_REMOVE):
                 continue
             limits.extend(Limit(dep.id, name, level) for step, name, level in self.ladder_of(dep.id).levels()
                           if step > dep.ladder_step)
@@ -192,8 +200,8 @@ class Lead:
         s = self.state
         open_deps = {p.deployment_id for p in s.open_positions()} | {o.deployment_id for o in s.open_orders()}
         for dep in s.deployments.values():
-            if (dep.state is TradingState.REDUCING and dep.state_reason in (DRAWDOWN_KILL, CIRCUIT_BREAKER)
-                    and dep.id not in open_deps):
+            closing = dep.state_reason in (DRAWDOWN_KILL, CIRCUIT_BREAKER, DRIFT_REMOVE)
+            if dep.state is TradingState.REDUCING and closing and dep.id not in open_deps:
                 self._set_deployment_state(t, dep.id, TradingState.HALTED, dep.state_reason, {"flat_at": t})
         if s.trading_state is TradingState.REDUCING and s.trading_reason == CIRCUIT_BREAKER and not open_deps:
             self._set_trading_state(t, TradingState.HALTED, CIRCUIT_BREAKER, {"flat_at": t, "rearm": "by hand"})
@@ -223,6 +231,54 @@ class Lead:
         if decision.action == "propose_removal":
             self.raise_alert(t, AlertLevel.WARNING, "staging_removal_proposed", f"{dep.id}: {decision.reason}",
                              payload, dep.id, "risk")
+
+    def on_drift(self, t: int, dep_id: str, verdict: str, findings: list[dict[str, Any]], trades: int) -> None:
+        """The strategy-halt protocol: the monitor flagged drift -> the lead reviews the verdict against its
+        policy (:data:`DRIFT_POLICY`: review -> adjust, pause -> pause, stop -> remove) -> decides, records the
+        decision with its evidence (``lead.strategy_reviewed``), acts, and sends Validation a revalidation
+        request with the drift evidence. Decisions only escalate within a run.
+
+        adjust: the deployment's allocation in use is halved (a staging decision by the lead); pause: no new
+        positions (REDUCING, ``drift_pause``), exits as planned; remove: its orders cancelled and positions
+        closed (``drift_remove``), HALTED once flat.
+        """
+        dep = self.state.deployments[dep_id]
+        policy = {**DRIFT_POLICY, **self.loop.drift_policy}
+        decision = policy.get(verdict, "continue")
+        done = self._decided.get(dep_id, "continue")
+        if _SEVERITY_OF[decision] <= _SEVERITY_OF[done] or dep.state is TradingState.HALTED:
+            return
+        self._decided[dep_id] = decision
+        critical = [f for f in findings if f.get("status") == "critical"]
+        evidence = {"verdict": verdict, "trades": trades, "findings": findings}
+        self.loop.record(Event(t, EventKind.STRATEGY_REVIEWED, {
+            "deployment_id": dep_id, "verdict": verdict, "decision": decision, "policy": policy,
+            "by": "lead", "evidence": evidence}, dep_id))
+        g = self.loop.bar_of(t)
+        if decision == "adjust":
+            before = float(dep.stage_fraction)
+            after = before / 2
+            self.loop.record(Event(t, EventKind.ALLOCATION_STAGED, {
+                "deployment_id": dep_id, "action": "lead_adjust", "by": "lead",
+                "reason": f"drift verdict {verdict}: allocation in use halved ({before:.0%} -> {after:.0%})",
+                "fraction_before": before, "fraction_after": after, "step": dep.stage_step,
+                "losing_streak": dep.stage_streak, "period_return": None, "equity": dep.stage_anchor,
+                "next_period_from": dep.stage_since if dep.stage_since is not None else t}, dep_id))
+        elif decision == "pause":
+            if dep.state is TradingState.ACTIVE:
+                self._set_deployment_state(t, dep_id, TradingState.REDUCING, DRIFT_PAUSE, evidence)
+        else:
+            self._set_deployment_state(t, dep_id, TradingState.REDUCING, DRIFT_REMOVE, evidence)
+            if g is not None:
+                self._flatten(g, dep_id, IntentReason.DEPLOYMENT_HALT)
+        level = AlertLevel.CRITICAL if critical else AlertLevel.WARNING
+        self.raise_alert(t, level, f"strategy_{decision}", f"{dep_id}: drift verdict {verdict} -> the lead decides "
+                         f"to {decision}; revalidation requested", evidence, dep_id, "lead")
+        self.loop.send_message(t, "revalidation_request", dep_id,
+                               f"{dep.strategy_id} v{dep.version}: live drift ({verdict}); the desk decided to "
+                               f"{decision}; please revalidate", {**evidence, "decision": decision,
+                                                                  "strategy_id": dep.strategy_id,
+                                                                  "version": dep.version})
 
     def on_reconciled(self, report: ReconcileReport, t: int) -> None:
         """Stop what reconciliation could not square: a deployment whose position differs from the
@@ -270,6 +326,10 @@ class Lead:
                        else "superseded by the kill step")
         loop.record(Event(t, EventKind.BREACH_AUTHORIZED, {
             "by": "lead", "policy": "automatic at EMERGENCY", "action": "cancel all orders, close all positions"}))
+        loop.send_message(t, "escalation", PORTFOLIO,
+                          f"circuit breaker: portfolio drawdown {breach.drawdown:.2%} reached {breach.limit:.0%}; "
+                          "everything is being closed; the desk stays HALTED until re-armed by hand",
+                          {**evidence, "confirmation": confirmation.as_dict()})
         self._set_trading_state(t, TradingState.REDUCING, CIRCUIT_BREAKER, evidence)
         for dep in list(self.state.deployments.values()):
             if dep.state is not TradingState.HALTED:

@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +31,9 @@ from execdesk.domain.types import Direction, IntentReason, OrderIntent, dec
 from execdesk.execution.oms import OrderManager
 from execdesk.execution.retry import RetryPolicy
 from execdesk.lead.lead import Lead
+from execdesk.lead.liaison import KINDS, Liaison, Message
 from execdesk.monitor.alerts import Alert, AlertRouter
-from execdesk.monitor.equity import MARK_EVENTS, Holding, Holdings, Monitor, Snapshot, fold_marks
+from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, Holding, Holdings, Monitor, Snapshot, fold_marks
 from execdesk.monitor.watch import Watch
 from execdesk.risk.config import DrawdownLadder, RiskConfig
 from execdesk.risk.pretrade import PreTrade
@@ -73,6 +75,8 @@ class DeskLoop:
     ladders: Mapping[str, DrawdownLadder] = field(default_factory=dict)
     retry: RetryPolicy | None = None
     alerts: AlertRouter | None = None  # default: alerts recorded in the ledger only
+    liaison: Liaison | None = None  # default: messages recorded in the ledger only (no outbox files)
+    drift_policy: Mapping[str, str] = field(default_factory=dict)  # over the lead's default (lead.DRIFT_POLICY)
     stats: LoopStats = field(default_factory=LoopStats)
 
     def __post_init__(self) -> None:
@@ -131,6 +135,15 @@ class DeskLoop:
             # every lane candle closing in this run's bars was evaluated (most of them in vectorised stretches)
             self.stats.evaluations = sum(s.lane.evaluations_from(start) for s in self._slots)
             self.record(Event(self.market.close_time(n - 1), EventKind.RUN_PROGRESS, self._progress(n - 1)))
+            state = self.ledger.state
+            self.send_message(self.market.close_time(n - 1), "portfolio_status", "portfolio",
+                              f"desk {state.trading_state.value} ({state.trading_reason}); cash {state.cash():.2f} "
+                              f"{state.quote}; {len(state.open_positions())} open positions", {
+                                  "trading_state": state.trading_state.value, "reason": state.trading_reason,
+                                  "cash": str(state.cash()), "open_positions": len(state.open_positions()),
+                                  "max_drawdown": self.monitor.marks.max_drawdown.get(PORTFOLIO, 0.0),
+                                  "deployments": {d.id: {"state": d.state.value, "reason": d.state_reason,
+                                                         "trades": d.trades} for d in state.deployments.values()}})
             self.record(Event(self.market.close_time(n - 1), EventKind.RUN_COMPLETED, {
                 "bars": n, "orders": self.stats.orders, "fills": self.stats.fills,
                 "marks": self.monitor.marks.as_payload()}))
@@ -139,6 +152,24 @@ class DeskLoop:
 
     def record(self, event: Event) -> Event:
         return self.ledger.record(event)
+
+    def send_message(self, t: int, kind: str, subject: str, summary: str, body: dict[str, Any]) -> None:
+        """A message to the outside (Validation, the Orchestrator, HR): written to the outbox (and posted,
+        when configured) and recorded as ``lead.message_sent`` with where it went."""
+        message = Message(t, KINDS[kind], kind, subject, summary, body)
+        files: list[str] = []
+        if self.liaison is not None:
+            sent = self.liaison.send(message)
+            root = self.liaison.outbox.root  # paths relative to the outbox: the same run gives the same event
+            files = [p.relative_to(root).as_posix() for p in (sent.written.json_path, sent.written.md_path)]
+        self.record(Event(t, EventKind.MESSAGE_SENT, {"id": message.id, "to": message.to, "kind": kind,
+                                                      "subject": subject, "summary": summary, "files": files},
+                          subject if subject in self.ledger.state.deployments else None))
+
+    def bar_of(self, t: int) -> int | None:
+        """The grid bar that closes at ``t`` (None if none does)."""
+        g = int(np.searchsorted(self.market.time, t - self.market.tf_seconds))
+        return g if g < self.market.n and self.market.close_time(g) == t else None
 
     def record_alert(self, alert: Alert) -> None:
         """What the alert router calls for every alert it sends: the ledger's ``alert.raised``."""

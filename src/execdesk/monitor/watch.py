@@ -206,6 +206,7 @@ class Watch:
                 findings = [_evidence(self._finding(a, i, j, row)) for j in range(len(METRICS)) if status[i, j]]
                 self.loop.record(Event(t, EventKind.DRIFT_ASSESSED, {
                     "deployment_id": dep, "verdict": verdict, "trades": int(book.n[row]), "findings": findings}, dep))
+                self.loop.lead.on_drift(t, dep, verdict, findings, int(book.n[row]))
 
     def _finding(self, a: dict[str, Any], i: int, j: int, row: int) -> Finding:
         book, metric = self.book, METRICS[j]
