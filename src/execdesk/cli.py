@@ -310,6 +310,23 @@ def rearm(by: Annotated[str, typer.Option("--by", help="Who re-arms (recorded)."
 
 
 @app.command()
+@command
+def kill(by: Annotated[str, typer.Option("--by", help="Who pulls the kill switch (recorded).")],
+         reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+         home: HomeOpt = DEFAULT_HOME, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Pull the kill switch: cancel everything, close everything, HALTED until `execdesk rearm`."""
+    import time
+
+    from execdesk.lead import service
+
+    data = service.kill(home, by, reason, int(time.time()))
+    if as_json:
+        _emit_json(data)
+        return
+    out.print(f"kill switch requested by {data['by']}: {data['request']} ({data['note']})")
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     out.print(__version__)

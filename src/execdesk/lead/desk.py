@@ -208,6 +208,7 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
         # messages to Validation, the Orchestrator and HR: HOME/outbox/<to>/ (and webhooks on a wall clock)
         loop.liaison = build_liaison(config.liaison, home / "outbox", webhooks=isinstance(the_clock, WallClock))
         loop.drift_policy = {str(k): str(v) for k, v in config.lead.drift_policy.items()}
+        loop.control = home / "control"
         state = ledger.state
         done = state.completed and state.last_bar_time is not None and state.last_bar_time >= int(market.time[-1])
         try:
@@ -263,10 +264,15 @@ def timeline(ledger: Ledger) -> list[dict[str, Any]]:
         elif e.kind is EventKind.TRADING_STATE_CHANGED:
             what = f"desk {p['from']} -> {p['to']} ({p['reason']})"
         elif e.kind is EventKind.BREACH_CONFIRMED:
-            what = (f"risk {'confirms' if p['confirmed'] else 'does not confirm'} the breach on fresh equity "
-                    f"{float(p['equity']):,.2f} (drawdown {float(p['drawdown']):.2%})")
+            if p.get("limit") == "manual":
+                what = f"risk records equity {float(p['equity']):,.2f} for the kill switch"
+            else:
+                what = (f"risk {'confirms' if p['confirmed'] else 'does not confirm'} the breach on fresh equity "
+                        f"{float(p['equity']):,.2f} (drawdown {float(p['drawdown']):.2%})")
         elif e.kind is EventKind.BREACH_AUTHORIZED:
-            what = f"lead authorizes: {p['action']} ({p['policy']})"
+            what = f"{'lead' if p['by'] == 'lead' else p['by']} authorizes: {p['action']} ({p['policy']})"
+        elif p.get("by") == "human":
+            what = f"kill switch pulled by {p.get('by_name', 'a human')}: {p['reason']}"
         else:
             what = f"monitor detects portfolio drawdown {p['drawdown']:.2%} >= {p['limit']:.0%}"
         out.append({"seq": e.seq, "time": pd.Timestamp(e.time, unit="s", tz="UTC").isoformat(), "kind": e.kind.value,

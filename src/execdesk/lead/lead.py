@@ -305,6 +305,39 @@ class Lead:
                              source="executor")
 
     # ---------------------------------------------------------------- protocols
+    def manual_kill(self, g: int, by: str, reason: str) -> None:
+        """The kill switch pulled by hand (``execdesk kill``): the circuit breaker's path, each step recorded —
+        requested by a human (in place of the monitor's detection), the risk manager records equity as it
+        is, the human's request is the authorization, then everything is cancelled and closed, HALTED once
+        flat until re-armed by hand."""
+        loop = self.loop
+        t = loop.market.close_time(g)
+        s = self.state
+        if s.trading_state is TradingState.HALTED or s.trading_reason == CIRCUIT_BREAKER:
+            return  # already killed
+        closes = {p: float(track.close[g]) for p, track in loop.market.pairs.items()}
+        from execdesk.risk.drawdown import fresh_equity
+
+        equity = fresh_equity(s, closes, PORTFOLIO)
+        evidence = {"by": by, "reason": reason, "kind": "manual kill switch"}
+        loop.record(Event(t, EventKind.BREACH_DETECTED, {"by": "human", "by_name": by, "reason": reason,
+                                                          "kind": "manual kill switch", "scope": PORTFOLIO}))
+        self._alert(g, AlertLevel.EMERGENCY, "manual_kill", f"kill switch pulled by {by}: {reason}", evidence,
+                    source="lead")
+        loop.record(Event(t, EventKind.BREACH_CONFIRMED, {"by": "risk", "confirmed": True, "scope": PORTFOLIO,
+                                                           "level": "kill", "equity": f"{equity:.6f}",
+                                                           "peak": f"{equity:.6f}", "drawdown": "0",
+                                                           "limit": "manual"}))
+        loop.record(Event(t, EventKind.BREACH_AUTHORIZED, {
+            "by": by, "policy": "manual kill switch", "action": "cancel all orders, close all positions"}))
+        loop.send_message(t, "escalation", PORTFOLIO, f"kill switch pulled by {by}: {reason}; everything is "
+                          "being closed; the desk stays HALTED until re-armed by hand", evidence)
+        self._set_trading_state(t, TradingState.REDUCING, CIRCUIT_BREAKER, evidence)
+        for dep in list(s.deployments.values()):
+            if dep.state is not TradingState.HALTED:
+                self._set_deployment_state(t, dep.id, TradingState.REDUCING, CIRCUIT_BREAKER, evidence)
+        self._flatten(g, None, IntentReason.CIRCUIT_BREAKER)
+
     def _circuit_breaker(self, g: int, breach: Breach) -> None:
         loop = self.loop
         t = loop.market.close_time(g)

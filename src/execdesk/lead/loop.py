@@ -15,10 +15,12 @@ the close send intents through the risk manager to the order manager; then the l
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -77,6 +79,7 @@ class DeskLoop:
     alerts: AlertRouter | None = None  # default: alerts recorded in the ledger only
     liaison: Liaison | None = None  # default: messages recorded in the ledger only (no outbox files)
     drift_policy: Mapping[str, str] = field(default_factory=dict)  # over the lead's default (lead.DRIFT_POLICY)
+    control: Path | None = None  # a folder where `execdesk kill` leaves its request for a running desk
     stats: LoopStats = field(default_factory=LoopStats)
 
     def __post_init__(self) -> None:
@@ -176,6 +179,9 @@ class DeskLoop:
         self.record(Event(alert.time, EventKind.ALERT_RAISED, alert.ledger_payload(), alert.deployment_id))
 
     # ---------------------------------------------------------------- bars
+    def _pending_control(self) -> bool:
+        return self.control is not None and self.control.is_dir() and any(self.control.glob("kill-*.json"))
+
     def _quiet(self, a: int, b: int) -> int | None:
         """Bars a..b where nothing trades: mark to market in one go; stop at a breach.
 
@@ -183,6 +189,9 @@ class DeskLoop:
         waiting for each piece's last bar to close.
         """
         while a <= b:
+            if self._pending_control():  # a human's request is acted on at the next bar, not after the stretch
+                self._bar(a)
+                return a
             last = self._closed_until(a, b)
             stop, breaches, snaps = self.monitor.advance(self.holdings(), a, last, self.lead.armed_limits())
             self._record_snapshots(snaps)
@@ -216,10 +225,24 @@ class DeskLoop:
         self._record_snapshots(snaps)
         if breaches:
             self.lead.on_breaches(g, breaches)
+        self._controls(g)
         for i, slot in enumerate(self._slots):
             if slot.next_g == g:
                 self._act(i, g)
         self._end_bar(g, eventful=self.ledger.state.last_seq != seq_before)
+
+    def _controls(self, g: int) -> None:
+        """Requests a human left for the desk (``execdesk kill``): acted on at the bar the loop is at, the
+        request moved to ``done/`` once it is in the ledger."""
+        if self.control is None or not self.control.is_dir():
+            return
+        for path in sorted(self.control.glob("kill-*.json")):
+            request = json.loads(path.read_text(encoding="utf-8"))
+            self.lead.manual_kill(g, str(request.get("by", "unknown")), str(request.get("reason", "")))
+            self.ledger.flush()
+            done = self.control / "done"
+            done.mkdir(exist_ok=True)
+            path.replace(done / path.name)
 
     def _end_bar(self, g: int, eventful: bool) -> None:
         if eventful:

@@ -267,3 +267,22 @@ def rearm(home: Path, by: str, reason: str, deployment: str | None = None, db_ur
         ledger.flush()
         return {"scope": scope, "by": by, "reason": reason, "lifted": lifted, "state": "ACTIVE",
                 "peak_reset_to": equity}
+
+
+def kill(home: Path, by: str, reason: str, now: int) -> dict[str, Any]:
+    """``execdesk kill``: pull the kill switch. The request is left in ``HOME/control/`` (created
+    exclusively, never overwritten); a running desk acts on it at its next bar, a stopped one at the first
+    bar of its next run — the circuit breaker's path, each step recorded, then HALTED until re-armed."""
+    import json
+
+    if not by.strip() or not reason.strip():
+        raise InvalidInput("kill: --by (who) and --reason (why) are both required")
+    if not (home / "ledger.sqlite").is_file():
+        raise InvalidInput(f"{home}: no desk here; nothing to kill")
+    control = home / "control"
+    control.mkdir(exist_ok=True)
+    path = control / f"kill-{now}.json"
+    with path.open("x", encoding="utf-8") as fh:
+        json.dump({"by": by, "reason": reason, "requested_at": now}, fh)
+    return {"request": str(path), "by": by, "reason": reason,
+            "note": "acted on at the desk's next bar (a stopped desk: the first bar of its next run)"}
