@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from execdesk.cli import app
+from execdesk.domain.events import EventKind
 from execdesk.risk.config import LADDER_STEPS
 from execdesk.store.ledger import Ledger
 from tests.conftest import BUNDLES
@@ -112,6 +113,12 @@ def test_status_and_report_when_run_then_reflect_the_ledger(write_config: Callab
         assert data["ladder_step"] == (None if state.ladder_step == 0 else LADDER_STEPS[state.ladder_step - 1])
         for d in data["deployments"]:
             assert Decimal(d["allocation_in_use"]) == state.deployments[d["id"]].stage_fraction
+        # health: the monitor's latest verdict against the approved backtest, and the lead's decision
+        verdicts = {e.payload["deployment_id"]: e.payload["verdict"]
+                    for e in ledger.events({EventKind.DRIFT_ASSESSED})}
+        for d in data["deployments"]:
+            assert d["health"] == verdicts.get(d["id"], "continue")
+            assert d["version"] == 1
     human = runner.invoke(app, ["status", "--home", str(home)], terminal_width=200)
     assert "drawdown ladder:" in human.stdout
     assert "of 50%" in human.stdout  # STR-001's allocation in use, of its 50%

@@ -238,10 +238,12 @@ def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonO
     out.print(f"desk [bold]{data['trading_state']}[/] ({data['trading_reason']}) — cash {data['cash']} "
               f"{data['quote']}, last bar {last}, drawdown ladder: {data['ladder_step'] or 'no step'}, "
               f"run complete: {'yes' if data['completed'] else 'no'}")
-    table = Table("deployment", "strategy", "state", "reason", "ladder", "in use", "trades", "realised P&L", "fees",
-                  "open positions")
+    table = Table("deployment", "version", "state", "reason", "health", "ladder", "in use", "trades", "realised P&L",
+                  "fees", "open positions")
     for d in data["deployments"]:
-        table.add_row(d["id"], d["name"], d["state"], d["state_reason"], d["ladder_step"] or "-",
+        health = d["health"] + (f" -> {d['lead_decision']}" if d["lead_decision"] else "")
+        table.add_row(d["id"], f"{d['name']} v{d['version']}", d["state"], d["state_reason"], health,
+                      d["ladder_step"] or "-",
                       f"{float(d['allocation_in_use']):.0%} of {float(d['allocation']):.0%}", str(d["trades"]),
                       d["realized_pnl"], d["fees"], str(len(d["positions"])))
     out.print(table)

@@ -115,8 +115,15 @@ def _open_existing(home: Path, db_url: str | None) -> Ledger:
 
 def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
     """``execdesk status``: the projections of the ledger, as data."""
+    from execdesk.domain.events import EventKind
+
     with _open_existing(home, db_url) as ledger:
         s = ledger.state
+        health: dict[str, str] = {}  # the monitor's latest verdict against the approved backtest
+        decision: dict[str, str] = {}  # the lead's latest strategy-halt decision
+        for e in ledger.events({EventKind.DRIFT_ASSESSED, EventKind.STRATEGY_REVIEWED}):
+            target = health if e.kind is EventKind.DRIFT_ASSESSED else decision
+            target[e.payload["deployment_id"]] = e.payload["verdict" if target is health else "decision"]
         deployments = []
         for d in s.deployments.values():
             positions = [{"pair": p.pair, "qty": str(p.qty), "avg_price": str(p.avg_price)}
@@ -125,7 +132,8 @@ def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
                                 "state": d.state.value, "state_reason": d.state_reason, "trades": d.trades,
                                 "wins": d.wins, "realized_pnl": f"{d.realized_pnl:.2f}", "fees": f"{d.fees:.2f}",
                                 "allocation": str(d.allocation), "allocation_in_use": str(d.stage_fraction),
-                                "ladder_step": _ladder_name(d.ladder_step), "positions": positions})
+                                "ladder_step": _ladder_name(d.ladder_step), "health": health.get(d.id, "continue"),
+                                "lead_decision": decision.get(d.id), "positions": positions})
         return {
             "home": str(home), "trading_state": s.trading_state.value, "trading_reason": s.trading_reason,
             "ladder_step": _ladder_name(s.ladder_step),
