@@ -329,6 +329,23 @@ def kill(by: Annotated[str, typer.Option("--by", help="Who pulls the kill switch
 
 
 @app.command()
+@command
+def team(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
+         debug: DebugOpt = False) -> None:
+    """How each role of the desk performed (signal generator, risk manager, order executor, monitor)."""
+    from execdesk.lead import service
+
+    data = service.team(home, db_url)
+    if as_json:
+        _emit_json(data)
+        return
+    for role in ("signal_generator", "risk_manager", "order_executor", "monitor"):
+        figures = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data[role].items())
+        out.print(f"[bold]{role.replace('_', ' ')}[/]: {figures}")
+    out.print(f"capacity flags: {', '.join(data['capacity_flags']) or 'none'}")
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     out.print(__version__)

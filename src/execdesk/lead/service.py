@@ -294,3 +294,11 @@ def kill(home: Path, by: str, reason: str, now: int) -> dict[str, Any]:
         json.dump({"by": by, "reason": reason, "requested_at": now}, fh)
     return {"request": str(path), "by": by, "reason": reason,
             "note": "acted on at the desk's next bar (a stopped desk: the first bar of its next run)"}
+
+
+def team(home: Path, db_url: str | None = None) -> dict[str, Any]:
+    """``execdesk team``: each role's performance from the ledger (see :mod:`execdesk.lead.team`)."""
+    from execdesk.lead.team import team_performance
+
+    with _open_existing(home, db_url) as ledger:
+        return team_performance(ledger)
