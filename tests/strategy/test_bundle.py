@@ -134,6 +134,8 @@ def test_to_canonical_dict_when_dumped_then_json_safe_sorted_and_iso(valid: dict
         ("90", timedelta(minutes=90)),
         (90, timedelta(minutes=90)),
         (7.5, timedelta(minutes=7.5)),
+        ("PT7H", timedelta(hours=7)),  # ISO 8601: what the model's own JSON dump writes
+        ("P1DT6H30M", timedelta(days=1, hours=6, minutes=30)),
     ],
 )
 def test_avg_trade_duration_when_written_forms_then_timedelta(
@@ -143,12 +145,18 @@ def test_avg_trade_duration_when_written_forms_then_timedelta(
     assert validate_bundle(valid).validation.avg_trade_duration == expected
 
 
-@pytest.mark.parametrize("text", ["7 hours", "h", "-3h", -5, True, "", "1y", [1]])
+@pytest.mark.parametrize("text", ["7 hours", "h", "-3h", -5, True, "", "1y", [1], "P", "-PT3H", "PT7X"])
 def test_avg_trade_duration_when_malformed_then_issue(valid: dict[str, Any], text: object) -> None:
     valid["validation"]["avg_trade_duration"] = text
     with pytest.raises(SpecError) as info:
         validate_bundle(valid)
     assert issue_at(info.value.issues, "validation.avg_trade_duration").expected.startswith("a duration")
+
+
+def test_validation_when_dumped_to_json_and_read_back_then_equal(valid: dict[str, Any]) -> None:
+    # the ledger keeps the report as model_dump(mode="json"); the monitor and reports read it back
+    report = validate_bundle(valid).validation
+    assert type(report).model_validate(report.model_dump(mode="json")) == report
 
 
 def test_bundle_when_assigned_then_frozen(valid: dict[str, Any]) -> None:

@@ -141,22 +141,11 @@ def _series(times: list[int], values: list[float]) -> pd.Series:
 # ---------------------------------------------------------------------------------------------- comparison
 
 def validation_report(payload: dict[str, Any]) -> ValidationReport | None:
-    """The ``deployment.created`` event's validation dict as a report (None when absent or invalid).
-
-    The event holds ``model_dump(mode="json")``, which writes the average duration in ISO 8601
-    (``PT7H``) where the bundle's parser wants ``7h`` or minutes: read it back as minutes.
-    """
+    """The ``deployment.created`` event's validation dict as a report (None when absent or invalid)."""
     if not payload:
         return None
-    fixed = dict(payload)
-    duration = fixed.get("avg_trade_duration")
-    if isinstance(duration, str) and duration.upper().startswith("P"):
-        try:
-            fixed["avg_trade_duration"] = pd.Timedelta(duration).total_seconds() / 60
-        except ValueError:
-            return None
     try:
-        return ValidationReport.model_validate(fixed)
+        return ValidationReport.model_validate(payload)
     except ValueError:
         return None
 

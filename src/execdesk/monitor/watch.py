@@ -62,7 +62,7 @@ class Watch:
             dep = e.payload["deployment_id"]
             if e.kind is EventKind.DEPLOYMENT_CREATED:
                 if e.payload.get("validation"):  # a deployment without its backtest's report is not compared
-                    validations[dep] = validation_of(e.payload["validation"])
+                    validations[dep] = ValidationReport.model_validate(e.payload["validation"])
             else:
                 samples[dep] = e.payload
         self.ids = [d for d in ledger.state.deployments if d in validations]
@@ -318,15 +318,6 @@ def _baseline(report: ValidationReport, returns: Sequence[float] | None) -> Base
     return Baseline.create(sharpe=report.sharpe, max_drawdown=trade_path_drawdown(sample), win_rate=report.win_rate,
                            avg_trade_duration_min=report.avg_trade_duration.total_seconds() / 60,
                            slippage_budget_bps=report.slippage_budget_bps, trades=report.trades, returns=sample)
-
-
-def validation_of(payload: dict[str, Any]) -> ValidationReport:
-    """The validation report as ``deployment.created`` holds it (JSON: the duration in ISO 8601 form)."""
-    data = dict(payload)
-    duration = data.get("avg_trade_duration")
-    if isinstance(duration, str) and duration.startswith("P"):
-        data["avg_trade_duration"] = pd.Timedelta(duration).total_seconds() / 60
-    return ValidationReport.model_validate(data)
 
 
 def _num(value: float) -> float | None:

@@ -33,6 +33,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -72,8 +73,11 @@ def _matching(pattern: re.Pattern[str], expected: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+_ISO_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
+
+
 def _parse_duration(value: Any) -> Any:
-    """``7h``, ``45m``, ``1d 6h``, ``2d`` or a number of minutes -> timedelta."""
+    """``7h``, ``45m``, ``1d 6h``, ``2d``, a number of minutes, or ISO 8601 (``PT7H``) -> timedelta."""
     if isinstance(value, timedelta):
         return value
     expected = "a duration like '7h', '45m', '1d 6h' or a number of minutes"
@@ -81,7 +85,12 @@ def _parse_duration(value: Any) -> Any:
         raise ValueError(expected)
     if isinstance(value, str):
         text = value.strip()
-        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        if text[:1] in ("P", "p"):  # ISO 8601, as this model's own JSON dump writes it (``PT7H``)
+            try:
+                minutes = _ISO_DURATION.validate_python(text.upper()).total_seconds() / 60
+            except ValidationError:
+                raise ValueError(expected + " (or ISO 8601 like PT7H)") from None
+        elif re.fullmatch(r"\d+(?:\.\d+)?", text):
             minutes = float(text)
         elif _DURATION_RE.fullmatch(text):
             minutes = sum(float(n) * _UNIT_MINUTES[u] for n, u in _DURATION_PART.findall(text))
