@@ -547,15 +547,18 @@ class DriftBook:
         a = self.evaluate_arrays(rows)
         out = []
         for i, row in enumerate(a["rows"].tolist()):
-            found = tuple(
-                Finding(metric, _num(a["backtest"][i, j]), _num(a["live"][i, j]), _num(a["drift"][i, j]),
-                        STATUSES[a["status"][i, j]], self._rule(metric, int(a["ph_warn_at"][i]),
-                                                               int(a["ph_critical_at"][i]), row),
-                        bool(a["min_sample_met"][i, j]), _num(a["p_value"][i, j]),
-                        int(self.fills[row] if metric == "slippage_bps" else self.n[row]))
-                for j, metric in enumerate(METRICS))
+            found = tuple(self.finding(a, i, j) for j in range(len(METRICS)))
             out.append(DriftAssessment(self.ids[row], VERDICTS[a["verdict"][i]], found))
         return out
+
+    def finding(self, a: dict[str, Any], i: int, j: int) -> Finding:
+        """The record of one cell of :meth:`evaluate_arrays`' answer ``a``: row ``i``, rule ``METRICS[j]``."""
+        row, metric = int(a["rows"][i]), METRICS[j]
+        return Finding(metric, _num(a["backtest"][i, j]), _num(a["live"][i, j]), _num(a["drift"][i, j]),
+                       STATUSES[a["status"][i, j]],
+                       self._rule(metric, int(a["ph_warn_at"][i]), int(a["ph_critical_at"][i]), row),
+                       bool(a["min_sample_met"][i, j]), _num(a["p_value"][i, j]),
+                       int(self.fills[row] if metric == "slippage_bps" else self.n[row]))
 
     def _rule(self, metric: str, warn_at: int, critical_at: int, row: int) -> str:
         c = self.config

@@ -36,7 +36,7 @@ from execdesk.domain.events import Event, EventKind
 from execdesk.domain.state import FillRecord
 from execdesk.domain.types import AlertLevel
 from execdesk.monitor.anomalies import current_losing_streak, is_stale, losing_streak_limit, volume_spikes
-from execdesk.monitor.drift import METRICS, STATUSES, VERDICTS, Baseline, DriftBook, DriftConfig, Finding, Status
+from execdesk.monitor.drift import METRICS, VERDICTS, Baseline, DriftBook, DriftConfig, Status
 from execdesk.monitor.equity import PORTFOLIO, Snapshot
 from execdesk.monitor.trades import RoundTrips
 from execdesk.strategy.bundle import ValidationReport
@@ -196,25 +196,17 @@ class Watch:
                     continue
                 if now < before:  # critical back to warn: the standing alert stays; it is news only upward
                     continue
-                f = self._finding(a, i, j, row)
+                f = book.finding(a, i, j)
                 self._alert(t, _LEVEL[f.status], code, dep,
                             f"{dep}: {metric} {_fmt(f.live)} vs backtest {_fmt(f.backtest)} ({f.rule})",
-                            _evidence(f))
+                            f.as_dict())
             verdict = VERDICTS[int(verdicts[i])].value
             if self._verdict.get(dep, "continue") != verdict:
                 self._verdict[dep] = verdict
-                findings = [_evidence(self._finding(a, i, j, row)) for j in range(len(METRICS)) if status[i, j]]
+                findings = [book.finding(a, i, j).as_dict() for j in range(len(METRICS)) if status[i, j]]
                 self.loop.record(Event(t, EventKind.DRIFT_ASSESSED, {
                     "deployment_id": dep, "verdict": verdict, "trades": int(book.n[row]), "findings": findings}, dep))
                 self.loop.lead.on_drift(t, dep, verdict, findings, int(book.n[row]))
-
-    def _finding(self, a: dict[str, Any], i: int, j: int, row: int) -> Finding:
-        book, metric = self.book, METRICS[j]
-        return Finding(metric, _num(a["backtest"][i, j]), _num(a["live"][i, j]), _num(a["drift"][i, j]),
-                       STATUSES[a["status"][i, j]],
-                       book._rule(metric, int(a["ph_warn_at"][i]), int(a["ph_critical_at"][i]), row),
-                       bool(a["min_sample_met"][i, j]), _num(a["p_value"][i, j]),
-                       int(book.fills[row] if metric == "slippage_bps" else book.n[row]))
 
     def _streak_long(self, dep: str) -> tuple[int, int] | None:
         """(streak, limit) when the current losing streak is longer than the backtest allows, else None."""
@@ -318,15 +310,6 @@ def _baseline(report: ValidationReport, returns: Sequence[float] | None) -> Base
     return Baseline.create(sharpe=report.sharpe, max_drawdown=trade_path_drawdown(sample), win_rate=report.win_rate,
                            avg_trade_duration_min=report.avg_trade_duration.total_seconds() / 60,
                            slippage_budget_bps=report.slippage_budget_bps, trades=report.trades, returns=sample)
-
-
-def _num(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
-def _evidence(f: Finding) -> dict[str, Any]:
-    return {"metric": f.metric, "backtest": f.backtest, "live": f.live, "drift": f.drift, "status": f.status.value,
-            "rule": f.rule, "min_sample_met": f.min_sample_met, "p_value": f.p_value, "n": f.n}
 
 
 def _fmt(value: float | None) -> str:
