@@ -33,7 +33,7 @@ from execdesk.domain.types import QUANTUM, AlertLevel, Direction, IntentReason, 
 from execdesk.monitor.alerts import Alert
 from execdesk.monitor.equity import PORTFOLIO, Breach, Limit, Snapshot
 from execdesk.risk.config import LADDER_STEPS, DrawdownLadder
-from execdesk.risk.drawdown import confirm_breach
+from execdesk.risk.drawdown import confirm_breach, fresh_equity
 from execdesk.risk.pretrade import Context
 from execdesk.risk.staging import next_stage
 
@@ -315,10 +315,7 @@ class Lead:
         s = self.state
         if s.trading_state is TradingState.HALTED or s.trading_reason == CIRCUIT_BREAKER:
             return  # already killed
-        closes = {p: float(track.close[g]) for p, track in loop.market.pairs.items()}
-        from execdesk.risk.drawdown import fresh_equity
-
-        equity = fresh_equity(s, closes, PORTFOLIO)
+        equity = fresh_equity(s, loop.closes(g), PORTFOLIO)
         evidence = {"by": by, "reason": reason, "kind": "manual kill switch"}
         loop.record(Event(t, EventKind.BREACH_DETECTED, {"by": "human", "by_name": by, "reason": reason,
                                                           "kind": "manual kill switch", "scope": PORTFOLIO}))
@@ -332,11 +329,7 @@ class Lead:
             "by": by, "policy": "manual kill switch", "action": "cancel all orders, close all positions"}))
         loop.send_message(t, "escalation", PORTFOLIO, f"kill switch pulled by {by}: {reason}; everything is "
                           "being closed; the desk stays HALTED until re-armed by hand", evidence)
-        self._set_trading_state(t, TradingState.REDUCING, CIRCUIT_BREAKER, evidence)
-        for dep in list(s.deployments.values()):
-            if dep.state is not TradingState.HALTED:
-                self._set_deployment_state(t, dep.id, TradingState.REDUCING, CIRCUIT_BREAKER, evidence)
-        self._flatten(g, None, IntentReason.CIRCUIT_BREAKER)
+        self._close_everything(g, t, evidence)
 
     def _circuit_breaker(self, g: int, breach: Breach) -> None:
         loop = self.loop
@@ -345,8 +338,7 @@ class Lead:
         loop.record(Event(t, EventKind.BREACH_DETECTED, {"by": "monitor", **evidence}))
         self._alert(g, AlertLevel.EMERGENCY, "portfolio_drawdown_kill",
                     f"portfolio drawdown {breach.drawdown:.2%} reached {breach.limit:.0%}", evidence, source="monitor")
-        closes = {p: float(track.close[g]) for p, track in loop.market.pairs.items()}
-        confirmation = confirm_breach(self.state, closes, breach)
+        confirmation = confirm_breach(self.state, loop.closes(g), breach)
         loop.record(Event(t, EventKind.BREACH_CONFIRMED, {"by": "risk", **confirmation.as_dict()}))
         if not confirmation.confirmed:
             self._alert(g, AlertLevel.WARNING, "breach_not_confirmed",
@@ -363,6 +355,11 @@ class Lead:
                           f"circuit breaker: portfolio drawdown {breach.drawdown:.2%} reached {breach.limit:.0%}; "
                           "everything is being closed; the desk stays HALTED until re-armed by hand",
                           {**evidence, "confirmation": confirmation.as_dict()})
+        self._close_everything(g, t, evidence)
+
+    def _close_everything(self, g: int, t: int, evidence: dict[str, Any]) -> None:
+        """The executor's part of the circuit breaker (and of the kill switch): the desk and every deployment
+        REDUCING, every order cancelled, every position closed; HALTED once flat (:meth:`after_fills`)."""
         self._set_trading_state(t, TradingState.REDUCING, CIRCUIT_BREAKER, evidence)
         for dep in list(self.state.deployments.values()):
             if dep.state is not TradingState.HALTED:

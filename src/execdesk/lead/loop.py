@@ -110,7 +110,7 @@ class DeskLoop:
         self._resting = any(o.type != "MARKET" for o in state.open_orders())
         report = self.oms.reconcile(self._time(start))
         self.lead.on_reconciled(report, self._time(start))
-        self.pretrade.rebuild(state, self._closes(max(start - 1, 0)), self._time(start))
+        self.pretrade.rebuild(state, self.closes(max(start - 1, 0)), self._time(start))
         self.watch = Watch(self)
         self.watch.start_at(start)
         self.record(Event(self._time(start), EventKind.RUN_STARTED, {
@@ -329,7 +329,7 @@ class DeskLoop:
     def submit(self, intent: OrderIntent, g: int) -> bool:
         """Risk-check ``intent`` and hand it to the order manager (or record the denial)."""
         if self._marked_g != g:  # the book marks exposure at this bar's closes, once per bar
-            self.pretrade.mark(self._closes(g))
+            self.pretrade.mark(self.closes(g))
             self._marked_g = g
         verdict = self.pretrade.decide(intent, self.lead.context(intent.deployment_id))
         t = self.market.close_time(g)
@@ -359,7 +359,8 @@ class DeskLoop:
         """Orders were cancelled: the risk book lets go of what they held."""
         self.pretrade.settle(self.ledger.state)
 
-    def _closes(self, g: int) -> dict[str, float]:
+    def closes(self, g: int) -> dict[str, float]:
+        """Every pair's close at bar ``g``."""
         return {p: float(track.close[g]) for p, track in self.market.pairs.items()} if self.market.n else {}
 
     def reschedule_all(self, after_g: int) -> None:
