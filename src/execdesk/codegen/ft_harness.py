@@ -214,16 +214,19 @@ def _offline_methods(markets: dict[str, dict[str, Any]], sync: bool) -> dict[str
         "fetch_bids_asks": no_data("bids/asks"),
         "fetch_order_book": no_data("order book"),
     }
-    if sync:
-        return values
+    return values if sync else as_async(values)
 
-    def as_async(fn: Callable[..., Any]) -> Callable[..., Any]:
+
+def as_async(methods: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """The same methods as coroutines (for ccxt's async exchange objects)."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             return fn(*args, **kwargs)
 
         return wrapper
 
-    return {name: as_async(fn) for name, fn in values.items()}
+    return {name: wrap(fn) for name, fn in methods.items()}
 
 
 def offline_exchange(config: dict[str, Any], min_cost: float) -> Any:

@@ -33,11 +33,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from execdesk.errors import ExecdeskError, InvalidInput, TemporaryError
 from execdesk.execution.retry import RetryPolicy
-from execdesk.monitor.alerts import RetrySection, SinkResult, WebhookSink, redact_url
+from execdesk.monitor.alerts import SinkResult, WebhookEndpoint, WebhookSink, redact_url
 from execdesk.strategy import load_bundle
 from execdesk.strategy.bundle import SUFFIXES, is_bundle_folder
 
@@ -371,31 +371,10 @@ def webhook_payload(message: Message) -> dict[str, Any]:
 
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
-_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
-class LiaisonWebhookConfig(BaseModel):
+class LiaisonWebhookConfig(WebhookEndpoint):
     """One recipient's webhook: the URL and header values are read from environment variables."""
-
-    model_config = _STRICT
-    url_env: str = Field(pattern=_ENV_NAME)
-    timeout_s: float = Field(5.0, gt=0, le=60)
-    retry: RetrySection = Field(default_factory=RetrySection)
-    max_retry_after_s: float = Field(30.0, ge=0, le=600)
-    headers_env: dict[str, str] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_secrets(cls, data: object) -> object:
-        # a pasted URL is refused as an unknown key, and that error would echo it: redact it first
-        if isinstance(data, dict):
-            data = dict(data)
-            for key in ("url", "webhook_url"):
-                if key in data:
-                    data[key] = redact_url(str(data[key]))
-            if isinstance(data.get("headers"), dict):
-                data["headers"] = dict.fromkeys(data["headers"], "***")
-        return data
 
 
 class LiaisonConfig(BaseModel):

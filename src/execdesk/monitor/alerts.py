@@ -656,23 +656,16 @@ class JsonlSinkConfig(BaseModel):
     min_level: AlertLevel = AlertLevel.INFO
 
 
-class WebhookSinkConfig(BaseModel):
-    """A webhook: its URL (and header values) come from environment variables, never from the file."""
+class WebhookEndpoint(BaseModel):
+    """Where a webhook posts, as a config file names it: the URL and the header values come from
+    environment variables, never from the file (one pasted in is refused, redacted in the error)."""
 
     model_config = _STRICT
-    kind: Literal["webhook"]
     url_env: str = Field(pattern=_ENV_NAME)
-    format: WebhookFormat = "generic"
-    min_level: AlertLevel = AlertLevel.WARNING
-    to: tuple[str, ...] | None = None
     timeout_s: float = Field(5.0, gt=0, le=60)
     retry: RetrySection = Field(default_factory=RetrySection)
     max_retry_after_s: float = Field(30.0, ge=0, le=600)
     headers_env: dict[str, str] = Field(default_factory=dict)
-    chat_id: str | None = None
-    chat_id_env: str | None = Field(None, pattern=_ENV_NAME)
-    parse_mode: ParseMode = "HTML"
-    name: str | None = Field(None, min_length=1, max_length=64)
 
     @model_validator(mode="before")
     @classmethod
@@ -695,6 +688,19 @@ class WebhookSinkConfig(BaseModel):
         if bad:
             raise ValueError(f"values must be environment variable names, not {bad[0]!r}")
         return value
+
+
+class WebhookSinkConfig(WebhookEndpoint):
+    """An alert sink posting to a webhook (see :class:`WebhookEndpoint` for where it posts)."""
+
+    kind: Literal["webhook"]
+    format: WebhookFormat = "generic"
+    min_level: AlertLevel = AlertLevel.WARNING
+    to: tuple[str, ...] | None = None
+    chat_id: str | None = None
+    chat_id_env: str | None = Field(None, pattern=_ENV_NAME)
+    parse_mode: ParseMode = "HTML"
+    name: str | None = Field(None, min_length=1, max_length=64)
 
     @model_validator(mode="after")
     def _telegram(self) -> WebhookSinkConfig:

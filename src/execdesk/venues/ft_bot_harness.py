@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from execdesk.codegen.ft_harness import NetworkGuard, _currencies, _exchange_class, market_for
+from execdesk.codegen.ft_harness import NetworkGuard, _currencies, _exchange_class, as_async, market_for
 
 logger = logging.getLogger("execdesk.ft_bot_harness")
 
@@ -238,16 +238,7 @@ def replay_methods(
         "fetch_bids_asks": fetch_tickers,
         "fetch_order_book": lambda symbol, limit=None, *a, **k: feed.order_book(symbol, limit),
     }
-    if sync:
-        return values
-
-    def as_async(fn: Callable[..., Any]) -> Callable[..., Any]:
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return fn(*args, **kwargs)
-
-        return wrapper
-
-    return {name: as_async(fn) for name, fn in values.items()}
+    return values if sync else as_async(values)
 
 
 def install_offline_exchange(
