@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.execution import test_crash, test_faults  # noqa: E402
+from tests.kit import desk_ledger  # noqa: E402
 
-from execdesk.domain.events import Event, EventKind  # noqa: E402
+from execdesk.domain.events import EventKind  # noqa: E402
 from execdesk.store.ledger import Ledger  # noqa: E402
 from execdesk.venues.faulty import FaultRates, FaultyVenue  # noqa: E402
 from execdesk.venues.paper import PaperVenue, PaperVenueConfig  # noqa: E402
@@ -67,14 +68,8 @@ def crash_trials(trials: int, workers: int) -> dict[str, Any]:
 
 def fault_drill(orders: int, seed: int = 7) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        ledger = Ledger.for_home(Path(tmp))
         cap = test_faults.CAPITAL
-        ledger.record(Event(1, EventKind.DESK_CONFIGURED, {"config": {}, "identity": {}, "quote": "USDT",
-                                                           "capital": cap}))
-        ledger.record(Event(2, EventKind.DEPLOYMENT_CREATED, {
-            "deployment_id": test_faults.DEP, "strategy_id": "S", "name": "s", "version": 1, "bundle_hash": "0",
-            "timeframe": "1h", "pairs": list(test_faults.PAIRS), "allocation": 1, "capital": cap},
-            test_faults.DEP))
+        ledger = desk_ledger(Path(tmp), test_faults.DEP, test_faults.PAIRS, cap)
         inner = PaperVenue("USDT", cap, PaperVenueConfig(max_volume_share=0.5), pairs=test_faults.PAIRS,
                            bar_seconds=3600)
         venue = FaultyVenue(inner, FaultRates(), seed=seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -13,9 +14,24 @@ import yaml
 from execdesk.backtest.engine import BacktestConfig, run_backtest
 from execdesk.data import PairProfile, generate_market
 from execdesk.data.datadir import write_pair
+from execdesk.domain.events import Event, EventKind
 from execdesk.domain.state import DeskState
+from execdesk.store.ledger import Ledger
 from execdesk.strategy import validate_bundle
 from tests.codegen.conftest import BASE
+
+
+def desk_ledger(home: Path, deployment: str, pairs: Sequence[str], capital: Decimal) -> Ledger:
+    """A ledger in ``home`` holding a configured desk (USDT, ``capital``) and one deployment of all of it
+    trading ``pairs`` (flushed)."""
+    led = Ledger.for_home(home)
+    led.record(Event(1, EventKind.DESK_CONFIGURED, {"config": {}, "identity": {}, "quote": "USDT",
+                                                    "capital": capital}))
+    led.record(Event(2, EventKind.DEPLOYMENT_CREATED, {
+        "deployment_id": deployment, "strategy_id": "S", "name": "s", "version": 1, "bundle_hash": "0",
+        "timeframe": "1h", "pairs": list(pairs), "allocation": Decimal(1), "capital": capital}, deployment))
+    led.flush()
+    return led
 
 
 def replay_fills(state: DeskState, capital: Decimal) -> tuple[dict[tuple[str, str], Decimal], Decimal]:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import Direction, IntentReason, OrderIntent, OrderStatus, Side
 from execdesk.execution.oms import OrderManager
 from execdesk.execution.retry import RetryPolicy
@@ -23,6 +22,7 @@ from execdesk.risk.pretrade import Verdict
 from execdesk.store.ledger import Ledger
 from execdesk.venues.faulty import FaultRates, FaultyVenue
 from execdesk.venues.paper import PaperVenue, PaperVenueConfig
+from tests.kit import desk_ledger
 
 pytestmark = pytest.mark.crash
 
@@ -35,13 +35,7 @@ CAPITAL = D(10_000_000)
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger.for_home(tmp_path / "home")
-    led.record(Event(1, EventKind.DESK_CONFIGURED, {"config": {}, "identity": {}, "quote": "USDT",
-                                                    "capital": CAPITAL}))
-    led.record(Event(2, EventKind.DEPLOYMENT_CREATED, {
-        "deployment_id": DEP, "strategy_id": "S", "name": "s", "version": 1, "bundle_hash": "0", "timeframe": "1h",
-        "pairs": list(PAIRS), "allocation": D(1), "capital": CAPITAL}, DEP))
-    led.flush()
+    led = desk_ledger(tmp_path / "home", DEP, PAIRS, CAPITAL)
     yield led
     led.close(flush=False)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from execdesk.domain.events import Event, EventKind
+from execdesk.domain.events import EventKind
 from execdesk.domain.types import (
     ClientOrderId,
     Direction,
@@ -26,6 +26,7 @@ from execdesk.store.ledger import Ledger
 from execdesk.store.projections import all_projection_rows
 from execdesk.venues.base import VenueFill, VenueOrder
 from execdesk.venues.paper import PaperVenue, PaperVenueConfig
+from tests.kit import desk_ledger
 
 D = Decimal
 DEP = "dep-1"
@@ -36,13 +37,7 @@ T_SIGNAL = 1_700_006_400
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger.for_home(tmp_path / "home")
-    led.record(Event(1, EventKind.DESK_CONFIGURED, {"config": {}, "identity": {}, "quote": "USDT",
-                                                    "capital": D(10000)}))
-    led.record(Event(2, EventKind.DEPLOYMENT_CREATED, {
-        "deployment_id": DEP, "strategy_id": "S", "name": "s", "version": 1, "bundle_hash": "0", "timeframe": "1h",
-        "pairs": [PAIR], "allocation": D(1), "capital": D(10000)}, DEP))
-    led.flush()
+    led = desk_ledger(tmp_path / "home", DEP, [PAIR], D(10000))
     yield led
     led.close(flush=False)
 

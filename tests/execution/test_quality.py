@@ -11,6 +11,7 @@ import pytest
 from execdesk.domain.events import Event, EventKind
 from execdesk.execution.quality import execution_quality
 from execdesk.store.ledger import Ledger
+from tests.kit import desk_ledger
 
 D = Decimal
 DEP = "dep-1"
@@ -18,12 +19,7 @@ DEP = "dep-1"
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger.for_home(tmp_path)
-    led.record(Event(1, EventKind.DESK_CONFIGURED, {"config": {}, "identity": {}, "quote": "USDT",
-                                                    "capital": D(10000)}))
-    led.record(Event(2, EventKind.DEPLOYMENT_CREATED, {
-        "deployment_id": DEP, "strategy_id": "S", "name": "s", "version": 1, "bundle_hash": "0", "timeframe": "1h",
-        "pairs": ["BTC/USDT"], "allocation": D(1), "capital": D(10000)}, DEP))
+    led = desk_ledger(tmp_path, DEP, ["BTC/USDT"], D(10000))
     yield led
     led.close(flush=False)
 

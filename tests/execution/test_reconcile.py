@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from execdesk.domain.events import Event, EventKind
+from execdesk.domain.events import EventKind
 from execdesk.domain.types import ClientOrderId, Direction, IntentReason, OrderIntent, OrderStatus, OrderType, Side
 from execdesk.execution.oms import OrderManager, ReconcilePolicy
 from execdesk.execution.retry import RetryPolicy
@@ -19,6 +19,7 @@ from execdesk.store.ledger import Ledger
 from execdesk.venues.base import VenueOrder
 from execdesk.venues.faulty import FaultRates, FaultyVenue
 from execdesk.venues.paper import PaperVenue, PaperVenueConfig
+from tests.kit import desk_ledger
 
 D = Decimal
 DEP = "dep-1"
@@ -34,13 +35,7 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def ledger(home: Path) -> Iterator[Ledger]:
-    led = Ledger.for_home(home)
-    led.record(Event(1, EventKind.DESK_CONFIGURED, {"config": {}, "identity": {}, "quote": "USDT",
-                                                    "capital": D(10000)}))
-    led.record(Event(2, EventKind.DEPLOYMENT_CREATED, {
-        "deployment_id": DEP, "strategy_id": "S", "name": "s", "version": 1, "bundle_hash": "0", "timeframe": "1h",
-        "pairs": [PAIR], "allocation": D(1), "capital": D(10000)}, DEP))
-    led.flush()
+    led = desk_ledger(home, DEP, [PAIR], D(10000))
     yield led
     led.close(flush=False)
 
