@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_demo
+import bench_kill
 import bench_loop
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -36,11 +37,13 @@ def main() -> None:
         results["loop_quiet"] = bench_loop.bench_loop(10_000, 3, 2, quiet=True)
         results["ledger"] = bench_loop.bench_ledger(20_000, 1_000)
         results["demo"] = bench_demo.bench_demo(1)
+        results["kill"] = bench_kill.bench_kill(40, 5, 2)
     else:
         results["loop_dense"] = bench_loop.bench_loop(100_000, 20, 5)
         results["loop_quiet"] = bench_loop.bench_loop(100_000, 20, 5, quiet=True)
         results["ledger"] = bench_loop.bench_ledger(200_000, 1_000)
         results["demo"] = bench_demo.bench_demo(3)
+        results["kill"] = bench_kill.bench_kill(200, 5, 5)
     real = bench_loop.bench_real(Path(__file__).resolve().parents[2] / "shared" / "data" / "freqtrade-testdata")
     if real is not None:
         results["loop_real_data"] = real

@@ -238,16 +238,19 @@ def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonO
     out.print(f"desk [bold]{data['trading_state']}[/] ({data['trading_reason']}) — cash {data['cash']} "
               f"{data['quote']}, last bar {last}, drawdown ladder: {data['ladder_step'] or 'no step'}, "
               f"run complete: {'yes' if data['completed'] else 'no'}")
-    table = Table("deployment", "version", "state", "reason", "health", "ladder", "in use", "trades", "realised P&L",
-                  "fees", "open positions")
+    table = Table("deployment", "version", "venue", "lifecycle", "state", "reason", "health", "ladder", "in use",
+                  "trades", "realised P&L", "fees", "open positions")
     for d in data["deployments"]:
         health = d["health"] + (f" -> {d['lead_decision']}" if d["lead_decision"] else "")
-        table.add_row(d["id"], f"{d['name']} v{d['version']}", d["state"], d["state_reason"], health,
+        table.add_row(d["id"], f"{d['name']} v{d['version']}", d["venue"], d["lifecycle"], d["state"],
+                      d["state_reason"], health,
                       d["ladder_step"] or "-",
                       f"{float(d['allocation_in_use']):.0%} of {float(d['allocation']):.0%}", str(d["trades"]),
                       d["realized_pnl"], d["fees"], str(len(d["positions"])))
     out.print(table)
     out.print(f"open orders: {len(data['open_orders'])}; events: {data['events']}")
+    if data["pending_requests"]:
+        out.print(f"requests waiting for the desk's next bar: {', '.join(data['pending_requests'])}")
 
 
 @app.command()
@@ -326,6 +329,125 @@ def kill(by: Annotated[str, typer.Option("--by", help="Who pulls the kill switch
         _emit_json(data)
         return
     out.print(f"kill switch requested by {data['by']}: {data['request']} ({data['note']})")
+
+
+ByOpt = Annotated[str, typer.Option("--by", help="Who decides (recorded).")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (recorded).")]
+PositionsOpt = Annotated[str, typer.Option("--positions", help="What the version being replaced does with its "
+                                           "positions: hand_over (to the version taking over) or close.")]
+
+
+@app.command()
+@command
+def deploy(bundle: Annotated[Path, typer.Argument(help="The validated strategy bundle (file or folder).")],
+           venue: Annotated[str, typer.Option("--venue", help="paper, ccxt:<exchange> (its testnet unless --live) "
+                                              "or freqtrade (a dry-run bot).")] = "paper",
+           allocation: Annotated[float, typer.Option(help="Fraction of portfolio equity asked for.")] = 0.10,
+           live: Annotated[bool, typer.Option("--live", help="ccxt only: real money (needs a human's approval).")]
+           = False,
+           at: Annotated[str | None, typer.Option("--at", help="Start trading at this ISO 8601 time (scheduled).")]
+           = None,
+           positions: PositionsOpt = "hand_over",
+           by: ByOpt = "", reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "",
+           home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
+           debug: DebugOpt = False) -> None:
+    """Take a bundle through the gates onto the desk: intake, signal generator, risk, approval, deploy, monitor.
+
+    A refused gate exits 3 with its reason; a venue trading real money waits for `execdesk approve`."""
+    import time
+
+    from execdesk.lead import service
+
+    data = service.deploy(home, bundle, venue, int(time.time()), allocation, live, at, positions, by, reason, db_url)
+    _show_plan(data, as_json)
+
+
+@app.command()
+@command
+def approve(request: Annotated[str, typer.Argument(help="The decision request id (dr-...).")], by: ByOpt,
+            reason: ReasonOpt, home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
+            debug: DebugOpt = False) -> None:
+    """Approve a deployment waiting for a human; it goes on through the deploy and monitor gates."""
+    import time
+
+    from execdesk.lead import service
+
+    _show_plan(service.decide(home, request, "approve", by, reason, int(time.time()), db_url), as_json)
+
+
+@app.command()
+@command
+def deny(request: Annotated[str, typer.Argument(help="The decision request id (dr-...).")], by: ByOpt,
+         reason: ReasonOpt, home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
+         debug: DebugOpt = False) -> None:
+    """Deny a deployment waiting for a human; its approval gate is refused."""
+    import time
+
+    from execdesk.lead import service
+
+    _show_plan(service.decide(home, request, "deny", by, reason, int(time.time()), db_url), as_json)
+
+
+def _lifecycle_command(action: str, doc: str) -> None:
+    def run_action(deployment: Annotated[str, typer.Argument(help="The deployment id, e.g. STR-001-v2.")],
+                   by: ByOpt, reason: ReasonOpt, home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None,
+                   as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+        import time
+
+        from execdesk.lead import service
+
+        data = service.lifecycle(home, action, deployment, by, reason, int(time.time()), db_url)
+        if as_json:
+            _emit_json(data)
+        elif "queued" in data:
+            out.print(f"{action} {deployment}: {data['note']} ({data['queued']})")
+        else:
+            out.print(f"{data['deployment']}: {action} by {data['by']} -> {data['state']} ({data['reason']})")
+
+    run_action.__doc__ = doc
+    app.command(action)(command(run_action))
+
+
+_lifecycle_command("pause", "Pause a deployment: no new positions; its open ones exit as planned.")
+_lifecycle_command("resume", "Resume a paused deployment.")
+_lifecycle_command("remove", "Remove a deployment: its orders cancelled and positions closed, HALTED once flat.")
+
+
+@app.command()
+@command
+def rollback(strategy: Annotated[str, typer.Argument(help="The strategy id, e.g. STR-001.")], by: ByOpt,
+             reason: ReasonOpt, positions: PositionsOpt = "hand_over", home: HomeOpt = DEFAULT_HOME,
+             db_url: DbUrlOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Go back to the strategy's previous version: the current one's positions handed over or closed."""
+    import time
+
+    from execdesk.lead import service
+
+    data = service.rollback(home, strategy, by, reason, int(time.time()), positions, db_url)
+    if as_json:
+        _emit_json(data)
+    elif "queued" in data:
+        out.print(f"rollback {strategy}: {data['note']} ({data['queued']})")
+    else:
+        handed = ", ".join(data["handed_over"]) or "none"
+        out.print(f"{strategy}: {data['from']} rolled back to {data['to']} by {data['by']}; positions "
+                  f"{data['positions']} (handed over: {handed})")
+
+
+def _show_plan(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _emit_json(data)
+        return
+    if "queued" in data:
+        out.print(f"{data['note']} ({data['queued']})")
+        return
+    table = Table("gate", "outcome", "reason", title=f"{data['deployment_id']} -> {data['venue']}: {data['status']}")
+    for gate in data["gates"]:
+        table.add_row(gate["gate"], gate["outcome"], gate["reason"])
+    out.print(table)
+    if data["status"] == "pending_approval":
+        out.print(f"waiting for a human: execdesk approve {data['approval_request']} --by NAME --reason WHY "
+                  "(or deny)")
 
 
 @app.command()

@@ -174,3 +174,42 @@ def test_demo_when_run_then_the_outbox_holds_the_revalidation_requests_the_escal
     with Ledger.for_home(home) as ledger:
         sent = {e.payload["files"][0] for e in ledger.events({EventKind.MESSAGE_SENT})}
     assert sent == {p.relative_to(outbox).as_posix() for p in validation + orchestrator}
+
+
+def test_demo_when_strategy_degrades_then_the_lead_halts_it_with_a_revalidation_request_before_the_shock(
+        demo_run: tuple[dict[str, Any], Path]) -> None:
+    data, home = demo_run
+    with Ledger.for_home(home) as ledger:
+        reviews = [e for e in ledger.events({EventKind.STRATEGY_REVIEWED}, deployment_id="STR-002-v1")]
+        # first the policy's answer to the drift verdict; then, its drawdown ladder at reduce, a halt
+        assert [e.payload["decision"] for e in reviews] == ["adjust", "pause"]
+        halt = reviews[-1]
+        assert halt.time < SHOCK
+        assert halt.payload["evidence"]["risk"]["ladder_step"] == "reduce"
+        assert halt.payload["evidence"]["findings"], "the decision names the drift evidence"
+        paused = [e for e in ledger.events({EventKind.DEPLOYMENT_STATE_CHANGED}, deployment_id="STR-002-v1")
+                  if e.payload["reason"] == "drift_pause"]
+        assert [e.time for e in paused] == [halt.time]
+        later = [o for o in ledger.state.orders.values() if o.deployment_id == "STR-002-v1"
+                 and o.reason == "entry_signal" and o.signal_time > halt.time]
+        assert later == [], "halted: no new positions"
+    requests = [json.loads(p.read_text()) for p in (home / "outbox" / "validation").glob("*revalidation*.json")]
+    assert any(r["subject"] == "STR-002-v1" and r["body"]["decision"] == "pause" for r in requests)
+    # the summary says it in order: deployed through the gates, halted, then the circuit breaker
+    what = [step["what"] for step in data["timeline"]]
+    deployed = [i for i, w in enumerate(what) if w.startswith("lead deploys")]
+    halted = next(i for i, w in enumerate(what) if "STR-002-v1: drift verdict" in w and "to pause" in w)
+    breaker = next(i for i, w in enumerate(what) if w.startswith("monitor detects portfolio drawdown"))
+    assert len(deployed) == 4
+    assert max(deployed) < halted < breaker
+
+
+def test_demo_when_run_then_every_strategy_passed_the_six_gates_in_order(demo_run: tuple[dict[str, Any], Path]) -> None:
+    _data, home = demo_run
+    with Ledger.for_home(home) as ledger:
+        gates: dict[str, list[str]] = {}
+        for e in ledger.events({EventKind.GATE}):
+            gates.setdefault(e.payload["deployment_id"], []).append(e.payload["gate"])
+            assert e.payload["outcome"] in ("passed", "conditional", "not_required")
+    assert gates == {f"STR-00{i}-v1": ["intake", "signal_generator", "risk", "approval", "deploy", "monitor"]
+                     for i in range(1, 5)}

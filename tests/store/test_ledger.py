@@ -318,7 +318,7 @@ def test_open_when_opened_twice_then_migration_idempotent_and_data_kept(home: Pa
         with second.engine.connect() as conn:
             versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
             tables = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'")).scalars())
-        assert versions == ["0002"]
+        assert versions == ["0003"]
         assert {"events", "deployments", "orders", "fills", "positions", "balances", "desk"} <= tables
         assert second.state.last_seq == 1
     finally:

@@ -40,6 +40,8 @@ class DeploymentRecord:
     allocation: Decimal
     capital: Decimal
     created_at: int
+    venue: str = "paper"  # where it trades: paper, ccxt:<exchange>[:live], freqtrade
+    start_at: int | None = None  # scheduled: trades from this time on (None: from its creation)
     state: TradingState = TradingState.ACTIVE
     state_reason: str = "deployed"
     realized_pnl: Decimal = ZERO
@@ -180,8 +182,31 @@ def _on_deployment_created(s: DeskState, e: Event) -> None:
         id=p["deployment_id"], strategy_id=p["strategy_id"], name=p["name"], version=int(p["version"]),
         bundle_hash=p["bundle_hash"], timeframe=p["timeframe"], pairs=list(p["pairs"]),
         allocation=_d(p["allocation"]), capital=_d(p["capital"]), created_at=e.time,
+        venue=str(p.get("venue", "paper")), start_at=p.get("start_at"),
     )
     s.dirty.add(("deployment", p["deployment_id"]))
+
+
+def _on_handed_over(s: DeskState, e: Event) -> None:
+    """Positions move from one deployment to another (a new version, or a rollback) at their entry price:
+    no fill, no cash; the receiving deployment's exits manage them from here."""
+    p = e.payload
+    source, target = p["from"], p["to"]
+    for item in p["positions"]:
+        pair = item["pair"]
+        pos = s.positions.get((source, pair))
+        if pos is None or pos.qty != _d(item["qty"]):
+            raise LedgerError(f"event {e.seq}: {source} holds no {item['qty']} {pair} to hand over")
+        into = s.positions.get((target, pair))
+        if into is not None and into.qty != 0:
+            raise LedgerError(f"event {e.seq}: {target} already holds {pair}; a hand-over needs it flat")
+        s.positions[(target, pair)] = PositionRecord(target, pair, pos.qty, pos.avg_price, ZERO, ZERO,
+                                                     pos.opened_at, pos.trip_pnl)
+        pos.qty, pos.avg_price, pos.trip_pnl = ZERO, ZERO, ZERO
+        s.open_position_keys.pop((source, pair), None)
+        s.open_position_keys[(target, pair)] = None
+        s.dirty.update({("position", (source, pair)), ("position", (target, pair))})
+    s.states_version += 1
 
 
 def _on_deployment_state(s: DeskState, e: Event) -> None:
@@ -374,6 +399,7 @@ _HANDLERS = {
     EventKind.TRADING_STATE_CHANGED: _on_trading_state,
     EventKind.LADDER_STEPPED: _on_ladder_stepped,
     EventKind.REARMED: _on_rearmed,
+    EventKind.POSITIONS_HANDED_OVER: _on_handed_over,
     EventKind.ALLOCATION_STAGED: _on_allocation_staged,
     EventKind.ORDER_SUBMITTED: _on_submitted,
     EventKind.ORDER_ACCEPTED: _on_accepted,

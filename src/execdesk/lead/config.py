@@ -175,10 +175,14 @@ def _default_drift_policy() -> dict[Verdict, Decision]:
 class LeadSection(BaseModel):
     """The lead's stated policies. ``drift_policy``: the monitor's verdict -> the lead's decision in the
     strategy-halt protocol (default review -> adjust, pause -> pause, stop -> remove); decisions are
-    continue / adjust (allocation in use halved) / pause (no new positions) / remove (close, HALTED)."""
+    continue / adjust (allocation in use halved) / pause (no new positions) / remove (close, HALTED).
+    ``approve_all``: the approval gate of ``execdesk deploy`` asks a human for every venue, not only for one
+    trading real money (the strategies of the desk config are the human's own list and need none)."""
 
     model_config = _STRICT
     drift_policy: dict[Verdict, Decision] = Field(default_factory=_default_drift_policy)
+    #: every deployment by ``execdesk deploy`` waits for a human's ``execdesk approve`` (not only real money)
+    approve_all: bool = False
 
 
 class StrategyEntry(BaseModel):

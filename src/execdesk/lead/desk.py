@@ -25,12 +25,13 @@ from execdesk.data.generator import generate_market
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.state import DeskState
 from execdesk.domain.types import dec
-from execdesk.errors import InvalidInput
+from execdesk.errors import InvalidInput, Refused
 from execdesk.lead.config import DeskConfig, PairSection
 from execdesk.lead.liaison import build_liaison
 from execdesk.lead.loop import DeskLoop, LoopStats
 from execdesk.monitor.alerts import JsonlSink, build_router
 from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, Watermarks, fold_marks
+from execdesk.risk.config import DrawdownLadder
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import StrategyBundle, load_bundle
 from execdesk.venues.paper import PaperVenue, PaperVenueConfig
@@ -112,7 +113,12 @@ def build_market(config: DeskConfig, bundles: list[StrategyBundle]) -> MarketVie
     return MarketView(frames, m.timeframe)
 
 
-def _deploy(ledger: Ledger, config: DeskConfig, bundles: list[StrategyBundle], t: int) -> None:
+def _deploy(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[StrategyBundle], t: int,
+            market_pairs: set[str]) -> None:
+    """Configure the desk (once) and take each strategy of the config through the gated pipeline
+    (:mod:`execdesk.lead.deploy`) that is not deployed yet; a refused gate refuses the run (exit 3)."""
+    from execdesk.lead.deploy import VenueTarget, commit, plan_deployment, review_ahead
+
     state = ledger.state
     if state.config is None:
         ledger.record(Event(t, EventKind.DESK_CONFIGURED, {
@@ -122,27 +128,41 @@ def _deploy(ledger: Ledger, config: DeskConfig, bundles: list[StrategyBundle], t
         difference = _first_difference(state.config.get("identity") or {}, config.identity())
         raise InvalidInput(f"the home's ledger holds a desk configured differently ({difference}); "
                            "use another --home, or run the config the ledger was started with")
-    for bundle, entry in zip(bundles, config.strategies, strict=True):
-        dep_id = deployment_id(bundle)
-        if dep_id in state.deployments:
-            continue
-        ledger.record(Event(t, EventKind.DEPLOYMENT_CREATED, {
-            "deployment_id": dep_id, "strategy_id": bundle.id, "name": bundle.name, "version": bundle.version,
-            "bundle_hash": bundle.bundle_hash, "timeframe": bundle.timeframe, "pairs": list(bundle.pairs),
-            "allocation": dec(entry.allocation), "capital": dec(config.desk.capital) * dec(entry.allocation),
-            "validation": bundle.validation.model_dump(mode="json"),
-        }, dep_id))
-        ledger.record(Event(t, EventKind.MONITOR_BASELINE, {"deployment_id": dep_id, **baseline_returns(bundle)},
-                            dep_id))
-        staging = config.risk.staging
-        if staging.enabled:  # a new deployment starts at the first step of its allocation
-            capital = float(dec(config.desk.capital) * dec(entry.allocation))
-            ledger.record(Event(t, EventKind.ALLOCATION_STAGED, {
-                "deployment_id": dep_id, "action": "start", "reason": f"new deployment: starts at "
-                f"{staging.steps[0]:.0%} of its allocation", "fraction_before": 0.0, "fraction_after": staging.steps[0],
-                "step": 0, "losing_streak": 0, "period_return": None, "equity": capital, "next_period_from": t,
-                "by": "risk"}, dep_id))
+    todo = [(b, e) for b, e in zip(bundles, config.strategies, strict=True)
+            if deployment_id(b) not in state.deployments]
+    if len(todo) > 1:
+        review_ahead(home, [b for b, _e in todo])
+    for _bundle, entry in todo:
+        plan = plan_deployment(home, state, ledger, entry.bundle, VenueTarget("paper"), entry.allocation,
+                               risk=config.risk, now=t, by="config", reason="listed in the desk config",
+                               drawdown=entry.drawdown.model_dump() if entry.drawdown is not None else None)
+        commit(ledger, home, plan, t, market_pairs, config.risk.staging, capital=config.desk.capital)
+        refusal = plan.refusal
+        if refusal is not None:
+            raise Refused(f"{plan.deployment_id}: the {refusal.gate} gate refused it: {refusal.reason}")
     ledger.flush()
+
+
+def desk_bundles(ledger: Ledger, config: DeskConfig, bundles: list[StrategyBundle]
+                 ) -> list[tuple[StrategyBundle, DrawdownLadder | None]]:
+    """The bundles the desk's loop trades, from the ledger's deployments on the paper venue (each as it was
+    deployed: the bundle and the conditions the risk gate applied), with their own drawdown ladders."""
+    from execdesk.lead.deploy import DeployPlan
+
+    by_config = {deployment_id(b): (b, e.drawdown) for b, e in zip(bundles, config.strategies, strict=True)}
+    out = []
+    for e in ledger.events({EventKind.DEPLOYMENT_CREATED}):
+        p = e.payload
+        if p.get("venue", "paper") != "paper":
+            continue
+        if "bundle" not in p:  # recorded before deployments carried their bundle
+            out.append(by_config[p["deployment_id"]])
+            continue
+        plan = DeployPlan(p.get("request_id", ""), p["bundle"], "paper", 0.0, 0.0, p.get("stoploss"), None,
+                          "close", "", "", 0)
+        ladder = DrawdownLadder.model_validate(p["drawdown"]) if p.get("drawdown") else None
+        out.append((plan.strategy(), ladder))
+    return out
 
 
 def baseline_returns(bundle: StrategyBundle) -> dict[str, Any]:
@@ -176,46 +196,111 @@ def _first_difference(recorded: dict[str, Any], wanted: dict[str, Any], path: st
 
 def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None] | None = None,
              clock: Clock | None = None, db_url: str | None = None) -> RunSummary:
-    """Run (or carry on) the desk described by ``config`` in ``home`` (ledger: ``db_url``, default SQLite there)."""
+    """Run (or carry on) the desk described by ``config`` in ``home`` (ledger: ``db_url``, default SQLite there).
+
+    One desk process per home: the run holds ``HOME/desk.lock`` (see :class:`DeskLock`); the lead's commands
+    find it held and leave their requests in ``HOME/control/`` for the running loop instead of writing to the
+    ledger. A deployment taken in while running (``execdesk deploy``) restarts the loop on the ledger, which
+    then trades it."""
     started = time.perf_counter()
     bundles = [load_bundle(s.bundle) for s in config.strategies]
     ids = [deployment_id(b) for b in bundles]
     if len(set(ids)) != len(ids):
         raise InvalidInput(f"strategies: the same bundle id and version is listed twice ({', '.join(ids)})")
     market = build_market(config, bundles)
-    # everything that can fail on bad input fails before the ledger is touched
+    for b in bundles:  # everything that can fail on bad input fails before the ledger is touched
+        for pair in b.pairs:
+            market.lane_candles(pair, b.timeframe)
+    lock = DeskLock(home)
+    if not lock.acquire():
+        raise InvalidInput(f"{home}: a desk is running in this home already ({lock.holder()}); one desk per home")
+    try:
+        with Ledger.for_home(home, db_url) as ledger:  # an error drops what the loop had not flushed: see DeskLoop
+            _deploy(ledger, home, config, bundles, int(market.time[0]), set(market.pairs))
+            state = ledger.state
+            done = state.completed and state.last_bar_time is not None and state.last_bar_time >= int(market.time[-1])
+            stats = LoopStats(bars=market.n)
+            while not done:
+                loop = _build_loop(ledger, home, config, bundles, market, progress, clock)
+                try:
+                    more = loop.run()
+                finally:
+                    loop.venue.close()
+                stats = stats.plus(more)
+                if not loop.restart:
+                    break
+            return summarize(ledger, market, time.perf_counter() - started, stats, home, already_complete=done)
+    finally:
+        lock.release()
+
+
+def _build_loop(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[StrategyBundle], market: MarketView,
+                progress: Callable[[int, int], None] | None, clock: Clock | None) -> DeskLoop:
     # the lanes' exit rules are the backtester's; the fee they count in profits is the venue's
     rules = BacktestConfig(fee=config.venue.fee_bps / 10_000)
+    traded = desk_bundles(ledger, config, bundles)
     lanes = [Lane(deployment_id(b), pair, b, market.lane_candles(pair, b.timeframe), config=rules)
-             for b in bundles for pair in b.pairs]
-    with Ledger.for_home(home, db_url) as ledger:  # an error drops what the loop had not flushed: see DeskLoop
-        _deploy(ledger, config, bundles, int(market.time[0]))
-        v = config.venue
-        venue = PaperVenue(config.desk.quote, dec(config.desk.capital) if v.persist else ledger.state.cash(),
-                           PaperVenueConfig(v.fee_bps, v.slippage_bps, v.maker_fee_bps, v.impact_bps,
-                                            v.max_volume_share, v.latency_ms, v.latency_jitter_ms, config.desk.seed,
-                                            v.limit_ttl_s, v.min_notional, v.qty_step),
-                           pairs=market.pairs, bar_seconds=market.tf_seconds,
-                           store=home / "paper-venue.sqlite" if v.persist else None)
-        the_clock = clock or (WallClock() if config.clock == "wall" else ReplayClock())
-        ladders = {deployment_id(b): s.drawdown for b, s in zip(bundles, config.strategies, strict=True)
-                   if s.drawdown is not None}
-        loop = DeskLoop(ledger, market, lanes, venue, config.risk, the_clock, config.monitor.snapshot_seconds,
-                        progress, ladders)
-        # alerts: the config's sinks plus HOME/alerts.jsonl; webhooks only on a wall clock (a replay pages nobody)
-        loop.router = build_router(config.alerts, loop.record_alert, webhooks=isinstance(the_clock, WallClock))
-        loop.router.sinks.append(JsonlSink(home / "alerts.jsonl"))
-        # messages to Validation, the Orchestrator and HR: HOME/outbox/<to>/ (and webhooks on a wall clock)
-        loop.liaison = build_liaison(config.liaison, home / "outbox", webhooks=isinstance(the_clock, WallClock))
-        loop.drift_policy = {str(k): str(v) for k, v in config.lead.drift_policy.items()}
-        loop.control = home / "control"
-        state = ledger.state
-        done = state.completed and state.last_bar_time is not None and state.last_bar_time >= int(market.time[-1])
+             for b, _ladder in traded for pair in b.pairs]
+    ladders = {deployment_id(b): ladder for b, ladder in traded if ladder is not None}
+    v = config.venue
+    venue = PaperVenue(config.desk.quote, dec(config.desk.capital) if v.persist else ledger.state.cash(),
+                       PaperVenueConfig(v.fee_bps, v.slippage_bps, v.maker_fee_bps, v.impact_bps,
+                                        v.max_volume_share, v.latency_ms, v.latency_jitter_ms, config.desk.seed,
+                                        v.limit_ttl_s, v.min_notional, v.qty_step),
+                       pairs=market.pairs, bar_seconds=market.tf_seconds,
+                       store=home / "paper-venue.sqlite" if v.persist else None)
+    the_clock = clock or (WallClock() if config.clock == "wall" else ReplayClock())
+    loop = DeskLoop(ledger, market, lanes, venue, config.risk, the_clock, config.monitor.snapshot_seconds,
+                    progress, ladders)
+    # alerts: the config's sinks plus HOME/alerts.jsonl; webhooks only on a wall clock (a replay pages nobody)
+    loop.router = build_router(config.alerts, loop.record_alert, webhooks=isinstance(the_clock, WallClock))
+    loop.router.sinks.append(JsonlSink(home / "alerts.jsonl"))
+    # messages to Validation, the Orchestrator and HR: HOME/outbox/<to>/ (and webhooks on a wall clock)
+    loop.liaison = build_liaison(config.liaison, home / "outbox", webhooks=isinstance(the_clock, WallClock))
+    loop.drift_policy = {str(k): str(v) for k, v in config.lead.drift_policy.items()}
+    loop.control = home / "control"
+    return loop
+
+
+class DeskLock:
+    """``HOME/desk.lock``: held (``flock``, exclusive) by the process running the desk, released when it
+    ends — also by a crash, since the kernel drops the lock with the process."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / "desk.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        import fcntl
+        import os
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            stats = LoopStats(bars=market.n) if done else loop.run()
-        finally:
-            venue.close()
-        return summarize(ledger, market, time.perf_counter() - started, stats, home, already_complete=done)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        import fcntl
+        import os
+
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def holder(self) -> str:
+        try:
+            pid = self.path.read_text().strip()
+        except OSError:
+            return "pid unknown"
+        return f"pid {pid}" if pid else "pid unknown"
 
 
 def summarize(ledger: Ledger, market: MarketView, wall: float, stats: LoopStats, home: Path,
@@ -245,15 +330,43 @@ def deployment_summary(state: DeskState, dep: Any, closes: dict[str, float], mar
 
 
 _TIMELINE_KINDS = {EventKind.ALERT_RAISED, EventKind.TRADING_STATE_CHANGED, EventKind.BREACH_DETECTED,
-                   EventKind.BREACH_CONFIRMED, EventKind.BREACH_AUTHORIZED, EventKind.ALLOCATION_STAGED}
+                   EventKind.BREACH_CONFIRMED, EventKind.BREACH_AUTHORIZED, EventKind.ALLOCATION_STAGED,
+                   EventKind.GATE, EventKind.DEPLOYMENT_STATE_CHANGED, EventKind.POSITIONS_HANDED_OVER}
+_OUTCOME_WORDS = {"passed": "ok", "not_required": "not required"}
 
 
 def timeline(ledger: Ledger) -> list[dict[str, Any]]:
-    """What the desk decided, in order: alerts, the circuit breaker's steps, the desk's state changes."""
+    """What the desk decided, in order: deployments through the gates, alerts, the circuit breaker's steps,
+    the lifecycle of deployments (scheduled, paused, removed, rolled back) and the desk's state changes."""
+    from execdesk.lead.deploy import LIFECYCLE_REASONS
+
     out = []
+    gates: dict[str, list[str]] = {}
     for e in ledger.events(_TIMELINE_KINDS):
         p = e.payload
-        if e.kind is EventKind.ALLOCATION_STAGED:
+        if e.kind is EventKind.GATE:
+            words = p["reason"].split(":")[0] if p["gate"] == "risk" and p["outcome"] != "refused" else None
+            seen = gates.setdefault(p["request_id"], [])
+            seen.append(f"{p['gate']} {words or _OUTCOME_WORDS.get(p['outcome'], p['outcome'])}")
+            if p["outcome"] in ("refused", "denied"):
+                what = f"lead: {p['deployment_id']} -> {p['venue']} refused at the {p['gate']} gate: {p['reason']}"
+            elif p["outcome"] == "pending":
+                what = f"lead: {p['deployment_id']} -> {p['venue']} waits for a human: {p['reason']}"
+            elif p["gate"] == "monitor":
+                what = f"lead deploys {p['deployment_id']} -> {p['venue']}: {', '.join(seen)}"
+            else:
+                continue
+        elif e.kind is EventKind.DEPLOYMENT_STATE_CHANGED:
+            if p["reason"] not in LIFECYCLE_REASONS:  # the ladders' and protocols' changes have their alerts
+                continue
+            evidence = p.get("evidence") or {}
+            who = f" by {evidence['by']}" if evidence.get("by") else ""
+            because = f": {evidence['reason']}" if evidence.get("reason") else ""
+            what = f"{p['deployment_id']} {p['from']} -> {p['to']} ({p['reason']}{who}{because})"
+        elif e.kind is EventKind.POSITIONS_HANDED_OVER:
+            pairs = ", ".join(f"{x['pair']} {x['qty']}" for x in p["positions"])
+            what = f"lead hands {p['from']}'s positions over to {p['to']}: {pairs}"
+        elif e.kind is EventKind.ALLOCATION_STAGED:
             if p["action"] not in ("promote", "fall_back"):  # holds are routine; a proposed removal is an alert
                 continue
             what = f"risk stages {p['deployment_id']}: {p['reason']}"

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import QUANTUM, AlertLevel, Direction, IntentReason, OrderIntent, TradingState, dec
+from execdesk.lead.deploy import RETIRING, SCHEDULED, STARTED
 from execdesk.monitor.alerts import Alert
 from execdesk.monitor.equity import PORTFOLIO, Breach, Limit, Snapshot
 from execdesk.risk.config import LADDER_STEPS, DrawdownLadder
@@ -48,6 +49,8 @@ DRAWDOWN_KILL = "drawdown_kill"
 RECONCILIATION = "reconciliation"
 DRIFT_PAUSE = "drift_pause"
 DRIFT_REMOVE = "drift_remove"
+#: reasons under which a deployment's positions are closed, HALTED once flat
+CLOSING = (DRAWDOWN_KILL, CIRCUIT_BREAKER, DRIFT_REMOVE, *RETIRING)
 #: the strategy-halt policy: the monitor's verdict -> what the lead decides (each with a revalidation request)
 DRIFT_POLICY = {"review": "adjust", "pause": "pause", "stop": "remove"}
 _SEVERITY_OF = {"continue": 0, "adjust": 1, "pause": 2, "remove": 3}
@@ -64,9 +67,18 @@ class Lead:
         self._stoploss = {lane.deployment_id: float(lane.bundle.stoploss) for lane in loop.lanes}
         self._ladders = dict(ladders or {})
         self._limits: tuple[int, list[Limit]] | None = None
-        self._decided: dict[str, str] = {}  # deployment -> the strategy-halt decision taken in this run
-        for e in loop.ledger.events({EventKind.STRATEGY_REVIEWED}):
-            self._decided[e.payload["deployment_id"]] = e.payload["decision"]
+        self._decided: dict[str, str] = {}  # deployment -> the strategy-halt decision taken so far
+        self._drift: dict[str, tuple[str, list[dict[str, Any]], int]] = {}  # the monitor's last verdict, evidence
+        self._proposed: set[str] = set()  # deployments the risk manager proposed to remove (staging)
+        for e in loop.ledger.events({EventKind.STRATEGY_REVIEWED, EventKind.DRIFT_ASSESSED,
+                                     EventKind.ALLOCATION_STAGED}):
+            p = e.payload
+            if e.kind is EventKind.STRATEGY_REVIEWED:
+                self._decided[p["deployment_id"]] = p["decision"]
+            elif e.kind is EventKind.DRIFT_ASSESSED:
+                self._drift[p["deployment_id"]] = (p["verdict"], p["findings"], int(p["trades"]))
+            elif p["action"] == "propose_removal":
+                self._proposed.add(p["deployment_id"])
 
     @property
     def state(self) -> DeskState:
@@ -164,7 +176,15 @@ class Lead:
         dep_id = breach.scope
         dep = self.state.deployments[dep_id]
         ladder = self.ladder_of(dep_id)
-        for step, name, level in self._crossed(ladder, dep.ladder_step, breach):
+        crossed = self._crossed(ladder, dep.ladder_step, breach)
+        self._climb_steps(g, t, dep_id, ladder, breach, crossed)
+        if crossed and crossed[-1][0] >= _STEP["reduce"]:
+            self._review_again(t, dep_id)
+
+    def _climb_steps(self, g: int, t: int, dep_id: str, ladder: DrawdownLadder, breach: Breach,
+                     crossed: list[tuple[int, str, float]]) -> None:
+        dep = self.state.deployments[dep_id]
+        for step, name, level in crossed:
             evidence = {**breach.evidence(), "level": name, "limit": level}
             what = f"{dep_id} drawdown {breach.drawdown:.2%} reached {level:.0%}"
             if name == "alert":
@@ -200,7 +220,7 @@ class Lead:
         s = self.state
         open_deps = {p.deployment_id for p in s.open_positions()} | {o.deployment_id for o in s.open_orders()}
         for dep in s.deployments.values():
-            closing = dep.state_reason in (DRAWDOWN_KILL, CIRCUIT_BREAKER, DRIFT_REMOVE)
+            closing = dep.state_reason in CLOSING
             if dep.state is TradingState.REDUCING and closing and dep.id not in open_deps:
                 self._set_deployment_state(t, dep.id, TradingState.HALTED, dep.state_reason, {"flat_at": t})
         if s.trading_state is TradingState.REDUCING and s.trading_reason == CIRCUIT_BREAKER and not open_deps:
@@ -231,29 +251,43 @@ class Lead:
         if decision.action == "propose_removal":
             self.raise_alert(t, AlertLevel.WARNING, "staging_removal_proposed", f"{dep.id}: {decision.reason}",
                              payload, dep.id, "risk")
+            self._proposed.add(dep.id)
+            self._review_again(t, dep.id)
 
     def on_drift(self, t: int, dep_id: str, verdict: str, findings: list[dict[str, Any]], trades: int) -> None:
         """The strategy-halt protocol: the monitor flagged drift -> the lead reviews the verdict against its
-        policy (:data:`DRIFT_POLICY`: review -> adjust, pause -> pause, stop -> remove) -> decides, records the
-        decision with its evidence (``lead.strategy_reviewed``), acts, and sends Validation a revalidation
-        request with the drift evidence. Decisions only escalate within a run.
+        policy and the evidence -> decides, records the decision with its evidence (``lead.strategy_reviewed``),
+        acts, and sends Validation a revalidation request with the drift evidence. Decisions only escalate.
+
+        The policy (:data:`DRIFT_POLICY`, or the desk's ``lead.drift_policy``): review -> adjust, pause -> pause,
+        stop -> remove. The risk evidence can only make it stricter: a flagged deployment whose own drawdown
+        ladder has reached reduce (the risk manager stopped its entries) is paused at least, one whose ladder
+        reached trim is removed; a ladder step or a staging removal proposal arriving later brings a flagged
+        deployment back to review (:meth:`_review_again`). The evidence names both.
 
         adjust: the deployment's allocation in use is halved (a staging decision by the lead); pause: no new
         positions (REDUCING, ``drift_pause``), exits as planned; remove: its orders cancelled and positions
         closed (``drift_remove``), HALTED once flat.
         """
+        self._drift[dep_id] = (verdict, findings, trades)
         dep = self.state.deployments[dep_id]
         policy = {**DRIFT_POLICY, **self.loop.drift_policy}
-        decision = policy.get(verdict, "continue")
+        by_policy = policy.get(verdict, "continue")
+        risk = {"ladder_step": _ladder_name(dep.ladder_step), "removal_proposed": dep_id in self._proposed}
+        floor = ("remove" if dep.ladder_step >= _STEP["trim"] else
+                 "pause" if dep.ladder_step >= _STEP["reduce"] else "continue")
+        decision = by_policy if by_policy == "continue" or _SEVERITY_OF[by_policy] >= _SEVERITY_OF[floor] else floor
         done = self._decided.get(dep_id, "continue")
         if _SEVERITY_OF[decision] <= _SEVERITY_OF[done] or dep.state is TradingState.HALTED:
             return
         self._decided[dep_id] = decision
         critical = [f for f in findings if f.get("status") == "critical"]
-        evidence = {"verdict": verdict, "trades": trades, "findings": findings}
+        evidence = {"verdict": verdict, "trades": trades, "findings": findings, "risk": risk}
+        why = (f"policy: {verdict} -> {by_policy}" if decision == by_policy else
+               f"policy: {verdict} -> {by_policy}, made stricter by the risk evidence ({_risk_words(risk)})")
         self.loop.record(Event(t, EventKind.STRATEGY_REVIEWED, {
             "deployment_id": dep_id, "verdict": verdict, "decision": decision, "policy": policy,
-            "by": "lead", "evidence": evidence}, dep_id))
+            "by_policy": by_policy, "why": why, "by": "lead", "evidence": evidence}, dep_id))
         g = self.loop.bar_of(t)
         if decision == "adjust":
             before = float(dep.stage_fraction)
@@ -265,20 +299,26 @@ class Lead:
                 "losing_streak": dep.stage_streak, "period_return": None, "equity": dep.stage_anchor,
                 "next_period_from": dep.stage_since if dep.stage_since is not None else t}, dep_id))
         elif decision == "pause":
-            if dep.state is TradingState.ACTIVE:
+            if dep.state is TradingState.ACTIVE or dep.state_reason == DRAWDOWN_REDUCE:
                 self._set_deployment_state(t, dep_id, TradingState.REDUCING, DRIFT_PAUSE, evidence)
         else:
             self._set_deployment_state(t, dep_id, TradingState.REDUCING, DRIFT_REMOVE, evidence)
             if g is not None:
                 self._flatten(g, dep_id, IntentReason.DEPLOYMENT_HALT)
-        level = AlertLevel.CRITICAL if critical else AlertLevel.WARNING
+        level = AlertLevel.CRITICAL if critical or decision != "adjust" else AlertLevel.WARNING
         self.raise_alert(t, level, f"strategy_{decision}", f"{dep_id}: drift verdict {verdict} -> the lead decides "
-                         f"to {decision}; revalidation requested", evidence, dep_id, "lead")
+                         f"to {decision} ({why}); revalidation requested", evidence, dep_id, "lead")
         self.loop.send_message(t, "revalidation_request", dep_id,
                                f"{dep.strategy_id} v{dep.version}: live drift ({verdict}); the desk decided to "
-                               f"{decision}; please revalidate", {**evidence, "decision": decision,
+                               f"{decision}; please revalidate", {**evidence, "decision": decision, "why": why,
                                                                   "strategy_id": dep.strategy_id,
                                                                   "version": dep.version})
+
+    def _review_again(self, t: int, dep_id: str) -> None:
+        """New risk evidence on a deployment the monitor has flagged: the lead reviews it again."""
+        last = self._drift.get(dep_id)
+        if last is not None and last[0] != "continue":
+            self.on_drift(t, dep_id, *last)
 
     def on_reconciled(self, report: ReconcileReport, t: int) -> None:
         """Stop what reconciliation could not square: a deployment whose position differs from the
@@ -303,6 +343,34 @@ class Lead:
                              f"cash: ledger {report.cash_mismatch['ledger']} vs venue "
                              f"{report.cash_mismatch['venue']}; no new positions", dict(report.cash_mismatch),
                              source="executor")
+
+    # ---------------------------------------------------------------- deployments
+    def scheduled_starts(self) -> list[tuple[int, str]]:
+        """The scheduled deployments' start times, soonest first."""
+        return sorted((d.start_at or 0, d.id) for d in self.state.deployments.values()
+                      if d.state is TradingState.REDUCING and d.state_reason == SCHEDULED)
+
+    def start_due(self, g: int, starts: list[tuple[int, str]]) -> None:
+        """Scheduled deployments whose start time has come by bar ``g``'s close go live (taken off ``starts``)."""
+        t = self.loop.market.close_time(g)
+        while starts and starts[0][0] <= t:
+            start_at, dep_id = starts.pop(0)
+            dep = self.state.deployments[dep_id]
+            if dep.state is TradingState.REDUCING and dep.state_reason == SCHEDULED:
+                self._set_deployment_state(t, dep_id, TradingState.ACTIVE, STARTED, {"start_at": start_at})
+        self.loop.reschedule_all(g)
+
+    def settle(self, g: int) -> None:
+        """Deployments being closed (removed, superseded, rolled back, or a protocol a stopped desk did not
+        finish) whose positions have no exit on its way get their exits now; those already flat are HALTED."""
+        s = self.state
+        busy = {o.deployment_id for o in s.open_orders()}
+        for dep in list(s.deployments.values()):
+            if (dep.state is TradingState.REDUCING and dep.state_reason in CLOSING and dep.id not in busy
+                    and any(p.deployment_id == dep.id for p in s.open_positions())):
+                self._reduce_positions(g, dep.id, None, IntentReason.DEPLOYMENT_HALT)
+        self.loop.reschedule_all(g)
+        self.after_fills(g, self.loop.market.close_time(g))
 
     # ---------------------------------------------------------------- protocols
     def manual_kill(self, g: int, by: str, reason: str) -> None:
@@ -426,6 +494,17 @@ class Lead:
         """Through the alert router: recorded in the ledger (``alert.raised``) and sent to the sinks,
         unless it repeats a standing alert (de-duplicated there)."""
         self.loop.router.raise_(Alert(t, level, source, code, deployment_id or PORTFOLIO, message, evidence))
+
+
+def _ladder_name(step: int) -> str | None:
+    return LADDER_STEPS[step - 1] if step > 0 else None
+
+
+def _risk_words(risk: dict[str, Any]) -> str:
+    words = [f"drawdown ladder at {risk['ladder_step']}"] if risk["ladder_step"] else []
+    if risk["removal_proposed"]:
+        words.append("the risk manager proposed its removal")
+    return ", ".join(words)
 
 
 def _utc(t: int) -> datetime:

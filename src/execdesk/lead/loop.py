@@ -54,6 +54,12 @@ class LoopStats:
     denied: int = 0
     fills: int = 0
 
+    def plus(self, other: LoopStats) -> LoopStats:
+        """This run's figures followed by ``other``'s (a restarted loop): bars reached, the rest added."""
+        return LoopStats(max(self.bars, other.bars), self.eventful_bars + other.eventful_bars,
+                         self.evaluations + other.evaluations, self.orders + other.orders,
+                         self.denied + other.denied, self.fills + other.fills)
+
 
 @dataclass(slots=True)
 class _LaneSlot:
@@ -79,8 +85,9 @@ class DeskLoop:
     alerts: AlertRouter | None = None  # default: alerts recorded in the ledger only
     liaison: Liaison | None = None  # default: messages recorded in the ledger only (no outbox files)
     drift_policy: Mapping[str, str] = field(default_factory=dict)  # over the lead's default (lead.DRIFT_POLICY)
-    control: Path | None = None  # a folder where `execdesk kill` leaves its request for a running desk
+    control: Path | None = None  # a folder where the lead's commands leave their requests for a running desk
     stats: LoopStats = field(default_factory=LoopStats)
+    restart: bool = False  # set when a request changed the deployments: the desk rebuilds the loop and carries on
 
     def __post_init__(self) -> None:
         self.oms = OrderManager(self.ledger, self.venue, self.retry)
@@ -95,6 +102,7 @@ class DeskLoop:
         self.pretrade = PreTrade(self.risk, deployments, list(self.market.pairs),
                                  dec(self.venue.config.fee_bps) / 10000, float(state.cash()))
         self._marked_g = -1
+        self._starts: list[tuple[int, str]] = []  # scheduled deployments: (start time, id), soonest first
         self._resting = False  # whether any order other than a market order was ever sent (then poll them)
 
     # ---------------------------------------------------------------- driving
@@ -113,6 +121,7 @@ class DeskLoop:
         self.pretrade.rebuild(state, self.closes(max(start - 1, 0)), self._time(start))
         self.watch = Watch(self)
         self.watch.start_at(start)
+        self._starts = self.lead.scheduled_starts()
         self.record(Event(self._time(start), EventKind.RUN_STARTED, {
             "from_bar": start, "bars": self.market.n,
             "until": self.market.close_time(self.market.n - 1) if self.market.n else None}))
@@ -120,7 +129,9 @@ class DeskLoop:
             self._schedule(i, start - 1)
         cur = start - 1
         n = self.market.n
-        while cur < n - 1:
+        if start < n:
+            self.lead.settle(start)  # what a stopped desk was told to close (remove, rollback) closes now
+        while cur < n - 1 and not self.restart:
             nxt = min(self._next_event(cur), n)
             if nxt > cur + 1:
                 stop = self._quiet(cur + 1, nxt - 1)
@@ -132,6 +143,9 @@ class DeskLoop:
                 break
             self._bar(nxt)
             cur = nxt
+        if self.restart:
+            self.ledger.flush()
+            return self.stats
         if n and not isinstance(self.clock, ReplayClock):
             self.watch.check_stale(int(self.market.time[n - 1]), int(self.clock.now()), self.market.tf_seconds)
         if n:
@@ -180,7 +194,7 @@ class DeskLoop:
 
     # ---------------------------------------------------------------- bars
     def _pending_control(self) -> bool:
-        return self.control is not None and self.control.is_dir() and any(self.control.glob("kill-*.json"))
+        return self.control is not None and self.control.is_dir() and any(self.control.glob("*.json"))
 
     def _quiet(self, a: int, b: int) -> int | None:
         """Bars a..b where nothing trades: mark to market in one go; stop at a breach.
@@ -226,23 +240,33 @@ class DeskLoop:
         if breaches:
             self.lead.on_breaches(g, breaches)
         self._controls(g)
+        if self._starts and self._starts[0][0] <= self.market.close_time(g):
+            self.lead.start_due(g, self._starts)
         for i, slot in enumerate(self._slots):
             if slot.next_g == g:
                 self._act(i, g)
         self._end_bar(g, eventful=self.ledger.state.last_seq != seq_before)
 
     def _controls(self, g: int) -> None:
-        """Requests a human left for the desk (``execdesk kill``): acted on at the bar the loop is at, the
-        request moved to ``done/`` once it is in the ledger."""
+        """Requests the lead's commands left for the running desk (``execdesk kill``, ``deploy``, ``approve``,
+        ``pause``, ``resume``, ``remove``, ``rollback``): acted on at the bar the loop is at, in the order they
+        were made, each request moved to ``done/`` once it is in the ledger."""
         if self.control is None or not self.control.is_dir():
             return
-        for path in sorted(self.control.glob("kill-*.json")):
+        from execdesk.lead.control import apply_request
+
+        for path in sorted(self.control.glob("*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name)):
             request = json.loads(path.read_text(encoding="utf-8"))
-            self.lead.manual_kill(g, str(request.get("by", "unknown")), str(request.get("reason", "")))
+            if path.name.startswith("kill-"):
+                self.lead.manual_kill(g, str(request.get("by", "unknown")), str(request.get("reason", "")))
+            else:
+                apply_request(self, g, request)
             self.ledger.flush()
             done = self.control / "done"
             done.mkdir(exist_ok=True)
             path.replace(done / path.name)
+            if self.restart:
+                return
 
     def _end_bar(self, g: int, eventful: bool) -> None:
         if eventful:
@@ -282,6 +306,9 @@ class DeskLoop:
     # ---------------------------------------------------------------- lanes
     def _next_event(self, cur: int) -> int:
         nxt = min((s.next_g for s in self._slots), default=NEVER)
+        if self._starts:  # a scheduled deployment starts at the bar closing at or after its start time
+            due = int(np.searchsorted(self.market.time + self.market.tf_seconds, self._starts[0][0]))
+            nxt = min(nxt, max(cur + 1, due))
         for pair in self.venue.pending_pairs():
             nxt = min(nxt, int(self.market.pairs[pair].next_bar[max(cur, 0)]) if cur >= 0 else 0)
         return int(nxt)
@@ -362,6 +389,12 @@ class DeskLoop:
     def closes(self, g: int) -> dict[str, float]:
         """Every pair's close at bar ``g``."""
         return {p: float(track.close[g]) for p, track in self.market.pairs.items()} if self.market.n else {}
+
+    def rebuild_books(self, g: int) -> None:
+        """Positions moved without fills (a hand-over): the risk book and the holdings are built again."""
+        self._holdings = None
+        self.pretrade.rebuild(self.ledger.state, self.closes(g), self.market.close_time(g))
+        self.reschedule_all(g)
 
     def reschedule_all(self, after_g: int) -> None:
         for i in range(len(self._slots)):

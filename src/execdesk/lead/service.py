@@ -103,7 +103,8 @@ def intake(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _open_existing(home: Path, db_url: str | None) -> Ledger:
+def open_existing(home: Path, db_url: str | None) -> Ledger:
+    """The home's ledger, which must hold a configured desk (:class:`InvalidInput` naming what is missing)."""
     if db_url is None and not (home / "ledger.sqlite").is_file():
         raise InvalidInput(f"{home}: no ledger here ({sqlite_url(home)}); run `execdesk run` or `execdesk demo` first")
     ledger = Ledger.for_home(home, db_url)
@@ -116,8 +117,9 @@ def _open_existing(home: Path, db_url: str | None) -> Ledger:
 def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
     """``execdesk status``: the projections of the ledger, as data."""
     from execdesk.domain.events import EventKind
+    from execdesk.lead.deploy import lifecycle as lifecycle_of
 
-    with _open_existing(home, db_url) as ledger:
+    with open_existing(home, db_url) as ledger:
         s = ledger.state
         health: dict[str, str] = {}  # the monitor's latest verdict against the approved backtest
         decision: dict[str, str] = {}  # the lead's latest strategy-halt decision
@@ -129,6 +131,7 @@ def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
             positions = [{"pair": p.pair, "qty": str(p.qty), "avg_price": str(p.avg_price)}
                          for p in s.open_positions() if p.deployment_id == d.id]
             deployments.append({"id": d.id, "strategy": d.strategy_id, "name": d.name, "version": d.version,
+                                "venue": d.venue, "lifecycle": lifecycle_of(d), "start_at": d.start_at,
                                 "state": d.state.value, "state_reason": d.state_reason, "trades": d.trades,
                                 "wins": d.wins, "realized_pnl": f"{d.realized_pnl:.2f}", "fees": f"{d.fees:.2f}",
                                 "allocation": str(d.allocation), "allocation_in_use": str(d.stage_fraction),
@@ -139,6 +142,7 @@ def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
             "ladder_step": _ladder_name(s.ladder_step),
             "quote": s.quote, "cash": f"{s.cash():.2f}", "completed": s.completed, "events": s.last_seq,
             "last_bar": s.last_bar_time, "deployments": deployments,
+            "pending_requests": sorted(p.name for p in (home / "control").glob("*.json")),
             "open_orders": [{"client_order_id": o.client_order_id, "deployment_id": o.deployment_id, "pair": o.pair,
                              "side": o.side, "qty": str(o.qty), "status": o.status.value} for o in s.open_orders()],
         }
@@ -153,7 +157,7 @@ def _ladder_name(step: int) -> str | None:
 
 def report(home: Path, deployment: str | None = None, db_url: str | None = None) -> dict[str, Any]:
     """``execdesk report``: write a new report folder and return its data and file paths."""
-    with _open_existing(home, db_url) as ledger:
+    with open_existing(home, db_url) as ledger:
         data, files = write_report(ledger, home, deployment)
     return {**data, "files": [str(p) for p in files]}
 
@@ -173,12 +177,10 @@ def assess(bundle_path: Path, home: Path, allocation: float = 0.10, db_url: str 
     """
     import json
 
-    from execdesk.codegen.pipeline import market_for_bundle, validation_market_from_datadir
     from execdesk.domain.events import Event, EventKind
-    from execdesk.risk.assessment import AssessmentLimits, PortfolioSnapshot
-    from execdesk.risk.assessment import assess as assess_candidate
-    from execdesk.risk.portfolio import asset_correlation, candidate_from_bundle, portfolio_from_ledger
-    from execdesk.strategy import load_bundle, validate_bundle
+    from execdesk.lead.deploy import assess_bundle
+    from execdesk.risk.assessment import AssessmentLimits
+    from execdesk.strategy import load_bundle
 
     if not 0 < allocation <= 1:
         raise InvalidInput(f"--allocation: got {allocation}; expected a fraction of equity in (0, 1]")
@@ -186,21 +188,12 @@ def assess(bundle_path: Path, home: Path, allocation: float = 0.10, db_url: str 
     has_ledger = db_url is not None or (home / "ledger.sqlite").is_file()
     ledger = Ledger.for_home(home, db_url) if has_ledger else None
     try:
-        portfolio = (portfolio_from_ledger(ledger) if ledger is not None and ledger.state.config is not None
-                     else PortfolioSnapshot(equity=100_000.0))
-        live_pairs = sorted({p for d in (ledger.state.deployments.values() if ledger is not None else ())
-                             for p in d.pairs} - set(bundle.pairs))
-        spec = bundle.to_canonical_dict()
-        spec["pairs"] = [*bundle.pairs, *live_pairs]
-        market = validate_bundle(spec, "assessment market")
-        frames, data_source = (market_for_bundle(market) if datadir is None
-                               else validation_market_from_datadir(market, datadir, "--datadir"))
-        own = {p: frames[p] for p in bundle.pairs}
-        candidate, backtest_trades = candidate_from_bundle(bundle, allocation * portfolio.equity, own)
-        result = assess_candidate(portfolio, candidate, AssessmentLimits(), asset_correlation(frames))
-        data = {"bundle": {"id": bundle.id, "version": bundle.version, "hash": bundle.bundle_hash},
-                "allocation_fraction": allocation, "data_source": data_source, "backtest_trades": backtest_trades,
-                "live_deployments": [d.id for d in portfolio.deployments], **result.as_dict()}
+        limits = AssessmentLimits()
+        if ledger is not None and ledger.state.config is not None:
+            from execdesk.lead.control import risk_config
+
+            limits = AssessmentLimits(**risk_config(ledger.state).assessment.model_dump())
+        data, result = assess_bundle(bundle, ledger, allocation, limits, datadir)
         root = out_dir or home / "assessments" / f"{bundle.id}-v{bundle.version}"
         root.mkdir(parents=True, exist_ok=True)
         number = 1 + sum(1 for p in root.iterdir() if p.is_dir())
@@ -236,7 +229,7 @@ def rearm(home: Path, by: str, reason: str, deployment: str | None = None, db_ur
 
     if not by.strip() or not reason.strip():
         raise InvalidInput("rearm: --by (who) and --reason (why) are both required: re-arming is a human decision")
-    with _open_existing(home, db_url) as ledger:
+    with open_existing(home, db_url) as ledger:
         s = ledger.state
         if deployment is not None and deployment not in s.deployments:
             known = ", ".join(sorted(s.deployments)) or "none"
@@ -300,5 +293,110 @@ def team(home: Path, db_url: str | None = None) -> dict[str, Any]:
     """``execdesk team``: each role's performance from the ledger (see :mod:`execdesk.lead.team`)."""
     from execdesk.lead.team import team_performance
 
-    with _open_existing(home, db_url) as ledger:
+    with open_existing(home, db_url) as ledger:
         return team_performance(ledger)
+
+
+# ---------------------------------------------------------------------------- the gated pipeline and deployments
+def deploy(home: Path, bundle_path: Path, venue: str, now: int, allocation: float = 0.10, live: bool = False,
+           at: str | None = None, positions: str = "hand_over", by: str = "", reason: str = "",
+           db_url: str | None = None) -> dict[str, Any]:
+    """``execdesk deploy``: a bundle through the gates (see :mod:`execdesk.lead.deploy`) onto this home's desk.
+
+    Returns the plan's summary: ``deployed``, ``pending_approval`` (with the decision request to answer with
+    ``execdesk approve|deny``) or ``refused`` — which raises :class:`~execdesk.errors.Refused` (exit 3) naming
+    the gate and its reason, after the gates are recorded. ``at``: an ISO 8601 time to start trading
+    (scheduled); ``positions``: what a version this one replaces does with its positions."""
+    from execdesk.lead.control import act, apply_deploy, desk_time, lead_config, market_pairs, risk_config
+    from execdesk.lead.deploy import VenueTarget, plan_deployment
+    from execdesk.lead.liaison import DecisionRequests, Outbox
+
+    target = VenueTarget.parse(venue, live)
+    if not by.strip():
+        raise InvalidInput("deploy: --by (who asks for the deployment) is required; it is recorded")
+    start_at = _parse_time(at, "--at") if at is not None else None
+    if not bundle_path.exists():
+        raise InvalidInput(f"{bundle_path}: no such bundle file or folder")
+    with open_existing(home, db_url) as ledger:  # read only: the gates before a human write no event
+        state = ledger.state
+        plan = plan_deployment(home, state, ledger, bundle_path, target, allocation, risk=risk_config(state),
+                               now=desk_time(state), start_at=start_at, positions=positions, by=by,
+                               reason=reason or "requested", approve_all=lead_config(state).approve_all)
+        pairs = market_pairs(state)
+    if plan.pending:
+        gate = plan.gates[-1]
+        plan.approval_request = DecisionRequests(Outbox(home / "outbox")).request(
+            plan.requested_at, plan.deployment_id, f"deploy {plan.deployment_id} to {plan.venue} (real money) at "
+            f"allocation {plan.applied_allocation:g}? ({gate.reason})",
+            {"request_id": plan.request_id, "by": by, "gates": [g.as_dict() for g in plan.gates]})
+    if plan.deployment_id != "unknown-v0":
+        plan.save(home)
+    result = act(home, db_url, "deploy", now, {"plan": plan.as_dict()},
+                 lambda ledger, t: apply_deploy(ledger, home, {"plan": plan.as_dict()}, t, pairs).summary())
+    return _refuse_if_refused(result, plan)
+
+
+def decide(home: Path, request_id: str, decision: str, by: str, reason: str, now: int,
+           db_url: str | None = None) -> dict[str, Any]:
+    """``execdesk approve|deny REQUEST``: a human answers a deployment's approval gate (once); an approved
+    deployment goes on through the deploy and monitor gates, a denied one is refused there."""
+    from execdesk.lead.control import act, apply_deploy, market_pairs
+    from execdesk.lead.deploy import GateResult, find_plan_by_request
+    from execdesk.lead.liaison import DecisionRequests, Outbox
+
+    if not by.strip() or not reason.strip():
+        raise InvalidInput(f"{decision}: --by (who) and --reason (why) are both required")
+    plan = find_plan_by_request(home, request_id)
+    if not plan.pending:
+        raise InvalidInput(f"{request_id}: {plan.deployment_id} is not waiting for approval "
+                           f"(its gates: {', '.join(f'{g.gate} {g.outcome}' for g in plan.gates)})")
+    DecisionRequests(Outbox(home / "outbox")).answer(request_id, decision, by, max(now, plan.requested_at))
+    outcome = "approved" if decision == "approve" else "denied"
+    plan.gates.append(GateResult("approval", outcome, f"{outcome} by {by}: {reason}", {"by": by, "reason": reason}))
+    with open_existing(home, db_url) as ledger:
+        pairs = market_pairs(ledger.state)
+    plan.save(home)
+    result = act(home, db_url, decision, now, {"action": "deploy", "plan": plan.as_dict()},
+                 lambda ledger, t: apply_deploy(ledger, home, {"plan": plan.as_dict()}, t, pairs).summary())
+    result = {**result, "decision": decision}
+    return result if outcome == "denied" else _refuse_if_refused(result, plan)
+
+
+def lifecycle(home: Path, action: str, deployment: str, by: str, reason: str, now: int,
+              db_url: str | None = None) -> dict[str, Any]:
+    """``execdesk pause|resume|remove DEPLOYMENT``: recorded at once on a stopped desk (a removed deployment's
+    positions close at the first bar of the next run), or at the running desk's next bar."""
+    from execdesk.lead.control import act, apply_lifecycle
+
+    body = {"action": action, "deployment": deployment, "by": by, "reason": reason}
+    return act(home, db_url, action, now, body, lambda ledger, t: apply_lifecycle(ledger, body, t))
+
+
+def rollback(home: Path, strategy: str, by: str, reason: str, now: int, positions: str = "hand_over",
+             db_url: str | None = None) -> dict[str, Any]:
+    """``execdesk rollback STRATEGY``: back to the previous version (see :func:`execdesk.lead.deploy.rollback`)."""
+    from execdesk.lead.control import act, apply_lifecycle
+
+    body = {"action": "rollback", "strategy": strategy, "by": by, "reason": reason, "positions": positions}
+    return act(home, db_url, "rollback", now, body, lambda ledger, t: apply_lifecycle(ledger, body, t))
+
+
+def _refuse_if_refused(result: dict[str, Any], plan: Any) -> dict[str, Any]:
+    refusal = result.get("refused") or (plan.refusal.as_dict() if plan.refusal is not None else None)
+    if refusal:
+        from execdesk.errors import Refused
+
+        raise Refused(f"{plan.deployment_id}: the {refusal['gate']} gate refused it: {refusal['reason']}")
+    return result
+
+
+def _parse_time(text: str, option: str) -> int:
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(text)
+    except ValueError:
+        raise InvalidInput(f"{option}: got {text!r}; expected an ISO 8601 time, e.g. 2024-08-01T00:00:00Z") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return int(stamp.timestamp())

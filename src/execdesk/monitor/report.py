@@ -43,7 +43,7 @@ from execdesk.monitor.dashboard import DashboardData, write_dashboard
 from execdesk.monitor.drift import VERDICTS, DriftConfig, evaluate_drift
 from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, fold_marks
 from execdesk.monitor.metrics import live_metrics
-from execdesk.monitor.trades import round_trips
+from execdesk.monitor.trades import handovers_of, round_trips
 from execdesk.monitor.watch import DRAWDOWN_MIN_TRADES, bootstrap_drawdown, trade_path_drawdown
 from execdesk.monitor.watch import _baseline as _watch_baseline
 from execdesk.store.ledger import Ledger
@@ -82,7 +82,7 @@ def _build(ledger: Ledger, deployment: str | None,
         for dep_id, values in e.payload["deployments"].items():
             curves.setdefault(dep_id, []).append((stamp, values["equity"]))
             times.setdefault(dep_id, []).append(e.time)
-    trips = round_trips(state.fills.values())
+    trips = round_trips(state.fills.values(), handovers_of(ledger.events({EventKind.POSITIONS_HANDED_OVER})))
     quality = execution_quality(ledger)
     period_end = pd.Timestamp(last_time or 0, unit="s", tz="UTC").to_pydatetime() if last_time else None
     deps = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import pandas as pd
 
@@ -75,14 +76,38 @@ class RoundTrips:
                                   Decimal(0), f.time, signed < 0, stake=rest * f.price)
         return rows
 
+    def hand_over(self, source: str, target: str, pairs: Iterable[str]) -> None:
+        """Open trades of ``source`` in ``pairs`` carry on as ``target``'s (a position handed over): the trade
+        keeps its entry, so when ``target`` closes it, it is one trade of ``target``."""
+        for pair in pairs:
+            trade = self.book.pop((source, pair), None)
+            if trade is not None:
+                self.book[(target, pair)] = trade
 
-def round_trips(fills: Iterable[FillRecord]) -> pd.DataFrame:
-    """Closed trades of the ``fills`` (in time order), one row each; open positions are left out."""
+
+#: a hand-over as :func:`round_trips` takes it: (time, from deployment, to deployment, pairs)
+HandOver = tuple[int, str, str, list[str]]
+
+
+def round_trips(fills: Iterable[FillRecord], handovers: Iterable[HandOver] = ()) -> pd.DataFrame:
+    """Closed trades of the ``fills`` (in time order; a hand-over before the fills of its time), one row
+    each; open positions are left out."""
     builder = RoundTrips()
     rows: list[dict[str, object]] = []
-    for f in sorted(fills, key=lambda f: (f.time, f.fill_id)):
-        rows.extend(builder.add(f))
+    steps: list[tuple[int, int, str, FillRecord | HandOver]] = [(h[0], 0, "", h) for h in handovers]
+    steps.extend((f.time, 1, f.fill_id, f) for f in fills)
+    for _t, _order, _id, step in sorted(steps, key=lambda s: s[:3]):
+        if isinstance(step, FillRecord):
+            rows.extend(builder.add(step))
+        else:
+            builder.hand_over(step[1], step[2], step[3])
     return frame_of(rows)
+
+
+def handovers_of(events: Iterable[Any]) -> list[HandOver]:
+    """The hand-overs of ``lead.positions_handed_over`` events."""
+    return [(e.time, e.payload["from"], e.payload["to"], [p["pair"] for p in e.payload["positions"]])
+            for e in events]
 
 
 def frame_of(rows: list[dict[str, object]]) -> pd.DataFrame:

@@ -25,6 +25,7 @@ Alert de-duplication is the router's: a standing condition is not re-sent every 
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,7 @@ from execdesk.domain.types import AlertLevel
 from execdesk.monitor.anomalies import current_losing_streak, is_stale, losing_streak_limit, volume_spikes
 from execdesk.monitor.drift import METRICS, VERDICTS, Baseline, DriftBook, DriftConfig, Status
 from execdesk.monitor.equity import PORTFOLIO, Snapshot
-from execdesk.monitor.trades import RoundTrips
+from execdesk.monitor.trades import RoundTrips, handovers_of
 from execdesk.strategy.bundle import ValidationReport
 
 if TYPE_CHECKING:
@@ -82,7 +83,13 @@ class Watch:
         self._dd_cache: dict[str, dict[int, float]] = {}
         self._status: dict[tuple[str, str], int] = {}  # (deployment, rule) -> the last status alerted on
         history = sorted(state.fills.values(), key=lambda f: (f.time, f.fill_id))
-        self._take(history, alert=False)
+        taken = 0
+        for when, source, target, pairs in handovers_of(ledger.events({EventKind.POSITIONS_HANDED_OVER})):
+            upto = bisect.bisect_left([f.time for f in history], when, lo=taken)
+            self._take(history[taken:upto], alert=False)  # the fills before a hand-over, then the hand-over
+            taken = upto
+            self.trips.hand_over(source, target, pairs)
+        self._take(history[taken:], alert=False)
         if history:  # a restart: take up the statuses the run had, so that standing conditions are not news
             self._observe()
             a = self.book.evaluate_arrays()
@@ -99,6 +106,10 @@ class Watch:
     # ---------------------------------------------------------------- what the loop calls
     def on_fills(self, t: int, fills: Sequence[FillRecord]) -> None:
         self._take(fills, alert=True, t=t)
+
+    def on_handover(self, source: str, target: str, pairs: Sequence[str]) -> None:
+        """Positions went from ``source`` to ``target``: their open trades go with them."""
+        self.trips.hand_over(source, target, pairs)
 
     def on_snapshot(self, snap: Snapshot) -> None:
         t = self.loop.market.close_time(snap.g)

@@ -106,6 +106,22 @@ class StagingConfig(BaseModel):
         return self.steps[0] if self.enabled else 1.0
 
 
+class AssessmentSection(BaseModel):
+    """The pre-deployment assessment's limits (see :class:`execdesk.risk.assessment.AssessmentLimits`,
+    whose defaults these are): the risk gate of ``execdesk deploy`` assesses every new deployment with them."""
+
+    model_config = _STRICT
+
+    max_deployed_fraction: float = Field(0.60, gt=0, le=1.0)
+    max_correlated_exposure: float = Field(0.30, gt=0, le=10.0)
+    max_pairwise_correlation: float = Field(0.30, ge=-1.0, le=1.0)
+    correlation_threshold: float = Field(0.7, gt=0, le=1.0)
+    max_worst_case_drawdown: float = Field(0.25, gt=0, le=1.0)
+    bootstrap_paths: int = Field(2000, ge=100, le=1_000_000)
+    seed: int = Field(0, ge=0)
+    min_overlap_days: int = Field(20, ge=2, le=10_000)
+
+
 class RiskConfig(BaseModel):
     """Limits the risk manager enforces. Fractions are of equity (portfolio or deployment).
 
@@ -128,6 +144,7 @@ class RiskConfig(BaseModel):
       deployment_drawdown — the same ladder on each deployment's own equity (its capital plus its P&L);
         a strategy entry in the desk config may set its own (``drawdown:``).
     Staged allocation: ``staging`` (see :class:`StagingConfig`).
+    Pre-deployment assessment: ``assessment`` (see :class:`AssessmentSection`).
     """
 
     model_config = _STRICT
@@ -145,6 +162,7 @@ class RiskConfig(BaseModel):
     portfolio_drawdown: DrawdownLadder = Field(default_factory=DrawdownLadder)
     deployment_drawdown: DrawdownLadder = Field(default_factory=DrawdownLadder)
     staging: StagingConfig = Field(default_factory=StagingConfig)
+    assessment: AssessmentSection = Field(default_factory=AssessmentSection)
 
     @model_validator(mode="after")
     def _groups_disjoint(self) -> RiskConfig:

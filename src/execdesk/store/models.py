@@ -40,6 +40,8 @@ deployments = Table(
     Column("trades", Integer, nullable=False),
     Column("wins", Integer, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("venue", String(64), nullable=True),
+    Column("start_at", BigInteger, nullable=True),
 )
 
 orders = Table(

@@ -22,7 +22,8 @@ def deployment_row(d: DeploymentRecord) -> dict[str, Any]:
             "bundle_hash": d.bundle_hash, "timeframe": d.timeframe, "pairs": json.dumps(d.pairs),
             "allocation": str(d.allocation), "capital": str(d.capital), "state": d.state.value,
             "state_reason": d.state_reason, "realized_pnl": str(d.realized_pnl), "fees": str(d.fees),
-            "trades": d.trades, "wins": d.wins, "created_at": d.created_at}
+            "trades": d.trades, "wins": d.wins, "created_at": d.created_at,
+            "venue": d.venue, "start_at": d.start_at}
 
 
 def order_row(o: OrderRecord) -> dict[str, Any]:

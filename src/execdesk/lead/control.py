@@ -1,0 +1,138 @@
+"""The lead's commands on a home: at once on a stopped desk, through ``HOME/control/`` on a running one.
+
+One process writes a home's ledger: the desk's, while it runs (it holds ``HOME/desk.lock``, see
+:class:`~execdesk.lead.desk.DeskLock`). A command (``deploy``, ``approve``/``deny``, ``pause``,
+``resume``, ``remove``, ``rollback``) takes the lock when it is free and records its events itself; when
+a desk holds it, the command leaves a request file (created exclusively, never overwritten) that the
+running loop applies at its next bar with :func:`apply_request` — the same functions either way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from execdesk.domain.events import EventKind
+from execdesk.lead.deploy import DeployPlan, commit, lifecycle_event, rollback
+from execdesk.risk.config import RiskConfig, StagingConfig
+
+if TYPE_CHECKING:
+    from execdesk.domain.state import DeskState
+    from execdesk.lead.config import LeadSection
+    from execdesk.lead.loop import DeskLoop
+    from execdesk.store.ledger import Ledger
+
+
+def queue_request(home: Path, action: str, now: int, body: dict[str, Any]) -> Path:
+    """Leave ``body`` for the running desk: ``HOME/control/<action>-<now>-<n>.json``."""
+    control = home / "control"
+    control.mkdir(parents=True, exist_ok=True)
+    for n in range(1000):
+        path = control / f"{action}-{now}-{n:03d}.json"
+        try:
+            with path.open("x", encoding="utf-8") as fh:
+                json.dump({"action": action, "requested_at": now, **body}, fh, sort_keys=True, default=str)
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"{control}: 1000 {action} requests at {now}; refusing to queue more")
+
+
+def desk_time(state: DeskState) -> int:
+    """The desk's time for a command on a stopped desk: its last bar, or its market's start before any bar."""
+    if state.last_bar_time is not None:
+        return state.last_bar_time
+    start = ((state.config or {}).get("config") or {}).get("market", {}).get("start")
+    return int(pd.Timestamp(start).timestamp()) if start else 0
+
+
+def market_pairs(state: DeskState) -> set[str]:
+    """The pairs the desk's market has candles for: its ``market.pairs`` and every deployment's."""
+    configured = ((state.config or {}).get("config") or {}).get("market", {}).get("pairs") or {}
+    return set(configured) | {p for d in state.deployments.values() for p in d.pairs}
+
+
+def risk_config(state: DeskState) -> RiskConfig:
+    """The desk's risk config, as recorded when it was configured."""
+    return RiskConfig.model_validate(((state.config or {}).get("config") or {}).get("risk") or {})
+
+
+def lead_config(state: DeskState) -> LeadSection:
+    """The desk's lead section, as recorded when it was configured."""
+    from execdesk.lead.config import LeadSection
+
+    return LeadSection.model_validate(((state.config or {}).get("config") or {}).get("lead") or {})
+
+
+def staging_of(state: DeskState) -> StagingConfig:
+    return risk_config(state).staging
+
+
+# ------------------------------------------------------------------------ the same actions, two ways
+def apply_lifecycle(ledger: Ledger, request: dict[str, Any], t: int) -> dict[str, Any]:
+    """``pause`` / ``resume`` / ``remove`` of one deployment, or ``rollback`` of a strategy: recorded."""
+    action = request["action"]
+    if action == "rollback":
+        return rollback(ledger, request["strategy"], request["by"], request["reason"], request["positions"], t)
+    for event in lifecycle_event(ledger.state, action, request["deployment"], request["by"], request["reason"], t):
+        ledger.record(event)
+    ledger.flush()
+    dep = ledger.state.deployments[request["deployment"]]
+    return {"deployment": dep.id, "action": action, "state": dep.state.value, "reason": dep.state_reason,
+            "by": request["by"]}
+
+
+def apply_deploy(ledger: Ledger, home: Path, request: dict[str, Any], t: int, pairs: set[str]) -> DeployPlan:
+    plan = DeployPlan.from_dict(request["plan"])
+    return commit(ledger, home, plan, t, pairs, staging_of(ledger.state))
+
+
+def apply_request(loop: DeskLoop, g: int, request: dict[str, Any]) -> None:
+    """What the running loop does with a request at bar ``g`` (see the module docstring). A request the
+    ledger's state no longer allows (e.g. resuming what was removed meanwhile) is recorded as an alert."""
+    from execdesk.domain.types import AlertLevel
+    from execdesk.errors import ExecdeskError
+
+    assert loop.control is not None
+    home = loop.control.parent
+    t = loop.market.close_time(g)
+    action = request.get("action")
+    try:
+        if action == "deploy":
+            plan = apply_deploy(loop.ledger, home, request, t, set(loop.market.pairs))
+            loop.restart = plan.done  # its lanes: the desk rebuilds the loop on the ledger and carries on
+            return
+        seq_before = loop.ledger.state.last_seq
+        apply_lifecycle(loop.ledger, request, t)
+    except ExecdeskError as exc:
+        loop.lead.raise_alert(t, AlertLevel.WARNING, "request_refused", f"{action} request refused: {exc}",
+                              {"request": request}, source="lead")
+        return
+    handed = [e for e in loop.ledger.events({EventKind.POSITIONS_HANDED_OVER}) if e.seq > seq_before]
+    for e in handed:  # positions changed hands: the monitor's trades and the risk book follow
+        loop.watch.on_handover(e.payload["from"], e.payload["to"], [p["pair"] for p in e.payload["positions"]])
+    if handed:
+        loop.rebuild_books(g)
+    loop.lead.settle(g)
+
+
+def act(home: Path, db_url: str | None, action: str, now: int, body: dict[str, Any],
+        direct: Callable[[Ledger, int], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``direct(ledger, desk time)`` on a stopped desk, or queue the request for the running one."""
+    from execdesk.lead.desk import DeskLock
+    from execdesk.lead.service import open_existing
+
+    lock = DeskLock(home)
+    if not lock.acquire():
+        path = queue_request(home, action, now, body)
+        return {"queued": str(path), "note": f"a desk is running in {home} ({lock.holder()}): it acts on the "
+                "request at its next bar"}
+    try:
+        with open_existing(home, db_url) as ledger:
+            return direct(ledger, desk_time(ledger.state))
+    finally:
+        lock.release()

@@ -1,0 +1,683 @@
+"""The gated pipeline: how a validated bundle becomes a deployment (``execdesk deploy``).
+
+intake -> signal generator -> risk -> approval -> deploy -> monitor. Each gate's outcome is a
+``lead.gate`` event with its evidence; the first refusal ends the pipeline (the CLI exits 3 with
+its reason). The gates:
+
+* **intake** — the bundle loads and validates; it is a new version of its strategy (the same
+  version again, or an older one while a newer is deployed, is refused: ``resume`` and ``rollback``
+  bring those back).
+* **signal_generator** — the Freqtrade strategy is rendered and its review passes (compile, ruff,
+  AST audit, Freqtrade's own loader and attribute check); the files land in
+  ``HOME/deployments/<id>/strategy/``.
+* **risk** — the pre-deployment assessment against the portfolio in the ledger, with the desk's
+  ``risk.assessment`` limits: APPROVED passes; CONDITIONAL passes with its conditions applied
+  (a smaller allocation, a tighter stoploss; unmeasured correlations are carried as stated risks);
+  REJECTED refuses. The allocations of the deployments still trading plus this one stay within 1.
+* **approval** — a venue that trades real money (``ccxt:<exchange>`` with ``live``) waits for a human:
+  a decision request goes to the Orchestrator and ``execdesk approve|deny REQUEST`` answers it; paper,
+  a testnet and a Freqtrade dry-run need none.
+* **deploy** — the venue takes it: the desk's paper venue (the desk's loop trades it from its start
+  time on), or a Freqtrade dry-run bot folder (strategy, config, compose file, checklist) under
+  ``HOME/deployments/<id>/bot/``. A live ccxt loop is not built: such deployments are refused here,
+  by name.
+* **monitor** — the backtest's trade returns are the monitor's baseline (``monitor.baseline``).
+
+A new version replaces the one trading (``superseded``) and takes over its positions or closes them
+(``positions``: ``hand_over`` — same pairs handed over at their entry price, the rest closed — or
+``close``); :func:`rollback` does the reverse.
+
+Nothing here reads a clock: every time is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from execdesk.data.timeframes import timeframe_to_seconds
+from execdesk.domain.events import Event, EventKind
+from execdesk.domain.types import TradingState, dec
+from execdesk.errors import InvalidInput, Refused, SpecError
+from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, fold_marks
+
+if TYPE_CHECKING:
+    from execdesk.domain.state import DeploymentRecord, DeskState
+    from execdesk.risk.config import RiskConfig, StagingConfig
+    from execdesk.store.ledger import Ledger
+    from execdesk.strategy import StrategyBundle
+
+GATES = ("intake", "signal_generator", "risk", "approval", "deploy", "monitor")
+PositionsPolicy = Literal["hand_over", "close"]
+POLICIES: tuple[str, ...] = ("hand_over", "close")
+#: deployment state reasons of the lifecycle (the risk manager's reasons live in lead.lead)
+SCHEDULED, STARTED, PAUSED, RESUMED, REMOVED = "scheduled", "schedule", "paused", "resumed", "removed"
+SUPERSEDED, ROLLED_BACK, RESTORED = "superseded", "rolled_back", "rollback"
+#: reasons under which a deployment is being closed: REDUCING until flat, then HALTED
+RETIRING = (REMOVED, SUPERSEDED, ROLLED_BACK)
+LIFECYCLE_REASONS = (SCHEDULED, STARTED, PAUSED, RESUMED, REMOVED, SUPERSEDED, ROLLED_BACK, RESTORED)
+_VENUE = re.compile(r"^(paper|freqtrade|ccxt:([a-z][a-z0-9_]*))$")
+
+
+@dataclass(frozen=True, slots=True)
+class VenueTarget:
+    """Where a deployment trades: ``paper``, ``ccxt:<exchange>`` (its testnet unless ``live``) or
+    ``freqtrade`` (a dry-run bot)."""
+
+    kind: str
+    exchange: str | None = None
+    live: bool = False
+
+    @classmethod
+    def parse(cls, text: str, live: bool = False) -> VenueTarget:
+        m = _VENUE.match(text.strip())
+        if m is None:
+            raise InvalidInput(f"--venue: got {text!r}; expected paper, ccxt:<exchange id> (e.g. ccxt:binance) "
+                               "or freqtrade")
+        kind = m.group(1).split(":")[0]
+        if live and kind != "ccxt":
+            raise InvalidInput(f"--live: only a ccxt venue trades real money; {text} never does")
+        return cls(kind, m.group(2), live)
+
+    @property
+    def real_money(self) -> bool:
+        return self.kind == "ccxt" and self.live
+
+    def __str__(self) -> str:
+        if self.kind != "ccxt":
+            return self.kind
+        return f"ccxt:{self.exchange}" + (":live" if self.live else "")
+
+    @classmethod
+    def from_str(cls, text: str) -> VenueTarget:
+        live = text.endswith(":live")
+        return cls.parse(text.removesuffix(":live"), live)
+
+
+@dataclass(slots=True)
+class GateResult:
+    """One gate's outcome: passed, conditional (passed with conditions applied), not_required, pending,
+    approved, denied or refused — with the reason and the evidence."""
+
+    gate: str
+    outcome: str
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def refused(self) -> bool:
+        return self.outcome in ("refused", "denied")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"gate": self.gate, "outcome": self.outcome, "reason": self.reason, "evidence": self.evidence}
+
+
+@dataclass(slots=True)
+class DeployPlan:
+    """A deployment on its way through the gates (kept in ``HOME/deployments/<id>/plan.json``)."""
+
+    request_id: str
+    bundle: dict[str, Any]  # the bundle's canonical form
+    venue: str
+    allocation: float  # asked for
+    applied_allocation: float  # after the risk gate's conditions
+    stoploss: float | None  # a tighter stoploss the risk gate applied (None: the bundle's)
+    start_at: int | None
+    positions: str
+    by: str
+    reason: str
+    requested_at: int
+    drawdown: dict[str, Any] | None = None
+    gates: list[GateResult] = field(default_factory=list)
+    recorded: int = 0  # how many gates are in the ledger already
+    approval_request: str | None = None  # the decision request id while a human is asked
+
+    @property
+    def deployment_id(self) -> str:
+        return f"{self.bundle['id']}-v{self.bundle['version']}"
+
+    @property
+    def refusal(self) -> GateResult | None:
+        return next((g for g in self.gates if g.refused), None)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.gates) and self.gates[-1].outcome == "pending"
+
+    @property
+    def done(self) -> bool:
+        return any(g.gate == "monitor" for g in self.gates)
+
+    def strategy(self) -> StrategyBundle:
+        from execdesk.strategy import validate_bundle
+
+        bundle = validate_bundle(self.bundle, f"deployment {self.deployment_id}")
+        if self.stoploss is not None:
+            bundle = bundle.model_copy(update={"stoploss": self.stoploss})
+        return bundle
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {k: getattr(self, k) for k in self.__slots__ if k != "gates"}
+        data["gates"] = [g.as_dict() for g in self.gates]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeployPlan:
+        gates = [GateResult(**g) for g in data["gates"]]
+        return cls(**{**{k: v for k, v in data.items() if k != "gates"}, "gates": gates})
+
+    def save(self, home: Path) -> Path:
+        folder = deployment_folder(home, self.deployment_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "plan.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.as_dict(), indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    def summary(self) -> dict[str, Any]:
+        refusal = self.refusal
+        status = ("refused" if refusal is not None else "pending_approval" if self.pending
+                  else "deployed" if self.done else "in_progress")
+        return {"request_id": self.request_id, "deployment_id": self.deployment_id, "venue": self.venue,
+                "status": status, "allocation_requested": self.allocation,
+                "allocation": self.applied_allocation, "stoploss": self.stoploss, "start_at": self.start_at,
+                "approval_request": self.approval_request, "gates": [g.as_dict() for g in self.gates],
+                "refused": refusal.as_dict() if refusal is not None else None}
+
+
+def _rel(home: Path, path: Path) -> str:
+    """A file of the home as the ledger names it: relative to the home (the same run in another home records
+    the same events)."""
+    try:
+        return path.resolve().relative_to(home.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def deployment_folder(home: Path, deployment_id: str) -> Path:
+    return home / "deployments" / deployment_id
+
+
+def load_plan(home: Path, deployment_id: str) -> DeployPlan:
+    path = deployment_folder(home, deployment_id) / "plan.json"
+    if not path.is_file():
+        raise InvalidInput(f"{deployment_id}: no deployment plan at {path}")
+    return DeployPlan.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def find_plan_by_request(home: Path, request_id: str) -> DeployPlan:
+    """The deployment waiting on the decision request ``request_id``."""
+    for path in sorted((home / "deployments").glob("*/plan.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("approval_request") == request_id:
+            return DeployPlan.from_dict(data)
+    raise InvalidInput(f"{request_id}: no deployment waits on this decision request in {home / 'deployments'}")
+
+
+# ------------------------------------------------------------------------ the gates before a human
+def plan_deployment(home: Path, state: DeskState, ledger: Ledger, bundle_path: Path, venue: VenueTarget,
+                    allocation: float, *, risk: RiskConfig, now: int, start_at: int | None = None,
+                    positions: str = "hand_over", by: str = "lead", reason: str = "",
+                    drawdown: dict[str, Any] | None = None, review_freqtrade: bool = True,
+                    approve_all: bool = False) -> DeployPlan:
+    """Run the gates up to the human approval (see the module docstring) and return the plan; nothing is
+    recorded in the ledger here (see :func:`commit`). ``approve_all``: a human approves whatever the venue."""
+    from execdesk.strategy import load_bundle
+
+    if not 0 < allocation <= 1:
+        raise InvalidInput(f"--allocation: got {allocation}; expected a fraction of equity in (0, 1]")
+    if positions not in POLICIES:
+        raise InvalidInput(f"--positions: got {positions!r}; expected one of {', '.join(POLICIES)}")
+    key = f"{bundle_path}|{venue}|{now}|{allocation}"
+    request_id = "dp-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    def plan_for(bundle: dict[str, Any]) -> DeployPlan:
+        return DeployPlan(request_id, bundle, str(venue), allocation, allocation, None, start_at, positions, by,
+                          reason, now, drawdown)
+
+    # intake
+    try:
+        bundle = load_bundle(bundle_path)
+    except SpecError as exc:
+        plan = plan_for({"id": "unknown", "version": 0})
+        plan.gates.append(GateResult("intake", "refused", f"{bundle_path}: the bundle does not validate", {
+            "path": str(bundle_path), "errors": [{"path": i.path, "value": i.value, "expected": i.expected}
+                                                 for i in exc.issues]}))
+        return plan
+    except InvalidInput as exc:
+        plan = plan_for({"id": "unknown", "version": 0})
+        plan.gates.append(GateResult("intake", "refused", str(exc), {"path": str(bundle_path)}))
+        return plan
+    plan = plan_for(bundle.to_canonical_dict())
+    plan.gates.append(_intake(state, bundle, bundle_path))
+    if plan.refusal is not None:
+        return plan
+    # signal generator
+    plan.gates.append(_signal_generator(home, plan.deployment_id, bundle, review_freqtrade))
+    if plan.refusal is not None:
+        return plan
+    # risk
+    plan.gates.append(_risk(home, state, ledger, plan, bundle, risk))
+    if plan.refusal is not None:
+        return plan
+    # approval
+    target = VenueTarget.from_str(plan.venue)
+    if target.real_money or approve_all:
+        why = "trades real money" if target.real_money else "is a deployment and this desk approves every one by hand"
+        plan.gates.append(GateResult("approval", "pending", f"{target} {why}: a human approves "
+                                     "(execdesk approve|deny)", {"venue": str(target), "approve_all": approve_all}))
+    else:
+        why = {"paper": "the paper venue trades no real money", "freqtrade": "a Freqtrade dry-run trades no real "
+               "money", "ccxt": f"{target} is the exchange's testnet (sandbox): no real money"}[target.kind]
+        plan.gates.append(GateResult("approval", "not_required", why, {"venue": str(target)}))
+    return plan
+
+
+def _intake(state: DeskState, bundle: StrategyBundle, path: Path) -> GateResult:
+    evidence = {"path": str(path), "bundle_id": bundle.id, "version": bundle.version, "hash": bundle.bundle_hash,
+                "pairs": list(bundle.pairs), "timeframe": bundle.timeframe}
+    dep_id = f"{bundle.id}-v{bundle.version}"
+    if dep_id in state.deployments:
+        dep = state.deployments[dep_id]
+        return GateResult("intake", "refused", f"{dep_id} is deployed already ({lifecycle(dep)}); a paused one "
+                          "resumes with `execdesk resume`, an older version comes back with `execdesk rollback`",
+                          evidence)
+    newer = [d.id for d in state.deployments.values() if d.strategy_id == bundle.id and d.version > bundle.version]
+    if newer:
+        return GateResult("intake", "refused", f"{bundle.id}: a newer version is deployed ({', '.join(newer)}); "
+                          f"go back to an older one with `execdesk rollback {bundle.id}`", evidence)
+    return GateResult("intake", "passed", f"{dep_id}: bundle valid, hash {bundle.bundle_hash[:12]}", evidence)
+
+
+def _signal_generator(home: Path, dep_id: str, bundle: StrategyBundle, freqtrade: bool) -> GateResult:
+    """Render and review. A passed review of the same source under the same execdesk, Freqtrade and ruff is
+    taken from the review cache (:func:`review_cache`) instead of run again — a review of one source by one
+    set of tools always says the same; its files are written into the deployment's folder either way."""
+    from execdesk.codegen.render import render_strategy
+    from execdesk.codegen.review import review
+
+    folder = deployment_folder(home, dep_id) / "strategy"
+    generated = render_strategy(bundle, None)
+    digest = hashlib.sha256(generated.source.encode()).hexdigest()
+    cache = review_cache(digest) if freqtrade else None
+    reviewed = folder / "review.json"
+    if cache is not None and (cache / "review.json").is_file() and (cache / "review.md").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / generated.filename).write_text(generated.source, encoding="utf-8")
+        for name in ("review.json", "review.md"):
+            (folder / name).write_bytes((cache / name).read_bytes())
+        data = json.loads(reviewed.read_text(encoding="utf-8"))
+        passed, checks, failed = bool(data["passed"]), {c["name"]: c["passed"] for c in data["checks"]}, data["failed"]
+    else:
+        report = review(generated, folder, freqtrade=freqtrade)
+        passed, checks, failed = report.passed, {c.name: c.passed for c in report.checks}, report.failed
+        if cache is not None and passed:
+            cache.mkdir(parents=True, exist_ok=True)
+            for name in ("review.json", "review.md"):
+                tmp = cache / f".{name}.{os.getpid()}"
+                tmp.write_bytes((folder / name).read_bytes())
+                tmp.replace(cache / name)
+    evidence = {"class_name": generated.class_name, "file": _rel(home, folder / generated.filename),
+                "source_sha256": digest, "checks": checks, "review": _rel(home, reviewed)}
+    if passed:
+        return GateResult("signal_generator", "passed", f"{generated.class_name}: review passed "
+                          f"({len(checks)} checks)", evidence)
+    return GateResult("signal_generator", "refused", f"{generated.class_name}: review failed ({', '.join(failed)})",
+                      evidence)
+
+
+def review_cache(digest: str) -> Path:
+    """Where a passed review of the source with sha256 ``digest`` is kept: ``$EXECDESK_CACHE_DIR`` (default
+    ``~/.cache/execdesk``) ``/reviews/<key>/``, the key covering the source and the versions of execdesk,
+    Freqtrade and ruff that reviewed it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    tools = []
+    for name in ("execdesk", "freqtrade", "ruff"):
+        try:
+            tools.append(f"{name}={version(name)}")
+        except PackageNotFoundError:
+            tools.append(f"{name}=none")
+    key = hashlib.sha256(f"{digest}|{'|'.join(tools)}".encode()).hexdigest()[:32]
+    root = Path(os.environ.get("EXECDESK_CACHE_DIR") or Path.home() / ".cache" / "execdesk")
+    return root / "reviews" / key
+
+
+def review_ahead(home: Path, bundles: list[StrategyBundle], workers: int = 2) -> None:
+    """Run the signal generator's reviews of several bundles at once (each review is mostly a Freqtrade
+    subprocess), so the gates that follow find them done."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(pool.map(lambda b: _signal_generator(home, f"{b.id}-v{b.version}", b, True), bundles))
+
+
+def _risk(home: Path, state: DeskState, ledger: Ledger, plan: DeployPlan, bundle: StrategyBundle,
+          risk: RiskConfig) -> GateResult:
+    from execdesk.risk.assessment import AssessmentLimits
+
+    replaced = trading_version(state, bundle.id)
+    committed = sum(float(d.allocation) for d in state.deployments.values()
+                    if d.state is not TradingState.HALTED and d.state_reason not in RETIRING
+                    and (replaced is None or d.id != replaced.id))
+    room = round(1.0 - committed, 10)
+    if room <= 0:
+        return GateResult("risk", "refused", f"no capital left to allocate: live deployments hold {committed:.0%}",
+                          {"committed": committed})
+    asked = min(plan.allocation, room)
+    data, result = assess_bundle(bundle, ledger, asked, AssessmentLimits(**risk.assessment.model_dump()),
+                                 exclude={replaced.id} if replaced is not None else set())
+    folder = deployment_folder(home, plan.deployment_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "assessment.yaml").write_text(result.to_yaml(), encoding="utf-8")
+    evidence = {"verdict": result.verdict.value, "conditions": list(result.conditions), "equity": data["equity"],
+                "allocation_requested": plan.allocation, "committed_by_others": committed,
+                "rules": {r["name"]: {"value": r["value"], "limit": r["limit"], "passed": r["passed"]}
+                          for r in data["rules"]},
+                "assessment": _rel(home, folder / "assessment.yaml"), "data_source": data["data_source"]}
+    if result.verdict.value == "REJECTED":
+        return GateResult("risk", "refused", f"REJECTED: {'; '.join(result.reasons) or 'see the assessment'}",
+                          evidence)
+    applied: list[str] = []
+    allocation = asked
+    if asked < plan.allocation:
+        applied.append(f"allocation {plan.allocation:g} -> {asked:g} (the capital not allocated)")
+    for condition in result.conditions:
+        if condition.startswith("allocation <="):  # the largest allocation the caps allow, in the quote currency
+            offered = math.floor(result.max_allocation / data["equity"] * 1e4) / 1e4
+            if offered <= 0:
+                return GateResult("risk", "refused", f"CONDITIONAL with no allocation left ({condition})", evidence)
+            if offered < allocation:
+                applied.append(f"allocation {allocation:g} -> {offered:g} ({condition} of equity "
+                               f"{data['equity']:,.2f})")
+                allocation = offered
+            continue
+        m = re.match(r"stoploss tighter than (-?[0-9.]+)", condition)
+        if m:
+            stop = float(m.group(1))
+            plan.stoploss = stop
+            applied.append(f"stoploss {bundle.stoploss:g} -> {stop:g} ({condition})")
+    plan.applied_allocation = allocation
+    evidence["applied"] = applied
+    if result.verdict.value == "APPROVED" and not applied:
+        return GateResult("risk", "passed", f"APPROVED at allocation {allocation:g}", evidence)
+    stated = [c for c in result.conditions if not c.startswith(("allocation <=", "stoploss tighter"))]
+    what = "; ".join(applied) or "no condition to apply"
+    return GateResult("risk", "conditional", f"{result.verdict.value}: {what}"
+                      + (f"; stated risks: {'; '.join(stated)}" if stated else ""), evidence)
+
+
+def assess_bundle(bundle: StrategyBundle, ledger: Ledger | None, allocation: float, limits: Any,
+                  datadir: Path | None = None, exclude: set[str] | None = None) -> tuple[dict[str, Any], Any]:
+    """The risk manager's pre-deployment assessment of ``bundle`` at ``allocation`` (a fraction of
+    equity) against the ledger's portfolio (an empty one of 100,000 without a ledger); ``exclude``:
+    deployments to leave out (the version this one replaces). Returns the data and the assessment."""
+    from execdesk.codegen.pipeline import market_for_bundle, validation_market_from_datadir
+    from execdesk.risk.assessment import PortfolioSnapshot
+    from execdesk.risk.assessment import assess as assess_candidate
+    from execdesk.risk.portfolio import asset_correlation, candidate_from_bundle, portfolio_from_ledger
+    from execdesk.strategy import validate_bundle
+
+    if ledger is not None and ledger.state.config is not None:
+        portfolio = portfolio_from_ledger(ledger)
+        if exclude:
+            portfolio = PortfolioSnapshot(portfolio.equity, tuple(d for d in portfolio.deployments
+                                                                  if d.id not in exclude))
+    else:
+        portfolio = PortfolioSnapshot(equity=100_000.0)
+    live_pairs = sorted({p for d in (ledger.state.deployments.values() if ledger is not None else ())
+                         if d.id in {x.id for x in portfolio.deployments} for p in d.pairs} - set(bundle.pairs))
+    spec = bundle.to_canonical_dict()
+    spec["pairs"] = [*bundle.pairs, *live_pairs]
+    market = validate_bundle(spec, "assessment market")
+    frames, data_source = (market_for_bundle(market) if datadir is None
+                           else validation_market_from_datadir(market, datadir, "--datadir"))
+    own = {p: frames[p] for p in bundle.pairs}
+    candidate, backtest_trades = candidate_from_bundle(bundle, allocation * portfolio.equity, own)
+    result = assess_candidate(portfolio, candidate, limits, asset_correlation(frames))
+    data = {"bundle": {"id": bundle.id, "version": bundle.version, "hash": bundle.bundle_hash},
+            "allocation_fraction": allocation, "equity": portfolio.equity, "data_source": data_source,
+            "backtest_trades": backtest_trades,
+            "live_deployments": [d.id for d in portfolio.deployments], **result.as_dict()}
+    return data, result
+
+
+# ------------------------------------------------------------------------ into the ledger
+def commit(ledger: Ledger, home: Path, plan: DeployPlan, t: int, market_pairs: set[str] | None,
+           staging: StagingConfig | None = None, capital: float | None = None) -> DeployPlan:
+    """Record the gates not yet in the ledger and, once every gate before it has passed, deploy: the
+    deploy and monitor gates, the deployment and its baseline (a new version supersedes the one trading).
+    ``market_pairs``: the pairs the desk's market has candles for (None: not checked); ``staging``: the risk
+    manager's staged allocation (a new deployment starts at its first step); ``capital``: the equity its
+    allocation is a share of (default: the portfolio's last marked equity). Saves the plan."""
+    if plan.refusal is None and not plan.pending and not plan.done:
+        plan.gates.append(_deploy_gate(home, ledger.state, plan, market_pairs))
+    for gate in plan.gates[plan.recorded:]:
+        ledger.record(Event(t, EventKind.GATE, {"request_id": plan.request_id, "deployment_id": plan.deployment_id,
+                                                "venue": plan.venue, "by": plan.by, **gate.as_dict()},
+                            plan.deployment_id if plan.deployment_id in ledger.state.deployments else None))
+        if gate.gate == "approval" and gate.outcome == "pending":
+            ledger.record(Event(t, EventKind.APPROVAL_REQUESTED, {
+                "request_id": plan.approval_request, "deployment_id": plan.deployment_id, "venue": plan.venue,
+                "question": gate.reason}))
+        elif gate.gate == "approval" and gate.outcome in ("approved", "denied"):
+            ledger.record(Event(t, EventKind.APPROVAL_DECIDED, {
+                "request_id": plan.approval_request, "deployment_id": plan.deployment_id,
+                "decision": gate.outcome, **gate.evidence}))
+        elif gate.gate == "deploy" and gate.outcome == "passed":
+            _create(ledger, plan, t, capital, staging)
+    plan.recorded = len(plan.gates)
+    if plan.refusal is None and not plan.pending and not plan.done:
+        baseline = _baseline(ledger, plan)
+        gate = GateResult("monitor", "passed", f"baseline: {baseline['count']} backtest trade returns "
+                          f"({baseline['source']})", baseline)
+        plan.gates.append(gate)
+        ledger.record(Event(t, EventKind.GATE, {"request_id": plan.request_id, "deployment_id": plan.deployment_id,
+                                                "venue": plan.venue, "by": plan.by, **gate.as_dict()},
+                            plan.deployment_id))
+        plan.recorded = len(plan.gates)
+    ledger.flush()
+    plan.save(home)
+    return plan
+
+
+def _deploy_gate(home: Path, state: DeskState, plan: DeployPlan, market_pairs: set[str] | None) -> GateResult:
+    target = VenueTarget.from_str(plan.venue)
+    bundle = plan.strategy()
+    evidence: dict[str, Any] = {"venue": plan.venue, "start_at": plan.start_at}
+    if target.kind == "ccxt":
+        return GateResult("deploy", "refused", f"{target}: the desk's loop trades the paper venue; a live ccxt "
+                          "loop (the exchange's candles and fills) is not built, so nothing would trade it",
+                          evidence)
+    if target.kind == "freqtrade":
+        from execdesk.codegen.render import render_strategy
+        from execdesk.venues.freqtrade_bot import BotSettings, FreqtradeBot
+
+        folder = deployment_folder(home, plan.deployment_id) / "bot"
+        settings = BotSettings(max_open_trades=len(bundle.pairs), stake_amount="unlimited",
+                               dry_run_wallet=round(plan.applied_allocation * 100_000.0, 2))
+        bot = FreqtradeBot.prepare(render_strategy(bundle, None), folder, settings, offline=False)
+        evidence.update({"bot_folder": _rel(home, folder), "config": _rel(home, bot.config_file),
+                         "compose": _rel(home, folder / "docker-compose.yml"),
+                         "checklist": _rel(home, folder / "CHECKLIST.md")})
+        return GateResult("deploy", "passed", f"Freqtrade dry-run bot prepared in {folder}: start it as its "
+                          "CHECKLIST.md says", evidence)
+    missing = sorted(set(bundle.pairs) - market_pairs) if market_pairs is not None else []
+    timeframe = (((state.config or {}).get("config") or {}).get("market") or {}).get("timeframe")
+    if timeframe is not None and timeframe_to_seconds(bundle.timeframe) % timeframe_to_seconds(timeframe):
+        return GateResult("deploy", "refused", f"the strategy trades {bundle.timeframe} candles, not a whole multiple "
+                          f"of the desk's {timeframe} market", evidence)
+    if missing:
+        return GateResult("deploy", "refused", f"the desk's market has no candles for {', '.join(missing)}; add "
+                          "them to market.pairs (or the datadir) and run the desk again", evidence)
+    when = "at its start time" if plan.start_at is not None else "from the desk's next bar"
+    return GateResult("deploy", "passed", f"paper venue: the desk's loop trades it {when}", evidence)
+
+
+def _create(ledger: Ledger, plan: DeployPlan, t: int, capital: float | None, staging: StagingConfig | None
+            ) -> None:
+    state = ledger.state
+    bundle = plan.strategy()
+    dep_id = plan.deployment_id
+    replaced = trading_version(state, bundle.id)
+    equity = capital if capital is not None else _equity(ledger)
+    if replaced is not None:
+        evidence = {"by": plan.by, "new_version": dep_id, "positions": plan.positions, "request_id": plan.request_id}
+        ledger.record(Event(t, EventKind.DEPLOYMENT_STATE_CHANGED, {
+            "deployment_id": replaced.id, "from": replaced.state, "to": TradingState.REDUCING,
+            "reason": SUPERSEDED, "evidence": evidence}, replaced.id))
+    ledger.record(Event(t, EventKind.DEPLOYMENT_CREATED, {
+        "deployment_id": dep_id, "strategy_id": bundle.id, "name": bundle.name, "version": bundle.version,
+        "bundle_hash": bundle.bundle_hash, "timeframe": bundle.timeframe, "pairs": list(bundle.pairs),
+        "allocation": dec(plan.applied_allocation), "capital": dec(equity) * dec(plan.applied_allocation),
+        "validation": bundle.validation.model_dump(mode="json"), "venue": plan.venue, "start_at": plan.start_at,
+        "bundle": plan.bundle, "stoploss": plan.stoploss, "drawdown": plan.drawdown, "request_id": plan.request_id,
+        "by": plan.by}, dep_id))
+    if plan.start_at is not None and plan.start_at > t:
+        ledger.record(Event(t, EventKind.DEPLOYMENT_STATE_CHANGED, {
+            "deployment_id": dep_id, "from": TradingState.ACTIVE, "to": TradingState.REDUCING, "reason": SCHEDULED,
+            "evidence": {"start_at": plan.start_at, "by": plan.by}}, dep_id))
+    if replaced is not None and plan.positions == "hand_over":
+        hand_over(ledger, replaced.id, dep_id, t, plan.by)
+    if staging is not None and staging.enabled:  # a new deployment starts at the first step of its allocation
+        first = staging.steps[0]
+        ledger.record(Event(t, EventKind.ALLOCATION_STAGED, {
+            "deployment_id": dep_id, "action": "start", "reason": f"new deployment: starts at {first:.0%} of its "
+            "allocation", "fraction_before": 0.0, "fraction_after": first, "step": 0, "losing_streak": 0,
+            "period_return": None, "equity": float(dec(equity) * dec(plan.applied_allocation)),
+            "next_period_from": max(t, plan.start_at or t), "by": "risk"}, dep_id))
+
+
+def hand_over(ledger: Ledger, source: str, target: str, t: int, by: str) -> list[str]:
+    """Hand ``source``'s positions in the pairs ``target`` trades over to it (one event); the pairs handed."""
+    state = ledger.state
+    pairs = set(state.deployments[target].pairs)
+    busy = {o.pair for o in state.open_orders() if o.deployment_id in (source, target)}
+
+    def flat(pair: str) -> bool:
+        held = state.position(target, pair)
+        return held is None or held.qty == 0
+
+    moving = [p for p in state.open_positions()
+              if p.deployment_id == source and p.pair in pairs and p.pair not in busy and flat(p.pair)]
+    if not moving:
+        return []
+    ledger.record(Event(t, EventKind.POSITIONS_HANDED_OVER, {
+        "from": source, "to": target, "by": by,
+        "positions": [{"pair": p.pair, "qty": p.qty, "avg_price": p.avg_price, "opened_at": p.opened_at}
+                      for p in moving]}, target))
+    return [p.pair for p in moving]
+
+
+def _baseline(ledger: Ledger, plan: DeployPlan) -> dict[str, Any]:
+    from execdesk.lead.desk import baseline_returns
+
+    baseline = baseline_returns(plan.strategy())
+    dep_id = plan.deployment_id
+    ledger.record(Event(ledger.state.deployments[dep_id].created_at, EventKind.MONITOR_BASELINE,
+                        {"deployment_id": dep_id, **baseline}, dep_id))
+    return {"count": len(baseline["returns"]), "source": baseline["source"]}
+
+
+def _equity(ledger: Ledger) -> float:
+    marks = fold_marks(ledger.events(set(MARK_EVENTS)))
+    return marks.last_equity.get(PORTFOLIO, float(ledger.state.cash()))
+
+
+# ------------------------------------------------------------------------ lifecycle
+def trading_version(state: DeskState, strategy_id: str) -> DeploymentRecord | None:
+    """The strategy's deployment that is not retired (the newest if several), if any."""
+    live = [d for d in state.deployments.values() if d.strategy_id == strategy_id
+            and not (d.state_reason in RETIRING or (d.state is TradingState.HALTED and d.state_reason == SUPERSEDED))]
+    return max(live, key=lambda d: d.version) if live else None
+
+
+def lifecycle(dep: DeploymentRecord) -> str:
+    """The deployment's lifecycle, in words: scheduled, live, reducing, paused, closing, removed, retired, halted."""
+    state, reason = dep.state, dep.state_reason
+    if reason == SCHEDULED:
+        return "scheduled"
+    if state is TradingState.ACTIVE:
+        return "live"
+    if state is TradingState.REDUCING:
+        if reason in (PAUSED, "drift_pause"):
+            return "paused"
+        return "closing" if reason in (*RETIRING, "drift_remove", "drawdown_kill", "circuit_breaker") else "reducing"
+    if reason in (REMOVED, "drift_remove"):
+        return "removed"
+    if reason in (SUPERSEDED, ROLLED_BACK):
+        return "retired"
+    return "halted"
+
+
+def lifecycle_event(state: DeskState, action: str, deployment: str, by: str, reason: str, t: int
+                    ) -> list[Event]:
+    """The events of ``pause``, ``resume`` or ``remove`` of a deployment by a human (refused with the reason
+    when the deployment's state does not allow it)."""
+    if deployment not in state.deployments:
+        known = ", ".join(sorted(state.deployments)) or "none"
+        raise InvalidInput(f"{action}: no deployment {deployment!r} (deployments: {known})")
+    if not by.strip() or not reason.strip():
+        raise InvalidInput(f"{action}: --by (who) and --reason (why) are both required")
+    dep = state.deployments[deployment]
+    now = lifecycle(dep)
+    evidence = {"by": by, "reason": reason, "was": now}
+    if action == "pause":
+        if now not in ("live", "scheduled"):
+            raise Refused(f"pause: {deployment} is {now} ({dep.state.value}, {dep.state_reason}); only a live or "
+                          "scheduled deployment pauses")
+        to, why = TradingState.REDUCING, PAUSED
+    elif action == "resume":
+        if now != "paused":
+            hint = "; a halted one is re-armed with `execdesk rearm --deployment`" if now == "halted" else ""
+            raise Refused(f"resume: {deployment} is {now} ({dep.state.value}, {dep.state_reason}); only a paused "
+                          f"deployment resumes{hint}")
+        to, why = TradingState.ACTIVE, RESUMED
+    elif action == "remove":
+        if now in ("removed", "retired"):
+            raise Refused(f"remove: {deployment} is {now} already")
+        to, why = TradingState.REDUCING, REMOVED
+    else:
+        raise InvalidInput(f"unknown lifecycle action {action!r}")
+    return [Event(t, EventKind.DEPLOYMENT_STATE_CHANGED, {"deployment_id": deployment, "from": dep.state, "to": to,
+                                                          "reason": why, "evidence": evidence}, deployment)]
+
+
+def rollback(ledger: Ledger, strategy_id: str, by: str, reason: str, positions: str, t: int) -> dict[str, Any]:
+    """Back to the previous version of ``strategy_id``: the version trading now is rolled back (its positions
+    handed over to the previous version or closed, by ``positions``) and the previous one trades again."""
+    if positions not in POLICIES:
+        raise InvalidInput(f"--positions: got {positions!r}; expected one of {', '.join(POLICIES)}")
+    if not by.strip() or not reason.strip():
+        raise InvalidInput("rollback: --by (who) and --reason (why) are both required")
+    state = ledger.state
+    versions = sorted((d for d in state.deployments.values() if d.strategy_id == strategy_id), key=lambda d: d.version)
+    if not versions:
+        known = ", ".join(sorted({d.strategy_id for d in state.deployments.values()})) or "none"
+        raise InvalidInput(f"rollback: no strategy {strategy_id!r} is deployed (strategies: {known})")
+    current = trading_version(state, strategy_id)
+    if current is None:
+        raise Refused(f"rollback: no version of {strategy_id} is trading (versions: "
+                      f"{', '.join(f'{d.id} {lifecycle(d)}' for d in versions)})")
+    previous = [d for d in versions if d.version < current.version]
+    if not previous:
+        raise Refused(f"rollback: {current.id} is the first version of {strategy_id}; there is none to go back to")
+    target = previous[-1]
+    evidence = {"by": by, "reason": reason, "from": current.id, "to": target.id, "positions": positions}
+    ledger.record(Event(t, EventKind.DEPLOYMENT_STATE_CHANGED, {
+        "deployment_id": current.id, "from": current.state, "to": TradingState.REDUCING, "reason": ROLLED_BACK,
+        "evidence": evidence}, current.id))
+    ledger.record(Event(t, EventKind.DEPLOYMENT_STATE_CHANGED, {
+        "deployment_id": target.id, "from": target.state, "to": TradingState.ACTIVE, "reason": RESTORED,
+        "evidence": evidence}, target.id))
+    handed = hand_over(ledger, current.id, target.id, t, by) if positions == "hand_over" else []
+    ledger.flush()
+    return {"strategy": strategy_id, "from": current.id, "to": target.id, "positions": positions,
+            "handed_over": handed, "by": by, "reason": reason}

@@ -1,0 +1,274 @@
+"""The gated pipeline end to end on the replay loop with the paper venue: ``execdesk deploy`` takes a bundle
+through intake, signal generator, risk, approval, deploy and monitor — each gate an event with its
+evidence, a refused gate exit 3 with its reason — and the desk trades what was deployed."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from execdesk.domain.events import EventKind
+from execdesk.domain.types import TradingState
+from execdesk.errors import InvalidInput, Refused
+from execdesk.lead import service
+from execdesk.lead.deploy import GATES, VenueTarget
+from execdesk.lead.desk import DeskLock
+from execdesk.lead.liaison import DecisionRequests, Outbox
+from execdesk.store.ledger import Ledger
+from execdesk.strategy import load_bundle
+from tests.conftest import BUNDLES
+
+NOW = 1_900_000_000  # the wall time a command is given (files and decision answers); the desk's time is its own
+MID = "2024-03-20T00:00:00Z"
+SOL = {"start_price": 140, "annual_vol": 0.9, "base_volume": 4_000_000}
+
+
+def _desk(write_config: Callable[..., Path], tmp_path: Path, end: str = MID, **overrides: Any) -> tuple[Path, Path]:
+    """A small desk (two strategies, SOL in its market for a third) run up to ``end``; its config and home."""
+    market = {"source": "generated", "timeframe": "1h", "start": "2024-03-01T00:00:00Z", "end": end,
+              "pairs": {"BTC/USDT": {"start_price": 60000, "annual_vol": 0.6, "base_volume": 20000},
+                        "ETH/USDT": {"start_price": 3000, "annual_vol": 0.75, "base_volume": 300000},
+                        "SOL/USDT": SOL}}
+    config = write_config(market=market, **overrides)
+    home = tmp_path / "home"
+    service.run_config(config, home, report=False)
+    return config, home
+
+
+def _extend(config: Path, end: str) -> Path:
+    data = yaml.safe_load(config.read_text())
+    data["market"]["end"] = end
+    path = config.with_name(f"{config.stem}-to-{end[:10]}.yaml")
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _gates(home: Path, deployment: str) -> list[dict[str, Any]]:
+    with Ledger.for_home(home) as ledger:
+        return [e.payload for e in ledger.events({EventKind.GATE}) if e.payload["deployment_id"] == deployment]
+
+
+def _version(tmp_path: Path, source: str, version: int, **changes: Any) -> Path:
+    spec = load_bundle(BUNDLES / source).to_canonical_dict()
+    spec.update(version=version, **changes)
+    path = tmp_path / f"{Path(source).stem}-v{version}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def test_deploy_when_every_gate_passes_then_each_is_recorded_in_order_and_the_desk_trades_it(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    # Arrange
+    config, home = _desk(write_config, tmp_path)
+    # Act
+    result = service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.15, by="ana",
+                            reason="validated by research")
+    # Assert: six gates, in the pipeline's order, each with its evidence
+    assert result["status"] == "deployed"
+    gates = _gates(home, "STR-002-v1")
+    assert [g["gate"] for g in gates] == list(GATES)
+    assert [g["outcome"] for g in gates][:2] == ["passed", "passed"]
+    assert gates[2]["outcome"] in ("passed", "conditional")
+    assert gates[2]["evidence"]["verdict"] != "REJECTED"
+    assert gates[3]["outcome"] == "not_required"
+    assert gates[1]["evidence"]["checks"] == {"compiles": True, "ruff": True, "ast_audit": True,
+                                              "freqtrade_load": True, "freqtrade_attributes": True}
+    assert (home / gates[1]["evidence"]["file"]).is_file()
+    assert gates[5]["evidence"]["count"] > 0
+    assert all(g["by"] == "ana" for g in gates)
+    status = service.status(home)
+    dep = next(d for d in status["deployments"] if d["id"] == "STR-002-v1")
+    assert (dep["venue"], dep["lifecycle"], dep["state"]) == ("paper", "live", "ACTIVE")
+    # the next run trades it, from the bar after the one the desk had reached
+    service.run_config(_extend(config, "2024-04-15T00:00:00Z"), home, report=False)
+    with Ledger.for_home(home) as ledger:
+        created = next(e for e in ledger.events({EventKind.DEPLOYMENT_CREATED})
+                       if e.payload["deployment_id"] == "STR-002-v1")
+        orders = [o for o in ledger.state.orders.values() if o.deployment_id == "STR-002-v1"]
+        assert orders, "the deployed strategy should trade"
+        assert min(o.signal_time for o in orders) > created.time
+
+
+def test_deploy_when_the_bundle_is_invalid_then_intake_refuses_with_exit_3_and_records_it(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    _config, home = _desk(write_config, tmp_path)
+    spec = load_bundle(BUNDLES / "mean_revert_bbands.yaml").to_canonical_dict()
+    spec["stoploss"] = 0.5  # a stoploss must be negative
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(spec))
+    with pytest.raises(Refused, match="intake gate refused") as caught:
+        service.deploy(home, bad, "paper", NOW, by="ana")
+    assert caught.value.exit_code == 3
+    gates = _gates(home, "unknown-v0")
+    assert [(g["gate"], g["outcome"]) for g in gates] == [("intake", "refused")]
+    assert any(e["path"] == "stoploss" for e in gates[0]["evidence"]["errors"])
+
+
+def test_deploy_when_the_version_is_deployed_already_then_intake_refuses(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    _config, home = _desk(write_config, tmp_path)
+    with pytest.raises(Refused, match="deployed already"):
+        service.deploy(home, BUNDLES / "trend_ema_cross.yaml", "paper", NOW, by="ana")
+    with Ledger.for_home(home) as ledger:
+        assert len(ledger.state.deployments) == 2
+
+
+def test_deploy_when_the_risk_manager_rejects_then_refused_before_approval_and_nothing_deployed(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    # Arrange: a desk that deploys at most half its equity, and half is deployed
+    risk = {"risk_per_trade": 0.02, "max_position_fraction": 0.5, "assessment": {"max_deployed_fraction": 0.5}}
+    strategies = [{"bundle": str(BUNDLES / "trend_ema_cross.yaml"), "allocation": 0.5}]
+    _config, home = _desk(write_config, tmp_path, risk=risk, strategies=strategies)
+    # Act
+    with pytest.raises(Refused, match="risk gate refused it: REJECTED"):
+        service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.1, by="ana")
+    # Assert: recorded up to the refusal, with the rule that failed
+    gates = _gates(home, "STR-002-v1")
+    assert [(g["gate"], g["outcome"]) for g in gates] == [("intake", "passed"), ("signal_generator", "passed"),
+                                                           ("risk", "refused")]
+    assert gates[-1]["evidence"]["verdict"] == "REJECTED"
+    assert gates[-1]["evidence"]["rules"]["deployed_fraction"]["passed"] is False
+    with Ledger.for_home(home) as ledger:
+        assert set(ledger.state.deployments) == {"STR-001-v1"}
+
+
+def test_deploy_when_conditional_then_the_smaller_allocation_is_applied_and_named(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    # Arrange: 80% deployed by the config; the desk deploys at most 90%
+    risk = {"risk_per_trade": 0.02, "max_position_fraction": 0.5, "assessment": {"max_deployed_fraction": 0.9}}
+    _config, home = _desk(write_config, tmp_path, risk=risk)
+    # Act
+    result = service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.2, by="ana")
+    # Assert
+    risk_gate = next(g for g in result["gates"] if g["gate"] == "risk")
+    assert risk_gate["outcome"] == "conditional"
+    equity = risk_gate["evidence"]["equity"]  # the portfolio's marked equity; 40,000 is deployed
+    assert result["allocation"] == math.floor((0.9 * equity - 40_000) / equity * 1e4) / 1e4
+    assert any("allocation 0.2 ->" in a for a in risk_gate["evidence"]["applied"])
+    with Ledger.for_home(home) as ledger:
+        assert float(ledger.state.deployments["STR-002-v1"].allocation) == result["allocation"]
+
+
+def test_deploy_when_a_pair_is_not_in_the_desks_market_then_the_deploy_gate_refuses(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    _config, home = _desk(write_config, tmp_path)
+    with pytest.raises(Refused, match="no candles for AVAX/USDT"):
+        service.deploy(home, BUNDLES / "momentum_macd.yaml", "paper", NOW, allocation=0.1, by="ana")
+    assert [g["outcome"] for g in _gates(home, "STR-003-v1")][-1] == "refused"
+
+
+def test_deploy_when_the_venue_trades_real_money_then_it_waits_for_a_human_who_denies(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    _config, home = _desk(write_config, tmp_path)
+    # Act: real money waits; the decision request is in the Orchestrator's outbox
+    pending = service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "ccxt:binance", NOW, allocation=0.1,
+                             live=True, by="ana")
+    assert pending["status"] == "pending_approval"
+    request = pending["approval_request"]
+    assert [m.request_id for m in DecisionRequests(Outbox(home / "outbox")).pending()] == [request]
+    denied = service.decide(home, request, "deny", "risk-officer", "not before the testnet run", NOW + 60)
+    # Assert
+    assert denied["status"] == "refused"
+    gates = _gates(home, "STR-002-v1")
+    assert [(g["gate"], g["outcome"]) for g in gates][-2:] == [("approval", "pending"), ("approval", "denied")]
+    with Ledger.for_home(home) as ledger:
+        decided = [e.payload for e in ledger.events({EventKind.APPROVAL_DECIDED})]
+        assert decided == [{"request_id": request, "deployment_id": "STR-002-v1", "decision": "denied",
+                            "by": "risk-officer", "reason": "not before the testnet run"}]
+        assert "STR-002-v1" not in ledger.state.deployments
+    with pytest.raises(InvalidInput, match="not waiting for approval"):
+        service.decide(home, request, "approve", "someone-else", "second answer", NOW + 120)
+
+
+def test_deploy_when_every_deployment_needs_approval_then_approve_deploys_it(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    _config, home = _desk(write_config, tmp_path, lead={"approve_all": True})
+    pending = service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.1, by="ana")
+    with Ledger.for_home(home) as ledger:
+        assert "STR-002-v1" not in ledger.state.deployments
+    approved = service.decide(home, pending["approval_request"], "approve", "lead-human", "looks right", NOW + 5)
+    assert approved["status"] == "deployed"
+    assert [(g["gate"], g["outcome"]) for g in _gates(home, "STR-002-v1")][3:] == [
+        ("approval", "pending"), ("approval", "approved"), ("deploy", "passed"), ("monitor", "passed")]
+
+
+def test_deploy_when_ccxt_then_the_deploy_gate_refuses_by_name_since_no_live_loop_trades_it(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    _config, home = _desk(write_config, tmp_path)
+    with pytest.raises(Refused, match="live ccxt loop"):
+        service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "ccxt:binance", NOW, allocation=0.1, by="ana")
+    gates = _gates(home, "STR-002-v1")
+    assert gates[3]["outcome"] == "not_required"
+    assert "testnet" in gates[3]["reason"]
+
+
+def test_deploy_when_freqtrade_then_a_dry_run_bot_folder_is_prepared(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    import json
+
+    _config, home = _desk(write_config, tmp_path)
+    result = service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "freqtrade", NOW, allocation=0.1, by="ana")
+    deploy_gate = next(g for g in result["gates"] if g["gate"] == "deploy")
+    bot = json.loads((home / deploy_gate["evidence"]["config"]).read_text())
+    assert bot["dry_run"] is True
+    assert bot["exchange"]["pair_whitelist"] == ["SOL/USDT"]
+    assert (home / deploy_gate["evidence"]["checklist"]).is_file()
+    status = service.status(home)
+    assert next(d for d in status["deployments"] if d["id"] == "STR-002-v1")["venue"] == "freqtrade"
+
+
+def test_deploy_when_scheduled_then_it_starts_trading_at_its_time_and_not_before(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    config, home = _desk(write_config, tmp_path)
+    start = "2024-04-01T00:00:00Z"
+    service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.15, at=start, by="ana")
+    assert next(d for d in service.status(home)["deployments"] if d["id"] == "STR-002-v1")["lifecycle"] == "scheduled"
+    service.run_config(_extend(config, "2024-04-15T00:00:00Z"), home, report=False)
+    with Ledger.for_home(home) as ledger:
+        started = [e for e in ledger.events({EventKind.DEPLOYMENT_STATE_CHANGED}, deployment_id="STR-002-v1")
+                   if e.payload["reason"] == "schedule"]
+        assert len(started) == 1
+        at = started[0].time
+        assert 0 <= at - 1711929600 < 3600  # the bar closing at 2024-04-01T00:00Z
+        orders = [o for o in ledger.state.orders.values() if o.deployment_id == "STR-002-v1"]
+        assert orders
+        assert min(o.signal_time for o in orders) >= at
+
+
+def test_venue_target_when_parsed_then_real_money_only_for_live_ccxt() -> None:
+    assert not VenueTarget.parse("paper").real_money
+    assert not VenueTarget.parse("ccxt:kraken").real_money
+    assert VenueTarget.parse("ccxt:kraken", live=True).real_money
+    assert str(VenueTarget.from_str("ccxt:kraken:live")) == "ccxt:kraken:live"
+    with pytest.raises(InvalidInput, match="--venue"):
+        VenueTarget.parse("binance")
+    with pytest.raises(InvalidInput, match="--live"):
+        VenueTarget.parse("paper", live=True)
+
+
+def test_deploy_when_a_desk_is_running_then_the_request_waits_in_control_and_the_loop_deploys_it(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    config, home = _desk(write_config, tmp_path)
+    lock = DeskLock(home)
+    assert lock.acquire()  # a desk "runs": it holds the home's lock
+    try:
+        queued = service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.15, by="ana")
+        with pytest.raises(InvalidInput, match="running in this home already"):
+            service.run_config(config, home, report=False)
+    finally:
+        lock.release()
+    assert Path(queued["queued"]).is_file()
+    with Ledger.for_home(home) as ledger:
+        assert "STR-002-v1" not in ledger.state.deployments  # nothing written while the desk held the ledger
+    # the desk carries on: its loop takes the request at its first bar, deploys, rebuilds itself and trades it
+    service.run_config(_extend(config, "2024-04-15T00:00:00Z"), home, report=False)
+    assert not list((home / "control").glob("*.json"))
+    with Ledger.for_home(home) as ledger:
+        assert ledger.state.deployments["STR-002-v1"].state is TradingState.ACTIVE
+        assert [g["gate"] for g in _gates(home, "STR-002-v1")] == list(GATES)
+        assert any(o.deployment_id == "STR-002-v1" for o in ledger.state.orders.values())
