@@ -314,3 +314,223 @@ def test_assess_when_datadir_lacks_a_live_pair_then_exit_2_naming_it(write_confi
 
     assert result.exit_code == 2, result.output
     assert "candlefileforBTC/USDT" in "".join(result.stderr.split())
+
+
+# ------------------------------------------------------------------ the gated pipeline and deployments, as a user runs it
+SOL = {"start_price": 140, "annual_vol": 0.9, "base_volume": 4_000_000}
+
+
+@pytest.fixture(scope="module")
+def desk_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small desk (STR-001-v1 and STR-004-v1, SOL/USDT in its market for STR-002) run to 2024-03-20, built once:
+    each test works on its own copy (see ``_copy``)."""
+    import yaml
+
+    from execdesk.lead import service
+    from tests.conftest import small_desk
+
+    root = tmp_path_factory.mktemp("cli-desk")
+    market = {"source": "generated", "timeframe": "1h", "start": "2024-03-01T00:00:00Z", "end": "2024-03-20T00:00:00Z",
+              "pairs": {"BTC/USDT": {"start_price": 60000, "annual_vol": 0.6, "base_volume": 20000},
+                        "ETH/USDT": {"start_price": 3000, "annual_vol": 0.75, "base_volume": 300000},
+                        "SOL/USDT": SOL}}
+    config = root / "desk.yaml"
+    config.write_text(yaml.safe_dump(small_desk(root, market=market)))
+    home = root / "home"
+    service.run_config(config, home, report=False)
+    return home
+
+
+def _copy(desk_home: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the shared desk home (its ledger, files and all)."""
+    import shutil
+
+    return Path(shutil.copytree(desk_home, tmp_path / "home"))
+
+
+def _deploy(home: Path, *args: str) -> list[str]:
+    return ["deploy", str(BUNDLES / "mean_revert_bbands.yaml"), "--home", str(home), *args]
+
+
+def _lifecycles(home: Path) -> dict[str, str]:
+    status = runner.invoke(app, ["status", "--home", str(home), "--json"])
+    assert status.exit_code == 0, status.output
+    return {d["id"]: d["lifecycle"] for d in _json(status)["deployments"]}
+
+
+def test_deploy_when_every_gate_passes_then_exit_0_and_json_names_six_gates(desk_home: Path, tmp_path: Path) -> None:
+    # Arrange
+    home = _copy(desk_home, tmp_path)
+    # Act
+    result = runner.invoke(app, _deploy(home, "--allocation", "0.15", "--by", "ana", "--reason", "validated",
+                                        "--json"))
+    # Assert
+    assert result.exit_code == 0, result.output
+    data = _json(result)
+    assert (data["status"], data["deployment_id"], data["venue"]) == ("deployed", "STR-002-v1", "paper")
+    assert [g["gate"] for g in data["gates"]] == ["intake", "signal_generator", "risk", "approval", "deploy",
+                                                  "monitor"]
+    assert data["refused"] is None
+    assert _lifecycles(home)["STR-002-v1"] == "live"
+
+
+def test_deploy_when_human_output_then_a_table_of_the_gates(desk_home: Path, tmp_path: Path) -> None:
+    home = _copy(desk_home, tmp_path)
+
+    result = runner.invoke(app, _deploy(home, "--by", "ana"), terminal_width=200)
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "STR-002-v1 -> paper: deployed" in result.stdout
+    header = next(line for line in lines if "gate" in line and "outcome" in line)
+    assert "reason" in header
+    for gate in ("intake", "signal_generator", "risk", "approval", "deploy", "monitor"):
+        assert any(line.split("│")[1:2] and line.split("│")[1].strip() == gate for line in lines), gate
+    assert "not_required" in result.stdout  # the approval gate, for the paper venue
+
+
+@pytest.mark.parametrize(("args", "gate", "why"), [
+    (["deploy", str(BUNDLES / "trend_ema_cross.yaml")], "intake", "deployed already"),
+    (["deploy", str(BUNDLES / "momentum_macd.yaml")], "deploy", "AVAX/USDT"),
+])
+def test_deploy_when_a_gate_refuses_then_exit_3_and_a_json_error_naming_the_gate(
+        desk_home: Path, tmp_path: Path, args: list[str], gate: str, why: str) -> None:
+    home = _copy(desk_home, tmp_path)
+
+    result = runner.invoke(app, [*args, "--home", str(home), "--by", "ana", "--json"])
+
+    assert result.exit_code == 3, result.output
+    data = _json(result)
+    assert data["ok"] is False
+    error = data["error"]
+    assert (error["type"], error["exit_code"]) == ("Refused", 3)
+    assert f"the {gate} gate refused it" in error["message"]
+    assert why in error["message"]
+    assert "Traceback" not in result.output
+
+
+def test_deploy_when_live_ccxt_then_pending_until_denied_and_a_second_answer_exits_2(
+        desk_home: Path, tmp_path: Path) -> None:
+    # Arrange
+    home = _copy(desk_home, tmp_path)
+    pending = runner.invoke(app, _deploy(home, "--venue", "ccxt:binance", "--live", "--by", "ana", "--json"))
+    assert pending.exit_code == 0, pending.output
+    plan = _json(pending)
+    assert plan["status"] == "pending_approval"
+    request = plan["approval_request"]
+    assert request.startswith("dr-")
+    # Act
+    denied = runner.invoke(app, ["deny", request, "--by", "risk-officer", "--reason", "testnet first",
+                                 "--home", str(home), "--json"])
+    again = runner.invoke(app, ["approve", request, "--by", "someone-else", "--reason", "second answer",
+                                "--home", str(home), "--json"])
+    # Assert
+    assert denied.exit_code == 0, denied.output
+    assert (_json(denied)["status"], _json(denied)["decision"]) == ("refused", "deny")
+    assert _json(denied)["refused"]["outcome"] == "denied"
+    assert again.exit_code == 2, again.output
+    assert "not waiting for approval" in _json(again)["error"]["message"]
+    assert "STR-002-v1" not in _lifecycles(home)
+
+
+def test_deploy_when_live_ccxt_and_human_output_then_says_how_to_approve(desk_home: Path, tmp_path: Path) -> None:
+    home = _copy(desk_home, tmp_path)
+
+    result = runner.invoke(app, _deploy(home, "--venue", "ccxt:binance", "--live", "--by", "ana"),
+                           terminal_width=200)
+
+    assert result.exit_code == 0, result.output
+    assert "pending_approval" in result.stdout
+    assert "waiting for a human: execdesk approve dr-" in result.stdout
+
+
+def test_pause_resume_when_run_then_status_follows_and_a_second_resume_exits_3_naming_why(
+        desk_home: Path, tmp_path: Path) -> None:
+    home = _copy(desk_home, tmp_path)
+    who = ["--by", "ana", "--reason", "looks off", "--home", str(home)]
+
+    paused = runner.invoke(app, ["pause", "STR-001-v1", *who, "--json"])
+    after_pause = _lifecycles(home)
+    resumed = runner.invoke(app, ["resume", "STR-001-v1", *who])
+    after_resume = _lifecycles(home)
+    again = runner.invoke(app, ["resume", "STR-001-v1", *who])
+
+    assert paused.exit_code == 0, paused.output
+    assert (_json(paused)["state"], _json(paused)["reason"]) == ("REDUCING", "paused")
+    assert after_pause == {"STR-001-v1": "paused", "STR-004-v1": "live"}
+    assert resumed.exit_code == 0, resumed.output
+    assert "STR-001-v1: resume by ana -> ACTIVE (resumed)" in resumed.stdout
+    assert after_resume["STR-001-v1"] == "live"
+    assert again.exit_code == 3, again.output
+    message = " ".join(again.stderr.split())
+    assert "STR-001-v1 is live" in message
+    assert "only a paused deployment resumes" in message
+
+
+def test_status_when_human_then_venue_and_lifecycle_columns(desk_home: Path, tmp_path: Path) -> None:
+    home = _copy(desk_home, tmp_path)
+    assert runner.invoke(app, ["pause", "STR-004-v1", "--by", "ana", "--reason", "r", "--home", str(home)]
+                         ).exit_code == 0
+
+    result = runner.invoke(app, ["status", "--home", str(home)], terminal_width=250)
+
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]]
+            for line in result.stdout.splitlines() if line.startswith("│") and "STR-00" in line}
+    header = next(line for line in result.stdout.splitlines() if "deployment" in line and "lifecycle" in line)
+    columns = [c.strip() for c in header.split("┃")[1:-1]]
+    venue, lifecycle = columns.index("venue"), columns.index("lifecycle")
+    assert (rows["STR-001-v1"][venue], rows["STR-001-v1"][lifecycle]) == ("paper", "live")
+    assert (rows["STR-004-v1"][venue], rows["STR-004-v1"][lifecycle]) == ("paper", "paused")
+
+
+def test_pause_when_a_desk_is_running_then_queued_and_status_lists_the_pending_request(
+        desk_home: Path, tmp_path: Path) -> None:
+    from execdesk.lead.desk import DeskLock
+
+    home = _copy(desk_home, tmp_path)
+    lock = DeskLock(home)
+    assert lock.acquire()  # a desk "runs" in this home
+    try:
+        queued = runner.invoke(app, ["pause", "STR-001-v1", "--by", "ana", "--reason", "r", "--home", str(home),
+                                     "--json"])
+        human = runner.invoke(app, ["status", "--home", str(home)], terminal_width=250)
+        data = runner.invoke(app, ["status", "--home", str(home), "--json"])
+    finally:
+        lock.release()
+
+    assert queued.exit_code == 0, queued.output
+    name = Path(_json(queued)["queued"]).name
+    assert name.startswith("pause-")
+    assert _json(data)["pending_requests"] == [name]
+    assert _lifecycles(home)["STR-001-v1"] == "live"  # nothing recorded while the desk holds the ledger
+    assert f"requests waiting for the desk's next bar: {name}" in human.stdout
+
+
+def test_rollback_when_the_strategy_has_one_version_then_exit_3(desk_home: Path, tmp_path: Path) -> None:
+    home = _copy(desk_home, tmp_path)
+
+    result = runner.invoke(app, ["rollback", "STR-001", "--by", "ana", "--reason", "nothing before", "--home",
+                                 str(home), "--json"])
+
+    assert result.exit_code == 3, result.output
+    assert "STR-001-v1 is the first version of STR-001" in _json(result)["error"]["message"]
+    assert _lifecycles(home)["STR-001-v1"] == "live"
+
+
+def test_deploy_when_by_missing_then_exit_2_naming_by(desk_home: Path) -> None:
+    result = runner.invoke(app, _deploy(desk_home))
+
+    assert result.exit_code == 2, result.output
+    assert "--by" in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("args", "option"), [(["--venue", "binance"], "--venue"),
+                                              (["--venue", "ccxt:"], "--venue"),
+                                              (["--venue", "paper", "--live"], "--live")])
+def test_deploy_when_venue_bad_then_exit_2_naming_the_option(desk_home: Path, args: list[str], option: str) -> None:
+    result = runner.invoke(app, [*_deploy(desk_home, *args, "--by", "ana"), "--json"])
+
+    assert result.exit_code == 2, result.output
+    assert _json(result)["error"]["message"].startswith(f"{option}: ")

@@ -309,6 +309,9 @@ def rearm(by: Annotated[str, typer.Option("--by", help="Who re-arms (recorded)."
     if as_json:
         _emit_json(data)
         return
+    if "queued" in data:
+        out.print(f"rearm: {data['note']} ({data['queued']})")
+        return
     out.print(f"{data['scope']} re-armed by {data['by']}: {data['lifted']['state']} ({data['lifted']['reason']}, "
               f"ladder step {data['lifted']['ladder_step']}) -> ACTIVE; drawdown measured from "
               f"{data['peak_reset_to'] if data['peak_reset_to'] is not None else 'the next mark'}")

@@ -82,3 +82,36 @@ def test_rearm_when_nothing_to_rearm_or_no_reason_then_exit_2_and_nothing_record
     assert "no deployment 'X'" in unknown.stderr
     with Ledger.for_home(home) as ledger:
         assert ledger.state.last_seq == before
+
+
+def test_rearm_when_the_desk_is_running_then_queued_and_applied_by_the_loop_at_its_next_bar(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    from execdesk.lead.desk import DeskLock
+
+    # Arrange: a halted desk, "running" (its lock held)
+    home = tmp_path / "h"
+    _halted_desk(write_config, home)
+    lock = DeskLock(home)
+    assert lock.acquire()
+    try:
+        # Act
+        result = runner.invoke(app, ["rearm", "--home", str(home), "--by", "desk head", "--reason", "absorbed",
+                                     "--json"])
+    finally:
+        lock.release()
+    # Assert: nothing written by the command; the loop applies the request at its first bar and trades again
+    assert result.exit_code == 0, result.output
+    queued = Path(json.loads(result.stdout)["queued"])
+    assert queued.is_file()
+    with Ledger.for_home(home) as ledger:
+        assert ledger.state.trading_state.value == "HALTED"
+    _halted_desk(write_config, home, end="2024-04-15T00:00:00Z")
+    assert not queued.exists()
+    assert (home / "control" / "done" / queued.name).is_file()
+    with Ledger.for_home(home) as ledger:
+        rearmed = next(iter(ledger.events({EventKind.REARMED})))
+        assert rearmed.payload["by"] == "desk head"
+        assert rearmed.time == 1711324800 + 3600  # the close of the run's first bar (2024-03-25T00:00Z)
+        back = next(e for e in ledger.events({EventKind.TRADING_STATE_CHANGED}) if e.seq > rearmed.seq)
+        assert (back.payload["from"], back.payload["to"]) == ("HALTED", "ACTIVE")
+        assert [e for e in ledger.events({EventKind.ORDER_SUBMITTED}) if e.seq > rearmed.seq]

@@ -2,7 +2,7 @@
 
 One process writes a home's ledger: the desk's, while it runs (it holds ``HOME/desk.lock``, see
 :class:`~execdesk.lead.desk.DeskLock`). A command (``deploy``, ``approve``/``deny``, ``pause``,
-``resume``, ``remove``, ``rollback``) takes the lock when it is free and records its events itself; when
+``resume``, ``remove``, ``rollback``, ``rearm``) takes the lock when it is free and records its events itself; when
 a desk holds it, the command leaves a request file (created exclusively, never overwritten) that the
 running loop applies at its next bar with :func:`apply_request` — the same functions either way.
 """
@@ -18,6 +18,7 @@ import pandas as pd
 
 from execdesk.domain.events import EventKind
 from execdesk.lead.deploy import DeployPlan, commit, lifecycle_event, rollback
+from execdesk.monitor.equity import MARK_EVENTS, fold_marks
 from execdesk.risk.config import RiskConfig, StagingConfig
 
 if TYPE_CHECKING:
@@ -86,6 +87,56 @@ def apply_lifecycle(ledger: Ledger, request: dict[str, Any], t: int) -> dict[str
             "by": request["by"]}
 
 
+def apply_rearm(ledger: Ledger, body: dict[str, Any], t: int) -> dict[str, Any]:
+    """``execdesk rearm``: the desk (or one deployment) goes back to ACTIVE — re-arming the desk also re-arms
+    the deployments the circuit breaker halted with it — its drawdown ladder starts again from no step, and its
+    drawdown is measured from its equity now (the peak is reset to it), so the steps that fired do not fire
+    again at once. One ``lead.rearmed`` event (who, why, what was lifted) plus the state changes. Refused
+    (:class:`InvalidInput`) when there is nothing to re-arm or the circuit breaker is still closing."""
+    from execdesk.domain.events import Event
+    from execdesk.domain.types import TradingState
+    from execdesk.errors import InvalidInput
+    from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, fold_marks
+
+    by, reason, deployment = body["by"], body["reason"], body.get("deployment")
+    s = ledger.state
+    if deployment is not None and deployment not in s.deployments:
+        known = ", ".join(sorted(s.deployments)) or "none"
+        raise InvalidInput(f"rearm: no deployment {deployment!r} in this home's ledger (deployments: {known})")
+    scope = deployment or PORTFOLIO
+    if deployment is None:
+        state, why, step = s.trading_state, s.trading_reason, s.ladder_step
+    else:
+        dep = s.deployments[deployment]
+        state, why, step = dep.state, dep.state_reason, dep.ladder_step
+    if state is TradingState.ACTIVE and step == 0:
+        raise InvalidInput(f"rearm: {scope} is ACTIVE with no ladder step reached: nothing to re-arm")
+    if deployment is None and state is TradingState.REDUCING and why == "circuit_breaker":
+        raise InvalidInput("rearm: the circuit breaker is still closing positions; re-arm once the desk is HALTED")
+    marks = fold_marks(ledger.events(set(MARK_EVENTS)))
+    equity = marks.last_equity.get(scope)
+    lifted = {"state": state.value, "reason": why, "ladder_step": step}
+    ledger.record(Event(t, EventKind.REARMED, {
+        "scope": scope, "by": by, "reason": reason, "lifted": lifted,
+        "marks": {"peak": {scope: equity}} if equity is not None else {}}, deployment))
+    if state is not TradingState.ACTIVE:
+        payload = {"from": state, "to": TradingState.ACTIVE, "reason": "rearmed",
+                   "evidence": {"by": by, "reason": reason, "lifted": lifted}}
+        if deployment is None:
+            ledger.record(Event(t, EventKind.TRADING_STATE_CHANGED, payload))
+            # the circuit breaker halted every deployment with the desk: they come back with it (one that
+            # its own ladder or a reconciliation stopped needs its own re-arm: --deployment)
+            for d in s.deployments.values():
+                if d.state is not TradingState.ACTIVE and d.state_reason == "circuit_breaker":
+                    ledger.record(Event(t, EventKind.DEPLOYMENT_STATE_CHANGED, {
+                        "deployment_id": d.id, **payload, "from": d.state}, d.id))
+        else:
+            ledger.record(Event(t, EventKind.DEPLOYMENT_STATE_CHANGED, {"deployment_id": deployment, **payload},
+                                deployment))
+    ledger.flush()
+    return {"scope": scope, "by": by, "reason": reason, "lifted": lifted, "state": "ACTIVE", "peak_reset_to": equity}
+
+
 def apply_deploy(ledger: Ledger, home: Path, request: dict[str, Any], t: int, pairs: set[str]) -> DeployPlan:
     plan = DeployPlan.from_dict(request["plan"])
     return commit(ledger, home, plan, t, pairs, staging_of(ledger.state))
@@ -107,6 +158,11 @@ def apply_request(loop: DeskLoop, g: int, request: dict[str, Any]) -> None:
             loop.restart = plan.done  # its lanes: the desk rebuilds the loop on the ledger and carries on
             return
         seq_before = loop.ledger.state.last_seq
+        if action == "rearm":
+            apply_rearm(loop.ledger, request, t)
+            loop.monitor.marks = fold_marks(loop.ledger.events(set(MARK_EVENTS)))  # the peak it reset
+            loop.reschedule_all(g)
+            return
         apply_lifecycle(loop.ledger, request, t)
     except ExecdeskError as exc:
         loop.lead.raise_alert(t, AlertLevel.WARNING, "request_refused", f"{action} request refused: {exc}",

@@ -203,71 +203,37 @@ def assess(bundle_path: Path, home: Path, allocation: float = 0.10, db_url: str 
         (folder / "assessment.yaml").write_text(result.to_yaml())
         data["files"] = [str(folder / "assessment.json"), str(folder / "assessment.yaml")]
         if ledger is not None and ledger.state.config is not None:
-            t = ledger.state.last_bar_time or 0
-            ledger.record(Event(t, EventKind.RISK_ASSESSED, json.loads(json.dumps(
-                {k: v for k, v in data.items() if k != "files"}, default=str))))
-            ledger.flush()
+            from execdesk.lead.desk import DeskLock
+
+            lock = DeskLock(home)
+            data["recorded"] = lock.acquire()  # a running desk owns the ledger: the files are the record then
+            if data["recorded"]:
+                try:
+                    t = ledger.state.last_bar_time or 0
+                    ledger.record(Event(t, EventKind.RISK_ASSESSED, json.loads(json.dumps(
+                        {k: v for k, v in data.items() if k not in ("files", "recorded")}, default=str))))
+                    ledger.flush()
+                finally:
+                    lock.release()
         return data
     finally:
         if ledger is not None:
             ledger.close()
 
 
-def rearm(home: Path, by: str, reason: str, deployment: str | None = None, db_url: str | None = None
-          ) -> dict[str, Any]:
-    """``execdesk rearm``: a human lifts what the ladders and the circuit breaker left in place.
+def rearm(home: Path, by: str, reason: str, deployment: str | None = None, db_url: str | None = None,
+          now: int | None = None) -> dict[str, Any]:
+    """``execdesk rearm``: a human lifts what the ladders and the circuit breaker left in place (see
+    :func:`execdesk.lead.control.apply_rearm`); at once on a stopped desk, at the running desk's next bar."""
+    import time
 
-    The desk (or one deployment) goes back to ACTIVE — re-arming the desk also re-arms the deployments the
-    circuit breaker halted with it — its drawdown ladder starts again from no step, and
-    its drawdown is measured from its equity now (the peak is reset to it), so the steps that fired do not
-    fire again at once. One ``lead.rearmed`` event (who, why, what was lifted) plus the state changes.
-    Refused (exit 2) when there is nothing to re-arm, or without a name and a reason.
-    """
-    from execdesk.domain.events import Event, EventKind
-    from execdesk.domain.types import TradingState
-    from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, fold_marks
+    from execdesk.lead.control import act, apply_rearm
 
     if not by.strip() or not reason.strip():
         raise InvalidInput("rearm: --by (who) and --reason (why) are both required: re-arming is a human decision")
-    with open_existing(home, db_url) as ledger:
-        s = ledger.state
-        if deployment is not None and deployment not in s.deployments:
-            known = ", ".join(sorted(s.deployments)) or "none"
-            raise InvalidInput(f"rearm: no deployment {deployment!r} in this home's ledger (deployments: {known})")
-        scope = deployment or PORTFOLIO
-        if deployment is None:
-            state, why, step = s.trading_state, s.trading_reason, s.ladder_step
-        else:
-            dep = s.deployments[deployment]
-            state, why, step = dep.state, dep.state_reason, dep.ladder_step
-        if state is TradingState.ACTIVE and step == 0:
-            raise InvalidInput(f"rearm: {scope} is ACTIVE with no ladder step reached: nothing to re-arm")
-        if deployment is None and state is TradingState.REDUCING and why == "circuit_breaker":
-            raise InvalidInput("rearm: the circuit breaker is still closing positions; re-arm once the desk is HALTED")
-        marks = fold_marks(ledger.events(set(MARK_EVENTS)))
-        equity = marks.last_equity.get(scope)
-        t = s.last_bar_time if s.last_bar_time is not None else 0
-        lifted = {"state": state.value, "reason": why, "ladder_step": step}
-        ledger.record(Event(t, EventKind.REARMED, {
-            "scope": scope, "by": by, "reason": reason, "lifted": lifted,
-            "marks": {"peak": {scope: equity}} if equity is not None else {}}, deployment))
-        if state is not TradingState.ACTIVE:
-            payload = {"from": state, "to": TradingState.ACTIVE, "reason": "rearmed",
-                       "evidence": {"by": by, "reason": reason, "lifted": lifted}}
-            if deployment is None:
-                ledger.record(Event(t, EventKind.TRADING_STATE_CHANGED, payload))
-                # the circuit breaker halted every deployment with the desk: they come back with it (one that
-                # its own ladder or a reconciliation stopped needs its own re-arm: --deployment)
-                for dep in s.deployments.values():
-                    if dep.state is not TradingState.ACTIVE and dep.state_reason == "circuit_breaker":
-                        ledger.record(Event(t, EventKind.DEPLOYMENT_STATE_CHANGED, {
-                            "deployment_id": dep.id, **payload, "from": dep.state}, dep.id))
-            else:
-                ledger.record(Event(t, EventKind.DEPLOYMENT_STATE_CHANGED, {"deployment_id": deployment, **payload},
-                                    deployment))
-        ledger.flush()
-        return {"scope": scope, "by": by, "reason": reason, "lifted": lifted, "state": "ACTIVE",
-                "peak_reset_to": equity}
+    body = {"action": "rearm", "by": by, "reason": reason, "deployment": deployment}
+    return act(home, db_url, "rearm", int(time.time()) if now is None else now, body,
+               lambda ledger, t: apply_rearm(ledger, body, t))
 
 
 def kill(home: Path, by: str, reason: str, now: int) -> dict[str, Any]:
