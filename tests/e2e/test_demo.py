@@ -170,10 +170,16 @@ def test_demo_when_run_then_the_outbox_holds_the_revalidation_requests_the_escal
     kinds = [json.loads(p.read_text())["kind"] for p in orchestrator]
     assert kinds.count("escalation") == 1
     assert "portfolio_status" in kinds
-    assert all(p.with_suffix(".md").is_file() for p in validation + orchestrator)
+    # and HR hears how the team did
+    hr = sorted((outbox / "hr").glob("*.json"))
+    team = [json.loads(p.read_text()) for p in hr if json.loads(p.read_text())["kind"] == "team_performance"]
+    assert len(team) == 1
+    assert team[0]["body"]["signal_generator"]["strategies_generated"] == 4
+    assert team[0]["body"]["run"]["monitor"]["cycles"] > 0
+    assert all(p.with_suffix(".md").is_file() for p in validation + orchestrator + hr)
     with Ledger.for_home(home) as ledger:
         sent = {e.payload["files"][0] for e in ledger.events({EventKind.MESSAGE_SENT})}
-    assert sent == {p.relative_to(outbox).as_posix() for p in validation + orchestrator}
+    assert sent == {p.relative_to(outbox).as_posix() for p in validation + orchestrator + hr}
 
 
 def test_demo_when_strategy_degrades_then_the_lead_halts_it_with_a_revalidation_request_before_the_shock(

@@ -60,6 +60,13 @@ def test_call_when_venue_says_retry_after_then_waits_at_least_that_long() -> Non
     policy = RetryPolicy(base_delay_s=0.01, max_delay_s=0.01, sleep=waits.append)
     policy.call(Flaky(2, VenueUnavailable("x", "429", retry_after=2.5)))
     assert waits == [2.5, 2.5]
+    assert (policy.retries, policy.rate_limited) == (2, 2)  # the team's capacity figures count them
+
+
+def test_call_when_timeouts_without_retry_after_then_retries_counted_but_no_rate_limit() -> None:
+    policy = RetryPolicy(base_delay_s=0.0, max_delay_s=0.0, sleep=lambda _s: None)
+    policy.call(Flaky(3, VenueUnavailable("x", "timeout")))
+    assert (policy.retries, policy.rate_limited) == (3, 0)
 
 
 def test_delay_when_same_seed_then_same_schedule_and_other_seed_differs() -> None:

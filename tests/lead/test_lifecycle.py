@@ -176,7 +176,7 @@ def test_new_version_when_deployed_then_it_takes_over_the_positions_and_rollback
 
 def test_rollback_when_close_policy_then_the_rolled_back_version_closes_its_positions(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
-    config, home, end = _mid_trade(write_config, tmp_path)
+    config, home, _end = _mid_trade(write_config, tmp_path)
     service.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.5, positions="close", by="ana")
     assert _open_positions(home, "STR-001-v2") == {}
     _run_to(config, home, END)

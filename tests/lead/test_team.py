@@ -64,3 +64,36 @@ def test_team_when_the_throttle_denies_orders_then_a_capacity_flag(write_config:
     assert "order_throttle_hit" in data["capacity_flags"]
     human = runner.invoke(app, ["team", "--home", str(home)])
     assert "capacity flags: order_throttle_hit" in human.stdout
+
+
+def test_team_when_a_monitoring_cycle_is_over_its_budget_then_flagged_once_to_hr(write_config: Callable[..., Path],
+                                                                               tmp_path: Path) -> None:
+    # Arrange: a budget no cycle can meet (a billionth of a bar)
+    home = tmp_path / "h"
+    run_desk(load_desk_config(write_config(monitor={"snapshot_every": "1d", "cycle_budget": 1e-9})), home)
+    # Act
+    data = _team(home)
+    # Assert
+    assert "monitor_cycle_over_budget" in data["capacity_flags"]
+    with Ledger.for_home(home) as ledger:
+        alerts = [e.payload for e in ledger.events({EventKind.ALERT_RAISED})
+                  if e.payload["code"] == "monitor_cycle_over_budget"]
+        flags = [e.payload for e in ledger.events({EventKind.MESSAGE_SENT}) if e.payload["kind"] == "capacity_flag"]
+        team = [e.payload for e in ledger.events({EventKind.MESSAGE_SENT}) if e.payload["kind"] == "team_performance"]
+    assert len(alerts) == 1
+    assert alerts[0]["evidence"]["seconds"] > alerts[0]["evidence"]["budget_s"]
+    assert [(f["to"], f["subject"]) for f in flags] == [("hr", "monitor")]
+    assert len(team) == 1
+    assert "capacity flags: monitor_cycle_over_budget" in team[0]["summary"]
+    body = json.loads((home / "outbox" / team[0]["files"][0]).read_text())["body"]
+    assert body["signal_generator"]["strategies_generated"] == 2
+    assert body["risk_manager"]["assessments"] == 2  # the risk gate of each strategy of the config
+    assert body["run"]["monitor"]["cycles"] > 0
+
+
+def test_team_when_desk_ran_then_no_capacity_flag_within_the_default_budget(write_config: Callable[..., Path],
+                                                                             tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    run_desk(load_desk_config(write_config()), home)
+    with Ledger.for_home(home) as ledger:
+        assert not [e for e in ledger.events({EventKind.MESSAGE_SENT}) if e.payload["kind"] == "capacity_flag"]

@@ -32,6 +32,7 @@ class RetryPolicy:
     sleep: Callable[[float], None] = time.sleep
     retries: int = 0  # how many retries were made (all calls): for the team's capacity figures
     slept_s: float = 0.0
+    rate_limited: int = 0  # retries the venue asked to wait for (HTTP 429 / Retry-After)
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -53,8 +54,10 @@ class RetryPolicy:
             except TemporaryError as exc:
                 if attempt + 1 >= self.attempts:
                     raise
-                wait = self.delay(attempt, getattr(exc, "retry_after", None))
+                retry_after = getattr(exc, "retry_after", None)
+                wait = self.delay(attempt, retry_after)
                 self.retries += 1
+                self.rate_limited += retry_after is not None  # the venue said when to come back: a rate limit
                 self.slept_s += wait
                 self.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover

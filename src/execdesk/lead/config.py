@@ -154,8 +154,12 @@ class MarketSection(BaseModel):
 
 
 class MonitorSection(BaseModel):
+    """``snapshot_every``: how often equity is snapshot (a timeframe); ``cycle_budget``: the share of a bar one
+    monitoring cycle may take before the monitor is flagged as saturated (a capacity flag to HR)."""
+
     model_config = _STRICT
     snapshot_every: str = "1d"
+    cycle_budget: float = Field(0.05, gt=0, le=1.0)
 
     _timeframe = field_validator("snapshot_every")(_known_timeframe)
 

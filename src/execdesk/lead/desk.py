@@ -259,6 +259,7 @@ def _build_loop(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[St
     loop.liaison = build_liaison(config.liaison, home / "outbox", webhooks=isinstance(the_clock, WallClock))
     loop.drift_policy = {str(k): str(v) for k, v in config.lead.drift_policy.items()}
     loop.control = home / "control"
+    loop.cycle_budget = config.monitor.cycle_budget
     return loop
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -29,7 +30,7 @@ from execdesk.backtest.lane import ExitPlan, Lane
 from execdesk.clock import Clock, ReplayClock
 from execdesk.data.feed import MarketView
 from execdesk.domain.events import Event, EventKind
-from execdesk.domain.types import Direction, IntentReason, OrderIntent, dec
+from execdesk.domain.types import AlertLevel, Direction, IntentReason, OrderIntent, dec
 from execdesk.execution.oms import OrderManager
 from execdesk.execution.retry import RetryPolicy
 from execdesk.lead.lead import Lead
@@ -53,12 +54,22 @@ class LoopStats:
     orders: int = 0
     denied: int = 0
     fills: int = 0
+    monitor_cycles: int = 0  # the monitor's work per eventful bar (fills, snapshots, checks), timed
+    monitor_seconds: float = 0.0
+    monitor_max_s: float = 0.0
 
     def plus(self, other: LoopStats) -> LoopStats:
         """This run's figures followed by ``other``'s (a restarted loop): bars reached, the rest added."""
         return LoopStats(max(self.bars, other.bars), self.eventful_bars + other.eventful_bars,
                          self.evaluations + other.evaluations, self.orders + other.orders,
-                         self.denied + other.denied, self.fills + other.fills)
+                         self.denied + other.denied, self.fills + other.fills,
+                         self.monitor_cycles + other.monitor_cycles, self.monitor_seconds + other.monitor_seconds,
+                         max(self.monitor_max_s, other.monitor_max_s))
+
+    def monitor_figures(self) -> dict[str, float | int]:
+        return {"cycles": self.monitor_cycles, "seconds": round(self.monitor_seconds, 6),
+                "mean_ms": round(self.monitor_seconds / self.monitor_cycles * 1000, 4) if self.monitor_cycles else 0.0,
+                "max_ms": round(self.monitor_max_s * 1000, 4)}
 
 
 @dataclass(slots=True)
@@ -88,6 +99,7 @@ class DeskLoop:
     control: Path | None = None  # a folder where the lead's commands leave their requests for a running desk
     stats: LoopStats = field(default_factory=LoopStats)
     restart: bool = False  # set when a request changed the deployments: the desk rebuilds the loop and carries on
+    cycle_budget: float = 0.05  # the share of a bar one monitoring cycle may take (see MonitorSection)
 
     def __post_init__(self) -> None:
         self.oms = OrderManager(self.ledger, self.venue, self.retry)
@@ -102,6 +114,7 @@ class DeskLoop:
         self.pretrade = PreTrade(self.risk, deployments, list(self.market.pairs),
                                  dec(self.venue.config.fee_bps) / 10000, float(state.cash()))
         self._marked_g = -1
+        self._over_budget = False
         self._starts: list[tuple[int, str]] = []  # scheduled deployments: (start time, id), soonest first
         self._resting = False  # whether any order other than a market order was ever sent (then poll them)
 
@@ -161,6 +174,7 @@ class DeskLoop:
                                   "max_drawdown": self.monitor.marks.max_drawdown.get(PORTFOLIO, 0.0),
                                   "deployments": {d.id: {"state": d.state.value, "reason": d.state_reason,
                                                          "trades": d.trades} for d in state.deployments.values()}})
+            self._report_team(self.market.close_time(n - 1))
             self.record(Event(self.market.close_time(n - 1), EventKind.RUN_COMPLETED, {
                 "bars": n, "orders": self.stats.orders, "fills": self.stats.fills,
                 "marks": self.monitor.marks.as_payload()}))
@@ -169,6 +183,28 @@ class DeskLoop:
 
     def record(self, event: Event) -> Event:
         return self.ledger.record(event)
+
+    def _report_team(self, t: int) -> None:
+        """The run's end: the team's performance to HR (the ledger's figures; the run's own timings and the
+        venue's rate limits in the body), and a capacity flag for a venue that rate-limited the desk."""
+        from execdesk.lead.team import team_performance
+
+        self.ledger.flush()
+        team = team_performance(self.ledger)
+        retry = self.oms.retry
+        run = {"monitor": self.stats.monitor_figures(), "venue_retries": retry.retries,
+               "venue_rate_limited": retry.rate_limited}
+        if retry.rate_limited and "venue_rate_limited" not in team["capacity_flags"]:
+            self.send_message(t, "capacity_flag", "executor", f"the venue rate-limited the desk {retry.rate_limited} "
+                              "time(s) this run", {"flag": "venue_rate_limited", **run})
+            team = team_performance(self.ledger)
+        ex, risk, mon = team["order_executor"], team["risk_manager"], team["monitor"]
+        flags = ", ".join(team["capacity_flags"]) or "none"
+        summary = (f"{team['deployments']} deployments; signal generator: {team['signal_generator']['intents']} "
+                   f"intents; risk: {risk['orders_denied']} denied, {risk['breaches_prevented']} breaches prevented; "
+                   f"executor: {ex['orders']} orders, fill ratio {ex['fill_ratio']}; monitor: "
+                   f"{sum(mon['alerts'].values())} alerts; capacity flags: {flags}")
+        self.send_message(t, "team_performance", "team", summary, {**team, "run": run})
 
     def send_message(self, t: int, kind: str, subject: str, summary: str, body: dict[str, Any]) -> None:
         """A message to the outside (Validation, the Orchestrator, HR): written to the outbox (and posted,
@@ -272,8 +308,31 @@ class DeskLoop:
         if eventful:
             self.record(Event(self.market.close_time(g), EventKind.RUN_PROGRESS, self._progress(g)))
         self.oms.send(self.market.close_time(g))
-        self.watch.after_bar(self.market.close_time(g))
+        self._timed(g, self.watch.after_bar, self.market.close_time(g))
         self._tick(g)
+
+    def _timed(self, g: int, fn: Callable[..., None], *args: Any) -> None:
+        """One piece of the monitor's cycle, timed; a piece over its budget (``cycle_budget`` of a bar) flags the
+        monitor as saturated, once a run: a WARNING and a capacity flag to HR."""
+        started = time.perf_counter()
+        fn(*args)
+        took = time.perf_counter() - started
+        stats = self.stats
+        stats.monitor_cycles += 1
+        stats.monitor_seconds += took
+        stats.monitor_max_s = max(stats.monitor_max_s, took)
+        budget = self.cycle_budget * self.market.tf_seconds
+        if took > budget and not self._over_budget:
+            self._over_budget = True
+            t = self.market.close_time(g)
+            evidence = {"seconds": round(took, 6), "budget_s": budget, "bar_seconds": self.market.tf_seconds,
+                        "deployments": len(self.ledger.state.deployments)}
+            self.lead.raise_alert(t, AlertLevel.WARNING, "monitor_cycle_over_budget",
+                                  f"a monitoring cycle took {took:.2f} s, over its budget of {budget:.2f} s "
+                                  f"({self.cycle_budget:.0%} of a bar)", evidence, source="monitor")
+            self.send_message(t, "capacity_flag", "monitor", "the monitor is saturated: a cycle took "
+                              f"{took:.2f} s (budget {budget:.2f} s)", {"flag": "monitor_cycle_over_budget",
+                                                                       **evidence})
 
     def _tick(self, g: int) -> None:
         if self.progress is not None:
@@ -296,7 +355,7 @@ class DeskLoop:
         state = self.ledger.state
         booked = [state.fills[f.fill_id] for f in fills]
         self.pretrade.on_fills(state, booked)
-        self.watch.on_fills(t, booked)
+        self._timed(g, self.watch.on_fills, t, booked)
         touched = {(state.orders[f.client_order_id].deployment_id, f.pair) for f in fills}
         for i, slot in enumerate(self._slots):
             if (slot.lane.deployment_id, slot.lane.pair) in touched:
@@ -425,7 +484,7 @@ class DeskLoop:
                                 for d, (e, dd) in sorted(s.deployments.items())}}))
             self.record(Event(t, EventKind.RUN_PROGRESS, self._progress(s.g)))
             self.lead.on_snapshot(s)
-            self.watch.on_snapshot(s)
+            self._timed(s.g, self.watch.on_snapshot, s)
 
     def _progress(self, g: int) -> dict[str, object]:
         return {"bar_time": int(self.market.time[g]), "bars_done": g + 1, "marks": self.monitor.marks.take_changes()}

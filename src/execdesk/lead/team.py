@@ -1,16 +1,18 @@
 """Team performance: how each role did, from the ledger alone (``execdesk team``).
 
-* signal generator — intents its lanes produced (entries and exits), and how many the risk manager
+* signal generator — strategies generated for the pipeline and refused by their review (the
+  ``signal_generator`` gate), intents its lanes produced (entries and exits), and how many the risk manager
   refused;
-* risk manager — assessments made and their verdict mix, orders approved and denied (by rule), and the
-  breaches its caps prevented (entries denied or cut by an exposure, cash or position cap), ladder steps
-  and circuit breakers;
+* risk manager — assessments made (``execdesk assess`` and the pipeline's risk gate) and their verdict
+  mix, orders approved and denied (by rule), and the breaches its caps prevented (entries denied or cut by
+  an exposure, cash or position cap), ladder steps and circuit breakers;
 * order executor — orders sent, fill ratio, rejects, slippage against each deployment's budget, fees,
   submit-to-fill latency;
 * monitor — alerts raised by level, drift conditions it flagged, and how many of them later cleared on
   their own with no decision by the lead (judged false: the deployment went back to "continue");
 * capacity flags — a role saturated: orders denied by the throttle, venue calls that failed after their
-  retries, reconciliations that could not reach the venue.
+  retries, reconciliations that could not reach the venue, a venue that rate-limited the desk, a monitoring
+  cycle over its budget (``monitor.cycle_budget`` of a bar).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def team_performance(ledger: Ledger) -> dict[str, Any]:
     state = ledger.state
     kinds = {EventKind.ORDER_SUBMITTED, EventKind.ORDER_DENIED, EventKind.RISK_ASSESSED, EventKind.ALERT_RAISED,
              EventKind.LADDER_STEPPED, EventKind.BREACH_AUTHORIZED, EventKind.DRIFT_ASSESSED,
-             EventKind.STRATEGY_REVIEWED, EventKind.RECONCILED}
+             EventKind.STRATEGY_REVIEWED, EventKind.RECONCILED, EventKind.GATE, EventKind.MESSAGE_SENT}
     submitted: Counter[str] = Counter()
     denied: Counter[str] = Counter()
     cut: Counter[str] = Counter()
@@ -42,9 +44,19 @@ def team_performance(ledger: Ledger) -> dict[str, Any]:
     cleared = 0
     decided: set[str] = set()
     ladder = breakers = unreachable = 0
+    generated: Counter[str] = Counter()
+    raised: set[str] = set()  # capacity flags sent to HR, and saturation alerts
     for e in ledger.events(kinds):
         p = e.payload
-        if e.kind is EventKind.ORDER_SUBMITTED:
+        if e.kind is EventKind.GATE:
+            if p["gate"] == "signal_generator":
+                generated["refused" if p["outcome"] == "refused" else "passed"] += 1
+            elif p["gate"] == "risk" and "verdict" in p.get("evidence", {}):
+                verdicts[str(p["evidence"]["verdict"])] += 1
+        elif e.kind is EventKind.MESSAGE_SENT:
+            if p["kind"] == "capacity_flag":
+                raised.add("venue_rate_limited" if p["subject"] == "executor" else f"{p['subject']}_saturated")
+        elif e.kind is EventKind.ORDER_SUBMITTED:
             submitted["exit" if p["reason"] != "entry_signal" else "entry"] += 1
             for cap in (p.get("verdict") or {}).get("sizing", {}).get("caps_applied", []):
                 rule = str(cap).split(":")[0]
@@ -56,6 +68,8 @@ def team_performance(ledger: Ledger) -> dict[str, Any]:
             verdicts[str(p.get("verdict", "unknown"))] += 1
         elif e.kind is EventKind.ALERT_RAISED:
             alerts[p["level"]] += 1
+            if p["code"] == "monitor_cycle_over_budget":
+                raised.add("monitor_cycle_over_budget")
         elif e.kind is EventKind.LADDER_STEPPED:
             ladder += 1
         elif e.kind is EventKind.BREACH_AUTHORIZED:
@@ -83,9 +97,13 @@ def team_performance(ledger: Ledger) -> dict[str, Any]:
     throttled = denied.get("throttle", 0)
     venue_errors = sum(1 for e in ledger.events({EventKind.ALERT_RAISED}) if e.payload["code"] == "venue_errors")
     flags = [f for f, on in (("order_throttle_hit", throttled > 0), ("venue_errors", venue_errors > 0),
-                             ("venue_unreachable_at_reconciliation", unreachable > 0)) if on]
+                             ("venue_unreachable_at_reconciliation", unreachable > 0),
+                             ("venue_rate_limited", "venue_rate_limited" in raised),
+                             ("monitor_cycle_over_budget", "monitor_cycle_over_budget" in raised)) if on]
     return {
-        "signal_generator": {"intents": sum(submitted.values()) + sum(denied.values()),
+        "signal_generator": {"strategies_generated": generated["passed"] + generated["refused"],
+                             "strategies_refused_by_review": generated["refused"],
+                             "intents": sum(submitted.values()) + sum(denied.values()),
                              "entries_sent": submitted["entry"], "exits_sent": submitted["exit"],
                              "refused_by_risk": sum(denied.values())},
         "risk_manager": {"assessments": sum(verdicts.values()), "verdicts": dict(verdicts),
