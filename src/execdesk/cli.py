@@ -370,7 +370,8 @@ def deploy(bundle: Annotated[Path, typer.Argument(help="The validated strategy b
 def approve(request: Annotated[str, typer.Argument(help="The decision request id (dr-...).")], by: ByOpt,
             reason: ReasonOpt, home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
             debug: DebugOpt = False) -> None:
-    """Approve a deployment waiting for a human; it goes on through the deploy and monitor gates."""
+    """Approve a request waiting for a human: a deployment (it goes on through the deploy and monitor gates) or
+    a drawdown step the desk leaves to a human (its action is taken at the desk's next bar)."""
     import time
 
     from execdesk.lead import service
@@ -383,7 +384,8 @@ def approve(request: Annotated[str, typer.Argument(help="The decision request id
 def deny(request: Annotated[str, typer.Argument(help="The decision request id (dr-...).")], by: ByOpt,
          reason: ReasonOpt, home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
          debug: DebugOpt = False) -> None:
-    """Deny a deployment waiting for a human; its approval gate is refused."""
+    """Deny a request waiting for a human: a deployment (its approval gate is refused) or a drawdown step (not
+    taken)."""
     import time
 
     from execdesk.lead import service
@@ -440,6 +442,9 @@ def rollback(strategy: Annotated[str, typer.Argument(help="The strategy id, e.g.
 def _show_plan(data: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _emit_json(data)
+        return
+    if "question" in data:  # an emergency decision request
+        out.print(f"{data['request_id']} ({data['subject']}): {data['decision']} by {data['by']}; {data['note']}")
         return
     if "queued" in data:
         out.print(f"{data['note']} ({data['queued']})")

@@ -150,3 +150,52 @@ def test_staging_when_enabled_then_deployments_start_at_ten_percent_and_sizes_fo
                 assert float(numbers["allocation_fraction"]) == fraction[e.deployment_id or ""]
                 in_use = float(numbers["deployment_equity"]) * fraction[e.deployment_id or ""]
                 assert abs(float(numbers["equity_in_use"]) - in_use) < 0.02
+
+
+def test_portfolio_ladder_when_a_human_authorizes_trim_then_it_waits_for_approve_and_trims_at_the_next_bar(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    from execdesk.lead import service
+    from execdesk.lead.liaison import DecisionRequests, Outbox
+
+    # Arrange: the trim step is left to a human; the desk runs past it
+    risk = _risk(portfolio_drawdown=TRIM_ONLY)
+    run_desk(load_desk_config(write_config(risk=risk, lead={"human_authorizes": ["trim"]})), tmp_path)
+    requested = _events(tmp_path, EventKind.APPROVAL_REQUESTED)
+    assert [e.payload["step"] for e in requested] == ["trim"]
+    request_id = requested[0].payload["request_id"]
+    assert not [e for e in _events(tmp_path, EventKind.ORDER_SUBMITTED) if e.payload["reason"] == "portfolio_trim"]
+    pending = DecisionRequests(Outbox(tmp_path / "outbox")).pending()
+    assert [m.request_id for m in pending] == [request_id]
+    assert pending[0].body["evidence"]["drawdown"] >= 0.01
+    # Act: a human approves; the desk carries on
+    answer = service.decide(tmp_path, request_id, "approve", "risk officer", "trim it", 1_900_000_000)
+    run_desk(load_desk_config(write_config(risk=risk, lead={"human_authorizes": ["trim"]},
+                                           market__end="2024-04-20T00:00:00Z")), tmp_path)
+    # Assert: authorized by the human, the trim done at the first bar of the run that saw the answer
+    assert answer["decision"] == "approve"
+    with Ledger.for_home(tmp_path) as ledger:
+        decided = [e.payload for e in ledger.events({EventKind.APPROVAL_DECIDED})]
+        authorized = [e for e in ledger.events({EventKind.BREACH_AUTHORIZED})]
+        trims = [e for e in ledger.events({EventKind.ORDER_SUBMITTED}) if e.payload["reason"] == "portfolio_trim"]
+        started = [e for e in ledger.events({EventKind.RUN_STARTED})][-1]
+    assert [(d["decision"], d["by"]) for d in decided] == [("approved", "risk officer")]
+    assert [(a.payload["by"], a.payload["step"]) for a in authorized] == [("risk officer", "trim")]
+    assert trims
+    assert {e.time for e in trims} == {authorized[0].time}
+    assert authorized[0].time == started.time + 3600  # the close of the first bar of that run
+
+
+def test_portfolio_ladder_when_a_human_denies_trim_then_nothing_is_closed(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    from execdesk.lead import service
+
+    risk = _risk(portfolio_drawdown=TRIM_ONLY)
+    run_desk(load_desk_config(write_config(risk=risk, lead={"human_authorizes": ["trim"]})), tmp_path)
+    request_id = _events(tmp_path, EventKind.APPROVAL_REQUESTED)[0].payload["request_id"]
+    service.decide(tmp_path, request_id, "deny", "risk officer", "the drawdown is noise", 1_900_000_000)
+    run_desk(load_desk_config(write_config(risk=risk, lead={"human_authorizes": ["trim"]},
+                                           market__end="2024-04-20T00:00:00Z")), tmp_path)
+    decided = _events(tmp_path, EventKind.APPROVAL_DECIDED)
+    assert [e.payload["decision"] for e in decided] == ["denied"]
+    assert not [e for e in _events(tmp_path, EventKind.ORDER_SUBMITTED) if e.payload["reason"] == "portfolio_trim"]
+    assert not _events(tmp_path, EventKind.BREACH_AUTHORIZED)

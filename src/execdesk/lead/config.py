@@ -181,12 +181,17 @@ class LeadSection(BaseModel):
     strategy-halt protocol (default review -> adjust, pause -> pause, stop -> remove); decisions are
     continue / adjust (allocation in use halved) / pause (no new positions) / remove (close, HALTED).
     ``approve_all``: the approval gate of ``execdesk deploy`` asks a human for every venue, not only for one
-    trading real money (the strategies of the desk config are the human's own list and need none)."""
+    trading real money (the strategies of the desk config are the human's own list and need none).
+    ``human_authorizes``: ladder steps (``reduce``, ``trim``; CRITICAL, below EMERGENCY) the lead does not
+    authorize itself: reaching one sends the Orchestrator an emergency decision request and the step's action
+    waits for ``execdesk approve|deny``. The kill step (EMERGENCY) is always authorized by policy at once."""
 
     model_config = _STRICT
     drift_policy: dict[Verdict, Decision] = Field(default_factory=_default_drift_policy)
     #: every deployment by ``execdesk deploy`` waits for a human's ``execdesk approve`` (not only real money)
     approve_all: bool = False
+    #: drawdown ladder steps below EMERGENCY that wait for a human's authorization instead of the policy's
+    human_authorizes: list[Literal["reduce", "trim"]] = Field(default_factory=list)
 
 
 class StrategyEntry(BaseModel):

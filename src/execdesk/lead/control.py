@@ -153,6 +153,9 @@ def apply_request(loop: DeskLoop, g: int, request: dict[str, Any]) -> None:
     t = loop.market.close_time(g)
     action = request.get("action")
     try:
+        if action == "answer":  # a human answered an emergency decision request: the lead acts on it now
+            loop.lead.check_answers(g)
+            return
         if action == "deploy":
             plan = apply_deploy(loop.ledger, home, request, t, set(loop.market.pairs))
             loop.restart = plan.done  # its lanes: the desk rebuilds the loop on the ledger and carries on

@@ -260,6 +260,7 @@ def _build_loop(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[St
     loop.drift_policy = {str(k): str(v) for k, v in config.lead.drift_policy.items()}
     loop.control = home / "control"
     loop.cycle_budget = config.monitor.cycle_budget
+    loop.human_authorizes = frozenset(config.lead.human_authorizes)
     return loop
 
 

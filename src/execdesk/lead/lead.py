@@ -70,10 +70,18 @@ class Lead:
         self._decided: dict[str, str] = {}  # deployment -> the strategy-halt decision taken so far
         self._drift: dict[str, tuple[str, list[dict[str, Any]], int]] = {}  # the monitor's last verdict, evidence
         self._proposed: set[str] = set()  # deployments the risk manager proposed to remove (staging)
+        # ladder steps waiting for a human: decision request id -> (deployment or None, step, action, evidence)
+        self._awaiting: dict[str, tuple[str | None, str, str, dict[str, Any]]] = {}
         for e in loop.ledger.events({EventKind.STRATEGY_REVIEWED, EventKind.DRIFT_ASSESSED,
-                                     EventKind.ALLOCATION_STAGED}):
+                                     EventKind.ALLOCATION_STAGED, EventKind.APPROVAL_REQUESTED,
+                                     EventKind.APPROVAL_DECIDED}):
             p = e.payload
-            if e.kind is EventKind.STRATEGY_REVIEWED:
+            if p.get("kind") == "ladder_step":
+                if e.kind is EventKind.APPROVAL_REQUESTED:
+                    self._awaiting[p["request_id"]] = (e.deployment_id, p["step"], p["action"], p["evidence"])
+                else:
+                    self._awaiting.pop(p["request_id"], None)
+            elif e.kind is EventKind.STRATEGY_REVIEWED:
                 self._decided[p["deployment_id"]] = p["decision"]
             elif e.kind is EventKind.DRIFT_ASSESSED:
                 self._drift[p["deployment_id"]] = (p["verdict"], p["findings"], int(p["trades"]))
@@ -153,23 +161,19 @@ class Lead:
         ladder = self.loop.risk.portfolio_drawdown
         for step, name, level in self._crossed(ladder, self.state.ladder_step, breach):
             evidence = {**breach.evidence(), "level": name, "limit": level}
+            what = f"portfolio drawdown {breach.drawdown:.2%} reached {level:.0%}"
             if name == "alert":
                 action = f"new positions sized x {ladder.alert_size_multiplier}"
                 self._step(t, None, step, name, evidence, action)
-                self._alert(g, AlertLevel.WARNING, "portfolio_drawdown_alert",
-                            f"portfolio drawdown {breach.drawdown:.2%} reached {level:.0%}: {action}", evidence)
-            elif name == "reduce":
-                action = f"REDUCING: no new positions; stops tightened to x {ladder.reduce_stop_multiplier}"
-                self._step(t, None, step, name, evidence, action)
-                self._set_trading_state(t, TradingState.REDUCING, DRAWDOWN_REDUCE, evidence)
-                self._alert(g, AlertLevel.CRITICAL, "portfolio_drawdown_reduce",
-                            f"portfolio drawdown {breach.drawdown:.2%} reached {level:.0%}: {action}", evidence)
-            elif name == "trim":
-                action = f"close {ladder.trim_fraction:.0%} of every position"
-                self._step(t, None, step, name, evidence, action)
-                self._alert(g, AlertLevel.CRITICAL, "portfolio_drawdown_trim",
-                            f"portfolio drawdown {breach.drawdown:.2%} reached {level:.0%}: {action}", evidence)
-                self._trim(g, None, ladder.trim_fraction, IntentReason.PORTFOLIO_TRIM)
+                self._alert(g, AlertLevel.WARNING, "portfolio_drawdown_alert", f"{what}: {action}", evidence)
+                continue
+            action = (f"REDUCING: no new positions; stops tightened to x {ladder.reduce_stop_multiplier}"
+                      if name == "reduce" else f"close {ladder.trim_fraction:.0%} of every position")
+            if self._ask_human(g, t, None, step, name, action, evidence, what):
+                continue
+            self._step(t, None, step, name, evidence, action)
+            self._alert(g, AlertLevel.CRITICAL, f"portfolio_drawdown_{name}", f"{what}: {action}", evidence)
+            self._take_step(g, None, name, evidence)
 
     def _climb_deployment(self, g: int, breach: Breach) -> None:
         t = self.loop.market.close_time(g)
@@ -183,7 +187,6 @@ class Lead:
 
     def _climb_steps(self, g: int, t: int, dep_id: str, ladder: DrawdownLadder, breach: Breach,
                      crossed: list[tuple[int, str, float]]) -> None:
-        dep = self.state.deployments[dep_id]
         for step, name, level in crossed:
             evidence = {**breach.evidence(), "level": name, "limit": level}
             what = f"{dep_id} drawdown {breach.drawdown:.2%} reached {level:.0%}"
@@ -191,23 +194,84 @@ class Lead:
                 action = f"new positions sized x {ladder.alert_size_multiplier}"
                 self._step(t, dep_id, step, name, evidence, action)
                 self._alert(g, AlertLevel.WARNING, "deployment_drawdown_alert", f"{what}: {action}", evidence, dep_id)
-            elif name == "reduce":
-                action = f"REDUCING: no new positions; stops tightened to x {ladder.reduce_stop_multiplier}"
+            elif name in ("reduce", "trim"):
+                action = (f"REDUCING: no new positions; stops tightened to x {ladder.reduce_stop_multiplier}"
+                          if name == "reduce" else f"close {ladder.trim_fraction:.0%} of each of its positions")
+                if self._ask_human(g, t, dep_id, step, name, action, evidence, what):
+                    continue
                 self._step(t, dep_id, step, name, evidence, action)
-                if dep.state is TradingState.ACTIVE:
-                    self._set_deployment_state(t, dep_id, TradingState.REDUCING, DRAWDOWN_REDUCE, evidence)
-                self._alert(g, AlertLevel.WARNING, "deployment_drawdown_reduce", f"{what}: {action}", evidence, dep_id)
-            elif name == "trim":
-                action = f"close {ladder.trim_fraction:.0%} of each of its positions"
-                self._step(t, dep_id, step, name, evidence, action)
-                self._alert(g, AlertLevel.CRITICAL, "deployment_drawdown_trim", f"{what}: {action}", evidence, dep_id)
-                self._trim(g, dep_id, ladder.trim_fraction, IntentReason.DEPLOYMENT_TRIM)
+                level_of = AlertLevel.WARNING if name == "reduce" else AlertLevel.CRITICAL
+                self._alert(g, level_of, f"deployment_drawdown_{name}", f"{what}: {action}", evidence, dep_id)
+                self._take_step(g, dep_id, name, evidence)
             else:
                 action = "close everything; HALTED once flat, until re-armed by hand"
                 self._step(t, dep_id, step, name, evidence, action)
                 self._set_deployment_state(t, dep_id, TradingState.REDUCING, DRAWDOWN_KILL, evidence)
                 self._alert(g, AlertLevel.CRITICAL, "deployment_drawdown_kill", f"{what}: {action}", evidence, dep_id)
                 self._flatten(g, dep_id, IntentReason.DEPLOYMENT_HALT)
+
+    def _take_step(self, g: int, dep_id: str | None, name: str, evidence: dict[str, Any]) -> None:
+        """What a ladder's reduce or trim step does, to the desk (``dep_id`` None) or one deployment."""
+        t = self.loop.market.close_time(g)
+        if dep_id is None:
+            if name == "reduce":
+                self._set_trading_state(t, TradingState.REDUCING, DRAWDOWN_REDUCE, evidence)
+            else:
+                self._trim(g, None, self.loop.risk.portfolio_drawdown.trim_fraction, IntentReason.PORTFOLIO_TRIM)
+        elif name == "reduce":
+            if self.state.deployments[dep_id].state is TradingState.ACTIVE:
+                self._set_deployment_state(t, dep_id, TradingState.REDUCING, DRAWDOWN_REDUCE, evidence)
+        else:
+            self._trim(g, dep_id, self.ladder_of(dep_id).trim_fraction, IntentReason.DEPLOYMENT_TRIM)
+
+    # ---------------------------------------------------------------- a human authorizes below EMERGENCY
+    def _ask_human(self, g: int, t: int, dep_id: str | None, step: int, name: str, action: str,
+                   evidence: dict[str, Any], what: str) -> bool:
+        """A step the desk's policy leaves to a human (``lead.human_authorizes``): the step is recorded as
+        reached, the Orchestrator gets an emergency decision request, and the action waits for
+        ``execdesk approve|deny`` (:meth:`check_answers`). False when the policy authorizes it itself."""
+        if name not in self.loop.human_authorizes or self.loop.liaison is None:
+            return False
+        from execdesk.lead.liaison import DecisionRequests
+
+        scope = dep_id or PORTFOLIO
+        question = f"{what}: authorize the {name} step ({action})?"
+        request_id = DecisionRequests(self.loop.liaison).request(t, scope, question, {**evidence, "action": action})
+        self._step(t, dep_id, step, name, evidence, f"waiting for a human to authorize: {action} ({request_id})")
+        self.loop.record(Event(t, EventKind.APPROVAL_REQUESTED, {
+            "request_id": request_id, "kind": "ladder_step", "scope": scope, "step": name, "action": action,
+            "question": question, "evidence": evidence}, dep_id))
+        self._awaiting[request_id] = (dep_id, name, action, evidence)
+        self._alert(g, AlertLevel.CRITICAL, "authorization_requested", f"{what}: the {name} step waits for a human "
+                    f"(execdesk approve {request_id})", {**evidence, "request_id": request_id}, dep_id, "lead")
+        return True
+
+    def check_answers(self, g: int) -> None:
+        """Act on the answers given to the decision requests the ladders are waiting on."""
+        if not self._awaiting or self.loop.liaison is None:
+            return
+        from execdesk.lead.liaison import DecisionRequests
+
+        requests = DecisionRequests(self.loop.liaison.outbox)
+        t = self.loop.market.close_time(g)
+        for request_id, (dep_id, name, action, evidence) in list(self._awaiting.items()):
+            answer = requests.answer_of(request_id)
+            if answer is None:
+                continue
+            del self._awaiting[request_id]
+            decided = "approved" if answer.decision == "approve" else "denied"
+            self.loop.record(Event(t, EventKind.APPROVAL_DECIDED, {
+                "request_id": request_id, "kind": "ladder_step", "scope": dep_id or PORTFOLIO, "step": name,
+                "decision": decided, "by": answer.by, "answered_at": answer.time}, dep_id))
+            if decided == "denied":
+                self.raise_alert(t, AlertLevel.WARNING, "authorization_denied", f"{answer.by} denied the {name} "
+                                 f"step for {dep_id or PORTFOLIO}: not done", {"request_id": request_id}, dep_id)
+                continue
+            self.loop.record(Event(t, EventKind.BREACH_AUTHORIZED, {
+                "by": answer.by, "policy": "a human authorizes below EMERGENCY (lead.human_authorizes)",
+                "action": action, "scope": dep_id or PORTFOLIO, "step": name, "request_id": request_id}, dep_id))
+            self._take_step(g, dep_id, name, evidence)
+        self.loop.reschedule_all(g)
 
     @staticmethod
     def _crossed(ladder: DrawdownLadder, current: int, breach: Breach) -> list[tuple[int, str, float]]:

@@ -100,6 +100,7 @@ class DeskLoop:
     stats: LoopStats = field(default_factory=LoopStats)
     restart: bool = False  # set when a request changed the deployments: the desk rebuilds the loop and carries on
     cycle_budget: float = 0.05  # the share of a bar one monitoring cycle may take (see MonitorSection)
+    human_authorizes: frozenset[str] = frozenset()  # ladder steps below EMERGENCY a human authorizes (LeadSection)
 
     def __post_init__(self) -> None:
         self.oms = OrderManager(self.ledger, self.venue, self.retry)
@@ -276,6 +277,7 @@ class DeskLoop:
         if breaches:
             self.lead.on_breaches(g, breaches)
         self._controls(g)
+        self.lead.check_answers(g)
         if self._starts and self._starts[0][0] <= self.market.close_time(g):
             self.lead.start_due(g, self._starts)
         for i, slot in enumerate(self._slots):

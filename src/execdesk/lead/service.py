@@ -312,6 +312,8 @@ def decide(home: Path, request_id: str, decision: str, by: str, reason: str, now
 
     if not by.strip() or not reason.strip():
         raise InvalidInput(f"{decision}: --by (who) and --reason (why) are both required")
+    if not any(p.get("approval_request") == request_id for p in _plans(home)):
+        return _answer_emergency(home, request_id, decision, by, reason, now)
     plan = find_plan_by_request(home, request_id)
     if not plan.pending:
         raise InvalidInput(f"{request_id}: {plan.deployment_id} is not waiting for approval "
@@ -326,6 +328,28 @@ def decide(home: Path, request_id: str, decision: str, by: str, reason: str, now
                  lambda ledger, t: apply_deploy(ledger, home, {"plan": plan.as_dict()}, t, pairs).summary())
     result = {**result, "decision": decision}
     return result if outcome == "denied" else _refuse_if_refused(result, plan)
+
+
+def _plans(home: Path) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((home / "deployments").glob("*/plan.json"))]
+
+
+def _answer_emergency(home: Path, request_id: str, decision: str, by: str, reason: str, now: int) -> dict[str, Any]:
+    """An emergency decision request (a ladder step waiting for a human): the answer is recorded in the outbox
+    once, and a note left in ``HOME/control/`` wakes the desk, which acts on it at its next bar (a stopped desk:
+    the first bar of its next run)."""
+    from execdesk.lead.control import queue_request
+    from execdesk.lead.liaison import DecisionRequests, Outbox
+
+    requests = DecisionRequests(Outbox(home / "outbox"))
+    message = requests.find(request_id)
+    answer = requests.answer(request_id, decision, by, max(now, message.time))
+    queue_request(home, "answer", now, {"request_id": request_id, "reason": reason})
+    return {"request_id": request_id, "subject": message.subject, "question": message.summary,
+            "decision": answer.decision, "by": by, "reason": reason,
+            "note": "the desk acts on the answer at its next bar (a stopped desk: the first bar of its next run)"}
 
 
 def lifecycle(home: Path, action: str, deployment: str, by: str, reason: str, now: int,
