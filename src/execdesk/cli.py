@@ -367,6 +367,29 @@ def deploy(bundle: Annotated[Path, typer.Argument(help="The validated strategy b
 
 @app.command()
 @command
+def inbox(venue: Annotated[str, typer.Option("--venue", help="Where the bundles are deployed (see deploy).")]
+          = "paper",
+          allocation: Annotated[float, typer.Option(help="Fraction of portfolio equity asked for, each.")] = 0.10,
+          by: ByOpt = "", home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
+          debug: DebugOpt = False) -> None:
+    """Take the validated bundles waiting in HOME/inbox/ through the gates, each on its own."""
+    import time
+
+    from execdesk.lead import service
+
+    data = service.take_inbox(home, venue, int(time.time()), allocation, by, db_url)
+    if as_json:
+        _emit_json(data)
+        return
+    if not data["results"]:
+        out.print(f"nothing waiting in {data['inbox']}")
+    for r in data["results"]:
+        why = r.get("reason") or (r.get("refused") or {}).get("reason") or ""
+        out.print(f"{r['entry']}: {r.get('status', 'queued for the running desk')}" + (f" ({why})" if why else ""))
+
+
+@app.command()
+@command
 def approve(request: Annotated[str, typer.Argument(help="The decision request id (dr-...).")], by: ByOpt,
             reason: ReasonOpt, home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
             debug: DebugOpt = False) -> None:

@@ -272,3 +272,26 @@ def test_deploy_when_a_desk_is_running_then_the_request_waits_in_control_and_the
         assert ledger.state.deployments["STR-002-v1"].state is TradingState.ACTIVE
         assert [g["gate"] for g in _gates(home, "STR-002-v1")] == list(GATES)
         assert any(o.deployment_id == "STR-002-v1" for o in ledger.state.orders.values())
+
+
+def test_inbox_when_validation_leaves_bundles_then_each_goes_through_the_gates_on_its_own(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    # Arrange: one good bundle, one that does not validate
+    _config, home = _desk(write_config, tmp_path)
+    inbox = home / "inbox"
+    inbox.mkdir()
+    (inbox / "a-mean-revert.yaml").write_bytes((BUNDLES / "mean_revert_bbands.yaml").read_bytes())
+    (inbox / "b-broken.yaml").write_text("id: STR-009\nversion: one\n")
+    # Act
+    data = service.take_inbox(home, "paper", NOW, allocation=0.1, by="validation-bot")
+    # Assert
+    status = {r["entry"]: r["status"] for r in data["results"]}
+    assert status == {"a-mean-revert.yaml": "deployed", "b-broken.yaml": "refused"}
+    assert (inbox / "taken" / "a-mean-revert.yaml").is_file()
+    assert (inbox / "rejected" / "b-broken.yaml").is_file()
+    assert (inbox / "rejected" / "b-broken.yaml.error.txt").is_file()
+    assert [g["gate"] for g in _gates(home, "STR-002-v1")] == list(GATES)
+    refused = _gates(home, "unknown-v0")
+    assert [(g["gate"], g["outcome"]) for g in refused] == [("intake", "refused")]
+    assert refused[0]["by"] == "validation-bot"
+    assert service.take_inbox(home, "paper", NOW, by="validation-bot")["taken"] == 0

@@ -390,3 +390,25 @@ def _parse_time(text: str, option: str) -> int:
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
     return int(stamp.timestamp())
+
+
+def take_inbox(home: Path, venue: str, now: int, allocation: float = 0.10, by: str = "",
+               db_url: str | None = None) -> dict[str, Any]:
+    """``execdesk inbox``: every bundle Validation left in ``HOME/inbox/`` through the gated pipeline, each on
+    its own (a refusal stops only that one). Each entry is moved to ``taken/`` (or ``rejected/`` with its reason
+    when it does not validate — still recorded as an intake refusal) before its gates run."""
+    from execdesk.errors import Refused
+    from execdesk.lead.liaison import Inbox
+
+    if not by.strip():
+        raise InvalidInput("inbox: --by (who takes the bundles in) is required; it is recorded")
+    open_existing(home, db_url).close()  # a desk must be here before anything is moved
+    results = []
+    for entry in Inbox(home / "inbox").take_all():
+        try:
+            plan = deploy(home, entry.path, venue, now, allocation, by=by, reason=f"from the inbox ({entry.name})",
+                          db_url=db_url)
+            results.append({"entry": entry.name, "path": str(entry.path), **plan})
+        except Refused as exc:
+            results.append({"entry": entry.name, "path": str(entry.path), "status": "refused", "reason": str(exc)})
+    return {"inbox": str(home / "inbox"), "taken": len(results), "results": results}
