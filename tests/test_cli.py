@@ -545,9 +545,6 @@ def test_deploy_when_an_option_is_bad_then_exit_2_naming_it(desk_home: Path, tmp
     assert not (home / "deployments" / "STR-002-v1").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="service._parse_time: pd.Timestamp('') and pd.Timestamp('nan') return NaT "
-                   "without raising, and int(NaT.timestamp()) raises ValueError outside the try: exit 1 "
-                   "'internal error: ValueError: NaTType does not support timestamp' instead of exit 2 naming --at")
 @pytest.mark.parametrize("at", ["", "nan"])
 def test_deploy_when_at_is_empty_or_nan_then_exit_2_naming_at(desk_home: Path, tmp_path: Path, at: str) -> None:
     home = _copy(desk_home, tmp_path)
@@ -568,9 +565,6 @@ def test_deploy_when_at_is_given_then_the_deployment_is_scheduled(desk_home: Pat
     assert _lifecycles(home)["STR-002-v1"] == "scheduled"
 
 
-@pytest.mark.xfail(strict=True, reason="service.deploy: with a desk running, act() returns only {queued, note}, so "
-                   "a deploy waiting for a human (ccxt --live) prints no approval_request: the dr-... id the human "
-                   "must pass to `execdesk approve|deny` is only in HOME/deployments/<id>/plan.json and the outbox")
 def test_deploy_when_live_ccxt_and_a_desk_is_running_then_the_output_still_names_the_approval_request(
         desk_home: Path, tmp_path: Path) -> None:
     from execdesk.lead.desk import DeskLock

@@ -471,6 +471,9 @@ def _show_plan(data: dict[str, Any], as_json: bool) -> None:
         return
     if "queued" in data:
         out.print(f"{data['note']} ({data['queued']})")
+        if data.get("approval_request"):
+            out.print(f"waiting for a human: execdesk approve {data['approval_request']} --by NAME --reason WHY "
+                      "(or deny)")
         return
     table = Table("gate", "outcome", "reason", title=f"{data['deployment_id']} -> {data['venue']}: {data['status']}")
     for gate in data["gates"]:

@@ -120,7 +120,8 @@ class GateResult:
 
 @dataclass(slots=True)
 class DeployPlan:
-    """A deployment on its way through the gates (kept in ``HOME/deployments/<id>/plan.json``)."""
+    """A deployment on its way through the gates (kept in ``HOME/deployments/<id>/plans/<request id>.json``:
+    one file per request, so a refused or second request never overwrites the one that deployed or waits)."""
 
     request_id: str
     bundle: dict[str, Any]  # the bundle's canonical form
@@ -175,7 +176,8 @@ class DeployPlan:
     def save(self, home: Path) -> Path:
         folder = deployment_folder(home, self.deployment_id)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "plan.json"
+        path = folder / "plans" / f"{self.request_id}.json"
+        path.parent.mkdir(exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.as_dict(), indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
         tmp.replace(path)
@@ -205,16 +207,14 @@ def deployment_folder(home: Path, deployment_id: str) -> Path:
     return home / "deployments" / deployment_id
 
 
-def load_plan(home: Path, deployment_id: str) -> DeployPlan:
-    path = deployment_folder(home, deployment_id) / "plan.json"
-    if not path.is_file():
-        raise InvalidInput(f"{deployment_id}: no deployment plan at {path}")
-    return DeployPlan.from_dict(json.loads(path.read_text(encoding="utf-8")))
+def plan_files(home: Path) -> list[Path]:
+    """Every deployment request's plan in the home, by deployment then request."""
+    return sorted((home / "deployments").glob("*/plans/*.json"))
 
 
 def find_plan_by_request(home: Path, request_id: str) -> DeployPlan:
     """The deployment waiting on the decision request ``request_id``."""
-    for path in sorted((home / "deployments").glob("*/plan.json")):
+    for path in plan_files(home):
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("approval_request") == request_id:
             return DeployPlan.from_dict(data)

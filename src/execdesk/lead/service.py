@@ -299,6 +299,8 @@ def deploy(home: Path, bundle_path: Path, venue: str, now: int, allocation: floa
         plan.save(home)
     result = act(home, db_url, "deploy", now, {"plan": plan.as_dict()},
                  lambda ledger, t: apply_deploy(ledger, home, {"plan": plan.as_dict()}, t, pairs).summary())
+    if "queued" in result:  # the running desk records it: say what was decided so far, and what to answer
+        result = {**plan.summary(), **result, "status": "queued"}
     return _refuse_if_refused(result, plan)
 
 
@@ -333,7 +335,9 @@ def decide(home: Path, request_id: str, decision: str, by: str, reason: str, now
 def _plans(home: Path) -> list[dict[str, Any]]:
     import json
 
-    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((home / "deployments").glob("*/plan.json"))]
+    from execdesk.lead.deploy import plan_files
+
+    return [json.loads(p.read_text(encoding="utf-8")) for p in plan_files(home)]
 
 
 def _answer_emergency(home: Path, request_id: str, decision: str, by: str, reason: str, now: int) -> dict[str, Any]:
@@ -386,7 +390,9 @@ def _parse_time(text: str, option: str) -> int:
     try:
         stamp = pd.Timestamp(text)
     except ValueError:
-        raise InvalidInput(f"{option}: got {text!r}; expected an ISO 8601 time, e.g. 2024-08-01T00:00:00Z") from None
+        stamp = pd.NaT
+    if pd.isna(stamp):
+        raise InvalidInput(f"{option}: got {text!r}; expected an ISO 8601 time, e.g. 2024-08-01T00:00:00Z")
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
     return int(stamp.timestamp())
