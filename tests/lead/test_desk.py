@@ -30,9 +30,10 @@ def _run(path: Path, home: Path, **kw: object):  # type: ignore[no-untyped-def]
 def _trading_events(home: Path) -> list[str]:
     """Event contents that are decisions and trades (not run bookkeeping), in order."""
     with Ledger.for_home(home) as ledger:
-        # (each run ends with a status message to the orchestrator: bookkeeping of the run, like its completion)
+        # (each run ends with a status message to the orchestrator and the team's performance to HR: bookkeeping
+        # of the run, like its completion)
         return [c for _seq, c, _h in ledger.event_contents() if c.split("|")[1] not in RUN_KINDS
-                and '"kind":"portfolio_status"' not in c]
+                and '"kind":"portfolio_status"' not in c and '"kind":"team_performance"' not in c]
 
 
 def test_run_when_same_seed_twice_then_ledgers_identical_byte_for_byte(write_config: Callable[..., Path],

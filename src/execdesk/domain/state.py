@@ -131,6 +131,8 @@ class DeskState:
     states_version: int = 0
     # client order ids of the orders still open, in submission order (an index over ``orders``)
     open_order_ids: dict[str, None] = field(default_factory=dict)
+    # the same, per (deployment, pair): what a lane or a close asks for, without scanning every open order
+    open_orders_by_key: dict[tuple[str, str], dict[str, None]] = field(default_factory=dict)
     # (deployment, pair) of the positions not flat, in the order they opened (an index over ``positions``)
     open_position_keys: dict[tuple[str, str], None] = field(default_factory=dict)
     # keys touched since the projections were last written (see store.ledger)
@@ -160,6 +162,10 @@ class DeskState:
 
     def open_orders(self) -> list[OrderRecord]:
         return [self.orders[c] for c in self.open_order_ids]
+
+    def open_orders_of(self, deployment_id: str, pair: str) -> list[OrderRecord]:
+        """The open orders of one deployment in one pair, in submission order."""
+        return [self.orders[c] for c in self.open_orders_by_key.get((deployment_id, pair), ())]
 
     def position(self, deployment_id: str, pair: str) -> PositionRecord | None:
         return self.positions.get((deployment_id, pair))
@@ -270,6 +276,7 @@ def _on_submitted(s: DeskState, e: Event) -> None:
         backtest_price=_opt(p.get("backtest_price")),
     )
     s.open_order_ids[coid] = None
+    s.open_orders_by_key.setdefault((p["deployment_id"], p["pair"]), {})[coid] = None
     s.dirty.add(("order", coid))
 
 
@@ -298,8 +305,18 @@ def _on_closed_order(s: DeskState, e: Event) -> None:
     _transition(order, _ENDS[e.kind], e)
     order.status_reason = str(e.payload.get("reason", "")) or None
     order.updated_at = e.time
-    s.open_order_ids.pop(order.client_order_id, None)
+    _close_order(s, order)
     s.dirty.add(("order", order.client_order_id))
+
+
+def _close_order(s: DeskState, order: OrderRecord) -> None:
+    s.open_order_ids.pop(order.client_order_id, None)
+    key = (order.deployment_id, order.pair)
+    same = s.open_orders_by_key.get(key)
+    if same is not None:
+        same.pop(order.client_order_id, None)
+        if not same:
+            del s.open_orders_by_key[key]
 
 
 def _on_filled(s: DeskState, e: Event) -> None:
@@ -324,7 +341,7 @@ def _on_filled(s: DeskState, e: Event) -> None:
     # else: a fill the venue made before the order ended (cancelled, expired), reported after: it counts
     order.updated_at = e.time
     if order.status is OrderStatus.FILLED:
-        s.open_order_ids.pop(order.client_order_id, None)
+        _close_order(s, order)
     s.dirty.add(("order", order.client_order_id))
 
     sign = 1 if order.side == "BUY" else -1

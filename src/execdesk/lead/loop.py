@@ -380,7 +380,7 @@ class DeskLoop:
         lane = slot.lane
         state = self.ledger.state
         slot.next_g, slot.plan = NEVER, None
-        if any(o.deployment_id == lane.deployment_id and o.pair == lane.pair for o in state.open_orders()):
+        if (lane.deployment_id, lane.pair) in state.open_orders_by_key:
             return  # waiting for a fill
         pos = state.position(lane.deployment_id, lane.pair)
         if pos is not None and pos.qty != 0:
@@ -437,8 +437,8 @@ class DeskLoop:
         pos = state.position(deployment_id, pair)
         closable = pos.qty if pos is not None else Decimal(0)
         if closable != 0:
-            for order in state.open_orders():
-                if (order.deployment_id, order.pair) == (deployment_id, pair) and order.reason != "entry_signal":
+            for order in state.open_orders_of(deployment_id, pair):
+                if order.reason != "entry_signal":
                     remaining = order.qty - order.filled_qty
                     closable -= remaining if closable > 0 else -remaining
         return closable
