@@ -170,6 +170,11 @@ def test_demo_when_run_then_the_outbox_holds_the_revalidation_requests_the_escal
     kinds = [json.loads(p.read_text())["kind"] for p in orchestrator]
     assert kinds.count("escalation") == 1
     assert "portfolio_status" in kinds
+    # Validation hears how each strategy did live, rule by rule against its backtest
+    feedback = [json.loads(p.read_text()) for p in sorted((outbox / "validation").glob("*-live_feedback-*.json"))]
+    assert sorted(f["subject"] for f in feedback) == [f"STR-00{i}-v1" for i in range(1, 5)]
+    assert all(f["body"]["findings"] and f["body"]["trades"] > 0 for f in feedback)
+    validation = sorted((outbox / "validation").glob("*.json"))
     # and HR hears how the team did
     hr = sorted((outbox / "hr").glob("*.json"))
     team = [json.loads(p.read_text()) for p in hr if json.loads(p.read_text())["kind"] == "team_performance"]

@@ -23,6 +23,9 @@ RUN_KINDS = {EventKind.RUN_STARTED.value, EventKind.RUN_PROGRESS.value, EventKin
              EventKind.DESK_CONFIGURED.value, EventKind.RECONCILED.value}
 
 
+RUN_END_MESSAGES = ("portfolio_status", "live_feedback", "team_performance")
+
+
 def _run(path: Path, home: Path, **kw: object):  # type: ignore[no-untyped-def]
     return run_desk(load_desk_config(path), home, **kw)  # type: ignore[arg-type]
 
@@ -30,10 +33,10 @@ def _run(path: Path, home: Path, **kw: object):  # type: ignore[no-untyped-def]
 def _trading_events(home: Path) -> list[str]:
     """Event contents that are decisions and trades (not run bookkeeping), in order."""
     with Ledger.for_home(home) as ledger:
-        # (each run ends with a status message to the orchestrator and the team's performance to HR: bookkeeping
-        # of the run, like its completion)
+        # (each run ends with reports: the portfolio's status to the Orchestrator, live feedback to Validation,
+        # the team's performance to HR — bookkeeping of the run, like its completion)
         return [c for _seq, c, _h in ledger.event_contents() if c.split("|")[1] not in RUN_KINDS
-                and '"kind":"portfolio_status"' not in c and '"kind":"team_performance"' not in c]
+                and not any(f'"kind":"{kind}"' in c for kind in RUN_END_MESSAGES)]
 
 
 def test_run_when_same_seed_twice_then_ledgers_identical_byte_for_byte(write_config: Callable[..., Path],

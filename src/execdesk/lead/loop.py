@@ -30,7 +30,7 @@ from execdesk.backtest.lane import ExitPlan, Lane
 from execdesk.clock import Clock, ReplayClock
 from execdesk.data.feed import MarketView
 from execdesk.domain.events import Event, EventKind
-from execdesk.domain.types import AlertLevel, Direction, IntentReason, OrderIntent, dec
+from execdesk.domain.types import AlertLevel, Direction, IntentReason, OrderIntent, TradingState, dec
 from execdesk.execution.oms import OrderManager
 from execdesk.execution.retry import RetryPolicy
 from execdesk.lead.lead import Lead
@@ -116,6 +116,7 @@ class DeskLoop:
                                  dec(self.venue.config.fee_bps) / 10000, float(state.cash()))
         self._marked_g = -1
         self._over_budget = False
+        self._t0 = 0  # the time of the run's first bar
         self._starts: list[tuple[int, str]] = []  # scheduled deployments: (start time, id), soonest first
         self._resting = False  # whether any order other than a market order was ever sent (then poll them)
 
@@ -136,6 +137,7 @@ class DeskLoop:
         self.watch = Watch(self)
         self.watch.start_at(start)
         self._starts = self.lead.scheduled_starts()
+        self._t0 = self._time(start)
         self.record(Event(self._time(start), EventKind.RUN_STARTED, {
             "from_bar": start, "bars": self.market.n,
             "until": self.market.close_time(self.market.n - 1) if self.market.n else None}))
@@ -175,6 +177,7 @@ class DeskLoop:
                                   "max_drawdown": self.monitor.marks.max_drawdown.get(PORTFOLIO, 0.0),
                                   "deployments": {d.id: {"state": d.state.value, "reason": d.state_reason,
                                                          "trades": d.trades} for d in state.deployments.values()}})
+            self._report_validation(self.market.close_time(n - 1))
             self._report_team(self.market.close_time(n - 1))
             self.record(Event(self.market.close_time(n - 1), EventKind.RUN_COMPLETED, {
                 "bars": n, "orders": self.stats.orders, "fills": self.stats.fills,
@@ -184,6 +187,24 @@ class DeskLoop:
 
     def record(self, event: Event) -> Event:
         return self.ledger.record(event)
+
+    def _report_validation(self, t: int) -> None:
+        """The run's end: Validation's live feedback, per deployment the monitor compares with its backtest and
+        that still trades or traded in this run: its live figures next to the backtest's, rule by rule."""
+        state = self.ledger.state
+        traded = {f.deployment_id for f in state.fills.values() if f.time >= self._t0}
+        for assessment in self.watch.assessments():
+            dep = state.deployments[assessment.deployment]
+            if dep.state is TradingState.HALTED and dep.id not in traded:
+                continue
+            data = assessment.as_dict()
+            off = [f["metric"] for f in data["findings"] if f["status"] != "ok"]
+            self.send_message(t, "live_feedback", dep.id,
+                              f"{dep.strategy_id} v{dep.version}: {dep.trades} live trades, {dep.wins} won; drift "
+                              f"verdict {data['verdict']}" + (f" ({', '.join(off)} off the backtest)" if off else ""),
+                              {"strategy_id": dep.strategy_id, "version": dep.version, "state": dep.state.value,
+                               "reason": dep.state_reason, "trades": dep.trades, "wins": dep.wins,
+                               "realized_pnl": str(dep.realized_pnl - dep.fees), **data})
 
     def _report_team(self, t: int) -> None:
         """The run's end: the team's performance to HR (the ledger's figures; the run's own timings and the

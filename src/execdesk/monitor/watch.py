@@ -37,7 +37,15 @@ from execdesk.domain.events import Event, EventKind
 from execdesk.domain.state import FillRecord
 from execdesk.domain.types import AlertLevel
 from execdesk.monitor.anomalies import current_losing_streak, is_stale, losing_streak_limit, volume_spikes
-from execdesk.monitor.drift import METRICS, VERDICTS, Baseline, DriftBook, DriftConfig, Status
+from execdesk.monitor.drift import (
+    METRICS,
+    VERDICTS,
+    Baseline,
+    DriftAssessment,
+    DriftBook,
+    DriftConfig,
+    Status,
+)
 from execdesk.monitor.equity import PORTFOLIO, Snapshot
 from execdesk.monitor.trades import RoundTrips, handovers_of
 from execdesk.strategy.bundle import ValidationReport
@@ -106,6 +114,11 @@ class Watch:
     # ---------------------------------------------------------------- what the loop calls
     def on_fills(self, t: int, fills: Sequence[FillRecord]) -> None:
         self._take(fills, alert=True, t=t)
+
+    def assessments(self) -> list[DriftAssessment]:
+        """Every watched deployment's live figures against its backtest, rule by rule, as of now."""
+        self._observe()
+        return self.book.evaluate()
 
     def on_handover(self, source: str, target: str, pairs: Sequence[str]) -> None:
         """Positions went from ``source`` to ``target``: their open trades go with them."""
