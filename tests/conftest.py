@@ -46,6 +46,15 @@ def small_desk(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+@pytest.fixture(scope="session", autouse=True)
+def review_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The signal generator's review cache for this test session only: every strategy source the tests deploy is
+    reviewed for real once (with Freqtrade's loader), then taken from the cache like on a user's machine."""
+    import os
+
+    os.environ["EXECDESK_CACHE_DIR"] = str(tmp_path_factory.mktemp("review-cache"))
+
+
 @pytest.fixture
 def write_config(tmp_path: Path) -> Callable[..., Path]:
     """Write a desk config (``small_desk`` with overrides like ``market__end="..."``) and return its path."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +33,19 @@ def desk_ledger(home: Path, deployment: str, pairs: Sequence[str], capital: Deci
         "timeframe": "1h", "pairs": list(pairs), "allocation": Decimal(1), "capital": capital}, deployment))
     led.flush()
     return led
+
+
+@contextmanager
+def desk_running(home: Path) -> Iterator[None]:
+    """As if a desk ran in ``home``: its lock is held (the lead's commands then queue their requests)."""
+    from execdesk.lead.desk import DeskLock
+
+    lock = DeskLock(home)
+    assert lock.acquire(), f"{home}: a desk holds the lock already"
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def replay_fills(state: DeskState, capital: Decimal) -> tuple[dict[tuple[str, str], Decimal], Decimal]:

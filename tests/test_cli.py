@@ -17,6 +17,7 @@ from execdesk.domain.events import EventKind
 from execdesk.risk.config import LADDER_STEPS
 from execdesk.store.ledger import Ledger
 from tests.conftest import BUNDLES, small_desk
+from tests.kit import desk_running
 
 runner = CliRunner()
 
@@ -486,18 +487,12 @@ def test_status_when_human_then_venue_and_lifecycle_columns(desk_home: Path, tmp
 
 def test_pause_when_a_desk_is_running_then_queued_and_status_lists_the_pending_request(
         desk_home: Path, tmp_path: Path) -> None:
-    from execdesk.lead.desk import DeskLock
-
     home = _copy(desk_home, tmp_path)
-    lock = DeskLock(home)
-    assert lock.acquire()  # a desk "runs" in this home
-    try:
+    with desk_running(home):
         queued = runner.invoke(app, ["pause", "STR-001-v1", "--by", "ana", "--reason", "r", "--home", str(home),
                                      "--json"])
         human = runner.invoke(app, ["status", "--home", str(home)], terminal_width=250)
         data = runner.invoke(app, ["status", "--home", str(home), "--json"])
-    finally:
-        lock.release()
 
     assert queued.exit_code == 0, queued.output
     name = Path(_json(queued)["queued"]).name
@@ -567,15 +562,9 @@ def test_deploy_when_at_is_given_then_the_deployment_is_scheduled(desk_home: Pat
 
 def test_deploy_when_live_ccxt_and_a_desk_is_running_then_the_output_still_names_the_approval_request(
         desk_home: Path, tmp_path: Path) -> None:
-    from execdesk.lead.desk import DeskLock
-
     home = _copy(desk_home, tmp_path)
-    lock = DeskLock(home)
-    assert lock.acquire()  # a desk "runs" in this home
-    try:
+    with desk_running(home):
         result = runner.invoke(app, _deploy(home, "--venue", "ccxt:binance", "--live", "--by", "ana", "--json"))
-    finally:
-        lock.release()
 
     assert result.exit_code == 0, result.output
     data = _json(result)

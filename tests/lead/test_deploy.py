@@ -17,11 +17,11 @@ from execdesk.domain.types import TradingState
 from execdesk.errors import InvalidInput, Refused
 from execdesk.lead import service
 from execdesk.lead.deploy import GATES, VenueTarget
-from execdesk.lead.desk import DeskLock
 from execdesk.lead.liaison import DecisionRequests, Outbox
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import load_bundle
 from tests.conftest import BUNDLES
+from tests.kit import desk_running
 
 NOW = 1_900_000_000  # the wall time a command is given (files and decision answers); the desk's time is its own
 MID = "2024-03-20T00:00:00Z"
@@ -254,14 +254,10 @@ def test_venue_target_when_parsed_then_real_money_only_for_live_ccxt() -> None:
 def test_deploy_when_a_desk_is_running_then_the_request_waits_in_control_and_the_loop_deploys_it(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     config, home = _desk(write_config, tmp_path)
-    lock = DeskLock(home)
-    assert lock.acquire()  # a desk "runs": it holds the home's lock
-    try:
+    with desk_running(home):
         queued = service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.15, by="ana")
         with pytest.raises(InvalidInput, match="running in this home already"):
             service.run_config(config, home, report=False)
-    finally:
-        lock.release()
     assert Path(queued["queued"]).is_file()
     with Ledger.for_home(home) as ledger:
         assert "STR-002-v1" not in ledger.state.deployments  # nothing written while the desk held the ledger

@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -195,3 +196,67 @@ def pd_ts(text: str) -> float:
     import pandas as pd
 
     return pd.Timestamp(text).timestamp()
+
+
+def test_lifecycle_when_the_desk_is_stopped_then_recorded_at_its_last_bars_close(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    _config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
+    service.lifecycle(home, "pause", "STR-001-v1", "ana", "looks off", NOW)
+    with Ledger.for_home(home) as ledger:
+        paused = [e for e in ledger.events({EventKind.DEPLOYMENT_STATE_CHANGED}) if e.payload["reason"] == "paused"]
+        last = max(e.time for e in ledger.events())
+    assert paused[0].time == int(pd_ts("2024-03-10T00:00:00Z")) == last  # no time before the run's last events
+
+
+def test_new_version_when_scheduled_then_the_old_one_trades_until_the_new_one_starts_and_hands_over_then(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    config, home, end = _mid_trade(write_config, tmp_path)
+    start = int(pd_ts(end)) + 3 * 86_400
+    service.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.5, by="ana",
+                   at=pd.Timestamp(start, unit="s", tz="UTC").isoformat())
+    status = {d["id"]: d["lifecycle"] for d in service.status(home)["deployments"]}
+    assert (status["STR-001-v1"], status["STR-001-v2"]) == ("live", "scheduled")
+    _run_to(config, home, END)
+    with Ledger.for_home(home) as ledger:
+        superseded = next(e for e in ledger.events({EventKind.DEPLOYMENT_STATE_CHANGED}, deployment_id="STR-001-v1")
+                          if e.payload["reason"] == "superseded")
+        started = next(e for e in ledger.events({EventKind.DEPLOYMENT_STATE_CHANGED}, deployment_id="STR-001-v2")
+                       if e.payload["reason"] == "schedule")
+        assert superseded.time == started.time
+        assert 0 <= started.time - start < 3600
+        v1_entries = [o for o in ledger.state.orders.values()
+                      if o.deployment_id == "STR-001-v1" and o.reason == "entry_signal"]
+        assert max(o.signal_time for o in v1_entries) <= started.time
+        assert ledger.state.deployments["STR-001-v1"].state is TradingState.HALTED
+
+
+def test_resume_when_paused_before_its_start_then_scheduled_again(write_config: Callable[..., Path],
+                                                                  tmp_path: Path) -> None:
+    _config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
+    service.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.1, by="ana", at="2024-03-30T00:00:00Z")
+    service.lifecycle(home, "pause", "STR-001-v2", "ana", "not yet", NOW)
+    resumed = service.lifecycle(home, "resume", "STR-001-v2", "ana", "go on", NOW)
+    assert (resumed["state"], resumed["reason"]) == ("REDUCING", "scheduled")
+
+
+def test_rollback_when_the_previous_version_was_removed_then_refused(write_config: Callable[..., Path],
+                                                                     tmp_path: Path) -> None:
+    _config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
+    service.lifecycle(home, "remove", "STR-001-v1", "ana", "retired", NOW)
+    with pytest.raises(Refused, match="already"):
+        service.lifecycle(home, "remove", "STR-001-v1", "ana", "twice", NOW)
+    service.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.1, by="ana")
+    with pytest.raises(Refused, match="was stopped by removed"):
+        service.rollback(home, "STR-001", "ana", "back", NOW)
+
+
+def test_deploy_when_a_deployment_waited_for_approval_then_the_desk_still_runs(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
+    pending = service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "ccxt:binance", NOW, live=True, by="ana",
+                             allocation=0.1)
+    assert pending["status"] == "pending_approval"
+    _run_to(config, home, "2024-03-20T00:00:00Z")  # the lead reads the approval events back without tripping
+    with Ledger.for_home(home) as ledger:
+        assert ledger.state.last_bar_time is not None
+        assert ledger.state.last_bar_time >= int(pd_ts("2024-03-19T23:00:00Z"))

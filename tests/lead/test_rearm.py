@@ -14,6 +14,7 @@ from execdesk.domain.events import EventKind
 from execdesk.lead.config import load_desk_config
 from execdesk.lead.desk import run_desk
 from execdesk.store.ledger import Ledger
+from tests.kit import desk_running
 
 runner = CliRunner()
 SHOCK = {"at": "2024-03-20T12:00:00Z", "move": -0.35, "bars": 2}
@@ -86,19 +87,13 @@ def test_rearm_when_nothing_to_rearm_or_no_reason_then_exit_2_and_nothing_record
 
 def test_rearm_when_the_desk_is_running_then_queued_and_applied_by_the_loop_at_its_next_bar(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
-    from execdesk.lead.desk import DeskLock
-
     # Arrange: a halted desk, "running" (its lock held)
     home = tmp_path / "h"
     _halted_desk(write_config, home)
-    lock = DeskLock(home)
-    assert lock.acquire()
-    try:
+    with desk_running(home):
         # Act
         result = runner.invoke(app, ["rearm", "--home", str(home), "--by", "desk head", "--reason", "absorbed",
                                      "--json"])
-    finally:
-        lock.release()
     # Assert: nothing written by the command; the loop applies the request at its first bar and trades again
     assert result.exit_code == 0, result.output
     queued = Path(json.loads(result.stdout)["queued"])

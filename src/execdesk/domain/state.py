@@ -42,6 +42,8 @@ class DeploymentRecord:
     created_at: int
     venue: str = "paper"  # where it trades: paper, ccxt:<exchange>[:live], freqtrade
     start_at: int | None = None  # scheduled: trades from this time on (None: from its creation)
+    replaces: str | None = None  # the version it takes over from (at its start)
+    positions_policy: str = "hand_over"  # what that version does with its positions: hand_over or close
     state: TradingState = TradingState.ACTIVE
     state_reason: str = "deployed"
     realized_pnl: Decimal = ZERO
@@ -188,7 +190,8 @@ def _on_deployment_created(s: DeskState, e: Event) -> None:
         id=p["deployment_id"], strategy_id=p["strategy_id"], name=p["name"], version=int(p["version"]),
         bundle_hash=p["bundle_hash"], timeframe=p["timeframe"], pairs=list(p["pairs"]),
         allocation=_d(p["allocation"]), capital=_d(p["capital"]), created_at=e.time,
-        venue=str(p.get("venue", "paper")), start_at=p.get("start_at"),
+        venue=str(p.get("venue", "paper")), start_at=p.get("start_at"), replaces=p.get("replaces"),
+        positions_policy=str(p.get("positions", "hand_over")),
     )
     s.dirty.add(("deployment", p["deployment_id"]))
 

@@ -44,10 +44,14 @@ def queue_request(home: Path, action: str, now: int, body: dict[str, Any]) -> Pa
 
 
 def desk_time(state: DeskState) -> int:
-    """The desk's time for a command on a stopped desk: its last bar, or its market's start before any bar."""
+    """The desk's time for a command on a stopped desk: the close of its last bar (the time of the run's last
+    events), or its market's start before any bar."""
+    from execdesk.data.timeframes import timeframe_to_seconds
+
+    market = ((state.config or {}).get("config") or {}).get("market", {})
     if state.last_bar_time is not None:
-        return state.last_bar_time
-    start = ((state.config or {}).get("config") or {}).get("market", {}).get("start")
+        return state.last_bar_time + timeframe_to_seconds(market.get("timeframe", "1h"))
+    start = market.get("start")
     return int(pd.Timestamp(start).timestamp()) if start else 0
 
 
@@ -159,6 +163,11 @@ def apply_request(loop: DeskLoop, g: int, request: dict[str, Any]) -> None:
         if action == "deploy":
             plan = apply_deploy(loop.ledger, home, request, t, set(loop.market.pairs))
             loop.restart = plan.done  # its lanes: the desk rebuilds the loop on the ledger and carries on
+            refusal = plan.refusal
+            if refusal is not None:  # the command had exited already: the refusal is news
+                loop.lead.raise_alert(t, AlertLevel.WARNING, "deployment_refused", f"{plan.deployment_id}: the "
+                                      f"{refusal.gate} gate refused it: {refusal.reason}", refusal.as_dict(),
+                                      source="lead")
             return
         seq_before = loop.ledger.state.last_seq
         if action == "rearm":
@@ -171,11 +180,7 @@ def apply_request(loop: DeskLoop, g: int, request: dict[str, Any]) -> None:
         loop.lead.raise_alert(t, AlertLevel.WARNING, "request_refused", f"{action} request refused: {exc}",
                               {"request": request}, source="lead")
         return
-    handed = [e for e in loop.ledger.events({EventKind.POSITIONS_HANDED_OVER}) if e.seq > seq_before]
-    for e in handed:  # positions changed hands: the monitor's trades and the risk book follow
-        loop.watch.on_handover(e.payload["from"], e.payload["to"], [p["pair"] for p in e.payload["positions"]])
-    if handed:
-        loop.rebuild_books(g)
+    loop.after_handovers(seq_before, g)
     loop.lead.settle(g)
 
 

@@ -247,7 +247,10 @@ def plan_deployment(home: Path, state: DeskState, ledger: Ledger, bundle_path: P
         bundle = load_bundle(bundle_path)
     except SpecError as exc:
         plan = plan_for({"id": "unknown", "version": 0})
-        plan.gates.append(GateResult("intake", "refused", f"{bundle_path}: the bundle does not validate", {
+        issues = "; ".join(f"{i.path}: got {i.value!r}, expected {i.expected}" for i in exc.issues[:3])
+        more = f" (+{len(exc.issues) - 3} more)" if len(exc.issues) > 3 else ""
+        plan.gates.append(GateResult("intake", "refused", f"{bundle_path}: the bundle does not validate: "
+                                     f"{issues}{more}", {
             "path": str(bundle_path), "errors": [{"path": i.path, "value": i.value, "expected": i.expected}
                                                  for i in exc.issues]}))
         return plan
@@ -458,7 +461,8 @@ def commit(ledger: Ledger, home: Path, plan: DeployPlan, t: int, market_pairs: s
     manager's staged allocation (a new deployment starts at its first step); ``capital``: the equity its
     allocation is a share of (default: the portfolio's last marked equity). Saves the plan."""
     if plan.refusal is None and not plan.pending and not plan.done:
-        plan.gates.append(_deploy_gate(home, ledger.state, plan, market_pairs))
+        equity = capital if capital is not None else _equity(ledger)
+        plan.gates.append(_deploy_gate(home, ledger.state, plan, market_pairs, equity))
     for gate in plan.gates[plan.recorded:]:
         ledger.record(Event(t, EventKind.GATE, {"request_id": plan.request_id, "deployment_id": plan.deployment_id,
                                                 "venue": plan.venue, "by": plan.by, **gate.as_dict()},
@@ -488,7 +492,8 @@ def commit(ledger: Ledger, home: Path, plan: DeployPlan, t: int, market_pairs: s
     return plan
 
 
-def _deploy_gate(home: Path, state: DeskState, plan: DeployPlan, market_pairs: set[str] | None) -> GateResult:
+def _deploy_gate(home: Path, state: DeskState, plan: DeployPlan, market_pairs: set[str] | None, equity: float
+                 ) -> GateResult:
     target = VenueTarget.from_str(plan.venue)
     bundle = plan.strategy()
     evidence: dict[str, Any] = {"venue": plan.venue, "start_at": plan.start_at}
@@ -502,7 +507,7 @@ def _deploy_gate(home: Path, state: DeskState, plan: DeployPlan, market_pairs: s
 
         folder = deployment_folder(home, plan.deployment_id) / "bot"
         settings = BotSettings(max_open_trades=len(bundle.pairs), stake_amount="unlimited",
-                               dry_run_wallet=round(plan.applied_allocation * 100_000.0, 2))
+                               dry_run_wallet=round(plan.applied_allocation * equity, 2))
         bot = FreqtradeBot.prepare(render_strategy(bundle, None), folder, settings, offline=False)
         evidence.update({"bot_folder": _rel(home, folder), "config": _rel(home, bot.config_file),
                          "compose": _rel(home, folder / "docker-compose.yml"),
@@ -515,8 +520,9 @@ def _deploy_gate(home: Path, state: DeskState, plan: DeployPlan, market_pairs: s
         return GateResult("deploy", "refused", f"the strategy trades {bundle.timeframe} candles, not a whole multiple "
                           f"of the desk's {timeframe} market", evidence)
     if missing:
-        return GateResult("deploy", "refused", f"the desk's market has no candles for {', '.join(missing)}; add "
-                          "them to market.pairs (or the datadir) and run the desk again", evidence)
+        return GateResult("deploy", "refused", f"the desk's market has no candles for {', '.join(missing)} (it "
+                          f"has {', '.join(sorted(market_pairs or ()))}); a desk trades the pairs its config named "
+                          "when it first ran: deploy to a desk whose market.pairs lists them", evidence)
     when = "at its start time" if plan.start_at is not None else "from the desk's next bar"
     return GateResult("deploy", "passed", f"paper venue: the desk's loop trades it {when}", evidence)
 
@@ -528,31 +534,41 @@ def _create(ledger: Ledger, plan: DeployPlan, t: int, capital: float | None, sta
     dep_id = plan.deployment_id
     replaced = trading_version(state, bundle.id)
     equity = capital if capital is not None else _equity(ledger)
-    if replaced is not None:
-        evidence = {"by": plan.by, "new_version": dep_id, "positions": plan.positions, "request_id": plan.request_id}
-        ledger.record(Event(t, EventKind.DEPLOYMENT_STATE_CHANGED, {
-            "deployment_id": replaced.id, "from": replaced.state, "to": TradingState.REDUCING,
-            "reason": SUPERSEDED, "evidence": evidence}, replaced.id))
+    later = plan.start_at is not None and plan.start_at > t  # scheduled: the version it replaces trades until then
     ledger.record(Event(t, EventKind.DEPLOYMENT_CREATED, {
         "deployment_id": dep_id, "strategy_id": bundle.id, "name": bundle.name, "version": bundle.version,
         "bundle_hash": bundle.bundle_hash, "timeframe": bundle.timeframe, "pairs": list(bundle.pairs),
         "allocation": dec(plan.applied_allocation), "capital": dec(equity) * dec(plan.applied_allocation),
         "validation": bundle.validation.model_dump(mode="json"), "venue": plan.venue, "start_at": plan.start_at,
         "bundle": plan.bundle, "stoploss": plan.stoploss, "drawdown": plan.drawdown, "request_id": plan.request_id,
-        "by": plan.by}, dep_id))
-    if plan.start_at is not None and plan.start_at > t:
+        "by": plan.by, "replaces": replaced.id if replaced is not None else None, "positions": plan.positions},
+        dep_id))
+    if later:
         ledger.record(Event(t, EventKind.DEPLOYMENT_STATE_CHANGED, {
             "deployment_id": dep_id, "from": TradingState.ACTIVE, "to": TradingState.REDUCING, "reason": SCHEDULED,
             "evidence": {"start_at": plan.start_at, "by": plan.by}}, dep_id))
-    if replaced is not None and plan.positions == "hand_over":
-        hand_over(ledger, replaced.id, dep_id, t, plan.by)
-    if staging is not None and staging.enabled:  # a new deployment starts at the first step of its allocation
+    elif replaced is not None:
+        supersede(ledger, replaced.id, dep_id, t, plan.positions, plan.by)
+    if staging is not None and staging.enabled and plan.venue == "paper":  # starts at the first step of its allocation
         first = staging.steps[0]
         ledger.record(Event(t, EventKind.ALLOCATION_STAGED, {
             "deployment_id": dep_id, "action": "start", "reason": f"new deployment: starts at {first:.0%} of its "
             "allocation", "fraction_before": 0.0, "fraction_after": first, "step": 0, "losing_streak": 0,
             "period_return": None, "equity": float(dec(equity) * dec(plan.applied_allocation)),
             "next_period_from": max(t, plan.start_at or t), "by": "risk"}, dep_id))
+
+
+def supersede(ledger: Ledger, old: str, new: str, t: int, positions: str, by: str) -> None:
+    """``new`` takes over from ``old``: ``old`` is being closed (``superseded``: REDUCING, HALTED once flat) after
+    handing its positions over to ``new`` (``positions`` hand_over; the rest are closed) or closing them all."""
+    dep = ledger.state.deployments[old]
+    if dep.state_reason in RETIRING or dep.state is TradingState.HALTED:
+        return  # it stopped trading meanwhile
+    ledger.record(Event(t, EventKind.DEPLOYMENT_STATE_CHANGED, {
+        "deployment_id": old, "from": dep.state, "to": TradingState.REDUCING, "reason": SUPERSEDED,
+        "evidence": {"by": by, "new_version": new, "positions": positions}}, old))
+    if positions == "hand_over":
+        hand_over(ledger, old, new, t, by)
 
 
 def hand_over(ledger: Ledger, source: str, target: str, t: int, by: str) -> list[str]:
@@ -640,9 +656,11 @@ def lifecycle_event(state: DeskState, action: str, deployment: str, by: str, rea
             raise Refused(f"resume: {deployment} is {now} ({dep.state.value}, {dep.state_reason}); only a paused "
                           f"deployment resumes{hint}")
         to, why = TradingState.ACTIVE, RESUMED
+        if dep.start_at is not None and dep.start_at > t:  # paused before its start: scheduled again
+            to, why = TradingState.REDUCING, SCHEDULED
     elif action == "remove":
-        if now in ("removed", "retired"):
-            raise Refused(f"remove: {deployment} is {now} already")
+        if now in ("removed", "retired") or dep.state_reason in RETIRING:
+            raise Refused(f"remove: {deployment} is {now} already ({dep.state_reason})")
         to, why = TradingState.REDUCING, REMOVED
     else:
         raise InvalidInput(f"unknown lifecycle action {action!r}")
@@ -670,6 +688,15 @@ def rollback(ledger: Ledger, strategy_id: str, by: str, reason: str, positions: 
     if not previous:
         raise Refused(f"rollback: {current.id} is the first version of {strategy_id}; there is none to go back to")
     target = previous[-1]
+    if target.state_reason not in (SUPERSEDED, ROLLED_BACK):
+        raise Refused(f"rollback: {target.id} was stopped by {target.state_reason} ({target.state.value}), not "
+                      f"replaced; re-arm it (execdesk rearm --deployment {target.id}) or deploy it anew")
+    others = sum(float(d.allocation) for d in state.deployments.values()
+                 if d.id not in (current.id, target.id) and d.state is not TradingState.HALTED
+                 and d.state_reason not in RETIRING)
+    if others + float(target.allocation) > 1 + 1e-9:
+        raise Refused(f"rollback: {target.id}'s allocation {float(target.allocation):g} does not fit: the other "
+                      f"deployments hold {others:.0%} of equity")
     evidence = {"by": by, "reason": reason, "from": current.id, "to": target.id, "positions": positions}
     ledger.record(Event(t, EventKind.DEPLOYMENT_STATE_CHANGED, {
         "deployment_id": current.id, "from": current.state, "to": TradingState.REDUCING, "reason": ROLLED_BACK,

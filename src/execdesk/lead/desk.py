@@ -124,8 +124,8 @@ def _deploy(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[Strate
         ledger.record(Event(t, EventKind.DESK_CONFIGURED, {
             "config": config.canonical(), "identity": config.identity(), "quote": config.desk.quote,
             "capital": dec(config.desk.capital)}))
-    elif state.config.get("identity") != config.identity():
-        difference = _first_difference(state.config.get("identity") or {}, config.identity())
+    elif recorded_identity(state.config) != config.identity():
+        difference = _first_difference(recorded_identity(state.config), config.identity())
         raise InvalidInput(f"the home's ledger holds a desk configured differently ({difference}); "
                            "use another --home, or run the config the ledger was started with")
     todo = [(b, e) for b, e in zip(bundles, config.strategies, strict=True)
@@ -141,6 +141,17 @@ def _deploy(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[Strate
         if refusal is not None:
             raise Refused(f"{plan.deployment_id}: the {refusal.gate} gate refused it: {refusal.reason}")
     ledger.flush()
+
+
+def recorded_identity(recorded: dict[str, Any]) -> dict[str, Any]:
+    """The identity of the config a ledger recorded, read with today's config model: a setting added since (with
+    its default) does not make an older home's config differ from the same file read today."""
+    from pydantic import ValidationError
+
+    try:
+        return DeskConfig.model_validate(recorded["config"]).identity()
+    except (ValidationError, KeyError, TypeError):
+        return dict(recorded.get("identity") or {})
 
 
 def desk_bundles(ledger: Ledger, config: DeskConfig, bundles: list[StrategyBundle]

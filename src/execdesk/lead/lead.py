@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import QUANTUM, AlertLevel, Direction, IntentReason, OrderIntent, TradingState, dec
-from execdesk.lead.deploy import RETIRING, SCHEDULED, STARTED
+from execdesk.lead.deploy import RETIRING, SCHEDULED, STARTED, supersede
 from execdesk.monitor.alerts import Alert
 from execdesk.monitor.equity import PORTFOLIO, Breach, Limit, Snapshot
 from execdesk.risk.config import LADDER_STEPS, DrawdownLadder
@@ -70,6 +70,7 @@ class Lead:
         self._decided: dict[str, str] = {}  # deployment -> the strategy-halt decision taken so far
         self._drift: dict[str, tuple[str, list[dict[str, Any]], int]] = {}  # the monitor's last verdict, evidence
         self._proposed: set[str] = set()  # deployments the risk manager proposed to remove (staging)
+        self._settled: set[str] = set()  # retired deployments whose orders and positions were closed in this run
         # ladder steps waiting for a human: decision request id -> (deployment or None, step, action, evidence)
         self._awaiting: dict[str, tuple[str | None, str, str, dict[str, Any]]] = {}
         for e in loop.ledger.events({EventKind.STRATEGY_REVIEWED, EventKind.DRIFT_ASSESSED,
@@ -85,7 +86,7 @@ class Lead:
                 self._decided[p["deployment_id"]] = p["decision"]
             elif e.kind is EventKind.DRIFT_ASSESSED:
                 self._drift[p["deployment_id"]] = (p["verdict"], p["findings"], int(p["trades"]))
-            elif p["action"] == "propose_removal":
+            elif e.kind is EventKind.ALLOCATION_STAGED and p["action"] == "propose_removal":
                 self._proposed.add(p["deployment_id"])
 
     @property
@@ -415,23 +416,41 @@ class Lead:
                       if d.state is TradingState.REDUCING and d.state_reason == SCHEDULED)
 
     def start_due(self, g: int, starts: list[tuple[int, str]]) -> None:
-        """Scheduled deployments whose start time has come by bar ``g``'s close go live (taken off ``starts``)."""
+        """Scheduled deployments whose start time has come by bar ``g``'s close go live (taken off ``starts``); a
+        new version takes over from the one it replaces now, by its positions policy."""
         t = self.loop.market.close_time(g)
+        seq_before = self.state.last_seq
         while starts and starts[0][0] <= t:
             start_at, dep_id = starts.pop(0)
             dep = self.state.deployments[dep_id]
             if dep.state is TradingState.REDUCING and dep.state_reason == SCHEDULED:
                 self._set_deployment_state(t, dep_id, TradingState.ACTIVE, STARTED, {"start_at": start_at})
-        self.loop.reschedule_all(g)
+                if dep.replaces is not None:
+                    supersede(self.loop.ledger, dep.replaces, dep_id, t, dep.positions_policy, "lead")
+        self.loop.after_handovers(seq_before, g)
+        self.settle(g)
+
+    def needs_settling(self) -> bool:
+        """Whether a deployment (or the desk) is being closed: :meth:`settle` has work at the run's first bar."""
+        s = self.state
+        return (s.trading_state is TradingState.REDUCING and s.trading_reason == CIRCUIT_BREAKER) or any(
+            d.state is TradingState.REDUCING and d.state_reason in CLOSING for d in s.deployments.values())
 
     def settle(self, g: int) -> None:
-        """Deployments being closed (removed, superseded, rolled back, or a protocol a stopped desk did not
-        finish) whose positions have no exit on its way get their exits now; those already flat are HALTED."""
+        """Deployments being closed: one retired by a human (removed, superseded, rolled back) has its orders
+        cancelled and its positions closed, once a run; one a protocol is closing whose positions have no exit on
+        its way gets its exits (a stopped desk did not finish it); those already flat are HALTED."""
         s = self.state
-        busy = {o.deployment_id for o in s.open_orders()}
         for dep in list(s.deployments.values()):
-            if (dep.state is TradingState.REDUCING and dep.state_reason in CLOSING and dep.id not in busy
-                    and any(p.deployment_id == dep.id for p in s.open_positions())):
+            if dep.state is not TradingState.REDUCING or dep.state_reason not in CLOSING:
+                continue
+            orders = [o for p in dep.pairs for o in s.open_orders_of(dep.id, p)]
+            held = any(p.deployment_id == dep.id for p in s.open_positions())
+            if dep.state_reason in RETIRING and dep.id not in self._settled:
+                self._settled.add(dep.id)
+                if held or orders:
+                    self._flatten(g, dep.id, IntentReason.DEPLOYMENT_HALT)
+            elif held and not any(o.reason != IntentReason.ENTRY_SIGNAL.value for o in orders):
                 self._reduce_positions(g, dep.id, None, IntentReason.DEPLOYMENT_HALT)
         self.loop.reschedule_all(g)
         self.after_fills(g, self.loop.market.close_time(g))

@@ -118,6 +118,7 @@ class DeskLoop:
         self._over_budget = False
         self._t0 = 0  # the time of the run's first bar
         self._starts: list[tuple[int, str]] = []  # scheduled deployments: (start time, id), soonest first
+        self._settle_at: int | None = None  # the bar at which the lead settles what a stopped desk left closing
         self._resting = False  # whether any order other than a market order was ever sent (then poll them)
 
     # ---------------------------------------------------------------- driving
@@ -145,8 +146,8 @@ class DeskLoop:
             self._schedule(i, start - 1)
         cur = start - 1
         n = self.market.n
-        if start < n:
-            self.lead.settle(start)  # what a stopped desk was told to close (remove, rollback) closes now
+        # what a stopped desk was told to close (remove, a new version, rollback) closes at the run's first bar
+        self._settle_at = start if start < n and self.lead.needs_settling() else None
         while cur < n - 1 and not self.restart:
             nxt = min(self._next_event(cur), n)
             if nxt > cur + 1:
@@ -299,6 +300,9 @@ class DeskLoop:
             self.lead.on_breaches(g, breaches)
         self._controls(g)
         self.lead.check_answers(g)
+        if self._settle_at == g:
+            self._settle_at = None
+            self.lead.settle(g)
         if self._starts and self._starts[0][0] <= self.market.close_time(g):
             self.lead.start_due(g, self._starts)
         for i, slot in enumerate(self._slots):
@@ -388,6 +392,8 @@ class DeskLoop:
     # ---------------------------------------------------------------- lanes
     def _next_event(self, cur: int) -> int:
         nxt = min((s.next_g for s in self._slots), default=NEVER)
+        if self._settle_at is not None:
+            nxt = min(nxt, self._settle_at)
         if self._starts:  # a scheduled deployment starts at the bar closing at or after its start time
             due = int(np.searchsorted(self.market.time + self.market.tf_seconds, self._starts[0][0]))
             nxt = min(nxt, max(cur + 1, due))
@@ -471,6 +477,16 @@ class DeskLoop:
     def closes(self, g: int) -> dict[str, float]:
         """Every pair's close at bar ``g``."""
         return {p: float(track.close[g]) for p, track in self.market.pairs.items()} if self.market.n else {}
+
+    def after_handovers(self, seq_before: int, g: int) -> None:
+        """Positions may have changed hands (``lead.positions_handed_over`` after ``seq_before``): the monitor's
+        open trades follow them, and the risk book and the holdings are built again."""
+        self.ledger.flush()
+        handed = [e for e in self.ledger.events({EventKind.POSITIONS_HANDED_OVER}) if e.seq > seq_before]
+        for e in handed:
+            self.watch.on_handover(e.payload["from"], e.payload["to"], [p["pair"] for p in e.payload["positions"]])
+        if handed:
+            self.rebuild_books(g)
 
     def rebuild_books(self, g: int) -> None:
         """Positions moved without fills (a hand-over): the risk book and the holdings are built again."""

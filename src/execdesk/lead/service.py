@@ -292,11 +292,10 @@ def deploy(home: Path, bundle_path: Path, venue: str, now: int, allocation: floa
     if plan.pending:
         gate = plan.gates[-1]
         plan.approval_request = DecisionRequests(Outbox(home / "outbox")).request(
-            plan.requested_at, plan.deployment_id, f"deploy {plan.deployment_id} to {plan.venue} (real money) at "
-            f"allocation {plan.applied_allocation:g}? ({gate.reason})",
+            plan.requested_at, plan.deployment_id, f"deploy {plan.deployment_id} to {plan.venue} at allocation "
+            f"{plan.applied_allocation:g}? ({gate.reason})",
             {"request_id": plan.request_id, "by": by, "gates": [g.as_dict() for g in plan.gates]})
-    if plan.deployment_id != "unknown-v0":
-        plan.save(home)
+    plan.save(home)
     result = act(home, db_url, "deploy", now, {"plan": plan.as_dict()},
                  lambda ledger, t: apply_deploy(ledger, home, {"plan": plan.as_dict()}, t, pairs).summary())
     if "queued" in result:  # the running desk records it: say what was decided so far, and what to answer
