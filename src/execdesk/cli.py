@@ -251,6 +251,9 @@ def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonO
     out.print(f"open orders: {len(data['open_orders'])}; events: {data['events']}")
     if data["pending_requests"]:
         out.print(f"requests waiting for the desk's next bar: {', '.join(data['pending_requests'])}")
+    for waiting in data["waiting_for_a_human"]:
+        out.print(f"waiting for a human: {waiting['request_id']} ({waiting['subject']}): {waiting['question']} "
+                  f"— execdesk approve|deny {waiting['request_id']} --by NAME --reason WHY")
 
 
 @app.command()

@@ -171,6 +171,7 @@ def test_deploy_when_the_venue_trades_real_money_then_it_waits_for_a_human_who_d
     assert pending["status"] == "pending_approval"
     request = pending["approval_request"]
     assert [m.request_id for m in DecisionRequests(Outbox(home / "outbox")).pending()] == [request]
+    assert [w["request_id"] for w in service.status(home)["waiting_for_a_human"]] == [request]
     denied = service.decide(home, request, "deny", "risk-officer", "not before the testnet run", NOW + 60)
     # Assert
     assert denied["status"] == "refused"
@@ -181,6 +182,7 @@ def test_deploy_when_the_venue_trades_real_money_then_it_waits_for_a_human_who_d
         assert decided == [{"request_id": request, "deployment_id": "STR-002-v1", "decision": "denied",
                             "by": "risk-officer", "reason": "not before the testnet run"}]
         assert "STR-002-v1" not in ledger.state.deployments
+    assert service.status(home)["waiting_for_a_human"] == []
     with pytest.raises(InvalidInput, match="not waiting for approval"):
         service.decide(home, request, "approve", "someone-else", "second answer", NOW + 120)
 

@@ -34,7 +34,7 @@ from execdesk.domain.types import AlertLevel, Direction, IntentReason, OrderInte
 from execdesk.execution.oms import OrderManager
 from execdesk.execution.retry import RetryPolicy
 from execdesk.lead.lead import Lead
-from execdesk.lead.liaison import KINDS, Liaison, Message
+from execdesk.lead.liaison import KINDS, Liaison, Message, OutboxConflict
 from execdesk.monitor.alerts import Alert, AlertRouter
 from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, Holding, Holdings, Monitor, Snapshot, fold_marks
 from execdesk.monitor.watch import Watch
@@ -231,11 +231,22 @@ class DeskLoop:
 
     def send_message(self, t: int, kind: str, subject: str, summary: str, body: dict[str, Any]) -> None:
         """A message to the outside (Validation, the Orchestrator, HR): written to the outbox (and posted,
-        when configured) and recorded as ``lead.message_sent`` with where it went."""
+        when configured) and recorded as ``lead.message_sent`` with where it went.
+
+        A run killed after writing a message but before the ledger held it leaves that message in the outbox
+        (it was sent); the same message again is a no-op, a different one (a report with the new run's own
+        figures) is sent under the next free key instead of overwriting what went out."""
         message = Message(t, KINDS[kind], kind, subject, summary, body)
         files: list[str] = []
         if self.liaison is not None:
-            sent = self.liaison.send(message)
+            for resend in range(1, 100):
+                try:
+                    sent = self.liaison.send(message)
+                    break
+                except OutboxConflict:
+                    message = Message(t, KINDS[kind], kind, subject, summary, body, key=f"resent-{resend}")
+            else:
+                raise OutboxConflict(f"{kind} {subject} at {t}: 99 different messages under one name already")
             root = self.liaison.outbox.root  # paths relative to the outbox: the same run gives the same event
             files = [p.relative_to(root).as_posix() for p in (sent.written.json_path, sent.written.md_path)]
         self.record(Event(t, EventKind.MESSAGE_SENT, {"id": message.id, "to": message.to, "kind": kind,

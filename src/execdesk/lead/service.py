@@ -143,9 +143,20 @@ def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
             "quote": s.quote, "cash": f"{s.cash():.2f}", "completed": s.completed, "events": s.last_seq,
             "last_bar": s.last_bar_time, "deployments": deployments,
             "pending_requests": sorted(p.name for p in (home / "control").glob("*.json")),
+            "waiting_for_a_human": _waiting_decisions(home),
             "open_orders": [{"client_order_id": o.client_order_id, "deployment_id": o.deployment_id, "pair": o.pair,
                              "side": o.side, "qty": str(o.qty), "status": o.status.value} for o in s.open_orders()],
         }
+
+
+def _waiting_decisions(home: Path) -> list[dict[str, Any]]:
+    """The Orchestrator's decision requests no human has answered yet (what ``execdesk approve|deny`` takes)."""
+    from execdesk.lead.liaison import DecisionRequests, Outbox
+
+    if not (home / "outbox" / "orchestrator").is_dir():
+        return []
+    return [{"request_id": m.request_id, "subject": m.subject, "question": m.summary, "time": m.time}
+            for m in DecisionRequests(Outbox(home / "outbox")).pending()]
 
 
 def _ladder_name(step: int) -> str | None:
