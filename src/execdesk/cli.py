@@ -393,6 +393,36 @@ def inbox(venue: Annotated[str, typer.Option("--venue", help="Where the bundles 
 
 @app.command()
 @command
+def bots(action: Annotated[str, typer.Argument(help="start, stop, sync (their trades into the ledger) or status.")],
+         deployment: Annotated[str | None, typer.Argument(help="One deployment (default: every one on Freqtrade).")]
+         = None,
+         datadir: Annotated[Path | None, typer.Option("--datadir", help="start: run the bot offline on this "
+                                                      "Freqtrade datadir's candles (replayed).")] = None,
+         home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
+         debug: DebugOpt = False) -> None:
+    """The desk's Freqtrade bots (deployments on --venue freqtrade): start, stop, sync their trades, status."""
+    import time
+
+    from execdesk.lead import service
+
+    data = service.bots(home, action, int(time.time()), deployment, datadir, db_url)
+    if as_json:
+        _emit_json(data)
+        return
+    if "queued" in data:
+        out.print(f"sync: {data['note']} ({data['queued']})")
+    elif "recorded" in data:
+        for dep, n in data["recorded"].items():
+            out.print(f"{dep}: {n} fill(s) recorded")
+        for dep, why in data["unreachable"].items():
+            out.print(f"{dep}: bot not reached ({why})")
+    else:
+        for bot in data["bots"]:
+            out.print(", ".join(f"{k} {v}" for k, v in bot.items()))
+
+
+@app.command()
+@command
 def approve(request: Annotated[str, typer.Argument(help="The decision request id (dr-...).")], by: ByOpt,
             reason: ReasonOpt, home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
             debug: DebugOpt = False) -> None:

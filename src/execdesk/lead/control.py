@@ -78,8 +78,11 @@ def staging_of(state: DeskState) -> StagingConfig:
 
 
 # ------------------------------------------------------------------------ the same actions, two ways
-def apply_lifecycle(ledger: Ledger, request: dict[str, Any], t: int) -> dict[str, Any]:
-    """``pause`` / ``resume`` / ``remove`` of one deployment, or ``rollback`` of a strategy: recorded."""
+def apply_lifecycle(ledger: Ledger, home: Path, request: dict[str, Any], t: int) -> dict[str, Any]:
+    """``pause`` / ``resume`` / ``remove`` of one deployment, or ``rollback`` of a strategy: recorded; a
+    deployment on a Freqtrade bot has its bot told (see :func:`execdesk.lead.fleet.tell_bot`)."""
+    from execdesk.lead.fleet import tell_bot
+
     action = request["action"]
     if action == "rollback":
         return rollback(ledger, request["strategy"], request["by"], request["reason"], request["positions"], t)
@@ -87,8 +90,23 @@ def apply_lifecycle(ledger: Ledger, request: dict[str, Any], t: int) -> dict[str
         ledger.record(event)
     ledger.flush()
     dep = ledger.state.deployments[request["deployment"]]
-    return {"deployment": dep.id, "action": action, "state": dep.state.value, "reason": dep.state_reason,
-            "by": request["by"]}
+    result = {"deployment": dep.id, "action": action, "state": dep.state.value, "reason": dep.state_reason,
+              "by": request["by"]}
+    if dep.venue == "freqtrade":
+        result["bot"] = tell_bot(home, dep.id, action)
+        if action == "remove" and result["bot"]["bot"] == "told":  # its closing trades in, then the bot stops
+            from execdesk.lead.fleet import stop_bot, sync
+
+            result["bot"]["synced"] = sync(ledger, home, dep.id).as_dict()
+            result["bot"]["stopped"] = stop_bot(home, dep.id)["stopped"]
+    return result
+
+
+def apply_sync(ledger: Ledger, home: Path, request: dict[str, Any]) -> dict[str, Any]:
+    """``execdesk bots sync``: the Freqtrade bots' trades into the ledger."""
+    from execdesk.lead.fleet import sync
+
+    return sync(ledger, home, request.get("deployment")).as_dict()
 
 
 def apply_rearm(ledger: Ledger, body: dict[str, Any], t: int) -> dict[str, Any]:
@@ -170,12 +188,21 @@ def apply_request(loop: DeskLoop, g: int, request: dict[str, Any]) -> None:
                                       source="lead")
             return
         seq_before = loop.ledger.state.last_seq
+        if action == "sync_bots":
+            before = set(loop.ledger.state.fills)
+            apply_sync(loop.ledger, home, request)
+            state = loop.ledger.state
+            booked = [f for c, f in state.fills.items() if c not in before]
+            if booked:  # the bots' trades: the monitor watches them, the risk book counts them
+                loop.watch.on_fills(t, booked)
+                loop.rebuild_books(g)
+            return
         if action == "rearm":
             apply_rearm(loop.ledger, request, t)
             loop.monitor.marks = fold_marks(loop.ledger.events(set(MARK_EVENTS)))  # the peak it reset
             loop.reschedule_all(g)
             return
-        apply_lifecycle(loop.ledger, request, t)
+        apply_lifecycle(loop.ledger, home, request, t)
     except ExecdeskError as exc:
         loop.lead.raise_alert(t, AlertLevel.WARNING, "request_refused", f"{action} request refused: {exc}",
                               {"request": request}, source="lead")

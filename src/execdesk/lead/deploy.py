@@ -19,8 +19,8 @@ its reason). The gates:
   a testnet and a Freqtrade dry-run need none.
 * **deploy** — the venue takes it: the desk's paper venue (the desk's loop trades it from its start
   time on), or a Freqtrade dry-run bot folder (strategy, config, compose file, checklist) under
-  ``HOME/deployments/<id>/bot/``. A live ccxt loop is not built: such deployments are refused here,
-  by name.
+  ``HOME/deployments/<id>/bot/`` that ``execdesk bots start|sync|stop`` then drives
+  (:mod:`execdesk.lead.fleet`). A live ccxt loop is not built: such deployments are refused here, by name.
 * **monitor** — the backtest's trade returns are the monitor's baseline (``monitor.baseline``).
 
 A new version replaces the one trading (``superseded``) and takes over its positions or closes them
@@ -210,6 +210,15 @@ def deployment_folder(home: Path, deployment_id: str) -> Path:
 def plan_files(home: Path) -> list[Path]:
     """Every deployment request's plan in the home, by deployment then request."""
     return sorted((home / "deployments").glob("*/plans/*.json"))
+
+
+def load_bundle_of(home: Path, deployment_id: str) -> StrategyBundle:
+    """The bundle a deployment was deployed with (from the plan that deployed it), conditions applied."""
+    for path in sorted((deployment_folder(home, deployment_id) / "plans").glob("*.json")):
+        plan = DeployPlan.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        if plan.done:
+            return plan.strategy()
+    raise InvalidInput(f"{deployment_id}: no plan that deployed it in {deployment_folder(home, deployment_id)}")
 
 
 def find_plan_by_request(home: Path, request_id: str) -> DeployPlan:
@@ -512,8 +521,9 @@ def _deploy_gate(home: Path, state: DeskState, plan: DeployPlan, market_pairs: s
         evidence.update({"bot_folder": _rel(home, folder), "config": _rel(home, bot.config_file),
                          "compose": _rel(home, folder / "docker-compose.yml"),
                          "checklist": _rel(home, folder / "CHECKLIST.md")})
-        return GateResult("deploy", "passed", f"Freqtrade dry-run bot prepared in {folder}: start it as its "
-                          "CHECKLIST.md says", evidence)
+        return GateResult("deploy", "passed", f"Freqtrade dry-run bot prepared in {_rel(home, folder)}: "
+                          f"execdesk bots start {plan.deployment_id} runs it (or docker compose, as its "
+                          "CHECKLIST.md says); execdesk bots sync brings its trades in", evidence)
     missing = sorted(set(bundle.pairs) - market_pairs) if market_pairs is not None else []
     timeframe = (((state.config or {}).get("config") or {}).get("market") or {}).get("timeframe")
     if timeframe is not None and timeframe_to_seconds(bundle.timeframe) % timeframe_to_seconds(timeframe):

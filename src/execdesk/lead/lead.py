@@ -516,6 +516,13 @@ class Lead:
             if dep.state is not TradingState.HALTED:
                 self._set_deployment_state(t, dep.id, TradingState.REDUCING, CIRCUIT_BREAKER, evidence)
         self._flatten(g, None, IntentReason.CIRCUIT_BREAKER)
+        on_bots = [d.id for d in self.state.deployments.values() if d.venue == "freqtrade"]
+        if on_bots and self.loop.control is not None:  # every venue: the Freqtrade bots close theirs too
+            from execdesk.lead.fleet import close_all_bots
+
+            told = close_all_bots(self.loop.control.parent, on_bots, "circuit_breaker")
+            self.raise_alert(t, AlertLevel.CRITICAL, "bots_closed", f"the circuit breaker told {len(told)} "
+                             "Freqtrade bot(s) to close everything", {"bots": told}, source="executor")
 
     def _flatten(self, g: int, deployment_id: str | None, reason: IntentReason) -> None:
         loop = self.loop

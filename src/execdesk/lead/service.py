@@ -262,7 +262,11 @@ def kill(home: Path, by: str, reason: str, now: int) -> dict[str, Any]:
     path = control / f"kill-{now}.json"
     with path.open("x", encoding="utf-8") as fh:
         json.dump({"by": by, "reason": reason, "requested_at": now}, fh)
-    return {"request": str(path), "by": by, "reason": reason,
+    from execdesk.lead.fleet import close_all_bots, freqtrade_deployments
+
+    with Ledger.for_home(home) as ledger:  # read only: the bots are told at once, their trades come by sync
+        on_bots = freqtrade_deployments(ledger)
+    return {"request": str(path), "by": by, "reason": reason, "bots": close_all_bots(home, on_bots),
             "note": "acted on at the desk's next bar (a stopped desk: the first bar of its next run)"}
 
 
@@ -373,7 +377,7 @@ def lifecycle(home: Path, action: str, deployment: str, by: str, reason: str, no
     from execdesk.lead.control import act, apply_lifecycle
 
     body = {"action": action, "deployment": deployment, "by": by, "reason": reason}
-    return act(home, db_url, action, now, body, lambda ledger, t: apply_lifecycle(ledger, body, t))
+    return act(home, db_url, action, now, body, lambda ledger, t: apply_lifecycle(ledger, home, body, t))
 
 
 def rollback(home: Path, strategy: str, by: str, reason: str, now: int, positions: str = "hand_over",
@@ -382,7 +386,7 @@ def rollback(home: Path, strategy: str, by: str, reason: str, now: int, position
     from execdesk.lead.control import act, apply_lifecycle
 
     body = {"action": "rollback", "strategy": strategy, "by": by, "reason": reason, "positions": positions}
-    return act(home, db_url, "rollback", now, body, lambda ledger, t: apply_lifecycle(ledger, body, t))
+    return act(home, db_url, "rollback", now, body, lambda ledger, t: apply_lifecycle(ledger, home, body, t))
 
 
 def _refuse_if_refused(result: dict[str, Any], plan: Any) -> dict[str, Any]:
@@ -428,3 +432,36 @@ def take_inbox(home: Path, venue: str, now: int, allocation: float = 0.10, by: s
         except Refused as exc:
             results.append({"entry": entry.name, "path": str(entry.path), "status": "refused", "reason": str(exc)})
     return {"inbox": str(home / "inbox"), "taken": len(results), "results": results}
+
+
+def bots(home: Path, action: str, now: int, deployment: str | None = None, datadir: Path | None = None,
+         db_url: str | None = None) -> dict[str, Any]:
+    """``execdesk bots start|stop|sync|status [DEPLOYMENT]``: the desk's Freqtrade bots (see
+    :mod:`execdesk.lead.fleet`). ``sync`` writes their trades into the ledger (at once on a stopped desk, at the
+    running desk's next bar); the others drive the bot processes."""
+    from execdesk.lead import fleet
+    from execdesk.lead.control import act, apply_sync
+
+    if action not in ("start", "stop", "sync", "status"):
+        raise InvalidInput(f"bots: got {action!r}; expected start, stop, sync or status")
+    if datadir is not None and not datadir.is_dir():
+        raise InvalidInput(f"--datadir: {datadir} is not a folder")
+    with open_existing(home, db_url) as ledger:
+        deployments = fleet.freqtrade_deployments(ledger)
+    if deployment is not None and deployment not in deployments:
+        raise InvalidInput(f"bots: {deployment!r} is not a deployment on Freqtrade (those: "
+                           f"{', '.join(deployments) or 'none'})")
+    chosen = [deployment] if deployment is not None else deployments
+    if action == "sync":
+        body = {"action": "sync_bots", "deployment": deployment}
+        return act(home, db_url, "sync_bots", now, body, lambda ledger, _t: apply_sync(ledger, home, body))
+    if action == "start":
+        return {"bots": [fleet.start_bot(home, d, datadir) for d in chosen]}
+    if action == "stop":
+        return {"bots": [fleet.stop_bot(home, d) for d in chosen]}
+    out = []
+    for d in chosen:
+        bot = fleet.open_bot(home, d)
+        out.append({"deployment": d, "running": bot.running, "pid": bot.pid, "port": bot.port,
+                    "offline": bot.offline, "folder": str(bot.folder)})
+    return {"bots": out}

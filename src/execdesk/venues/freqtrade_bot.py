@@ -65,6 +65,7 @@ FREQTRADE_IMAGE: Final = f"freqtradeorg/freqtrade:{TESTED_FREQTRADE_VERSION}"
 TEMPLATE_VERSION: Final = 1
 DB_FILE: Final = "tradesv3.dryrun.sqlite"
 LOG_FILE: Final = "bot.log"
+PID_FILE: Final = "bot.pid"  # the running bot's pid, for the commands that did not start it
 _LOG_TAIL_LINES: Final = 30
 
 
@@ -337,6 +338,7 @@ class FreqtradeBot:
         self.name = f"freqtrade:{class_name}"
         self.api = BotApi(f"http://127.0.0.1:{settings.api_port}", credentials, settings.request_timeout_s)
         self._process: subprocess.Popen[bytes] | None = None
+        self._adopted: int | None = None  # a running bot's pid, started by another process (see open)
         self.start_seconds: float | None = None
 
     def __repr__(self) -> str:
@@ -367,12 +369,15 @@ class FreqtradeBot:
 
     @property
     def pid(self) -> int | None:
-        """The bot process's id while it was started by this object (also its process group id)."""
-        return None if self._process is None else self._process.pid
+        """The bot process's id (also its process group id): started by this object, or taken up by
+        :meth:`open` from ``bot.pid``."""
+        return self._process.pid if self._process is not None else self._adopted
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        if self._process is not None:
+            return self._process.poll() is None
+        return self._adopted is not None and _pid_alive(self._adopted)
 
     # -- prepare ---------------------------------------------------------------------------------
 
@@ -438,6 +443,29 @@ class FreqtradeBot:
         (folder / "docker-compose.yml").write_text(env.get_template("docker-compose.yml.j2").render(context),
                                                    encoding="utf-8")
         (folder / "CHECKLIST.md").write_text(env.get_template("CHECKLIST.md.j2").render(context), encoding="utf-8")
+        return bot
+
+    @classmethod
+    def open(cls, folder: Path | str) -> FreqtradeBot:
+        """The bot a folder :meth:`prepare` wrote, as it was prepared (its config, API login and, offline, its
+        replay's datadir); a bot this folder's ``bot.pid`` names that is still alive is taken up (:attr:`pid`,
+        :meth:`stop`), so a bot started by one command can be driven and stopped by another."""
+        folder = Path(folder).resolve()
+        try:
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"{folder}: no prepared Freqtrade bot here (config.json: {exc})") from None
+        api = config["api_server"]
+        args_file = folder / "harness-args.json"
+        harness = json.loads(args_file.read_text(encoding="utf-8")) if args_file.is_file() else None
+        settings = BotSettings(stake_amount=config["stake_amount"], max_open_trades=int(config["max_open_trades"]),
+                               dry_run_wallet=float(config["dry_run_wallet"]),
+                               tradable_balance_ratio=float(config["tradable_balance_ratio"]),
+                               exchange=str(config["exchange"]["name"]), api_port=int(api["listen_port"]))
+        bot = cls(folder, str(config["strategy"]), config["exchange"]["pair_whitelist"], str(config["timeframe"]),
+                  settings, _Credentials(str(api["username"]), str(api["password"]), str(api["jwt_secret_key"])),
+                  datadir=Path(harness["datadir"]) if harness else None, offline=harness is not None)
+        bot._adopted = _alive_pid(folder / PID_FILE)
         return bot
 
     def build_config(self, stake_currency: str) -> dict[str, Any]:
@@ -565,6 +593,7 @@ class FreqtradeBot:
                                     f"{self.log_tail()}")
             time.sleep(0.1)
         self.start_seconds = time.monotonic() - started
+        (self.folder / PID_FILE).write_text(f"{self._process.pid}\n", encoding="utf-8")
         return self
 
     def stop(self) -> int | None:
@@ -573,11 +602,31 @@ class FreqtradeBot:
         started)."""
         process = self._process
         if process is None:
-            return None
+            return self._stop_adopted()
         if process.poll() is None:
             with contextlib.suppress(BotError, BotUnavailable, InvalidInput):
                 self.api.stop()  # best effort: the signal below stops it anyway
-        return self._terminate()
+        code = self._terminate()
+        (self.folder / PID_FILE).unlink(missing_ok=True)
+        return code
+
+    def _stop_adopted(self) -> int | None:
+        """Stop a bot another process started (not our child: no exit code to collect)."""
+        pid = self._adopted
+        if pid is None or not _pid_alive(pid):
+            (self.folder / PID_FILE).unlink(missing_ok=True)
+            return None
+        with contextlib.suppress(BotError, BotUnavailable, InvalidInput):
+            self.api.stop()
+        _signal_group(pid, signal.SIGTERM)  # exactly one SIGTERM (see _terminate)
+        deadline = time.monotonic() + self.settings.stop_timeout_s
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _pid_alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+        self._adopted = None
+        (self.folder / PID_FILE).unlink(missing_ok=True)
+        return None
 
     def _terminate(self) -> int | None:
         process = self._process
@@ -688,6 +737,26 @@ def _environment(*, keep_freqtrade_vars: bool) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([src, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _alive_pid(path: Path) -> int | None:
+    try:
+        pid = int(path.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _pid_alive(pid) else None
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
