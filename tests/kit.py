@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -33,6 +34,18 @@ def desk_ledger(home: Path, deployment: str, pairs: Sequence[str], capital: Deci
         "timeframe": "1h", "pairs": list(pairs), "allocation": Decimal(1), "capital": capital}, deployment))
     led.flush()
     return led
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 20.0) -> Any:
+    """``predicate()``, asked every 0.2 s until it is truthy or ``timeout_s`` has passed; its last answer."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
 
 
 @contextmanager

@@ -5,7 +5,6 @@ records written out."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,6 +21,7 @@ from execdesk.errors import InvalidInput
 from execdesk.lead import fleet, service
 from execdesk.store.ledger import Ledger
 from tests.conftest import BUNDLES
+from tests.kit import wait_for
 from tests.lead.test_deploy import NOW, _desk
 
 DEP = "STR-002-v1"
@@ -76,15 +76,6 @@ def test_bots_when_the_deployment_is_not_on_freqtrade_then_invalid_input(freqtra
         service.bots(freqtrade_home, "launch", NOW)
 
 
-def _wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
-
-
 @pytest.fixture
 def running_bot(freqtrade_home: Path, tmp_path: Path) -> Iterator[Path]:
     datadir = tmp_path / "ft-data"
@@ -108,7 +99,7 @@ def test_bot_when_it_trades_then_synced_into_the_ledger_and_the_lead_pauses_remo
     assert service.bots(home, "status", NOW, DEP)["bots"][0]["running"] is True
     # the bot trades (a forced entry stands in for its strategy's signal, which needs hours of candles)
     bot.api.forceenter("SOL/USDT")
-    assert _wait_for(lambda: [t for t in bot.api.status() if t["amount"] > 0 and not t["has_open_orders"]])
+    assert wait_for(lambda: [t for t in bot.api.status() if t["amount"] > 0 and not t["has_open_orders"]])
     synced = service.bots(home, "sync", NOW)
     assert synced["recorded"] == {DEP: 1}
     with Ledger.for_home(home) as ledger:
@@ -141,8 +132,8 @@ def test_kill_when_a_bot_holds_a_trade_then_the_bot_is_told_to_close_everything(
     home = running_bot
     bot = fleet.open_bot(home, DEP)
     bot.api.forceenter("SOL/USDT")
-    assert _wait_for(lambda: [t for t in bot.api.status() if t["amount"] > 0 and not t["has_open_orders"]])
+    assert wait_for(lambda: [t for t in bot.api.status() if t["amount"] > 0 and not t["has_open_orders"]])
     killed = service.kill(home, "desk head", "test", NOW)
     assert [b["bot"] for b in killed["bots"]] == ["told"]
-    assert _wait_for(lambda: bot.api.status() == [])
+    assert wait_for(lambda: bot.api.status() == [])
     assert service.bots(home, "sync", NOW)["recorded"] == {DEP: 2}

@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import os
 import stat
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -37,6 +35,7 @@ from execdesk.venues.freqtrade_bot import (
 )
 from execdesk.venues.ft_bot_harness import ReplayFeed, replay_methods
 from tests.conftest import BUNDLES
+from tests.kit import wait_for
 
 PAIRS = ("BTC/USDT", "ETH/USDT")
 WALLET = 1000.0
@@ -46,15 +45,6 @@ STAKE = 50.0
 def _frames() -> dict[str, pd.DataFrame]:
     profiles = {p: PairProfile(start_price=100.0, base_volume=1e6) for p in PAIRS}
     return generate_market(profiles, "1h", datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 21, tzinfo=UTC), seed=7)
-
-
-def _wait_for(predicate: Any, timeout_s: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -263,7 +253,7 @@ def test_bot_when_forced_entry_then_forceexit_all_leaves_no_open_trade(bot: Freq
     trade = bot.api.forceenter("BTC/USDT")
     assert trade["pair"] == "BTC/USDT"
     assert trade["stake_amount"] == pytest.approx(STAKE)
-    filled = _wait_for(lambda: [t for t in bot.api.status() if t["amount"] > 0 and not t["has_open_orders"]])
+    filled = wait_for(lambda: [t for t in bot.api.status() if t["amount"] > 0 and not t["has_open_orders"]])
     assert filled, bot.log_tail()
     assert bot.positions()["BTC/USDT"] > 0
 
@@ -272,7 +262,7 @@ def test_bot_when_forced_entry_then_forceexit_all_leaves_no_open_trade(bot: Freq
 
     # Assert
     assert "exit" in result["result"].lower()
-    assert _wait_for(lambda: bot.api.status() == []), bot.log_tail()
+    assert wait_for(lambda: bot.api.status() == []), bot.log_tail()
     assert bot.positions() == {}
     assert bot.api.profit()["closed_trade_count"] >= 1
 
