@@ -199,10 +199,10 @@ def test_deploy_when_every_deployment_needs_approval_then_approve_deploys_it(
         ("approval", "pending"), ("approval", "approved"), ("deploy", "passed"), ("monitor", "passed")]
 
 
-def test_deploy_when_ccxt_then_the_deploy_gate_refuses_by_name_since_no_live_loop_trades_it(
+def test_deploy_when_ccxt_on_a_paper_desk_then_the_deploy_gate_refuses_naming_the_desks_venue(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path)
-    with pytest.raises(Refused, match="live ccxt loop"):
+    with pytest.raises(Refused, match="this desk's loop trades paper"):
         service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "ccxt:binance", NOW, allocation=0.1, by="ana")
     gates = _gates(home, "STR-002-v1")
     assert gates[3]["outcome"] == "not_required"

@@ -8,18 +8,12 @@ is mocked, and any connection to a host other than loopback fails the test.
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import ccxt
 import pytest
@@ -28,185 +22,12 @@ from execdesk.domain.types import ClientOrderId, OrderStatus, OrderType, Side
 from execdesk.errors import InvalidInput
 from execdesk.venues.base import OrderRejected, Venue, VenueOrder, VenueUnavailable
 from execdesk.venues.ccxt_venue import CcxtVenue
+from tests.venues.fake_binance import ORDER_PATH, FakeBinance
 
-FIXTURES = Path(__file__).parent / "fixtures" / "ccxt"
 D = Decimal
 KEY = "tEsTkEy-1234567890abcdefKEY"
 SECRET = "s3cr3t-NEVER-LOG-ME-0987654321zyx"
 PAIRS = ("BTC/USDT", "ETH/USDT", "XRP/USDT")  # XRP/USDT is configured but not listed by the exchange
-ORDER_PATH = "/api/v3/order"
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / f"{name}.json").read_text())
-
-
-# ---------------------------------------------------------------- the fake Binance
-@dataclass
-class Request:
-    method: str
-    path: str
-    params: dict[str, str]
-    headers: dict[str, str]
-    raw: str
-
-
-@dataclass
-class Fault:
-    """A canned answer to the next request matching (method, path); ``then_serve`` answers normally
-    after ``delay`` seconds instead (the request took effect; its answer came late)."""
-
-    method: str
-    path: str
-    status: int = 200
-    body: Any = None
-    raw: bytes | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    then_serve: bool = False
-
-
-class FakeBinance:
-    """Binance spot v3 from recorded responses: markets, tickers, an order book of what it was sent."""
-
-    def __init__(self) -> None:
-        self.requests: list[Request] = []
-        self.faults: list[Fault] = []
-        self.orders: dict[str, dict[str, Any]] = {}  # clientOrderId -> order
-        self._ids = 1000
-        self._lock = threading.Lock()
-        self._ticker = fixture("ticker_24hr")
-        trades = fixture("my_trades")
-        self._trades: list[dict[str, Any]] = trades["body"]
-        for o in trades["orders"]:
-            self.orders[o["clientOrderId"]] = {**fixture("order")["body"], **o}
-        self._errors = fixture("errors")["body"]
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeBinance:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def fail_next(self, method: str, path: str, error: str | None = None, **kw: Any) -> None:
-        """Queue a fault; ``error`` names a recorded Binance error of ``errors.json``."""
-        if error is not None:
-            kw.setdefault("status", self._errors[error]["status"])
-            kw.setdefault("body", self._errors[error]["body"])
-        self.faults.append(Fault(method, path, **kw))
-
-    def posts(self) -> list[Request]:
-        return [r for r in self.requests if r.method == "POST" and r.path == ORDER_PATH]
-
-    # ---------------------------------------------------------------- routing
-    def answer(self, req: Request) -> tuple[int, dict[str, str], bytes, float]:
-        with self._lock:
-            self.requests.append(req)
-            fault = next((f for f in self.faults if (f.method, f.path) == (req.method, req.path)), None)
-            if fault is not None:
-                self.faults.remove(fault)
-                if not fault.then_serve:
-                    body = fault.raw if fault.raw is not None else json.dumps(fault.body).encode()
-                    return fault.status, fault.headers, body, fault.delay
-            status, body = self._route(req)
-            return status, {}, json.dumps(body).encode(), fault.delay if fault else 0.0
-
-    def _route(self, req: Request) -> tuple[int, Any]:
-        p = req.params
-        match (req.method, req.path):
-            case ("GET", "/api/v3/exchangeInfo"):
-                return 200, fixture("exchange_info")["body"]
-            case ("GET", "/api/v3/ticker/24hr"):
-                last = self._ticker["last_prices"].get(p.get("symbol"))
-                if last is None:
-                    return self._error("invalid_symbol")
-                return 200, {**self._ticker["body"], "symbol": p["symbol"], "lastPrice": last}
-            case ("POST", "/api/v3/order"):
-                return self._place(p)
-            case ("GET", "/api/v3/order"):
-                found = self._find(p)
-                return (200, _without_fills(found)) if found else self._error("order_not_found")
-            case ("DELETE", "/api/v3/order"):
-                found = self._find(p)
-                if found is None or found["status"] not in ("NEW", "PARTIALLY_FILLED"):
-                    return self._error("unknown_order")
-                found["status"] = "CANCELED"
-                return 200, _without_fills(found)
-            case ("GET", "/api/v3/openOrders"):
-                open_ = [o for o in self.orders.values() if o["status"] in ("NEW", "PARTIALLY_FILLED")]
-                return 200, [_without_fills(o) for o in open_ if o["symbol"] == p.get("symbol", o["symbol"])]
-            case ("GET", "/api/v3/myTrades"):
-                since, limit = int(p.get("startTime", 0)), int(p.get("limit", 500))
-                return 200, [t for t in self._trades if t["symbol"] == p["symbol"] and t["time"] >= since][:limit]
-            case ("GET", "/api/v3/account"):
-                return 200, fixture("account")["body"]
-        return 404, {"code": -1, "msg": f"fake binance has no {req.method} {req.path}"}
-
-    def _error(self, name: str) -> tuple[int, Any]:
-        return self._errors[name]["status"], self._errors[name]["body"]
-
-    def _find(self, p: dict[str, str]) -> dict[str, Any] | None:
-        if "origClientOrderId" in p:
-            return self.orders.get(p["origClientOrderId"])
-        return next((o for o in self.orders.values() if str(o["orderId"]) == p.get("orderId")), None)
-
-    def _place(self, p: dict[str, str]) -> tuple[int, Any]:
-        coid = p["newClientOrderId"]
-        known = self.orders.get(coid)
-        if known is not None and known["status"] in ("NEW", "PARTIALLY_FILLED"):
-            return self._error("duplicate")
-        self._ids += 1
-        market = p["type"] == "MARKET"
-        last = self._ticker["last_prices"][p["symbol"]]
-        order = {**fixture("order")["body"], "symbol": p["symbol"], "orderId": self._ids, "clientOrderId": coid,
-                 "side": p["side"], "type": p["type"], "origQty": p["quantity"], "price": p.get("price", "0.00000000"),
-                 "stopPrice": p.get("stopPrice", "0.00000000"), "status": "FILLED" if market else "NEW",
-                 "executedQty": p["quantity"] if market else "0.00000000"}
-        if market:
-            order["fills"] = [{"price": last, "qty": p["quantity"], "commission": "0.00000000",
-                               "commissionAsset": "USDT", "tradeId": self._ids}]
-        self.orders[coid] = order
-        return 200, order
-
-
-def _without_fills(order: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in order.items() if k != "fills"}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    fake: FakeBinance
-
-    def _serve(self) -> None:
-        url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode() if length else ""
-        params = dict(parse_qsl(url.query)) | dict(parse_qsl(body))
-        req = Request(self.command, url.path, params, dict(self.headers.items()), self.path + " " + body)
-        status, headers, payload, delay = self.fake.answer(req)
-        if delay:
-            time.sleep(delay)
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
-            pass
-
-    do_GET = do_POST = do_DELETE = _serve  # noqa: N815
-
-    def log_message(self, *args: object) -> None:  # keep pytest output clean
-        pass
 
 
 # ---------------------------------------------------------------- fixtures
@@ -616,3 +437,16 @@ def test_submit_market_when_ref_price_given_then_min_notional_uses_it_without_ti
     assert err.value.code == "min_notional"
     assert not any(r.path == "/api/v3/ticker/24hr" for r in fake.requests)
     assert fake.posts() == []
+
+
+def test_venue_when_called_then_the_process_decimal_context_is_untouched(fake: FakeBinance, venue: CcxtVenue) -> None:
+    # ccxt's precision helpers set rounding (half up) and traps on the thread's decimal context; the desk's ledger
+    # rounds its own Decimals with that context, so the venue must leave it as it found it
+    import decimal
+
+    before = decimal.getcontext().copy()
+    venue.submit(order(type=OrderType.MARKET, price=None))
+    venue.balances()
+    assert venue.qty_on_step("BTC/USDT", D("0.0123456789")) == D("0.01234")
+    after = decimal.getcontext()
+    assert (after.rounding, after.prec, dict(after.traps)) == (before.rounding, before.prec, dict(before.traps))

@@ -66,10 +66,21 @@ class VenueSection(BaseModel):
     """The venue the desk trades on (see :class:`execdesk.venues.paper.PaperVenueConfig` for the paper
     venue's model). ``persist``: the paper venue keeps its own book in the home
     (``paper-venue.sqlite``) and the desk reconciles against it at every start, as with a real venue;
-    off, it lives in the desk's process and is rebuilt from the ledger (the fast replay mode)."""
+    off, it lives in the desk's process and is rebuilt from the ledger (the fast replay mode).
+
+    ``kind: ccxt`` trades an exchange through ccxt (:class:`execdesk.venues.ccxt_venue.CcxtVenue`):
+    ``exchange`` (a ccxt id), its testnet unless ``sandbox: false`` with ``live: true`` (real money), keys only
+    from ``EXECDESK_<EXCHANGE>_API_KEY`` / ``_SECRET``; ``api_url`` replaces the exchange's REST host (a proxy,
+    or a loopback exchange for tests). Such a desk runs live: ``market.source: exchange`` (the exchange's
+    candles) and ``clock: wall``; ``fee_bps`` is what its lanes count in profits."""
 
     model_config = _STRICT
-    kind: Literal["paper"] = "paper"
+    kind: Literal["paper", "ccxt"] = "paper"
+    exchange: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")
+    sandbox: bool = True
+    live: bool = False
+    api_url: str | None = Field(None, pattern=r"^https?://[^\s/]+$")
+    timeout_ms: int = Field(10_000, ge=100, le=120_000)
     fee_bps: float = Field(10.0, ge=0, le=1000)
     slippage_bps: float = Field(5.0, ge=0, le=1000)
     maker_fee_bps: float | None = Field(None, ge=0, le=1000)
@@ -124,7 +135,7 @@ class ShockSection(BaseModel):
 
 class MarketSection(BaseModel):
     model_config = _STRICT
-    source: Literal["generated", "datadir"] = "generated"
+    source: Literal["generated", "datadir", "exchange"] = "generated"
     timeframe: str = "1h"
     start: datetime
     end: datetime
@@ -218,6 +229,19 @@ class DeskConfig(BaseModel):
     liaison: LiaisonConfig = Field(default_factory=LiaisonConfig)
     lead: LeadSection = Field(default_factory=LeadSection)
     strategies: list[StrategyEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _venue_and_market(self) -> DeskConfig:
+        v, m = self.venue, self.market
+        if v.kind == "ccxt":
+            if not v.exchange:
+                raise ValueError("venue.kind is ccxt: venue.exchange must name the ccxt exchange id")
+            if m.source != "exchange" or self.clock != "wall":
+                raise ValueError("venue.kind is ccxt: the desk trades the exchange live — market.source must be "
+                                 "exchange and clock wall (history is only the strategies' warm-up)")
+        elif m.source == "exchange":
+            raise ValueError("market.source is exchange: venue.kind must be ccxt (the exchange the candles come from)")
+        return self
 
     @model_validator(mode="after")
     def _allocations(self) -> DeskConfig:

@@ -506,9 +506,13 @@ def _deploy_gate(home: Path, state: DeskState, plan: DeployPlan, market_pairs: s
     target = VenueTarget.from_str(plan.venue)
     bundle = plan.strategy()
     evidence: dict[str, Any] = {"venue": plan.venue, "start_at": plan.start_at}
-    if target.kind == "ccxt":
-        return GateResult("deploy", "refused", f"{target}: the desk's loop trades the paper venue; a live ccxt "
-                          "loop (the exchange's candles and fills) is not built, so nothing would trade it",
+    desk = desk_venue(state)
+    if target.kind == "ccxt" and str(target) != str(desk):
+        return GateResult("deploy", "refused", f"{target}: this desk's loop trades {desk}; a deployment on "
+                          f"{target} belongs on a desk whose venue is {target} (venue.kind ccxt, market.source "
+                          "exchange, clock wall)", evidence)
+    if target.kind == "paper" and desk.kind != "paper":
+        return GateResult("deploy", "refused", f"paper: this desk's loop trades {desk}, not the paper venue",
                           evidence)
     if target.kind == "freqtrade":
         from execdesk.codegen.render import render_strategy
@@ -534,7 +538,8 @@ def _deploy_gate(home: Path, state: DeskState, plan: DeployPlan, market_pairs: s
                           f"has {', '.join(sorted(market_pairs or ()))}); a desk trades the pairs its config named "
                           "when it first ran: deploy to a desk whose market.pairs lists them", evidence)
     when = "at its start time" if plan.start_at is not None else "from the desk's next bar"
-    return GateResult("deploy", "passed", f"paper venue: the desk's loop trades it {when}", evidence)
+    where = "paper venue" if target.kind == "paper" else f"{target} ({'REAL MONEY' if target.live else 'testnet'})"
+    return GateResult("deploy", "passed", f"{where}: the desk's loop trades it {when}", evidence)
 
 
 def _create(ledger: Ledger, plan: DeployPlan, t: int, capital: float | None, staging: StagingConfig | None
@@ -559,7 +564,7 @@ def _create(ledger: Ledger, plan: DeployPlan, t: int, capital: float | None, sta
             "evidence": {"start_at": plan.start_at, "by": plan.by}}, dep_id))
     elif replaced is not None:
         supersede(ledger, replaced.id, dep_id, t, plan.positions, plan.by)
-    if staging is not None and staging.enabled and plan.venue == "paper":  # starts at the first step of its allocation
+    if staging is not None and staging.enabled and plan.venue != "freqtrade":  # starts at its first step
         first = staging.steps[0]
         ledger.record(Event(t, EventKind.ALLOCATION_STAGED, {
             "deployment_id": dep_id, "action": "start", "reason": f"new deployment: starts at {first:.0%} of its "
@@ -618,6 +623,14 @@ def _equity(ledger: Ledger) -> float:
 
 
 # ------------------------------------------------------------------------ lifecycle
+def desk_venue(state: DeskState) -> VenueTarget:
+    """The venue the desk's loop trades, from the config the desk recorded."""
+    venue = (((state.config or {}).get("config") or {}).get("venue") or {})
+    if venue.get("kind") == "ccxt":
+        return VenueTarget("ccxt", venue.get("exchange"), bool(venue.get("live")))
+    return VenueTarget("paper")
+
+
 def trading_version(state: DeskState, strategy_id: str) -> DeploymentRecord | None:
     """The strategy's deployment that is not retired (the newest if several), if any."""
     live = [d for d in state.deployments.values() if d.strategy_id == strategy_id

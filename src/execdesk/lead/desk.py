@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -22,19 +24,24 @@ from execdesk.clock import Clock, ReplayClock, WallClock
 from execdesk.data.datadir import load_pair
 from execdesk.data.feed import MarketView
 from execdesk.data.generator import generate_market
+from execdesk.data.timeframes import timeframe_to_seconds
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.state import DeskState
-from execdesk.domain.types import dec
+from execdesk.domain.types import ClientOrderId, dec
 from execdesk.errors import InvalidInput, Refused
 from execdesk.lead.config import DeskConfig, PairSection
 from execdesk.lead.liaison import build_liaison
-from execdesk.lead.loop import DeskLoop, LoopStats
+from execdesk.lead.loop import DeskLoop, LoopStats, LoopVenue
 from execdesk.monitor.alerts import JsonlSink, build_router
 from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, Watermarks, fold_marks
 from execdesk.risk.config import DrawdownLadder
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import StrategyBundle, load_bundle
+from execdesk.venues.base import Venue, VenueFill, VenueOrder
 from execdesk.venues.paper import PaperVenue, PaperVenueConfig
+
+if TYPE_CHECKING:
+    from execdesk.venues.ccxt_venue import CcxtVenue
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +100,28 @@ def deployment_id(bundle: StrategyBundle) -> str:
     return f"{bundle.id}-v{bundle.version}"
 
 
-def build_market(config: DeskConfig, bundles: list[StrategyBundle]) -> MarketView:
-    """The market data the config names: generated (seeded) or read from a Freqtrade datadir."""
+def build_market(config: DeskConfig, bundles: list[StrategyBundle], exchange: CcxtVenue | None = None,
+                 now: int | None = None) -> MarketView:
+    """The market data the config names: generated (seeded), read from a Freqtrade datadir, or the exchange's
+    closed candles from ``market.start`` up to ``now`` (and at most ``market.end``)."""
     m = config.market
-    needed = sorted({p for b in bundles for p in b.pairs} | set(m.pairs))
-    if m.source == "generated":
+    needed = market_pairs_of(config, bundles)
+    if m.source == "exchange":
+        if exchange is None or now is None:
+            raise InvalidInput("market.source is exchange: the desk's exchange and the time are needed (run_desk)")
+        tf = timeframe_to_seconds(m.timeframe)
+        start, end = int(m.start.timestamp()), int(m.end.timestamp())
+        until = min(end, now - now % tf)  # the bar forming now is not closed
+        frames = {}
+        for pair in needed:
+            rows = exchange.candles(pair, m.timeframe, start, until)
+            if not rows:
+                raise InvalidInput(f"{exchange.name}: {pair} has no {m.timeframe} candles in [{m.start}, "
+                                   f"{pd.Timestamp(until, unit='s', tz='UTC')})")
+            df = pd.DataFrame(rows, columns=["date", "open", "high", "low", "close", "volume"])
+            df["date"] = pd.to_datetime(df["date"], unit="s", utc=True)
+            frames[pair] = df
+    elif m.source == "generated":
         profiles = {p: (m.pairs.get(p) or PairSection()).profile() for p in needed}
         frames = generate_market(profiles, m.timeframe, m.start, m.end, config.desk.seed, m.shocks_(), m.regimes_())
     else:
@@ -113,11 +137,15 @@ def build_market(config: DeskConfig, bundles: list[StrategyBundle]) -> MarketVie
     return MarketView(frames, m.timeframe)
 
 
+def market_pairs_of(config: DeskConfig, bundles: list[StrategyBundle]) -> list[str]:
+    return sorted({p for b in bundles for p in b.pairs} | set(config.market.pairs))
+
+
 def _deploy(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[StrategyBundle], t: int,
             market_pairs: set[str]) -> None:
     """Configure the desk (once) and take each strategy of the config through the gated pipeline
     (:mod:`execdesk.lead.deploy`) that is not deployed yet; a refused gate refuses the run (exit 3)."""
-    from execdesk.lead.deploy import VenueTarget, commit, plan_deployment, review_ahead
+    from execdesk.lead.deploy import commit, desk_venue, plan_deployment, review_ahead
 
     state = ledger.state
     if state.config is None:
@@ -133,7 +161,7 @@ def _deploy(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[Strate
     if len(todo) > 1:
         review_ahead(home, [b for b, _e in todo])
     for _bundle, entry in todo:
-        plan = plan_deployment(home, state, ledger, entry.bundle, VenueTarget("paper"), entry.allocation,
+        plan = plan_deployment(home, state, ledger, entry.bundle, desk_venue(state), entry.allocation,
                                risk=config.risk, now=t, by="config", reason="listed in the desk config",
                                drawdown=entry.drawdown.model_dump() if entry.drawdown is not None else None)
         commit(ledger, home, plan, t, market_pairs, config.risk.staging, capital=config.desk.capital)
@@ -158,13 +186,14 @@ def desk_bundles(ledger: Ledger, config: DeskConfig, bundles: list[StrategyBundl
                  ) -> list[tuple[StrategyBundle, DrawdownLadder | None]]:
     """The bundles the desk's loop trades, from the ledger's deployments on the paper venue (each as it was
     deployed: the bundle and the conditions the risk gate applied), with their own drawdown ladders."""
-    from execdesk.lead.deploy import DeployPlan
+    from execdesk.lead.deploy import DeployPlan, desk_venue
 
     by_config = {deployment_id(b): (b, e.drawdown) for b, e in zip(bundles, config.strategies, strict=True)}
+    traded = str(desk_venue(ledger.state))
     out = []
     for e in ledger.events({EventKind.DEPLOYMENT_CREATED}):
         p = e.payload
-        if p.get("venue", "paper") != "paper":
+        if p.get("venue", "paper") != traded:
             continue
         if "bundle" not in p:  # recorded before deployments carried their bundle
             out.append(by_config[p["deployment_id"]])
@@ -218,6 +247,8 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
     ids = [deployment_id(b) for b in bundles]
     if len(set(ids)) != len(ids):
         raise InvalidInput(f"strategies: the same bundle id and version is listed twice ({', '.join(ids)})")
+    if config.venue.kind == "ccxt":
+        return _run_live(config, home, bundles, progress, clock or WallClock(), db_url, started)
     market = build_market(config, bundles)
     for b in bundles:  # everything that can fail on bad input fails before the ledger is touched
         for pair in b.pairs:
@@ -245,8 +276,112 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
         lock.release()
 
 
+def _run_live(config: DeskConfig, home: Path, bundles: list[StrategyBundle],
+              progress: Callable[[int, int], None] | None, clock: Clock, db_url: str | None, started: float
+              ) -> RunSummary:
+    """A desk on an exchange: live, bar by bar as they close. The candles before the desk's first run are the
+    strategies' warm-up (nothing trades on them); from then on, at each bar's close, the desk fetches the
+    exchange's candles, rebuilds its loop on the ledger and runs the bars that closed — orders to the exchange,
+    its fills back — until ``market.end``. A restart carries on from the ledger after reconciling with the
+    exchange, like any desk."""
+    from execdesk.venues.ccxt_venue import CcxtVenue
+
+    v, m = config.venue, config.market
+    assert v.exchange is not None  # checked by DeskConfig
+    exchange = CcxtVenue.create(v.exchange, pairs=market_pairs_of(config, bundles), sandbox=v.sandbox, live=v.live,
+                                timeout_ms=v.timeout_ms, api_url=v.api_url)
+    tf = timeframe_to_seconds(m.timeframe)
+    end = int(m.end.timestamp())
+    lock = DeskLock(home)
+    if not lock.acquire():
+        raise InvalidInput(f"{home}: a desk is running in this home already ({lock.holder()}); one desk per home")
+    try:
+        with Ledger.for_home(home, db_url) as ledger:
+            market = build_market(config, bundles, exchange, clock.now())
+            for b in bundles:
+                for pair in b.pairs:
+                    market.lane_candles(pair, b.timeframe)
+            _deploy(ledger, home, config, bundles, int(market.time[0]), set(market.pairs))
+            if ledger.state.last_bar_time is None:  # the history up to now is warm-up: trading starts now
+                ledger.record(Event(market.close_time(market.n - 1), EventKind.RUN_PROGRESS, {
+                    "bar_time": int(market.time[-1]), "bars_done": market.n, "marks": {}, "warm_up": True}))
+                ledger.flush()
+            stats = LoopStats()
+            while True:
+                last_close = market.close_time(market.n - 1)
+                if ledger.state.last_bar_time is None or ledger.state.last_bar_time < int(market.time[-1]):
+                    loop = _build_loop(ledger, home, config, bundles, market, progress, clock,
+                                       RemoteVenue(exchange, v.fee_bps))
+                    loop.end_reports = last_close + tf > end
+                    stats = stats.plus(loop.run())
+                    if loop.restart:
+                        continue
+                if last_close + tf > end:
+                    break
+                clock.wait_until(last_close + tf)  # the next bar's close
+                market = build_market(config, bundles, exchange, clock.now())
+            return summarize(ledger, market, time.perf_counter() - started, stats, home)
+    finally:
+        lock.release()
+
+
+class RemoteVenue:
+    """A venue outside the desk's process (an exchange through ccxt) as the desk's loop drives it: the order
+    manager's calls go to it; the paper venue's bar hooks do nothing (the exchange fills on its own, its fills
+    come back through ``fills_since``); the orders the ledger holds open are its pending pairs, so the loop
+    looks for their fills at the next bar."""
+
+    embedded = False
+
+    def __init__(self, venue: Venue, fee_bps: float) -> None:
+        self.venue = venue
+        self.name = venue.name
+        self.config = SimpleNamespace(fee_bps=fee_bps)
+        self._state: DeskState | None = None
+
+    def restore(self, state: DeskState) -> None:
+        self._state = state
+
+    def pending_pairs(self) -> set[str]:
+        return {o.pair for o in self._state.open_orders()} if self._state is not None else set()
+
+    def on_bar(self, pair: str, time: int, open_: float, high: float, low: float, close: float, volume: float,
+               /) -> None:
+        return None
+
+    def round_qty(self, pair: str, qty: Decimal) -> Decimal:
+        """An approved quantity onto the exchange's amount step (down: never more than the risk manager allowed)."""
+        on_step = getattr(self.venue, "qty_on_step", None)
+        return on_step(pair, qty) if on_step is not None else qty
+
+    def close(self) -> None:
+        return None
+
+    def submit(self, order: VenueOrder) -> VenueOrder:
+        return self.venue.submit(order)
+
+    def cancel(self, client_order_id: ClientOrderId) -> bool:
+        return self.venue.cancel(client_order_id)
+
+    def order(self, client_order_id: ClientOrderId) -> VenueOrder | None:
+        return self.venue.order(client_order_id)
+
+    def open_orders(self) -> list[VenueOrder]:
+        return self.venue.open_orders()
+
+    def fills_since(self, cursor: int) -> tuple[list[VenueFill], int]:
+        return self.venue.fills_since(cursor)
+
+    def balances(self) -> dict[str, Decimal]:
+        return self.venue.balances()
+
+    def positions(self) -> dict[str, Decimal]:
+        return self.venue.positions()
+
+
 def _build_loop(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[StrategyBundle], market: MarketView,
-                progress: Callable[[int, int], None] | None, clock: Clock | None) -> DeskLoop:
+                progress: Callable[[int, int], None] | None, clock: Clock | None,
+                remote: RemoteVenue | None = None) -> DeskLoop:
     # the lanes' exit rules are the backtester's; the fee they count in profits is the venue's
     rules = BacktestConfig(fee=config.venue.fee_bps / 10_000)
     traded = desk_bundles(ledger, config, bundles)
@@ -254,12 +389,11 @@ def _build_loop(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[St
              for b, _ladder in traded for pair in b.pairs]
     ladders = {deployment_id(b): ladder for b, ladder in traded if ladder is not None}
     v = config.venue
-    venue = PaperVenue(config.desk.quote, dec(config.desk.capital) if v.persist else ledger.state.cash(),
-                       PaperVenueConfig(v.fee_bps, v.slippage_bps, v.maker_fee_bps, v.impact_bps,
-                                        v.max_volume_share, v.latency_ms, v.latency_jitter_ms, config.desk.seed,
-                                        v.limit_ttl_s, v.min_notional, v.qty_step),
-                       pairs=market.pairs, bar_seconds=market.tf_seconds,
-                       store=home / "paper-venue.sqlite" if v.persist else None)
+    venue: LoopVenue = remote if remote is not None else PaperVenue(
+        config.desk.quote, dec(config.desk.capital) if v.persist else ledger.state.cash(),
+        PaperVenueConfig(v.fee_bps, v.slippage_bps, v.maker_fee_bps, v.impact_bps, v.max_volume_share, v.latency_ms,
+                         v.latency_jitter_ms, config.desk.seed, v.limit_ttl_s, v.min_notional, v.qty_step),
+        pairs=market.pairs, bar_seconds=market.tf_seconds, store=home / "paper-venue.sqlite" if v.persist else None)
     the_clock = clock or (WallClock() if config.clock == "wall" else ReplayClock())
     loop = DeskLoop(ledger, market, lanes, venue, config.risk, the_clock, config.monitor.snapshot_seconds,
                     progress, ladders)

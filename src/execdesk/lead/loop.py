@@ -19,10 +19,10 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -41,9 +41,26 @@ from execdesk.monitor.watch import Watch
 from execdesk.risk.config import DrawdownLadder, RiskConfig
 from execdesk.risk.pretrade import PreTrade
 from execdesk.store.ledger import Ledger
-from execdesk.venues.paper import PaperVenue
+from execdesk.venues.base import Venue
 
 NEVER = np.iinfo(np.int64).max
+
+
+class LoopVenue(Venue, Protocol):
+    """What the loop asks of its venue beyond the order manager's :class:`~execdesk.venues.base.Venue`: the
+    paper venue's bar hooks (a remote venue's are no-ops, see :class:`~execdesk.lead.desk.RemoteVenue`)."""
+
+    @property
+    def config(self) -> Any: ...  # has fee_bps
+
+    def restore(self, state: Any) -> None: ...
+
+    def pending_pairs(self) -> set[str]: ...
+
+    def on_bar(self, pair: str, time: int, open_: float, high: float, low: float, close: float, volume: float,
+               /) -> Any: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -86,7 +103,7 @@ class DeskLoop:
     ledger: Ledger
     market: MarketView
     lanes: Sequence[Lane]
-    venue: PaperVenue
+    venue: LoopVenue
     risk: RiskConfig
     clock: Clock
     snapshot_every: int = 86_400
@@ -101,6 +118,7 @@ class DeskLoop:
     restart: bool = False  # set when a request changed the deployments: the desk rebuilds the loop and carries on
     cycle_budget: float = 0.05  # the share of a bar one monitoring cycle may take (see MonitorSection)
     human_authorizes: frozenset[str] = frozenset()  # ladder steps below EMERGENCY a human authorizes (LeadSection)
+    end_reports: bool = True  # the run's end sends its reports (a live desk: only its last run's)
 
     def __post_init__(self) -> None:
         self.oms = OrderManager(self.ledger, self.venue, self.retry)
@@ -169,6 +187,7 @@ class DeskLoop:
             # every lane candle closing in this run's bars was evaluated (most of them in vectorised stretches)
             self.stats.evaluations = sum(s.lane.evaluations_from(start) for s in self._slots)
             self.record(Event(self.market.close_time(n - 1), EventKind.RUN_PROGRESS, self._progress(n - 1)))
+        if n and self.end_reports:
             state = self.ledger.state
             self.send_message(self.market.close_time(n - 1), "portfolio_status", "portfolio",
                               f"desk {state.trading_state.value} ({state.trading_reason}); cash {state.cash():.2f} "
@@ -180,6 +199,7 @@ class DeskLoop:
                                                          "trades": d.trades} for d in state.deployments.values()}})
             self._report_validation(self.market.close_time(n - 1))
             self._report_team(self.market.close_time(n - 1))
+        if n:
             self.record(Event(self.market.close_time(n - 1), EventKind.RUN_COMPLETED, {
                 "bars": n, "orders": self.stats.orders, "fills": self.stats.fills,
                 "marks": self.monitor.marks.as_payload()}))
@@ -459,6 +479,13 @@ class DeskLoop:
             self._marked_g = g
         verdict = self.pretrade.decide(intent, self.lead.context(intent.deployment_id))
         t = self.market.close_time(g)
+        round_qty = getattr(self.venue, "round_qty", None)
+        if verdict.approved and round_qty is not None:  # a remote venue takes quantities on its amount step only
+            on_step = round_qty(intent.pair, verdict.qty)
+            if on_step != verdict.qty:
+                verdict = (replace(verdict, qty=on_step) if on_step > 0 else
+                           replace(verdict, approved=False, rule="venue_step", qty=Decimal(0),
+                                   reason=f"{verdict.qty} is below one amount step of {self.venue.name}"))
         if verdict.approved:
             coid = self.oms.submit(intent, verdict, t)
             if coid is not None:

@@ -58,6 +58,8 @@ A venue object is not thread-safe (neither is a ccxt exchange): one per thread.
 
 from __future__ import annotations
 
+import decimal
+import functools
 import logging
 import os
 import re
@@ -65,8 +67,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from functools import partial
-from typing import Any, TypeVar
-from urllib.parse import quote
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 import ccxt  # type: ignore[import-untyped]
 
@@ -77,6 +79,21 @@ from execdesk.venues.base import OrderRejected, VenueFill, VenueOrder, VenueUnav
 log = logging.getLogger(__name__)
 HTTP_LOG = logging.getLogger(__name__ + ".http")
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _own_decimal_context(method: Callable[P, R]) -> Callable[P, R]:
+    """Run ``method`` in its own copy of the decimal context: ccxt's precision helpers set the context's rounding
+    (half up) and traps on the thread's context, which would otherwise change how the desk's ledger rounds its
+    own Decimals after the first call (and the same events would fold differently in another process)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with decimal.localcontext():
+            return method(*args, **kwargs)
+
+    return wrapper
 
 #: ccxt options per exchange id, so that loading markets touches only the spot endpoints
 #: (Binance otherwise also asks its margin/futures/"capital config" APIs, which testnets lack).
@@ -107,6 +124,8 @@ class CcxtVenueConfig:
         other bots on the account) are not reported (default "ed-", the desk's ids; "" reports all).
     trades_page: trades asked per ``fetch_my_trades`` page (default 500).
     options: extra ccxt options, merged over :data:`EXCHANGE_OPTIONS`.
+    api_url: ``scheme://host[:port]`` replacing the exchange's own in every REST URL (after the sandbox
+        switch): a proxy, or a loopback exchange in tests; paths are kept.
     """
 
     exchange_id: str
@@ -119,6 +138,7 @@ class CcxtVenueConfig:
     client_order_id_prefix: str = "ed-"
     trades_page: int = 500
     options: Mapping[str, Any] = field(default_factory=dict)
+    api_url: str | None = None  # replaces the scheme and host of every REST URL (a proxy, a loopback exchange)
 
     def __post_init__(self) -> None:
         if self.exchange_id not in ccxt.exchanges:
@@ -197,6 +217,8 @@ class CcxtVenue:
                     "and needs sandbox=False and live=True") from None
         else:
             log.warning("ccxt venue %s: LIVE trading (sandbox off, live=True)", config.exchange_id)
+        if config.api_url:
+            _point_at(exchange.urls.get("api"), urlsplit(config.api_url))
         return cls(exchange, config, secrets)
 
     @property
@@ -208,7 +230,24 @@ class CcxtVenue:
         mode = "sandbox" if self.config.sandbox else "LIVE"
         return f"CcxtVenue({self.config.exchange_id}, {mode}, pairs={list(self.config.pairs)})"
 
+    @_own_decimal_context
+    def candles(self, pair: str, timeframe: str, since: int, until: int, page: int = 1000) -> list[list[float]]:
+        """The exchange's closed candles of ``pair`` opening in [``since``, ``until``) (epoch seconds), as
+        ``[open time s, open, high, low, close, volume]`` rows, paged through ``fetch_ohlcv``."""
+        rows: list[list[float]] = []
+        cursor = since * 1000
+        while cursor < until * 1000:
+            batch = self._read(partial(self._exchange.fetch_ohlcv, pair, timeframe, cursor, page))
+            fresh = [r for r in batch if cursor <= int(r[0]) < until * 1000]
+            if not fresh:
+                break
+            rows.extend([int(r[0]) // 1000, float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5])]
+                        for r in fresh)
+            cursor = int(fresh[-1][0]) + 1
+        return rows
+
     # ---------------------------------------------------------------- Venue protocol: orders
+    @_own_decimal_context
     def submit(self, order: VenueOrder) -> VenueOrder:
         coid = order.client_order_id
         known = self._placed.get(coid)
@@ -233,6 +272,7 @@ class CcxtVenue:
                  order.pair, placed.venue_order_id)
         return self._remember(replace(placed, submitted_at=order.submitted_at))
 
+    @_own_decimal_context
     def cancel(self, client_order_id: ClientOrderId) -> bool:
         current = self.order(client_order_id)
         if current is None or not current.status.is_open or current.venue_order_id is None:
@@ -244,9 +284,11 @@ class CcxtVenue:
         self._placed.pop(client_order_id, None)
         return True
 
+    @_own_decimal_context
     def order(self, client_order_id: ClientOrderId) -> VenueOrder | None:
         return self._lookup(client_order_id, self._pair_of.get(client_order_id))
 
+    @_own_decimal_context
     def open_orders(self) -> list[VenueOrder]:
         self._markets()
         out: list[VenueOrder] = []
@@ -256,6 +298,7 @@ class CcxtVenue:
         return out
 
     # ---------------------------------------------------------------- Venue protocol: fills, balances
+    @_own_decimal_context
     def fills_since(self, cursor: int) -> tuple[list[VenueFill], int]:
         self._markets()
         trades: dict[str, tuple[int, dict[str, Any]]] = {}
@@ -279,6 +322,7 @@ class CcxtVenue:
         self._seen_at_cursor = (newest, frozenset(at_newest | (seen_ids if newest == seen_ms else set())))
         return fills, newest
 
+    @_own_decimal_context
     def balances(self) -> dict[str, Decimal]:
         """Free + used per asset, zero balances left out."""
         raw = self._read(self._exchange.fetch_balance)
@@ -290,6 +334,7 @@ class CcxtVenue:
                 out[asset] = total
         return out
 
+    @_own_decimal_context
     def positions(self) -> dict[str, Decimal]:
         """Spot: each configured pair's base-asset balance (see the module docstring)."""
         bal = self.balances()
@@ -355,6 +400,15 @@ class CcxtVenue:
             if self.config.check_balance:
                 self._check_balance(order, market, notional)
         return float(order.qty), (float(price) if price is not None else None), params
+
+    @_own_decimal_context
+    def qty_on_step(self, pair: str, qty: Decimal) -> Decimal:
+        """``qty`` rounded down onto the market's amount step (0 when below one step): what to ask for."""
+        self._markets()
+        try:
+            return Decimal(str(self._exchange.amount_to_precision(pair, str(qty))))
+        except ccxt.InvalidOrder:
+            return Decimal(0)
 
     def _on_step(self, what: str, value: Decimal, to_precision: Callable[[str, Any], Any], pair: str) -> Decimal:
         try:
@@ -626,3 +680,14 @@ def _num(value: object) -> Decimal | None:
     if isinstance(value, float | int | str | Decimal):
         return dec(value)
     raise TypeError(f"{type(value).__name__} where a number was expected")
+
+
+def _point_at(urls: Any, target: SplitResult) -> None:
+    """Every URL in ccxt's (nested) ``urls['api']`` with ``target``'s scheme and host, its path kept."""
+    if not isinstance(urls, dict):
+        return
+    for key, url in urls.items():
+        if isinstance(url, dict):
+            _point_at(url, target)
+        elif isinstance(url, str):
+            urls[key] = urlunsplit((target.scheme, target.netloc, urlsplit(url).path, "", ""))
