@@ -198,3 +198,28 @@ def test_live_desk_when_a_bundle_is_deployed_then_only_the_desks_own_venue_passe
     result = service.deploy(home, _scalper(tmp_path, 3), "ccxt:binance", 1_900_000_000, allocation=0.1, by="ana")
     deploy_gate = next(g for g in result["gates"] if g["gate"] == "deploy")
     assert deploy_gate["reason"].startswith("ccxt:binance (testnet)")
+
+
+def test_live_desk_when_restarted_after_downtime_then_it_skips_the_missed_bars_and_says_so(
+        exchange: tuple[LiveBinance, SteppedClock], tmp_path: Path) -> None:
+    fake, clock = exchange
+    home = tmp_path / "home"
+    config = _config(tmp_path, fake)
+    run_desk(load_desk_config(config), home, clock=clock)
+    # Arrange: the desk is down for ten minutes, then started again with a later end
+    clock.t += 10 * 60
+    back_at = clock.now()
+    data = yaml.safe_load(config.read_text())
+    data["market"]["end"] = datetime.fromtimestamp(END + 20 * 60, UTC).isoformat()
+    later = tmp_path / "live-later.yaml"
+    later.write_text(yaml.safe_dump(data, sort_keys=False))
+    # Act
+    run_desk(load_desk_config(later), home, clock=clock)
+    # Assert: the missed bars are skipped (said in an alert), nothing is decided on them
+    with Ledger.for_home(home) as ledger:
+        skipped = [e.payload for e in ledger.events({EventKind.ALERT_RAISED})
+                   if e.payload["code"] == "live_bars_skipped"]
+        assert len(skipped) == 1
+        assert skipped[0]["evidence"]["skipped"] >= 9
+        gap = [o for o in ledger.state.orders.values() if END < o.signal_time < back_at - 60]
+        assert gap == []

@@ -302,9 +302,19 @@ def _run_live(config: DeskConfig, home: Path, bundles: list[StrategyBundle],
                 for pair in b.pairs:
                     market.lane_candles(pair, b.timeframe)
             _deploy(ledger, home, config, bundles, int(market.time[0]), set(market.pairs))
-            if ledger.state.last_bar_time is None:  # the history up to now is warm-up: trading starts now
+            last = ledger.state.last_bar_time
+            if last is None:  # the history up to now is warm-up: trading starts now
                 ledger.record(Event(market.close_time(market.n - 1), EventKind.RUN_PROGRESS, {
                     "bar_time": int(market.time[-1]), "bars_done": market.n, "marks": {}, "warm_up": True}))
+                ledger.flush()
+            elif market.n >= 2 and last < int(market.time[-2]):  # down for a while: no trading on stale bars
+                missed = int((market.time > last).sum()) - 1
+                ledger.record(Event(market.close_time(market.n - 2), EventKind.RUN_PROGRESS, {
+                    "bar_time": int(market.time[-2]), "bars_done": market.n - 1, "marks": {}, "skipped": missed}))
+                ledger.record(Event(market.close_time(market.n - 2), EventKind.ALERT_RAISED, {
+                    "level": "WARNING", "source": "lead", "code": "live_bars_skipped", "scope": "portfolio",
+                    "message": f"the live desk was down: {missed} closed bar(s) skipped; it acts on the latest only",
+                    "evidence": {"last_bar_before": last, "skipped": missed}}))
                 ledger.flush()
             stats = LoopStats()
             while True:
