@@ -194,14 +194,17 @@ class OrderManager:
                                  rec.deployment_id))
 
     # ---------------------------------------------------------------- cancels
-    def cancel_open(self, time: int, reason: str, deployment_id: str | None = None) -> int:
-        """Cancel every open order (of one deployment, or all); record each cancel the venue confirms.
+    def cancel_open(self, time: int, reason: str, deployment_id: str | None = None, entries_only: bool = False) -> int:
+        """Cancel every open order (of one deployment, or all; only entries with ``entries_only``); record each
+        cancel the venue confirms.
 
         A cancel the venue could not be reached for stays pending and is retried at each :meth:`send`.
         """
         count = 0
         for order in list(self.ledger.state.open_orders()):
             if deployment_id is not None and order.deployment_id != deployment_id:
+                continue
+            if entries_only and order.reason != "entry_signal":
                 continue
             count += self._cancel_one(order.client_order_id, reason, time)
         return count

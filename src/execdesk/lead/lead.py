@@ -70,7 +70,6 @@ class Lead:
         self._decided: dict[str, str] = {}  # deployment -> the strategy-halt decision taken so far
         self._drift: dict[str, tuple[str, list[dict[str, Any]], int]] = {}  # the monitor's last verdict, evidence
         self._proposed: set[str] = set()  # deployments the risk manager proposed to remove (staging)
-        self._settled: set[str] = set()  # retired deployments whose orders and positions were closed in this run
         # ladder steps waiting for a human: decision request id -> (deployment or None, step, action, evidence)
         self._awaiting: dict[str, tuple[str | None, str, str, dict[str, Any]]] = {}
         for e in loop.ledger.events({EventKind.STRATEGY_REVIEWED, EventKind.DRIFT_ASSESSED,
@@ -437,23 +436,21 @@ class Lead:
             d.state is TradingState.REDUCING and d.state_reason in CLOSING for d in s.deployments.values())
 
     def settle(self, g: int) -> None:
-        """Deployments being closed: one retired by a human (removed, superseded, rolled back) has its orders
-        cancelled and its positions closed, once a run; one a protocol is closing whose positions have no exit on
-        its way gets its exits (a stopped desk did not finish it); those already flat are HALTED."""
+        """Deployments being closed (removed, superseded, rolled back by a human; or a protocol a stopped desk did
+        not finish): their entry orders cancelled, an exit for whatever of their positions no exit on its way
+        covers; those already flat are HALTED. Idempotent: a desk that settles again sends nothing twice."""
         s = self.state
+        t = self.loop.market.close_time(g)
         for dep in list(s.deployments.values()):
             if dep.state is not TradingState.REDUCING or dep.state_reason not in CLOSING:
                 continue
-            orders = [o for p in dep.pairs for o in s.open_orders_of(dep.id, p)]
-            held = any(p.deployment_id == dep.id for p in s.open_positions())
-            if dep.state_reason in RETIRING and dep.id not in self._settled:
-                self._settled.add(dep.id)
-                if held or orders:
-                    self._flatten(g, dep.id, IntentReason.DEPLOYMENT_HALT)
-            elif held and not any(o.reason != IntentReason.ENTRY_SIGNAL.value for o in orders):
-                self._reduce_positions(g, dep.id, None, IntentReason.DEPLOYMENT_HALT)
+            if any(o.reason == IntentReason.ENTRY_SIGNAL.value for p in dep.pairs for o in s.open_orders_of(dep.id, p)):
+                self.loop.oms.cancel_open(t, IntentReason.DEPLOYMENT_HALT.value, dep.id, entries_only=True)
+                self.loop.after_cancels()
+            if any(p.deployment_id == dep.id for p in s.open_positions()):
+                self._reduce_positions(g, dep.id, None, IntentReason.DEPLOYMENT_HALT)  # the uncovered rest only
         self.loop.reschedule_all(g)
-        self.after_fills(g, self.loop.market.close_time(g))
+        self.after_fills(g, t)
 
     # ---------------------------------------------------------------- protocols
     def manual_kill(self, g: int, by: str, reason: str) -> None:
