@@ -322,7 +322,8 @@ def _run_live(config: DeskConfig, home: Path, bundles: list[StrategyBundle],
                 if ledger.state.last_bar_time is None or ledger.state.last_bar_time < int(market.time[-1]):
                     loop = _build_loop(ledger, home, config, bundles, market, progress, clock,
                                        RemoteVenue(exchange, v.fee_bps))
-                    loop.end_reports = last_close + tf > end
+                    # the reports of a run's end: daily (at the bar closing at midnight UTC) and at the desk's end
+                    loop.end_reports = last_close + tf > end or last_close % 86_400 == 0
                     stats = stats.plus(loop.run())
                     if loop.restart:
                         continue
