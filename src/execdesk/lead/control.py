@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from execdesk.domain.events import EventKind
-from execdesk.lead.deploy import DeployPlan, commit, lifecycle_event, rollback
+from execdesk.lead.deploy import DeployPlan, commit
+from execdesk.lead.lifecycle import lifecycle_event, rollback
 from execdesk.monitor.equity import MARK_EVENTS, fold_marks
 from execdesk.risk.config import RiskConfig, StagingConfig
 

@@ -496,7 +496,7 @@ _OUTCOME_WORDS = {"passed": "ok", "not_required": "not required"}
 def timeline(ledger: Ledger) -> list[dict[str, Any]]:
     """What the desk decided, in order: deployments through the gates, alerts, the circuit breaker's steps,
     the lifecycle of deployments (scheduled, paused, removed, rolled back) and the desk's state changes."""
-    from execdesk.lead.deploy import LIFECYCLE_REASONS
+    from execdesk.lead.lifecycle import LIFECYCLE_REASONS
 
     out = []
     gates: dict[str, list[str]] = {}

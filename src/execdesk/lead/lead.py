@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import QUANTUM, AlertLevel, Direction, IntentReason, OrderIntent, TradingState, dec
-from execdesk.lead.deploy import RETIRING, SCHEDULED, STARTED, supersede
+from execdesk.lead.lifecycle import RETIRING, SCHEDULED, STARTED, supersede
 from execdesk.monitor.alerts import Alert
 from execdesk.monitor.equity import PORTFOLIO, Breach, Limit, Snapshot
 from execdesk.risk.config import LADDER_STEPS, DrawdownLadder

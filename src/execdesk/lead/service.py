@@ -117,7 +117,7 @@ def open_existing(home: Path, db_url: str | None) -> Ledger:
 def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
     """``execdesk status``: the projections of the ledger, as data."""
     from execdesk.domain.events import EventKind
-    from execdesk.lead.deploy import lifecycle as lifecycle_of
+    from execdesk.lead.lifecycle import lifecycle as lifecycle_of
 
     with open_existing(home, db_url) as ledger:
         s = ledger.state
