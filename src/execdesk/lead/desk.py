@@ -11,9 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -27,7 +25,7 @@ from execdesk.data.generator import generate_market
 from execdesk.data.timeframes import timeframe_to_seconds
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.state import DeskState
-from execdesk.domain.types import ClientOrderId, dec
+from execdesk.domain.types import dec
 from execdesk.errors import InvalidInput, Refused
 from execdesk.lead.config import DeskConfig, PairSection
 from execdesk.lead.liaison import build_liaison
@@ -37,7 +35,6 @@ from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, Watermarks, fold_mar
 from execdesk.risk.config import DrawdownLadder
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import StrategyBundle, load_bundle
-from execdesk.venues.base import Venue, VenueFill, VenueOrder
 from execdesk.venues.paper import PaperVenue, PaperVenueConfig
 
 if TYPE_CHECKING:
@@ -141,7 +138,7 @@ def market_pairs_of(config: DeskConfig, bundles: list[StrategyBundle]) -> list[s
     return sorted({p for b in bundles for p in b.pairs} | set(config.market.pairs))
 
 
-def _deploy(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[StrategyBundle], t: int,
+def deploy_configured(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[StrategyBundle], t: int,
             market_pairs: set[str]) -> None:
     """Configure the desk (once) and take each strategy of the config through the gated pipeline
     (:mod:`execdesk.lead.deploy`) that is not deployed yet; a refused gate refuses the run (exit 3)."""
@@ -248,7 +245,9 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
     if len(set(ids)) != len(ids):
         raise InvalidInput(f"strategies: the same bundle id and version is listed twice ({', '.join(ids)})")
     if config.venue.kind == "ccxt":
-        return _run_live(config, home, bundles, progress, clock or WallClock(), db_url, started)
+        from execdesk.lead.live import run_live
+
+        return run_live(config, home, bundles, progress, clock or WallClock(), db_url, started)
     market = build_market(config, bundles)
     for b in bundles:  # everything that can fail on bad input fails before the ledger is touched
         for pair in b.pairs:
@@ -258,12 +257,12 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
         raise InvalidInput(f"{home}: a desk is running in this home already ({lock.holder()}); one desk per home")
     try:
         with Ledger.for_home(home, db_url) as ledger:  # an error drops what the loop had not flushed: see DeskLoop
-            _deploy(ledger, home, config, bundles, int(market.time[0]), set(market.pairs))
+            deploy_configured(ledger, home, config, bundles, int(market.time[0]), set(market.pairs))
             state = ledger.state
             done = state.completed and state.last_bar_time is not None and state.last_bar_time >= int(market.time[-1])
             stats = LoopStats(bars=market.n)
             while not done:
-                loop = _build_loop(ledger, home, config, bundles, market, progress, clock)
+                loop = build_loop(ledger, home, config, bundles, market, progress, clock)
                 try:
                     more = loop.run()
                 finally:
@@ -276,123 +275,9 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
         lock.release()
 
 
-def _run_live(config: DeskConfig, home: Path, bundles: list[StrategyBundle],
-              progress: Callable[[int, int], None] | None, clock: Clock, db_url: str | None, started: float
-              ) -> RunSummary:
-    """A desk on an exchange: live, bar by bar as they close. The candles before the desk's first run are the
-    strategies' warm-up (nothing trades on them); from then on, at each bar's close, the desk fetches the
-    exchange's candles, rebuilds its loop on the ledger and runs the bars that closed — orders to the exchange,
-    its fills back — until ``market.end``. A restart carries on from the ledger after reconciling with the
-    exchange, like any desk."""
-    from execdesk.venues.ccxt_venue import CcxtVenue
-
-    v, m = config.venue, config.market
-    assert v.exchange is not None  # checked by DeskConfig
-    exchange = CcxtVenue.create(v.exchange, pairs=market_pairs_of(config, bundles), sandbox=v.sandbox, live=v.live,
-                                timeout_ms=v.timeout_ms, api_url=v.api_url)
-    tf = timeframe_to_seconds(m.timeframe)
-    end = int(m.end.timestamp())
-    lock = DeskLock(home)
-    if not lock.acquire():
-        raise InvalidInput(f"{home}: a desk is running in this home already ({lock.holder()}); one desk per home")
-    try:
-        with Ledger.for_home(home, db_url) as ledger:
-            market = build_market(config, bundles, exchange, clock.now())
-            for b in bundles:
-                for pair in b.pairs:
-                    market.lane_candles(pair, b.timeframe)
-            _deploy(ledger, home, config, bundles, int(market.time[0]), set(market.pairs))
-            last = ledger.state.last_bar_time
-            if last is None:  # the history up to now is warm-up: trading starts now
-                ledger.record(Event(market.close_time(market.n - 1), EventKind.RUN_PROGRESS, {
-                    "bar_time": int(market.time[-1]), "bars_done": market.n, "marks": {}, "warm_up": True}))
-                ledger.flush()
-            elif market.n >= 2 and last < int(market.time[-2]):  # down for a while: no trading on stale bars
-                missed = int((market.time > last).sum()) - 1
-                ledger.record(Event(market.close_time(market.n - 2), EventKind.RUN_PROGRESS, {
-                    "bar_time": int(market.time[-2]), "bars_done": market.n - 1, "marks": {}, "skipped": missed}))
-                ledger.record(Event(market.close_time(market.n - 2), EventKind.ALERT_RAISED, {
-                    "level": "WARNING", "source": "lead", "code": "live_bars_skipped", "scope": "portfolio",
-                    "message": f"the live desk was down: {missed} closed bar(s) skipped; it acts on the latest only",
-                    "evidence": {"last_bar_before": last, "skipped": missed}}))
-                ledger.flush()
-            stats = LoopStats()
-            while True:
-                last_close = market.close_time(market.n - 1)
-                if ledger.state.last_bar_time is None or ledger.state.last_bar_time < int(market.time[-1]):
-                    loop = _build_loop(ledger, home, config, bundles, market, progress, clock,
-                                       RemoteVenue(exchange, v.fee_bps))
-                    # the reports of a run's end: daily (at the bar closing at midnight UTC) and at the desk's end
-                    loop.end_reports = last_close + tf > end or last_close % 86_400 == 0
-                    stats = stats.plus(loop.run())
-                    if loop.restart:
-                        continue
-                if last_close + tf > end:
-                    break
-                clock.wait_until(last_close + tf)  # the next bar's close
-                market = build_market(config, bundles, exchange, clock.now())
-            return summarize(ledger, market, time.perf_counter() - started, stats, home)
-    finally:
-        lock.release()
-
-
-class RemoteVenue:
-    """A venue outside the desk's process (an exchange through ccxt) as the desk's loop drives it: the order
-    manager's calls go to it; the paper venue's bar hooks do nothing (the exchange fills on its own, its fills
-    come back through ``fills_since``); the orders the ledger holds open are its pending pairs, so the loop
-    looks for their fills at the next bar."""
-
-    embedded = False
-
-    def __init__(self, venue: Venue, fee_bps: float) -> None:
-        self.venue = venue
-        self.name = venue.name
-        self.config = SimpleNamespace(fee_bps=fee_bps)
-        self._state: DeskState | None = None
-
-    def restore(self, state: DeskState) -> None:
-        self._state = state
-
-    def pending_pairs(self) -> set[str]:
-        return {o.pair for o in self._state.open_orders()} if self._state is not None else set()
-
-    def on_bar(self, pair: str, time: int, open_: float, high: float, low: float, close: float, volume: float,
-               /) -> None:
-        return None
-
-    def round_qty(self, pair: str, qty: Decimal) -> Decimal:
-        """An approved quantity onto the exchange's amount step (down: never more than the risk manager allowed)."""
-        on_step = getattr(self.venue, "qty_on_step", None)
-        return on_step(pair, qty) if on_step is not None else qty
-
-    def close(self) -> None:
-        return None
-
-    def submit(self, order: VenueOrder) -> VenueOrder:
-        return self.venue.submit(order)
-
-    def cancel(self, client_order_id: ClientOrderId) -> bool:
-        return self.venue.cancel(client_order_id)
-
-    def order(self, client_order_id: ClientOrderId) -> VenueOrder | None:
-        return self.venue.order(client_order_id)
-
-    def open_orders(self) -> list[VenueOrder]:
-        return self.venue.open_orders()
-
-    def fills_since(self, cursor: int) -> tuple[list[VenueFill], int]:
-        return self.venue.fills_since(cursor)
-
-    def balances(self) -> dict[str, Decimal]:
-        return self.venue.balances()
-
-    def positions(self) -> dict[str, Decimal]:
-        return self.venue.positions()
-
-
-def _build_loop(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[StrategyBundle], market: MarketView,
+def build_loop(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[StrategyBundle], market: MarketView,
                 progress: Callable[[int, int], None] | None, clock: Clock | None,
-                remote: RemoteVenue | None = None) -> DeskLoop:
+                remote: LoopVenue | None = None) -> DeskLoop:
     # the lanes' exit rules are the backtester's; the fee they count in profits is the venue's
     rules = BacktestConfig(fee=config.venue.fee_bps / 10_000)
     traded = desk_bundles(ledger, config, bundles)
