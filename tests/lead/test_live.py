@@ -8,7 +8,6 @@ live session of twenty minutes runs in seconds, through ccxt's real HTTP layer a
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -29,7 +28,7 @@ from execdesk.lead.desk import run_desk
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import load_bundle
 from tests.conftest import BUNDLES
-from tests.venues.fake_binance import FakeBinance, Request
+from tests.venues.fake_binance import FakeBinance, Request, loopback_only  # noqa: F401 (an autouse fixture)
 
 T0 = int(datetime(2024, 6, 3, 12, 0, tzinfo=UTC).timestamp())  # the desk's first live bar opens here
 START = T0 - 6 * 3600  # warm-up from here
@@ -101,19 +100,6 @@ class LiveBinance(FakeBinance):
         self.holdings[base] = self.holdings.get(base, Decimal(0)) + sign * qty
         self.holdings["USDT"] -= sign * qty * price + fee
         return status, order
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any connection to a host other than 127.0.0.1 fails the test."""
-    real_connect = socket.socket.connect
-
-    def connect(sock: socket.socket, address: Any) -> Any:
-        if isinstance(address, tuple) and address[0] != "127.0.0.1":
-            raise AssertionError(f"test tried to reach {address}")
-        return real_connect(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ README), the orders it is sent kept, every request recorded, faults injected on 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -11,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ccxt"
 ORDER_PATH = "/api/v3/order"
@@ -186,3 +189,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:  # keep pytest output clean
         pass
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any connection to a host other than 127.0.0.1 fails the test."""
+    real_connect = socket.socket.connect
+
+    def connect(sock: socket.socket, address: Any) -> Any:
+        if isinstance(address, tuple) and address[0] != "127.0.0.1":
+            raise AssertionError(f"test tried to reach {address}")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)

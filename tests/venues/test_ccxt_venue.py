@@ -9,7 +9,6 @@ is mocked, and any connection to a host other than loopback fails the test.
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -22,7 +21,7 @@ from execdesk.domain.types import ClientOrderId, OrderStatus, OrderType, Side
 from execdesk.errors import InvalidInput
 from execdesk.venues.base import OrderRejected, Venue, VenueOrder, VenueUnavailable
 from execdesk.venues.ccxt_venue import CcxtVenue
-from tests.venues.fake_binance import ORDER_PATH, FakeBinance
+from tests.venues.fake_binance import ORDER_PATH, FakeBinance, loopback_only  # noqa: F401 (an autouse fixture)
 
 D = Decimal
 KEY = "tEsTkEy-1234567890abcdefKEY"
@@ -31,19 +30,6 @@ PAIRS = ("BTC/USDT", "ETH/USDT", "XRP/USDT")  # XRP/USDT is configured but not l
 
 
 # ---------------------------------------------------------------- fixtures
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any connection to a host other than 127.0.0.1 fails the test."""
-    real_connect = socket.socket.connect
-
-    def connect(sock: socket.socket, address: Any) -> Any:
-        if isinstance(address, tuple) and address[0] != "127.0.0.1":
-            raise AssertionError(f"test tried to reach {address}")
-        return real_connect(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-
-
 @pytest.fixture
 def keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXECDESK_BINANCE_API_KEY", KEY)
