@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from execdesk.errors import ExecdeskError, InvalidInput, TemporaryError
+from execdesk.errors import ExecdeskError, InvalidInput
 from execdesk.execution.retry import RetryPolicy
 from execdesk.monitor.alerts import SinkResult, WebhookEndpoint, WebhookSink, redact_url
 from execdesk.strategy import load_bundle
@@ -335,23 +335,7 @@ class JsonPoster(WebhookSink):
 
     def post(self, payload: Mapping[str, Any]) -> SinkResult:
         """POST ``payload``; never raises: a failure is a :class:`SinkResult` with a scrubbed error."""
-        attempts = 0
-
-        def once() -> int:
-            nonlocal attempts
-            attempts += 1
-            return self._post(body)
-
-        try:
-            body = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
-            status = self.retry.call(once)
-        except TemporaryError as exc:
-            return SinkResult(self.name, False, attempts, getattr(exc, "status", None), self.scrub(f"gave up: {exc}"))
-        except Exception as exc:  # a delivery never breaks the desk
-            status_code = getattr(exc, "status", None)
-            text = str(exc) if status_code is not None else f"{type(exc).__name__}: {exc}"
-            return SinkResult(self.name, False, attempts, status_code, self.scrub(text))
-        return SinkResult(self.name, True, attempts, status)
+        return self.deliver(payload)
 
 
 def post_json(url: str, payload: Mapping[str, Any], retry: RetryPolicy | None = None,

@@ -452,7 +452,11 @@ class WebhookSink(AlertSink):
         return text
 
     def send(self, alert: Alert) -> SinkResult:
-        body = json.dumps(self.payload(alert), ensure_ascii=False, default=str).encode("utf-8")
+        return self.deliver(self.payload(alert))
+
+    def deliver(self, payload: Mapping[str, Any]) -> SinkResult:
+        """POST ``payload`` as JSON with the retries above; never raises: a failure is a :class:`SinkResult`
+        with a scrubbed error (an alert's formatted payload, or any other JSON record)."""
         attempts = 0
 
         def post() -> int:
@@ -461,6 +465,7 @@ class WebhookSink(AlertSink):
             return self._post(body)
 
         try:
+            body = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
             status = self.retry.call(post)
         except _Retryable as exc:
             return SinkResult(self.name, False, attempts, exc.status, self.scrub(f"gave up: {exc}"))
