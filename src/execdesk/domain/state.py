@@ -156,6 +156,11 @@ class DeskState:
         self.last_seq = max(self.last_seq, event.seq)
 
     # ---------------------------------------------------------------- queries
+    def config_section(self, name: str) -> dict[str, Any]:
+        """One section of the desk config the ledger recorded (``risk``, ``market``...; empty before any)."""
+        section = ((self.config or {}).get("config") or {}).get(name)
+        return dict(section) if isinstance(section, dict) else {}
+
     def cash(self) -> Decimal:
         return self.balances.get(self.quote, ZERO)
 

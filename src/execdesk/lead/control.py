@@ -49,7 +49,7 @@ def desk_time(state: DeskState) -> int:
     events), or its market's start before any bar."""
     from execdesk.data.timeframes import timeframe_to_seconds
 
-    market = ((state.config or {}).get("config") or {}).get("market", {})
+    market = state.config_section("market")
     if state.last_bar_time is not None:
         return state.last_bar_time + timeframe_to_seconds(market.get("timeframe", "1h"))
     start = market.get("start")
@@ -58,20 +58,20 @@ def desk_time(state: DeskState) -> int:
 
 def market_pairs(state: DeskState) -> set[str]:
     """The pairs the desk's market has candles for: its ``market.pairs`` and every deployment's."""
-    configured = ((state.config or {}).get("config") or {}).get("market", {}).get("pairs") or {}
+    configured = state.config_section("market").get("pairs") or {}
     return set(configured) | {p for d in state.deployments.values() for p in d.pairs}
 
 
 def risk_config(state: DeskState) -> RiskConfig:
     """The desk's risk config, as recorded when it was configured."""
-    return RiskConfig.model_validate(((state.config or {}).get("config") or {}).get("risk") or {})
+    return RiskConfig.model_validate(state.config_section("risk"))
 
 
 def lead_config(state: DeskState) -> LeadSection:
     """The desk's lead section, as recorded when it was configured."""
     from execdesk.lead.config import LeadSection
 
-    return LeadSection.model_validate(((state.config or {}).get("config") or {}).get("lead") or {})
+    return LeadSection.model_validate(state.config_section("lead"))
 
 
 def staging_of(state: DeskState) -> StagingConfig:
@@ -160,9 +160,12 @@ def apply_rearm(ledger: Ledger, body: dict[str, Any], t: int) -> dict[str, Any]:
     return {"scope": scope, "by": by, "reason": reason, "lifted": lifted, "state": "ACTIVE", "peak_reset_to": equity}
 
 
-def apply_deploy(ledger: Ledger, home: Path, request: dict[str, Any], t: int, pairs: set[str]) -> DeployPlan:
+def apply_deploy(ledger: Ledger, home: Path, request: dict[str, Any], t: int, pairs: set[str] | None = None
+                 ) -> DeployPlan:
+    """Commit the plan a request carries; ``pairs``: the market's (default: what the ledger's desk trades)."""
     plan = DeployPlan.from_dict(request["plan"])
-    return commit(ledger, home, plan, t, pairs, staging_of(ledger.state))
+    return commit(ledger, home, plan, t, market_pairs(ledger.state) if pairs is None else pairs,
+                  staging_of(ledger.state))
 
 
 def apply_request(loop: DeskLoop, g: int, request: dict[str, Any]) -> None:

@@ -221,13 +221,13 @@ def load_bundle_of(home: Path, deployment_id: str) -> StrategyBundle:
     raise InvalidInput(f"{deployment_id}: no plan that deployed it in {deployment_folder(home, deployment_id)}")
 
 
-def find_plan_by_request(home: Path, request_id: str) -> DeployPlan:
-    """The deployment waiting on the decision request ``request_id``."""
+def plan_of_request(home: Path, request_id: str) -> DeployPlan | None:
+    """The deployment plan that asked the decision request ``request_id`` (None: no deployment did)."""
     for path in plan_files(home):
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("approval_request") == request_id:
             return DeployPlan.from_dict(data)
-    raise InvalidInput(f"{request_id}: no deployment waits on this decision request in {home / 'deployments'}")
+    return None
 
 
 # ------------------------------------------------------------------------ the gates before a human
@@ -529,7 +529,7 @@ def _deploy_gate(home: Path, state: DeskState, plan: DeployPlan, market_pairs: s
                           f"execdesk bots start {plan.deployment_id} runs it (or docker compose, as its "
                           "CHECKLIST.md says); execdesk bots sync brings its trades in", evidence)
     missing = sorted(set(bundle.pairs) - market_pairs) if market_pairs is not None else []
-    timeframe = (((state.config or {}).get("config") or {}).get("market") or {}).get("timeframe")
+    timeframe = state.config_section("market").get("timeframe")
     if timeframe is not None and timeframe_to_seconds(bundle.timeframe) % timeframe_to_seconds(timeframe):
         return GateResult("deploy", "refused", f"the strategy trades {bundle.timeframe} candles, not a whole multiple "
                           f"of the desk's {timeframe} market", evidence)
@@ -591,7 +591,7 @@ def _equity(ledger: Ledger) -> float:
 # ------------------------------------------------------------------------ the desk's venue
 def desk_venue(state: DeskState) -> VenueTarget:
     """The venue the desk's loop trades, from the config the desk recorded."""
-    venue = (((state.config or {}).get("config") or {}).get("venue") or {})
+    venue = state.config_section("venue")
     if venue.get("kind") == "ccxt":
         return VenueTarget("ccxt", venue.get("exchange"), bool(venue.get("live")))
     return VenueTarget("paper")

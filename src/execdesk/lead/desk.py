@@ -9,7 +9,8 @@ carries on from the ledger: bars already processed are not processed again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -252,27 +253,22 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
     for b in bundles:  # everything that can fail on bad input fails before the ledger is touched
         for pair in b.pairs:
             market.lane_candles(pair, b.timeframe)
-    lock = DeskLock(home)
-    if not lock.acquire():
-        raise InvalidInput(f"{home}: a desk is running in this home already ({lock.holder()}); one desk per home")
-    try:
-        with Ledger.for_home(home, db_url) as ledger:  # an error drops what the loop had not flushed: see DeskLoop
-            deploy_configured(ledger, home, config, bundles, int(market.time[0]), set(market.pairs))
-            state = ledger.state
-            done = state.completed and state.last_bar_time is not None and state.last_bar_time >= int(market.time[-1])
-            stats = LoopStats(bars=market.n)
-            while not done:
-                loop = build_loop(ledger, home, config, bundles, market, progress, clock)
-                try:
-                    more = loop.run()
-                finally:
-                    loop.venue.close()
-                stats = stats.plus(more)
-                if not loop.restart:
-                    break
-            return summarize(ledger, market, time.perf_counter() - started, stats, home, already_complete=done)
-    finally:
-        lock.release()
+    # an error drops what the loop had not flushed: see DeskLoop
+    with DeskLock.for_run(home), Ledger.for_home(home, db_url) as ledger:
+        deploy_configured(ledger, home, config, bundles, int(market.time[0]), set(market.pairs))
+        state = ledger.state
+        done = state.completed and state.last_bar_time is not None and state.last_bar_time >= int(market.time[-1])
+        stats = LoopStats(bars=market.n)
+        while not done:
+            loop = build_loop(ledger, home, config, bundles, market, progress, clock)
+            try:
+                more = loop.run()
+            finally:
+                loop.venue.close()
+            stats = stats.plus(more)
+            if not loop.restart:
+                break
+        return summarize(ledger, market, time.perf_counter() - started, stats, home, already_complete=done)
 
 
 def build_loop(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[StrategyBundle], market: MarketView,
@@ -337,6 +333,18 @@ class DeskLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+    @classmethod
+    @contextmanager
+    def for_run(cls, home: Path) -> Iterator[DeskLock]:
+        """Held for a desk's run; :class:`InvalidInput` when another process runs a desk in ``home``."""
+        lock = cls(home)
+        if not lock.acquire():
+            raise InvalidInput(f"{home}: a desk is running in this home already ({lock.holder()}); one desk per home")
+        try:
+            yield lock
+        finally:
+            lock.release()
 
     def holder(self) -> str:
         try:

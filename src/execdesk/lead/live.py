@@ -18,7 +18,6 @@ from execdesk.data.timeframes import timeframe_to_seconds
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.state import DeskState
 from execdesk.domain.types import ClientOrderId
-from execdesk.errors import InvalidInput
 from execdesk.lead.config import DeskConfig
 from execdesk.lead.desk import (
     DeskLock,
@@ -51,48 +50,42 @@ def run_live(config: DeskConfig, home: Path, bundles: list[StrategyBundle],
                                 timeout_ms=v.timeout_ms, api_url=v.api_url)
     tf = timeframe_to_seconds(m.timeframe)
     end = int(m.end.timestamp())
-    lock = DeskLock(home)
-    if not lock.acquire():
-        raise InvalidInput(f"{home}: a desk is running in this home already ({lock.holder()}); one desk per home")
-    try:
-        with Ledger.for_home(home, db_url) as ledger:
+    with DeskLock.for_run(home), Ledger.for_home(home, db_url) as ledger:
+        market = build_market(config, bundles, exchange, clock.now())
+        for b in bundles:
+            for pair in b.pairs:
+                market.lane_candles(pair, b.timeframe)
+        deploy_configured(ledger, home, config, bundles, int(market.time[0]), set(market.pairs))
+        last = ledger.state.last_bar_time
+        if last is None:  # the history up to now is warm-up: trading starts now
+            ledger.record(Event(market.close_time(market.n - 1), EventKind.RUN_PROGRESS, {
+                "bar_time": int(market.time[-1]), "bars_done": market.n, "marks": {}, "warm_up": True}))
+            ledger.flush()
+        elif market.n >= 2 and last < int(market.time[-2]):  # down for a while: no trading on stale bars
+            missed = int((market.time > last).sum()) - 1
+            ledger.record(Event(market.close_time(market.n - 2), EventKind.RUN_PROGRESS, {
+                "bar_time": int(market.time[-2]), "bars_done": market.n - 1, "marks": {}, "skipped": missed}))
+            ledger.record(Event(market.close_time(market.n - 2), EventKind.ALERT_RAISED, {
+                "level": "WARNING", "source": "lead", "code": "live_bars_skipped", "scope": "portfolio",
+                "message": f"the live desk was down: {missed} closed bar(s) skipped; it acts on the latest only",
+                "evidence": {"last_bar_before": last, "skipped": missed}}))
+            ledger.flush()
+        stats = LoopStats()
+        while True:
+            last_close = market.close_time(market.n - 1)
+            if ledger.state.last_bar_time is None or ledger.state.last_bar_time < int(market.time[-1]):
+                loop = build_loop(ledger, home, config, bundles, market, progress, clock,
+                                   RemoteVenue(exchange, v.fee_bps))
+                # the reports of a run's end: daily (at the bar closing at midnight UTC) and at the desk's end
+                loop.end_reports = last_close + tf > end or last_close % 86_400 == 0
+                stats = stats.plus(loop.run())
+                if loop.restart:
+                    continue
+            if last_close + tf > end:
+                break
+            clock.wait_until(last_close + tf)  # the next bar's close
             market = build_market(config, bundles, exchange, clock.now())
-            for b in bundles:
-                for pair in b.pairs:
-                    market.lane_candles(pair, b.timeframe)
-            deploy_configured(ledger, home, config, bundles, int(market.time[0]), set(market.pairs))
-            last = ledger.state.last_bar_time
-            if last is None:  # the history up to now is warm-up: trading starts now
-                ledger.record(Event(market.close_time(market.n - 1), EventKind.RUN_PROGRESS, {
-                    "bar_time": int(market.time[-1]), "bars_done": market.n, "marks": {}, "warm_up": True}))
-                ledger.flush()
-            elif market.n >= 2 and last < int(market.time[-2]):  # down for a while: no trading on stale bars
-                missed = int((market.time > last).sum()) - 1
-                ledger.record(Event(market.close_time(market.n - 2), EventKind.RUN_PROGRESS, {
-                    "bar_time": int(market.time[-2]), "bars_done": market.n - 1, "marks": {}, "skipped": missed}))
-                ledger.record(Event(market.close_time(market.n - 2), EventKind.ALERT_RAISED, {
-                    "level": "WARNING", "source": "lead", "code": "live_bars_skipped", "scope": "portfolio",
-                    "message": f"the live desk was down: {missed} closed bar(s) skipped; it acts on the latest only",
-                    "evidence": {"last_bar_before": last, "skipped": missed}}))
-                ledger.flush()
-            stats = LoopStats()
-            while True:
-                last_close = market.close_time(market.n - 1)
-                if ledger.state.last_bar_time is None or ledger.state.last_bar_time < int(market.time[-1]):
-                    loop = build_loop(ledger, home, config, bundles, market, progress, clock,
-                                       RemoteVenue(exchange, v.fee_bps))
-                    # the reports of a run's end: daily (at the bar closing at midnight UTC) and at the desk's end
-                    loop.end_reports = last_close + tf > end or last_close % 86_400 == 0
-                    stats = stats.plus(loop.run())
-                    if loop.restart:
-                        continue
-                if last_close + tf > end:
-                    break
-                clock.wait_until(last_close + tf)  # the next bar's close
-                market = build_market(config, bundles, exchange, clock.now())
-            return summarize(ledger, market, time.perf_counter() - started, stats, home)
-    finally:
-        lock.release()
+        return summarize(ledger, market, time.perf_counter() - started, stats, home)
 
 
 class RemoteVenue:

@@ -288,7 +288,7 @@ def deploy(home: Path, bundle_path: Path, venue: str, now: int, allocation: floa
     ``execdesk approve|deny``) or ``refused`` — which raises :class:`~execdesk.errors.Refused` (exit 3) naming
     the gate and its reason, after the gates are recorded. ``at``: an ISO 8601 time to start trading
     (scheduled); ``positions``: what a version this one replaces does with its positions."""
-    from execdesk.lead.control import act, apply_deploy, desk_time, lead_config, market_pairs, risk_config
+    from execdesk.lead.control import desk_time, lead_config, risk_config
     from execdesk.lead.deploy import VenueTarget, plan_deployment
     from execdesk.lead.liaison import DecisionRequests, Outbox
 
@@ -303,16 +303,13 @@ def deploy(home: Path, bundle_path: Path, venue: str, now: int, allocation: floa
         plan = plan_deployment(home, state, ledger, bundle_path, target, allocation, risk=risk_config(state),
                                now=desk_time(state), start_at=start_at, positions=positions, by=by,
                                reason=reason or "requested", approve_all=lead_config(state).approve_all)
-        pairs = market_pairs(state)
     if plan.pending:
         gate = plan.gates[-1]
         plan.approval_request = DecisionRequests(Outbox(home / "outbox")).request(
             plan.requested_at, plan.deployment_id, f"deploy {plan.deployment_id} to {plan.venue} at allocation "
             f"{plan.applied_allocation:g}? ({gate.reason})",
             {"request_id": plan.request_id, "by": by, "gates": [g.as_dict() for g in plan.gates]})
-    plan.save(home)
-    result = act(home, db_url, "deploy", now, {"plan": plan.as_dict()},
-                 lambda ledger, t: apply_deploy(ledger, home, {"plan": plan.as_dict()}, t, pairs).summary())
+    result = _commit(home, db_url, "deploy", now, plan)
     if "queued" in result:  # the running desk records it: say what was decided so far, and what to answer
         result = {**plan.summary(), **result, "status": "queued"}
     return _refuse_if_refused(result, plan)
@@ -322,36 +319,32 @@ def decide(home: Path, request_id: str, decision: str, by: str, reason: str, now
            db_url: str | None = None) -> dict[str, Any]:
     """``execdesk approve|deny REQUEST``: a human answers a deployment's approval gate (once); an approved
     deployment goes on through the deploy and monitor gates, a denied one is refused there."""
-    from execdesk.lead.control import act, apply_deploy, market_pairs
-    from execdesk.lead.deploy import GateResult, find_plan_by_request
+    from execdesk.lead.deploy import GateResult, plan_of_request
     from execdesk.lead.liaison import DecisionRequests, Outbox
 
     if not by.strip() or not reason.strip():
         raise InvalidInput(f"{decision}: --by (who) and --reason (why) are both required")
-    if not any(p.get("approval_request") == request_id for p in _plans(home)):
+    plan = plan_of_request(home, request_id)
+    if plan is None:  # not a deployment's: an emergency decision request
         return _answer_emergency(home, request_id, decision, by, reason, now)
-    plan = find_plan_by_request(home, request_id)
     if not plan.pending:
         raise InvalidInput(f"{request_id}: {plan.deployment_id} is not waiting for approval "
                            f"(its gates: {', '.join(f'{g.gate} {g.outcome}' for g in plan.gates)})")
     DecisionRequests(Outbox(home / "outbox")).answer(request_id, decision, by, max(now, plan.requested_at))
     outcome = "approved" if decision == "approve" else "denied"
     plan.gates.append(GateResult("approval", outcome, f"{outcome} by {by}: {reason}", {"by": by, "reason": reason}))
-    with open_existing(home, db_url) as ledger:
-        pairs = market_pairs(ledger.state)
-    plan.save(home)
-    result = act(home, db_url, decision, now, {"action": "deploy", "plan": plan.as_dict()},
-                 lambda ledger, t: apply_deploy(ledger, home, {"plan": plan.as_dict()}, t, pairs).summary())
-    result = {**result, "decision": decision}
+    result = {**_commit(home, db_url, decision, now, plan), "decision": decision}
     return result if outcome == "denied" else _refuse_if_refused(result, plan)
 
 
-def _plans(home: Path) -> list[dict[str, Any]]:
-    import json
+def _commit(home: Path, db_url: str | None, action: str, now: int, plan: Any) -> dict[str, Any]:
+    """Save the plan and commit it: at once on a stopped desk, at the running desk's next bar."""
+    from execdesk.lead.control import act, apply_deploy
 
-    from execdesk.lead.deploy import plan_files
-
-    return [json.loads(p.read_text(encoding="utf-8")) for p in plan_files(home)]
+    plan.save(home)
+    request = {"action": "deploy", "plan": plan.as_dict()}
+    return act(home, db_url, action, now, request,
+               lambda ledger, t: apply_deploy(ledger, home, request, t).summary())
 
 
 def _answer_emergency(home: Path, request_id: str, decision: str, by: str, reason: str, now: int) -> dict[str, Any]:

@@ -92,8 +92,9 @@ class Watch:
         self._status: dict[tuple[str, str], int] = {}  # (deployment, rule) -> the last status alerted on
         history = sorted(state.fills.values(), key=lambda f: (f.time, f.fill_id))
         taken = 0
+        times = [f.time for f in history]
         for when, source, target, pairs in handovers_of(ledger.events({EventKind.POSITIONS_HANDED_OVER})):
-            upto = bisect.bisect_left([f.time for f in history], when, lo=taken)
+            upto = bisect.bisect_left(times, when, lo=taken)
             self._take(history[taken:upto], alert=False)  # the fills before a hand-over, then the hand-over
             taken = upto
             self.trips.hand_over(source, target, pairs)
