@@ -156,12 +156,7 @@ class DeployPlan:
         return any(g.gate == "monitor" for g in self.gates)
 
     def strategy(self) -> StrategyBundle:
-        from execdesk.strategy import validate_bundle
-
-        bundle = validate_bundle(self.bundle, f"deployment {self.deployment_id}")
-        if self.stoploss is not None:
-            bundle = bundle.model_copy(update={"stoploss": self.stoploss})
-        return bundle
+        return as_deployed(self.bundle, self.stoploss)
 
     def as_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__slots__ if k != "gates"}
@@ -192,6 +187,14 @@ class DeployPlan:
                 "allocation": self.applied_allocation, "stoploss": self.stoploss, "start_at": self.start_at,
                 "approval_request": self.approval_request, "gates": [g.as_dict() for g in self.gates],
                 "refused": refusal.as_dict() if refusal is not None else None}
+
+
+def as_deployed(bundle: dict[str, Any], stoploss: float | None) -> StrategyBundle:
+    """A deployment's strategy: its bundle, with the tighter stoploss the risk gate applied (None: the bundle's)."""
+    from execdesk.strategy import validate_bundle
+
+    strategy = validate_bundle(bundle, f"deployment {bundle.get('id')}-v{bundle.get('version')}")
+    return strategy if stoploss is None else strategy.model_copy(update={"stoploss": stoploss})
 
 
 def _rel(home: Path, path: Path) -> str:

@@ -184,7 +184,7 @@ def desk_bundles(ledger: Ledger, config: DeskConfig, bundles: list[StrategyBundl
                  ) -> list[tuple[StrategyBundle, DrawdownLadder | None]]:
     """The bundles the desk's loop trades, from the ledger's deployments on the paper venue (each as it was
     deployed: the bundle and the conditions the risk gate applied), with their own drawdown ladders."""
-    from execdesk.lead.deploy import DeployPlan, desk_venue
+    from execdesk.lead.deploy import as_deployed, desk_venue
 
     by_config = {deployment_id(b): (b, e.drawdown) for b, e in zip(bundles, config.strategies, strict=True)}
     traded = str(desk_venue(ledger.state))
@@ -196,10 +196,8 @@ def desk_bundles(ledger: Ledger, config: DeskConfig, bundles: list[StrategyBundl
         if "bundle" not in p:  # recorded before deployments carried their bundle
             out.append(by_config[p["deployment_id"]])
             continue
-        plan = DeployPlan(p.get("request_id", ""), p["bundle"], "paper", 0.0, 0.0, p.get("stoploss"), None,
-                          "close", "", "", 0)
         ladder = DrawdownLadder.model_validate(p["drawdown"]) if p.get("drawdown") else None
-        out.append((plan.strategy(), ladder))
+        out.append((as_deployed(p["bundle"], p.get("stoploss")), ladder))
     return out
 
 
