@@ -232,15 +232,14 @@ class DeskLoop:
         venue's rate limits in the body), and a capacity flag for a venue that rate-limited the desk."""
         from execdesk.lead.team import team_performance
 
-        self.ledger.flush()
-        team = team_performance(self.ledger)
         retry = self.oms.retry
         run = {"monitor": self.stats.monitor_figures(), "venue_retries": retry.retries,
                "venue_rate_limited": retry.rate_limited}
-        if retry.rate_limited and "venue_rate_limited" not in team["capacity_flags"]:
+        if retry.rate_limited:
             self.send_message(t, "capacity_flag", "executor", f"the venue rate-limited the desk {retry.rate_limited} "
                               "time(s) this run", {"flag": "venue_rate_limited", **run})
-            team = team_performance(self.ledger)
+        self.ledger.flush()
+        team = team_performance(self.ledger)
         ex, risk, mon = team["order_executor"], team["risk_manager"], team["monitor"]
         flags = ", ".join(team["capacity_flags"]) or "none"
         summary = (f"{team['deployments']} deployments; signal generator: {team['signal_generator']['intents']} "
