@@ -21,7 +21,7 @@ candles, 90 per-trade returns (the bootstrap's input: 2,000 paths), 5% stop. Two
 Method: ``execdesk.risk.assessment.assess`` called with prepared inputs, one warm-up call, then
 ``--runs`` timed calls (``perf_counter``); median and p95 (nearest rank) in milliseconds.
 
-The whole service path, ``execdesk.lead.service.assess`` (what ``execdesk assess`` runs, without the
+The whole service path, ``execdesk.api.actions.assess`` (what ``execdesk assess`` runs, without the
 process start-up), is timed on a home whose ledger holds the same 200 deployments: a desk config, 200
 ``deployment.created`` events, one filled order per held asset (the exposure) and a daily
 ``equity.snapshot`` per day with all 200 deployments' equity. The ledger is written directly (events
@@ -178,8 +178,8 @@ def build_home(home: Path, returns: pd.DataFrame, seed: int) -> int:
 
 
 def bench_service(runs: int, seed: int) -> dict[str, Any]:
+    from execdesk.api import actions
     from execdesk.codegen.pipeline import market_for_bundle
-    from execdesk.lead import service
     from execdesk.risk.portfolio import asset_correlation, candidate_from_bundle, portfolio_from_ledger
     from execdesk.strategy import load_bundle, validate_bundle
 
@@ -190,8 +190,8 @@ def bench_service(runs: int, seed: int) -> dict[str, Any]:
         events = build_home(home, returns, seed)
         build_s = time.perf_counter() - t0
         out_dir = Path(tmp) / "out"
-        data = service.assess(BUNDLE, home, 0.10, None, out_dir)
-        total = timed(lambda: service.assess(BUNDLE, home, 0.10, None, out_dir), runs)
+        data = actions.assess(BUNDLE, home, 0.10, None, out_dir)
+        total = timed(lambda: actions.assess(BUNDLE, home, 0.10, None, out_dir), runs)
 
         # the steps, once each, with the functions the service calls
         steps: dict[str, float] = {}

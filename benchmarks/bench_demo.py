@@ -44,20 +44,11 @@ def _demo(cache: str) -> tuple[float, dict[str, Any]]:
     return wall, data
 
 
-def bench_help(runs: int = 5) -> dict[str, Any]:
-    walls = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run([str(EXECDESK), "--help"], capture_output=True, check=True)
-        walls.append(time.perf_counter() - t0)
-    return {"runs": runs, "median_s": round(statistics.median(walls), 3)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    print(json.dumps({"demo": bench_demo(args.runs), "help": bench_help()}, indent=2))
+    print(json.dumps({"demo": bench_demo(args.runs)}, indent=2))
 
 
 if __name__ == "__main__":

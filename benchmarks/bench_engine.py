@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 
 from execdesk.backtest.engine import BacktestConfig, run_backtest, run_backtest_arrays
-from execdesk.codegen.freqtrade import FreqtradeSettings, backtest_strategy, run_harness
 from execdesk.codegen.render import render_strategy
 from execdesk.data import PairProfile, generate_market, load_pair, to_arrays, write_pair
+from execdesk.freqtrade.runner import FreqtradeSettings, backtest_strategy, run_harness
 from execdesk.strategy import StrategyBundle, compute_signals, load_bundle, validate_bundle
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python benchmarks/bench_kill.py [--quick] [--runs N]``; prints JSON.
 
 The desk. D deployments (default 200) x P pairs (default 5) on generated 1h candles, through the real
-loop (:class:`~execdesk.lead.loop.DeskLoop`), wired as ``run_desk`` wires it: the ledger on SQLite in a
+loop (:class:`~execdesk.desk.loop.DeskLoop`), wired as ``run_desk`` wires it: the ledger on SQLite in a
 fresh home, the paper venue embedded (its default fees, slippage and 25% volume cap), the alert router
 with HOME/alerts.jsonl, the liaison's outbox, HOME/control for kill requests. Every deployment's bundle
 (the trend_ema_cross example's validation report, so the monitor watches it) enters at once on every pair
@@ -16,9 +16,10 @@ in the ledger, the risk book, the venue and the monitor, when the switch is pull
 
 Two scenarios, each run ``--runs`` times on a fresh desk (new home, ledger, venue, loop):
 
-* ``manual``: ``execdesk kill`` (:func:`execdesk.lead.service.kill`) leaves its request in HOME/control as
+* ``manual``: ``execdesk kill`` (:func:`execdesk.api.actions.kill`) leaves its request in HOME/control as
   soon as the 1,000 positions are open (from the loop's progress callback, at the end of the fills' bar);
-  the loop acts on it at the next bar: ``DeskLoop._controls`` -> ``Lead.manual_kill``.
+  the loop acts on it at the next bar: ``DeskLoop._controls`` -> ``Lead.manual_kill`` (its decisions applied
+  by ``DeskLoop.act_on``).
 * ``breaker``: the same desk with a market-wide shock (-40% in one bar, all pairs); the monitor's
   vectorised stretch finds the portfolio drawdown past the ladder's kill level (5%, the only step set) and
   the lead trips the circuit breaker: ``Lead.on_breaches`` -> ``Lead._circuit_breaker``.
@@ -62,16 +63,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from execdesk.api.actions import kill
 from execdesk.backtest.engine import BacktestConfig
 from execdesk.backtest.lane import Lane
 from execdesk.clock import ReplayClock
 from execdesk.data.feed import MarketView
 from execdesk.data.generator import PairProfile, Shock, generate_market
+from execdesk.desk.loop import DeskLoop
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import OrderStatus, TradingState
 from execdesk.lead.liaison import LiaisonConfig, build_liaison
-from execdesk.lead.loop import DeskLoop
-from execdesk.lead.service import kill
 from execdesk.monitor.alerts import AlertsConfig, JsonlSink, build_router
 from execdesk.risk.config import DrawdownLadder, RiskConfig, StagingConfig
 from execdesk.store.ledger import Ledger
@@ -136,11 +137,10 @@ def _desk(home: Path, deployments: int, n_pairs: int, breaker: bool) -> DeskLoop
     portfolio = DrawdownLadder(alert=None, reduce=None, trim=None, kill=0.05) if breaker else FAR
     risk = RiskConfig(risk_per_trade=0.2, max_position_fraction=0.1, max_open_positions=deployments * n_pairs,
                       staging=StagingConfig(enabled=False), portfolio_drawdown=portfolio, deployment_drawdown=FAR)
-    loop = DeskLoop(ledger, market, lanes, venue, risk, ReplayClock())
+    loop = DeskLoop(ledger, market, lanes, venue, risk, ReplayClock(),
+                    liaison=build_liaison(LiaisonConfig(), home / "outbox", webhooks=False), control=home / "control")
     loop.router = build_router(AlertsConfig(), loop.record_alert, webhooks=False)
     loop.router.sinks.append(JsonlSink(home / "alerts.jsonl"))
-    loop.liaison = build_liaison(LiaisonConfig(), home / "outbox", webhooks=False)
-    loop.control = home / "control"
     return loop
 
 
@@ -178,7 +178,9 @@ class _Timer:
             self.requested = True
             kill(self.home, "bench", "kill switch benchmark", int(self.loop.market.time[done - 1]))
 
-    def _kill(self, inner: Callable[..., Any], g: int, *args: Any) -> None:
+    def _kill(self, inner: Callable[..., Any], g: int, *args: Any) -> Any:
+        """Around the lead's turn (a generator of decisions the loop applies as they come): t0 when the loop
+        asks, ``closes_recorded`` when the last decision is applied."""
         state, loop = self.loop.ledger.state, self.loop
         first = "t0" not in self.t
         if first:
@@ -188,7 +190,7 @@ class _Timer:
             self.stats["open_orders"] = len(state.open_order_ids)
             self.stats["orders_before"], self.stats["fills_before"] = loop.stats.orders, loop.stats.fills
             self.t["t0"] = time.perf_counter()
-        inner(g, *args)
+        yield from inner(g, *args)
         if first:
             self.t["closes_recorded"] = time.perf_counter()
             self.seq["closes_recorded"] = state.last_seq
@@ -206,8 +208,8 @@ class _Timer:
             self.t["closes_at_venue"] = time.perf_counter()
             self.stats["at_venue"] = len(self.loop.venue.open_orders())
 
-    def _after_fills(self, inner: Callable[[int, int], None], g: int, t: int) -> None:
-        inner(g, t)
+    def _after_fills(self, inner: Callable[[int, int], Any], g: int, t: int) -> Any:
+        yield from inner(g, t)
         state = self.loop.ledger.state
         if "t0" in self.t and "halted" not in self.t and state.trading_state is TradingState.HALTED:
             self.t["halted"] = time.perf_counter()

@@ -28,10 +28,10 @@ from execdesk.backtest.lane import Lane
 from execdesk.clock import ReplayClock
 from execdesk.data.feed import MarketView
 from execdesk.data.generator import PairProfile, generate_market
+from execdesk.desk.loop import DeskLoop
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import Direction, IntentReason, OrderIntent, Side
 from execdesk.execution.oms import OrderManager
-from execdesk.lead.loop import DeskLoop
 from execdesk.risk.config import DrawdownLadder, RiskConfig, StagingConfig
 from execdesk.risk.pretrade import Verdict
 from execdesk.store.ledger import Ledger

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_demo
 import bench_kill
 import bench_loop
+import bench_startup
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -47,7 +48,7 @@ def main() -> None:
     real = bench_loop.bench_real(Path(__file__).resolve().parents[2] / "shared" / "data" / "freqtrade-testdata")
     if real is not None:
         results["loop_real_data"] = real
-    results["help"] = bench_demo.bench_help()
+    results["startup"] = bench_startup.bench_startup(3 if args.quick else 10)
     OUT.mkdir(exist_ok=True)
     text = json.dumps(results, indent=2)
     (OUT / "results.json").write_text(text + "\n")

@@ -51,7 +51,7 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 20.0) -> Any:
 @contextmanager
 def desk_running(home: Path) -> Iterator[None]:
     """As if a desk ran in ``home``: its lock is held (the lead's commands then queue their requests)."""
-    from execdesk.lead.desk import DeskLock
+    from execdesk.desk.lock import DeskLock
 
     lock = DeskLock(home)
     assert lock.acquire(), f"{home}: a desk holds the lock already"

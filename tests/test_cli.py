@@ -327,7 +327,7 @@ def desk_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     each test works on its own copy (see ``_copy``)."""
     import yaml
 
-    from execdesk.lead import service
+    from execdesk.api import actions
 
     root = tmp_path_factory.mktemp("cli-desk")
     market = {"source": "generated", "timeframe": "1h", "start": "2024-03-01T00:00:00Z", "end": "2024-03-20T00:00:00Z",
@@ -337,7 +337,7 @@ def desk_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = root / "desk.yaml"
     config.write_text(yaml.safe_dump(small_desk(root, market=market)))
     home = root / "home"
-    service.run_config(config, home, report=False)
+    actions.run_config(config, home, report=False)
     return home
 
 

@@ -1,4 +1,4 @@
-"""The ``execdesk`` command line: a thin edge over the lead's service layer.
+"""The ``execdesk`` command line: a thin edge over the application layer (:mod:`execdesk.api.actions`).
 
 Every command takes ``--json`` (one JSON object on stdout, stable keys) for scripts and agents.
 Exit codes: 0 ok, 1 internal error, 2 invalid input, 3 refused by risk or a gate. Errors are one
@@ -21,8 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from execdesk import __version__
-from execdesk.errors import ExecdeskError
+from execdesk.api import ExecdeskError, __version__
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="execdesk: from a validated strategy to a watched deployment, with the brakes on.")
@@ -101,10 +100,10 @@ def run(config: Annotated[Path, typer.Argument(help="The desk config file (YAML 
         home: HomeOpt = DEFAULT_HOME, seed: Annotated[int | None, typer.Option(help="Override desk.seed.")] = None,
         db_url: DbUrlOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Run the desk a config describes; run again on the same home and it carries on from the ledger."""
-    from execdesk.lead import service
+    from execdesk.api import actions
 
     with _progress(not as_json, "replaying") as progress:
-        summary = service.run_config(config, home, seed=seed, progress=progress, db_url=db_url)
+        summary = actions.run_config(config, home, seed=seed, progress=progress, db_url=db_url)
     _show_summary(summary, as_json)
 
 
@@ -114,10 +113,10 @@ def demo(home: HomeOpt = DEFAULT_HOME, seed: Annotated[int, typer.Option(help="S
          fresh: Annotated[bool, typer.Option("--fresh", help="Start the demo's ledger anew.")] = False,
          db_url: DbUrlOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Run the bundled demo: four strategies, a degrading one and a market shock, on generated data."""
-    from execdesk.lead import service
+    from execdesk.api import actions
 
     with _progress(not as_json, "demo") as progress:
-        summary = service.run_demo(home, seed=seed, fresh=fresh, progress=progress, db_url=db_url)
+        summary = actions.run_demo(home, seed=seed, fresh=fresh, progress=progress, db_url=db_url)
     _show_summary(summary, as_json)
 
 
@@ -126,9 +125,9 @@ def demo(home: HomeOpt = DEFAULT_HOME, seed: Annotated[int, typer.Option(help="S
 def intake(path: Annotated[Path, typer.Argument(help="A bundle file, a bundle folder, or an inbox folder.")],
            as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Validate strategy bundles; print each normalised bundle or its errors (exit 2 if any is invalid)."""
-    from execdesk.lead import service
+    from execdesk.api import actions
 
-    results = service.intake(path)
+    results = actions.intake(path)
     if as_json:
         _emit_json({"ok": all(r["ok"] for r in results), "results": results})
     else:
@@ -170,15 +169,14 @@ def codegen(bundle: Annotated[Path, typer.Argument(help="The strategy bundle (fi
     The strategy's custom_stake_amount sizes positions the risk manager's way (fixed fractional:
     wallet x risk_per_trade / |stoploss|, capped), unless --stake fixes the stake.
     """
-    from execdesk.codegen import generate
-    from execdesk.lead.service import stake_sizing
+    from execdesk.api import actions
 
-    sizing = stake_sizing(risk_per_trade, max_position_fraction, stake)
+    sizing = actions.stake_sizing(risk_per_trade, max_position_fraction, stake)
     if as_json:
-        report = generate(bundle, out_dir, verify=verify, data=data, sizing=sizing)
+        report = actions.codegen(bundle, out_dir, verify, data, sizing)
     else:
         with err.status("generating, reviewing" + (" and proving with Freqtrade" if verify else "") + " ..."):
-            report = generate(bundle, out_dir, verify=verify, data=data, sizing=sizing)
+            report = actions.codegen(bundle, out_dir, verify, data, sizing)
     if as_json:
         _emit_json({"ok": report.passed, **report.as_dict()})
     else:
@@ -199,9 +197,9 @@ def assess(bundle: Annotated[Path, typer.Argument(help="The strategy bundle (fil
                                                         "(default: generated candles).")] = None,
            db_url: DbUrlOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Assess a bundle against the live portfolio: APPROVED, CONDITIONAL (with conditions) or REJECTED (exit 3)."""
-    from execdesk.lead import service
+    from execdesk.api import actions
 
-    data = service.assess(bundle, home, allocation, db_url, out_dir, datadir)
+    data = actions.assess(bundle, home, allocation, db_url, out_dir, datadir)
     if as_json:
         _emit_json({"ok": data["verdict"] != "REJECTED", **data})
     else:
@@ -225,9 +223,9 @@ def assess(bundle: Annotated[Path, typer.Argument(help="The strategy bundle (fil
 def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
            debug: DebugOpt = False) -> None:
     """Show the desk's trading state, deployments, positions and open orders from the ledger."""
-    from execdesk.lead import service
+    from execdesk.api import actions
 
-    data = service.status(home, db_url)
+    data = actions.status(home, db_url)
     if as_json:
         _emit_json(data)
         return
@@ -262,10 +260,10 @@ def report(deployment: Annotated[str | None, typer.Argument(help="One deployment
            home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
            debug: DebugOpt = False) -> None:
     """Write a report folder (performance, live vs backtest, dashboards; never overwriting) and show it."""
-    from execdesk.lead import service
-    from execdesk.monitor.report import format_cell
+    from execdesk.api import actions
+    from execdesk.api.actions import format_cell
 
-    data = service.report(home, deployment, db_url)
+    data = actions.report(home, deployment, db_url)
     if as_json:
         _emit_json(data)
         return
@@ -306,9 +304,9 @@ def rearm(by: Annotated[str, typer.Option("--by", help="Who re-arms (recorded)."
           home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
           debug: DebugOpt = False) -> None:
     """Re-arm the desk (or one deployment) by hand after the circuit breaker, a kill or a ladder step."""
-    from execdesk.lead import service
+    from execdesk.api import actions
 
-    data = service.rearm(home, by, reason, deployment, db_url)
+    data = actions.rearm(home, by, reason, deployment, db_url)
     if as_json:
         _emit_json(data)
         return
@@ -328,9 +326,9 @@ def kill(by: Annotated[str, typer.Option("--by", help="Who pulls the kill switch
     """Pull the kill switch: cancel everything, close everything, HALTED until `execdesk rearm`."""
     import time
 
-    from execdesk.lead import service
+    from execdesk.api import actions
 
-    data = service.kill(home, by, reason, int(time.time()))
+    data = actions.kill(home, by, reason, int(time.time()))
     if as_json:
         _emit_json(data)
         return
@@ -362,9 +360,9 @@ def deploy(bundle: Annotated[Path, typer.Argument(help="The validated strategy b
     A refused gate exits 3 with its reason; a venue trading real money waits for `execdesk approve`."""
     import time
 
-    from execdesk.lead import service
+    from execdesk.api import actions
 
-    data = service.deploy(home, bundle, venue, int(time.time()), allocation, live, at, positions, by, reason, db_url)
+    data = actions.deploy(home, bundle, venue, int(time.time()), allocation, live, at, positions, by, reason, db_url)
     _show_plan(data, as_json)
 
 
@@ -378,9 +376,9 @@ def inbox(venue: Annotated[str, typer.Option("--venue", help="Where the bundles 
     """Take the validated bundles waiting in HOME/inbox/ through the gates, each on its own."""
     import time
 
-    from execdesk.lead import service
+    from execdesk.api import actions
 
-    data = service.take_inbox(home, venue, int(time.time()), allocation, by, db_url)
+    data = actions.take_inbox(home, venue, int(time.time()), allocation, by, db_url)
     if as_json:
         _emit_json(data)
         return
@@ -403,9 +401,9 @@ def bots(action: Annotated[str, typer.Argument(help="start, stop, sync (their tr
     """The desk's Freqtrade bots (deployments on --venue freqtrade): start, stop, sync their trades, status."""
     import time
 
-    from execdesk.lead import service
+    from execdesk.api import actions
 
-    data = service.bots(home, action, int(time.time()), deployment, datadir, db_url)
+    data = actions.bots(home, action, int(time.time()), deployment, datadir, db_url)
     if as_json:
         _emit_json(data)
         return
@@ -430,9 +428,9 @@ def approve(request: Annotated[str, typer.Argument(help="The decision request id
     a drawdown step the desk leaves to a human (its action is taken at the desk's next bar)."""
     import time
 
-    from execdesk.lead import service
+    from execdesk.api import actions
 
-    _show_plan(service.decide(home, request, "approve", by, reason, int(time.time()), db_url), as_json)
+    _show_plan(actions.decide(home, request, "approve", by, reason, int(time.time()), db_url), as_json)
 
 
 @app.command()
@@ -444,9 +442,9 @@ def deny(request: Annotated[str, typer.Argument(help="The decision request id (d
     taken)."""
     import time
 
-    from execdesk.lead import service
+    from execdesk.api import actions
 
-    _show_plan(service.decide(home, request, "deny", by, reason, int(time.time()), db_url), as_json)
+    _show_plan(actions.decide(home, request, "deny", by, reason, int(time.time()), db_url), as_json)
 
 
 def _lifecycle_command(action: str, doc: str) -> None:
@@ -455,9 +453,9 @@ def _lifecycle_command(action: str, doc: str) -> None:
                    as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
         import time
 
-        from execdesk.lead import service
+        from execdesk.api import actions
 
-        data = service.lifecycle(home, action, deployment, by, reason, int(time.time()), db_url)
+        data = actions.lifecycle(home, action, deployment, by, reason, int(time.time()), db_url)
         if as_json:
             _emit_json(data)
         elif "queued" in data:
@@ -482,9 +480,9 @@ def rollback(strategy: Annotated[str, typer.Argument(help="The strategy id, e.g.
     """Go back to the strategy's previous version: the current one's positions handed over or closed."""
     import time
 
-    from execdesk.lead import service
+    from execdesk.api import actions
 
-    data = service.rollback(home, strategy, by, reason, int(time.time()), positions, db_url)
+    data = actions.rollback(home, strategy, by, reason, int(time.time()), positions, db_url)
     if as_json:
         _emit_json(data)
     elif "queued" in data:
@@ -522,9 +520,9 @@ def _show_plan(data: dict[str, Any], as_json: bool) -> None:
 def team(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
          debug: DebugOpt = False) -> None:
     """How each role of the desk performed (signal generator, risk manager, order executor, monitor)."""
-    from execdesk.lead import service
+    from execdesk.api import actions
 
-    data = service.team(home, db_url)
+    data = actions.team(home, db_url)
     if as_json:
         _emit_json(data)
         return

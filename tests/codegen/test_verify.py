@@ -12,11 +12,11 @@ import pytest
 
 from execdesk.codegen import CodegenReport, StakeSizing, generate, market_for_bundle
 from execdesk.codegen import verify as verify_module
-from execdesk.codegen.freqtrade import FtBacktest, FtTrade
 from execdesk.codegen.pipeline import _verification_data
 from execdesk.codegen.verify import VerifyConfig, _compare_trades, _native_engine, profit_within, verify
 from execdesk.data import write_pair
 from execdesk.errors import InvalidInput, SpecError
+from execdesk.freqtrade.runner import FtBacktest, FtTrade
 
 from .conftest import EXAMPLES, make_bundle, market
 

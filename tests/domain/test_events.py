@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from execdesk.domain.events import Event, EventKind, canonical_json
+from execdesk.domain.marks import Breach
 from execdesk.domain.types import IntentReason, Side, client_order_id, dec
-from execdesk.monitor.equity import Breach
 
 
 # ---------------------------------------------------------------- canonical_json

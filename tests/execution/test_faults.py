@@ -17,7 +17,7 @@ import pytest
 
 from execdesk.domain.types import Direction, IntentReason, OrderIntent, OrderStatus, Side
 from execdesk.execution.oms import OrderManager
-from execdesk.execution.retry import RetryPolicy
+from execdesk.retry import RetryPolicy
 from execdesk.risk.pretrade import Verdict
 from execdesk.store.ledger import Ledger
 from execdesk.venues.faulty import FaultRates, FaultyVenue

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from execdesk.desk.runner import run_desk
+from execdesk.desk.settings import load_desk_config
 from execdesk.domain.events import EventKind
 from execdesk.domain.types import ClientOrderId, Direction, IntentReason, OrderIntent, OrderStatus, OrderType, Side
 from execdesk.execution.oms import OrderManager, ReconcilePolicy
-from execdesk.execution.retry import RetryPolicy
-from execdesk.lead.config import load_desk_config
-from execdesk.lead.desk import run_desk
+from execdesk.retry import RetryPolicy
 from execdesk.risk.pretrade import Verdict
 from execdesk.store.ledger import Ledger
 from execdesk.venues.base import VenueOrder

@@ -12,12 +12,24 @@ from typing import Any
 import pytest
 import yaml
 
+from execdesk.api import actions
 from execdesk.domain.events import EventKind
+from execdesk.domain.state import DeskState
 from execdesk.domain.types import TradingState
 from execdesk.errors import InvalidInput, Refused
-from execdesk.lead import service
-from execdesk.lead.deploy import GATES, VenueTarget
+from execdesk.lead import deploy
+from execdesk.lead.deploy import GATES, DeployPlan, GateResult, VenueTarget
 from execdesk.lead.liaison import DecisionRequests, Outbox
+from execdesk.risk.assessment import (
+    AllocationCap,
+    Assessment,
+    Condition,
+    StatedRisk,
+    StoplossCap,
+    Verdict,
+    WorstCase,
+)
+from execdesk.risk.config import RiskConfig
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import load_bundle
 from tests.conftest import BUNDLES
@@ -36,7 +48,7 @@ def _desk(write_config: Callable[..., Path], tmp_path: Path, end: str = MID, **o
                         "SOL/USDT": SOL}}
     config = write_config(market=market, **overrides)
     home = tmp_path / "home"
-    service.run_config(config, home, report=False)
+    actions.run_config(config, home, report=False)
     return config, home
 
 
@@ -66,7 +78,7 @@ def test_deploy_when_every_gate_passes_then_each_is_recorded_in_order_and_the_de
     # Arrange
     config, home = _desk(write_config, tmp_path)
     # Act
-    result = service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.15, by="ana",
+    result = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.15, by="ana",
                             reason="validated by research")
     # Assert: six gates, in the pipeline's order, each with its evidence
     assert result["status"] == "deployed"
@@ -81,11 +93,11 @@ def test_deploy_when_every_gate_passes_then_each_is_recorded_in_order_and_the_de
     assert (home / gates[1]["evidence"]["file"]).is_file()
     assert gates[5]["evidence"]["count"] > 0
     assert all(g["by"] == "ana" for g in gates)
-    status = service.status(home)
+    status = actions.status(home)
     dep = next(d for d in status["deployments"] if d["id"] == "STR-002-v1")
     assert (dep["venue"], dep["lifecycle"], dep["state"]) == ("paper", "live", "ACTIVE")
     # the next run trades it, from the bar after the one the desk had reached
-    service.run_config(_extend(config, "2024-04-15T00:00:00Z"), home, report=False)
+    actions.run_config(_extend(config, "2024-04-15T00:00:00Z"), home, report=False)
     with Ledger.for_home(home) as ledger:
         created = next(e for e in ledger.events({EventKind.DEPLOYMENT_CREATED})
                        if e.payload["deployment_id"] == "STR-002-v1")
@@ -102,7 +114,7 @@ def test_deploy_when_the_bundle_is_invalid_then_intake_refuses_with_exit_3_and_r
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(spec))
     with pytest.raises(Refused, match="intake gate refused") as caught:
-        service.deploy(home, bad, "paper", NOW, by="ana")
+        actions.deploy(home, bad, "paper", NOW, by="ana")
     assert caught.value.exit_code == 3
     gates = _gates(home, "unknown-v0")
     assert [(g["gate"], g["outcome"]) for g in gates] == [("intake", "refused")]
@@ -113,7 +125,7 @@ def test_deploy_when_the_version_is_deployed_already_then_intake_refuses(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path)
     with pytest.raises(Refused, match="deployed already"):
-        service.deploy(home, BUNDLES / "trend_ema_cross.yaml", "paper", NOW, by="ana")
+        actions.deploy(home, BUNDLES / "trend_ema_cross.yaml", "paper", NOW, by="ana")
     with Ledger.for_home(home) as ledger:
         assert len(ledger.state.deployments) == 2
 
@@ -126,7 +138,7 @@ def test_deploy_when_the_risk_manager_rejects_then_refused_before_approval_and_n
     _config, home = _desk(write_config, tmp_path, risk=risk, strategies=strategies)
     # Act
     with pytest.raises(Refused, match="risk gate refused it: REJECTED"):
-        service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.1, by="ana")
+        actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.1, by="ana")
     # Assert: recorded up to the refusal, with the rule that failed
     gates = _gates(home, "STR-002-v1")
     assert [(g["gate"], g["outcome"]) for g in gates] == [("intake", "passed"), ("signal_generator", "passed"),
@@ -143,7 +155,7 @@ def test_deploy_when_conditional_then_the_smaller_allocation_is_applied_and_name
     risk = {"risk_per_trade": 0.02, "max_position_fraction": 0.5, "assessment": {"max_deployed_fraction": 0.9}}
     _config, home = _desk(write_config, tmp_path, risk=risk)
     # Act
-    result = service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.2, by="ana")
+    result = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.2, by="ana")
     # Assert
     risk_gate = next(g for g in result["gates"] if g["gate"] == "risk")
     assert risk_gate["outcome"] == "conditional"
@@ -158,7 +170,7 @@ def test_deploy_when_a_pair_is_not_in_the_desks_market_then_the_deploy_gate_refu
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path)
     with pytest.raises(Refused, match="no candles for AVAX/USDT"):
-        service.deploy(home, BUNDLES / "momentum_macd.yaml", "paper", NOW, allocation=0.1, by="ana")
+        actions.deploy(home, BUNDLES / "momentum_macd.yaml", "paper", NOW, allocation=0.1, by="ana")
     assert [g["outcome"] for g in _gates(home, "STR-003-v1")][-1] == "refused"
 
 
@@ -166,13 +178,13 @@ def test_deploy_when_the_venue_trades_real_money_then_it_waits_for_a_human_who_d
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path)
     # Act: real money waits; the decision request is in the Orchestrator's outbox
-    pending = service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "ccxt:binance", NOW, allocation=0.1,
+    pending = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "ccxt:binance", NOW, allocation=0.1,
                              live=True, by="ana")
     assert pending["status"] == "pending_approval"
     request = pending["approval_request"]
     assert [m.request_id for m in DecisionRequests(Outbox(home / "outbox")).pending()] == [request]
-    assert [w["request_id"] for w in service.status(home)["waiting_for_a_human"]] == [request]
-    denied = service.decide(home, request, "deny", "risk-officer", "not before the testnet run", NOW + 60)
+    assert [w["request_id"] for w in actions.status(home)["waiting_for_a_human"]] == [request]
+    denied = actions.decide(home, request, "deny", "risk-officer", "not before the testnet run", NOW + 60)
     # Assert
     assert denied["status"] == "refused"
     gates = _gates(home, "STR-002-v1")
@@ -182,18 +194,18 @@ def test_deploy_when_the_venue_trades_real_money_then_it_waits_for_a_human_who_d
         assert decided == [{"request_id": request, "deployment_id": "STR-002-v1", "decision": "denied",
                             "by": "risk-officer", "reason": "not before the testnet run"}]
         assert "STR-002-v1" not in ledger.state.deployments
-    assert service.status(home)["waiting_for_a_human"] == []
+    assert actions.status(home)["waiting_for_a_human"] == []
     with pytest.raises(InvalidInput, match="not waiting for approval"):
-        service.decide(home, request, "approve", "someone-else", "second answer", NOW + 120)
+        actions.decide(home, request, "approve", "someone-else", "second answer", NOW + 120)
 
 
 def test_deploy_when_every_deployment_needs_approval_then_approve_deploys_it(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path, lead={"approve_all": True})
-    pending = service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.1, by="ana")
+    pending = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.1, by="ana")
     with Ledger.for_home(home) as ledger:
         assert "STR-002-v1" not in ledger.state.deployments
-    approved = service.decide(home, pending["approval_request"], "approve", "lead-human", "looks right", NOW + 5)
+    approved = actions.decide(home, pending["approval_request"], "approve", "lead-human", "looks right", NOW + 5)
     assert approved["status"] == "deployed"
     assert [(g["gate"], g["outcome"]) for g in _gates(home, "STR-002-v1")][3:] == [
         ("approval", "pending"), ("approval", "approved"), ("deploy", "passed"), ("monitor", "passed")]
@@ -203,7 +215,7 @@ def test_deploy_when_ccxt_on_a_paper_desk_then_the_deploy_gate_refuses_naming_th
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path)
     with pytest.raises(Refused, match="this desk's loop trades paper"):
-        service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "ccxt:binance", NOW, allocation=0.1, by="ana")
+        actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "ccxt:binance", NOW, allocation=0.1, by="ana")
     gates = _gates(home, "STR-002-v1")
     assert gates[3]["outcome"] == "not_required"
     assert "testnet" in gates[3]["reason"]
@@ -214,13 +226,13 @@ def test_deploy_when_freqtrade_then_a_dry_run_bot_folder_is_prepared(
     import json
 
     _config, home = _desk(write_config, tmp_path)
-    result = service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "freqtrade", NOW, allocation=0.1, by="ana")
+    result = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "freqtrade", NOW, allocation=0.1, by="ana")
     deploy_gate = next(g for g in result["gates"] if g["gate"] == "deploy")
     bot = json.loads((home / deploy_gate["evidence"]["config"]).read_text())
     assert bot["dry_run"] is True
     assert bot["exchange"]["pair_whitelist"] == ["SOL/USDT"]
     assert (home / deploy_gate["evidence"]["checklist"]).is_file()
-    status = service.status(home)
+    status = actions.status(home)
     assert next(d for d in status["deployments"] if d["id"] == "STR-002-v1")["venue"] == "freqtrade"
 
 
@@ -228,9 +240,9 @@ def test_deploy_when_scheduled_then_it_starts_trading_at_its_time_and_not_before
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     config, home = _desk(write_config, tmp_path)
     start = "2024-04-01T00:00:00Z"
-    service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.15, at=start, by="ana")
-    assert next(d for d in service.status(home)["deployments"] if d["id"] == "STR-002-v1")["lifecycle"] == "scheduled"
-    service.run_config(_extend(config, "2024-04-15T00:00:00Z"), home, report=False)
+    actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.15, at=start, by="ana")
+    assert next(d for d in actions.status(home)["deployments"] if d["id"] == "STR-002-v1")["lifecycle"] == "scheduled"
+    actions.run_config(_extend(config, "2024-04-15T00:00:00Z"), home, report=False)
     with Ledger.for_home(home) as ledger:
         started = [e for e in ledger.events({EventKind.DEPLOYMENT_STATE_CHANGED}, deployment_id="STR-002-v1")
                    if e.payload["reason"] == "schedule"]
@@ -257,14 +269,14 @@ def test_deploy_when_a_desk_is_running_then_the_request_waits_in_control_and_the
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     config, home = _desk(write_config, tmp_path)
     with desk_running(home):
-        queued = service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.15, by="ana")
+        queued = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.15, by="ana")
         with pytest.raises(InvalidInput, match="running in this home already"):
-            service.run_config(config, home, report=False)
+            actions.run_config(config, home, report=False)
     assert Path(queued["queued"]).is_file()
     with Ledger.for_home(home) as ledger:
         assert "STR-002-v1" not in ledger.state.deployments  # nothing written while the desk held the ledger
     # the desk carries on: its loop takes the request at its first bar, deploys, rebuilds itself and trades it
-    service.run_config(_extend(config, "2024-04-15T00:00:00Z"), home, report=False)
+    actions.run_config(_extend(config, "2024-04-15T00:00:00Z"), home, report=False)
     assert not list((home / "control").glob("*.json"))
     with Ledger.for_home(home) as ledger:
         assert ledger.state.deployments["STR-002-v1"].state is TradingState.ACTIVE
@@ -281,7 +293,7 @@ def test_inbox_when_validation_leaves_bundles_then_each_goes_through_the_gates_o
     (inbox / "a-mean-revert.yaml").write_bytes((BUNDLES / "mean_revert_bbands.yaml").read_bytes())
     (inbox / "b-broken.yaml").write_text("id: STR-009\nversion: one\n")
     # Act
-    data = service.take_inbox(home, "paper", NOW, allocation=0.1, by="validation-bot")
+    data = actions.take_inbox(home, "paper", NOW, allocation=0.1, by="validation-bot")
     # Assert
     status = {r["entry"]: r["status"] for r in data["results"]}
     assert status == {"a-mean-revert.yaml": "deployed", "b-broken.yaml": "refused"}
@@ -292,4 +304,88 @@ def test_inbox_when_validation_leaves_bundles_then_each_goes_through_the_gates_o
     refused = _gates(home, "unknown-v0")
     assert [(g["gate"], g["outcome"]) for g in refused] == [("intake", "refused")]
     assert refused[0]["by"] == "validation-bot"
-    assert service.take_inbox(home, "paper", NOW, by="validation-bot")["taken"] == 0
+    assert actions.take_inbox(home, "paper", NOW, by="validation-bot")["taken"] == 0
+
+
+# ------------------------------------------------------------------------ the risk gate on a hand-made assessment
+_UNMEASURED = "correlation with A unmeasured (insufficient overlap, 5 common days): review before deploying"
+_STOP_TEXT = "stoploss tighter than 0.0350 (now 0.06; alternative to the allocation cut for worst_case_drawdown)"
+
+
+def _risk_gate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, conditions: tuple[Condition, ...],
+               max_allocation: float, equity: float = 1000.0, allocation: float = 0.2,
+               verdict: Verdict = Verdict.CONDITIONAL) -> tuple[GateResult, DeployPlan]:
+    """The risk gate of mean_revert_bbands (stoploss -0.06) at ``allocation`` on an empty desk, the
+    assessment being a hand-made one with ``conditions`` (no market, no ledger)."""
+    bundle = load_bundle(BUNDLES / "mean_revert_bbands.yaml")
+    worst = WorstCase(0.02, 0.02, 0.01, 0.01, 0.03, 0.03, 2000, 0, 2, 1.0, True)
+    result = Assessment(f"{bundle.id}-v{bundle.version}", verdict, allocation * equity, max_allocation,
+                        {"deployed_fraction": max_allocation}, (), (), (), worst, conditions)
+    data = {"equity": equity, "data_source": "hand-made", **result.as_dict()}
+    monkeypatch.setattr(deploy, "assess_bundle", lambda *args, **kwargs: (data, result))
+    plan = DeployPlan(request_id="r1", bundle=bundle.to_canonical_dict(), venue="paper", allocation=allocation,
+                      applied_allocation=allocation, stoploss=None, start_at=None, positions="hand_over", by="ana",
+                      reason="", requested_at=NOW)
+    ledger: Any = None  # the assessment is given: the gate passes the ledger on to it only
+    gate = deploy._risk(tmp_path, DeskState(), ledger, plan, bundle, RiskConfig())
+    return gate, plan
+
+
+def test_risk_gate_when_stoploss_and_allocation_caps_then_both_applied_and_named(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Arrange: 70.1229 of equity 1,000 -> 0.0701; a stop of 0.035 instead of the bundle's 0.06
+    conditions = (AllocationCap(70.12), StoplossCap(0.035, 0.06), StatedRisk(_UNMEASURED))
+    # Act
+    gate, plan = _risk_gate(monkeypatch, tmp_path, conditions, max_allocation=70.1229)
+    # Assert: the plan carries both, the texts are the assessment's own
+    assert (plan.applied_allocation, plan.stoploss) == (0.0701, 0.035)
+    assert gate.outcome == "conditional"
+    assert gate.evidence["conditions"] == ["allocation <= 70.12", _STOP_TEXT, _UNMEASURED]
+    assert all(type(c) is str for c in gate.evidence["conditions"])
+    assert gate.evidence["applied"] == ["allocation 0.2 -> 0.0701 (allocation <= 70.12 of equity 1,000.00)",
+                                        f"stoploss -0.06 -> 0.035 ({_STOP_TEXT})"]
+    assert gate.reason == ("CONDITIONAL: allocation 0.2 -> 0.0701 (allocation <= 70.12 of equity 1,000.00); "
+                           f"stoploss -0.06 -> 0.035 ({_STOP_TEXT}); stated risks: {_UNMEASURED}")
+    written = (tmp_path / "deployments" / "STR-002-v1" / "assessment.yaml").read_text()
+    assert yaml.safe_load(written)["conditions"] == gate.evidence["conditions"]
+
+
+def test_risk_gate_when_stoploss_cap_alone_then_the_stop_its_text_shows_is_applied(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Arrange: a stop with more decimals than its text shows: the text's 0.0351 is the one applied
+    cap = StoplossCap(0.035061, 0.06)
+    # Act
+    gate, plan = _risk_gate(monkeypatch, tmp_path, (cap,), max_allocation=200.0)
+    # Assert: the allocation stands
+    assert plan.stoploss == float(f"{0.035061:.4f}") == 0.0351
+    assert plan.applied_allocation == 0.2
+    assert gate.evidence["applied"] == [f"stoploss -0.06 -> 0.0351 ({cap.text})"]
+    assert gate.reason == f"CONDITIONAL: stoploss -0.06 -> 0.0351 ({cap.text})"
+
+
+def test_risk_gate_when_allocation_cap_then_the_allocation_is_cut_and_the_stop_kept(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Act: 50 of equity 1,000 -> 0.05
+    gate, plan = _risk_gate(monkeypatch, tmp_path, (AllocationCap(50.0),), max_allocation=50.0)
+    # Assert
+    assert (plan.applied_allocation, plan.stoploss) == (0.05, None)
+    assert gate.reason == "CONDITIONAL: allocation 0.2 -> 0.05 (allocation <= 50.00 of equity 1,000.00)"
+
+
+def test_risk_gate_when_allocation_cap_leaves_nothing_then_refused(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Act: 50 of equity 10,000,000 rounds down to 0
+    gate, _plan = _risk_gate(monkeypatch, tmp_path, (AllocationCap(50.0),), max_allocation=50.0,
+                             equity=10_000_000.0)
+    # Assert
+    assert (gate.outcome, gate.reason) == ("refused", "CONDITIONAL with no allocation left (allocation <= 50.00)")
+    assert "applied" not in gate.evidence
+
+
+def test_risk_gate_when_only_stated_risks_then_nothing_applied_and_they_are_named(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Act
+    gate, plan = _risk_gate(monkeypatch, tmp_path, (StatedRisk(_UNMEASURED),), max_allocation=200.0)
+    # Assert
+    assert (plan.applied_allocation, plan.stoploss) == (0.2, None)
+    assert gate.reason == f"CONDITIONAL: no condition to apply; stated risks: {_UNMEASURED}"

@@ -8,10 +8,10 @@ from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 
+from execdesk.desk.runner import run_desk
+from execdesk.desk.settings import load_desk_config
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import QUANTUM
-from execdesk.lead.config import load_desk_config
-from execdesk.lead.desk import run_desk
 from execdesk.store.ledger import Ledger
 from tests.conftest import BUNDLES
 
@@ -154,7 +154,7 @@ def test_staging_when_enabled_then_deployments_start_at_ten_percent_and_sizes_fo
 
 def test_portfolio_ladder_when_a_human_authorizes_trim_then_it_waits_for_approve_and_trims_at_the_next_bar(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
-    from execdesk.lead import service
+    from execdesk.api import actions
     from execdesk.lead.liaison import DecisionRequests, Outbox
 
     # Arrange: the trim step is left to a human; the desk runs past it
@@ -168,7 +168,7 @@ def test_portfolio_ladder_when_a_human_authorizes_trim_then_it_waits_for_approve
     assert [m.request_id for m in pending] == [request_id]
     assert pending[0].body["evidence"]["drawdown"] >= 0.01
     # Act: a human approves; the desk carries on
-    answer = service.decide(tmp_path, request_id, "approve", "risk officer", "trim it", 1_900_000_000)
+    answer = actions.decide(tmp_path, request_id, "approve", "risk officer", "trim it", 1_900_000_000)
     run_desk(load_desk_config(write_config(risk=risk, lead={"human_authorizes": ["trim"]},
                                            market__end="2024-04-20T00:00:00Z")), tmp_path)
     # Assert: authorized by the human, the trim done at the first bar of the run that saw the answer
@@ -187,12 +187,12 @@ def test_portfolio_ladder_when_a_human_authorizes_trim_then_it_waits_for_approve
 
 def test_portfolio_ladder_when_a_human_denies_trim_then_nothing_is_closed(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
-    from execdesk.lead import service
+    from execdesk.api import actions
 
     risk = _risk(portfolio_drawdown=TRIM_ONLY)
     run_desk(load_desk_config(write_config(risk=risk, lead={"human_authorizes": ["trim"]})), tmp_path)
     request_id = _events(tmp_path, EventKind.APPROVAL_REQUESTED)[0].payload["request_id"]
-    service.decide(tmp_path, request_id, "deny", "risk officer", "the drawdown is noise", 1_900_000_000)
+    actions.decide(tmp_path, request_id, "deny", "risk officer", "the drawdown is noise", 1_900_000_000)
     run_desk(load_desk_config(write_config(risk=risk, lead={"human_authorizes": ["trim"]},
                                            market__end="2024-04-20T00:00:00Z")), tmp_path)
     decided = _events(tmp_path, EventKind.APPROVAL_DECIDED)

@@ -16,11 +16,10 @@ from typing import Any
 import pytest
 
 from execdesk.errors import InvalidInput
-from execdesk.execution.retry import RetryPolicy
+from execdesk.lead.inbox import Inbox
 from execdesk.lead.liaison import (
     AlreadyAnswered,
     DecisionRequests,
-    Inbox,
     JsonPoster,
     LiaisonConfig,
     Message,
@@ -29,6 +28,7 @@ from execdesk.lead.liaison import (
     build_liaison,
     post_json,
 )
+from execdesk.retry import RetryPolicy
 from tests.conftest import BUNDLES
 
 T0 = 1_717_200_000  # 2024-06-01T00:00:00Z
@@ -353,9 +353,9 @@ def test_send_message_when_a_killed_run_left_a_different_report_under_its_name_t
     # Arrange: a run killed after writing its team report (the ledger never held it); the re-run's report differs
     from types import SimpleNamespace
 
+    from execdesk.desk.loop import DeskLoop
     from execdesk.domain.events import EventKind
     from execdesk.lead.liaison import LiaisonConfig, Message
-    from execdesk.lead.loop import DeskLoop
 
     liaison = build_liaison(LiaisonConfig(), tmp_path / "outbox")
     liaison.send(Message(1_713_139_200, "hr", "team_performance", "team", "the killed run's", {"run": {"s": 1.5}}))

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from execdesk.api import actions
 from execdesk.domain.events import EventKind
 from execdesk.domain.types import TradingState
 from execdesk.errors import InvalidInput, Refused
-from execdesk.lead import service
 from execdesk.monitor.report import write_report
 from execdesk.store.ledger import Ledger
 from execdesk.store.projections import all_projection_rows
@@ -31,7 +31,7 @@ END = "2024-04-15T00:00:00Z"
 def _desk(write_config: Callable[..., Path], tmp_path: Path, end: str) -> tuple[Path, Path]:
     config = write_config(market__end=end)
     home = tmp_path / "home"
-    service.run_config(config, home, report=False)
+    actions.run_config(config, home, report=False)
     return config, home
 
 
@@ -40,7 +40,7 @@ def _run_to(config: Path, home: Path, end: str) -> None:
     data["market"]["end"] = end
     path = config.with_name(f"{config.stem}-{end[:10]}.yaml")
     path.write_text(yaml.safe_dump(data))
-    service.run_config(path, home, report=False)
+    actions.run_config(path, home, report=False)
 
 
 def _v2(tmp_path: Path, **changes: Any) -> Path:
@@ -73,7 +73,7 @@ def _mid_trade(write_config: Callable[..., Path], tmp_path: Path) -> tuple[Path,
 def test_pause_when_paused_then_no_new_entries_until_resumed(write_config: Callable[..., Path],
                                                              tmp_path: Path) -> None:
     config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
-    paused = service.lifecycle(home, "pause", "STR-001-v1", "ana", "looks off", NOW)
+    paused = actions.lifecycle(home, "pause", "STR-001-v1", "ana", "looks off", NOW)
     assert (paused["state"], paused["reason"]) == ("REDUCING", "paused")
     _run_to(config, home, "2024-03-25T00:00:00Z")
     with Ledger.for_home(home) as ledger:
@@ -83,7 +83,7 @@ def test_pause_when_paused_then_no_new_entries_until_resumed(write_config: Calla
                    and o.signal_time > int(pd_ts("2024-03-10T00:00:00Z"))]
         assert entries == [], "a paused deployment opens nothing"
         assert since.state is TradingState.REDUCING
-    resumed = service.lifecycle(home, "resume", "STR-001-v1", "ana", "checked", NOW)
+    resumed = actions.lifecycle(home, "resume", "STR-001-v1", "ana", "checked", NOW)
     assert resumed["state"] == "ACTIVE"
     _run_to(config, home, END)
     with Ledger.for_home(home) as ledger:
@@ -99,11 +99,11 @@ def test_lifecycle_when_the_state_does_not_allow_it_then_refused_with_the_reason
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
     with pytest.raises(Refused, match="only a paused deployment resumes"):
-        service.lifecycle(home, "resume", "STR-001-v1", "ana", "why not", NOW)
+        actions.lifecycle(home, "resume", "STR-001-v1", "ana", "why not", NOW)
     with pytest.raises(InvalidInput, match="no deployment 'STR-009-v1'"):
-        service.lifecycle(home, "pause", "STR-009-v1", "ana", "typo", NOW)
+        actions.lifecycle(home, "pause", "STR-009-v1", "ana", "typo", NOW)
     with pytest.raises(InvalidInput, match="--by"):
-        service.lifecycle(home, "pause", "STR-001-v1", " ", "no name", NOW)
+        actions.lifecycle(home, "pause", "STR-001-v1", " ", "no name", NOW)
     with Ledger.for_home(home) as ledger:
         assert ledger.state.deployments["STR-001-v1"].state is TradingState.ACTIVE
 
@@ -111,7 +111,7 @@ def test_lifecycle_when_the_state_does_not_allow_it_then_refused_with_the_reason
 def test_remove_when_holding_then_closed_at_the_next_runs_first_bar_and_halted_once_flat(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     config, home, end = _mid_trade(write_config, tmp_path)
-    service.lifecycle(home, "remove", "STR-001-v1", "ana", "strategy retired", NOW)
+    actions.lifecycle(home, "remove", "STR-001-v1", "ana", "strategy retired", NOW)
     _run_to(config, home, END)
     with Ledger.for_home(home) as ledger:
         dep = ledger.state.deployments["STR-001-v1"]
@@ -131,17 +131,17 @@ def test_new_version_when_deployed_then_it_takes_over_the_positions_and_rollback
     config, home, _end = _mid_trade(write_config, tmp_path)
     held = _open_positions(home, "STR-001-v1")
     # Act 1: v2 through the gates supersedes v1, taking over its positions
-    result = service.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.5, by="ana", reason="v2 validated")
+    result = actions.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.5, by="ana", reason="v2 validated")
     # Assert 1
     assert result["status"] == "deployed"
     assert _open_positions(home, "STR-001-v2") == held
     assert _open_positions(home, "STR-001-v1") == {}
-    status = {d["id"]: d for d in service.status(home)["deployments"]}
+    status = {d["id"]: d for d in actions.status(home)["deployments"]}
     assert status["STR-001-v1"]["lifecycle"] == "closing"  # superseded: HALTED at the next run, being flat
     assert status["STR-001-v2"]["lifecycle"] == "live"
     _run_to(config, home, "2024-03-30T00:00:00Z")
     # Act 2: rollback
-    back = service.rollback(home, "STR-001", "ana", "v2 misbehaves", NOW)
+    back = actions.rollback(home, "STR-001", "ana", "v2 misbehaves", NOW)
     # Assert 2: v1 trades again with what v2 held; v2 is rolled back
     assert (back["from"], back["to"]) == ("STR-001-v2", "STR-001-v1")
     with Ledger.for_home(home) as ledger:
@@ -178,7 +178,7 @@ def test_new_version_when_deployed_then_it_takes_over_the_positions_and_rollback
 def test_rollback_when_close_policy_then_the_rolled_back_version_closes_its_positions(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     config, home, _end = _mid_trade(write_config, tmp_path)
-    service.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.5, positions="close", by="ana")
+    actions.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.5, positions="close", by="ana")
     assert _open_positions(home, "STR-001-v2") == {}
     _run_to(config, home, END)
     with Ledger.for_home(home) as ledger:
@@ -187,9 +187,9 @@ def test_rollback_when_close_policy_then_the_rolled_back_version_closes_its_posi
         assert any(o.deployment_id == "STR-001-v1" and o.reason == "deployment_halt"
                    for o in ledger.state.orders.values())
     with pytest.raises(Refused, match="first version"):
-        service.rollback(home, "STR-004", "ana", "nothing before", NOW)
+        actions.rollback(home, "STR-004", "ana", "nothing before", NOW)
     with pytest.raises(InvalidInput, match="no strategy 'STR-042'"):
-        service.rollback(home, "STR-042", "ana", "typo", NOW)
+        actions.rollback(home, "STR-042", "ana", "typo", NOW)
 
 
 def pd_ts(text: str) -> float:
@@ -201,7 +201,7 @@ def pd_ts(text: str) -> float:
 def test_lifecycle_when_the_desk_is_stopped_then_recorded_at_its_last_bars_close(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
-    service.lifecycle(home, "pause", "STR-001-v1", "ana", "looks off", NOW)
+    actions.lifecycle(home, "pause", "STR-001-v1", "ana", "looks off", NOW)
     with Ledger.for_home(home) as ledger:
         paused = [e for e in ledger.events({EventKind.DEPLOYMENT_STATE_CHANGED}) if e.payload["reason"] == "paused"]
         last = max(e.time for e in ledger.events())
@@ -212,9 +212,9 @@ def test_new_version_when_scheduled_then_the_old_one_trades_until_the_new_one_st
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     config, home, end = _mid_trade(write_config, tmp_path)
     start = int(pd_ts(end)) + 3 * 86_400
-    service.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.5, by="ana",
+    actions.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.5, by="ana",
                    at=pd.Timestamp(start, unit="s", tz="UTC").isoformat())
-    status = {d["id"]: d["lifecycle"] for d in service.status(home)["deployments"]}
+    status = {d["id"]: d["lifecycle"] for d in actions.status(home)["deployments"]}
     assert (status["STR-001-v1"], status["STR-001-v2"]) == ("live", "scheduled")
     _run_to(config, home, END)
     with Ledger.for_home(home) as ledger:
@@ -233,27 +233,27 @@ def test_new_version_when_scheduled_then_the_old_one_trades_until_the_new_one_st
 def test_resume_when_paused_before_its_start_then_scheduled_again(write_config: Callable[..., Path],
                                                                   tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
-    service.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.1, by="ana", at="2024-03-30T00:00:00Z")
-    service.lifecycle(home, "pause", "STR-001-v2", "ana", "not yet", NOW)
-    resumed = service.lifecycle(home, "resume", "STR-001-v2", "ana", "go on", NOW)
+    actions.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.1, by="ana", at="2024-03-30T00:00:00Z")
+    actions.lifecycle(home, "pause", "STR-001-v2", "ana", "not yet", NOW)
+    resumed = actions.lifecycle(home, "resume", "STR-001-v2", "ana", "go on", NOW)
     assert (resumed["state"], resumed["reason"]) == ("REDUCING", "scheduled")
 
 
 def test_rollback_when_the_previous_version_was_removed_then_refused(write_config: Callable[..., Path],
                                                                      tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
-    service.lifecycle(home, "remove", "STR-001-v1", "ana", "retired", NOW)
+    actions.lifecycle(home, "remove", "STR-001-v1", "ana", "retired", NOW)
     with pytest.raises(Refused, match="already"):
-        service.lifecycle(home, "remove", "STR-001-v1", "ana", "twice", NOW)
-    service.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.1, by="ana")
+        actions.lifecycle(home, "remove", "STR-001-v1", "ana", "twice", NOW)
+    actions.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.1, by="ana")
     with pytest.raises(Refused, match="was stopped by removed"):
-        service.rollback(home, "STR-001", "ana", "back", NOW)
+        actions.rollback(home, "STR-001", "ana", "back", NOW)
 
 
 def test_deploy_when_a_deployment_waited_for_approval_then_the_desk_still_runs(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
-    pending = service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "ccxt:binance", NOW, live=True, by="ana",
+    pending = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "ccxt:binance", NOW, live=True, by="ana",
                              allocation=0.1)
     assert pending["status"] == "pending_approval"
     _run_to(config, home, "2024-03-20T00:00:00Z")  # the lead reads the approval events back without tripping

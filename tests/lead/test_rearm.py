@@ -10,9 +10,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from execdesk.cli import app
+from execdesk.desk.runner import run_desk
+from execdesk.desk.settings import load_desk_config
 from execdesk.domain.events import EventKind
-from execdesk.lead.config import load_desk_config
-from execdesk.lead.desk import run_desk
 from execdesk.store.ledger import Ledger
 from tests.kit import desk_running
 

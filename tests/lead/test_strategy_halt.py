@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
+from execdesk.desk.runner import run_desk
+from execdesk.desk.settings import load_desk_config
 from execdesk.domain.events import EventKind
-from execdesk.lead.config import load_desk_config
-from execdesk.lead.desk import run_desk
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import load_bundle
 from tests.conftest import BUNDLES

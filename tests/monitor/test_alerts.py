@@ -18,7 +18,6 @@ from pydantic import ValidationError
 
 from execdesk.domain.types import AlertLevel
 from execdesk.errors import InvalidInput
-from execdesk.execution.retry import RetryPolicy
 from execdesk.monitor.alerts import (
     Alert,
     AlertRouter,
@@ -36,6 +35,7 @@ from execdesk.monitor.alerts import (
     redact_url,
     telegram_escape,
 )
+from execdesk.retry import RetryPolicy
 
 INFO, WARNING, CRITICAL, EMERGENCY = AlertLevel.INFO, AlertLevel.WARNING, AlertLevel.CRITICAL, AlertLevel.EMERGENCY
 T0 = 1_720_000_000  # 2024-07-03T09:46:40Z

@@ -22,16 +22,8 @@ import numpy as np
 import pytest
 
 from execdesk.domain.events import Event, EventKind, canonical_json
-from execdesk.monitor.equity import (
-    PORTFOLIO,
-    Breach,
-    Holding,
-    Holdings,
-    Limit,
-    Monitor,
-    Watermarks,
-    fold_marks,
-)
+from execdesk.domain.marks import PORTFOLIO, Breach, Holding, Holdings, Limit, Watermarks, fold_marks
+from execdesk.monitor.equity import Monitor
 
 CLOSE = np.array([[100.0, 110.0, 99.0, 88.0, 121.0],
                   [10.0, 10.0, 10.0, 10.0, 10.0]])

@@ -14,9 +14,9 @@ import yaml
 from typer.testing import CliRunner
 
 from execdesk.cli import app
+from execdesk.desk.runner import run_desk
+from execdesk.desk.settings import load_desk_config
 from execdesk.domain.events import Event, EventKind
-from execdesk.lead.config import load_desk_config
-from execdesk.lead.desk import run_desk
 from execdesk.monitor.dashboard import backtest_path, drift_path
 from execdesk.monitor.drift import METRICS
 from execdesk.monitor.report import build_report, write_report

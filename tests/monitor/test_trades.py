@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from execdesk.desk.runner import run_desk
+from execdesk.desk.settings import load_desk_config
 from execdesk.domain.state import FillRecord
-from execdesk.lead.config import load_desk_config
-from execdesk.lead.desk import run_desk
 from execdesk.monitor.trades import round_trips
 from execdesk.store.ledger import Ledger
 

@@ -15,9 +15,9 @@ import yaml
 from execdesk.backtest.engine import BacktestConfig, run_backtest
 from execdesk.backtest.metrics import compute_metrics
 from execdesk.codegen.pipeline import _PROFILES, market_for_bundle
+from execdesk.desk.runner import run_desk
+from execdesk.desk.settings import load_desk_config
 from execdesk.domain.events import EventKind
-from execdesk.lead.config import load_desk_config
-from execdesk.lead.desk import run_desk
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import load_bundle
 from tests.conftest import BUNDLES, small_desk

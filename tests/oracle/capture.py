@@ -24,7 +24,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    import execdesk.lead.desk as desk_module
+    import execdesk.desk.runner as desk_module
 
     original = desk_module.run_desk
 

@@ -23,10 +23,10 @@ def case_names() -> list[str]:
 def run_case(name: str, root: Path) -> dict[str, Any]:
     """Run the case ``name`` on a fresh home under ``root``; its digest."""
     if name.startswith("demo-seed-"):
-        from execdesk.lead import service
+        from execdesk.api import actions
 
         seed = int(name.rsplit("-", 1)[1])
-        summary = service.run_demo(root, seed=seed)
+        summary = actions.run_demo(root, seed=seed)
         return stream_digest(summary.home)
     case = json.loads((CASES / f"{name}.json").read_text())
     tmp = root / "tmp"
@@ -35,8 +35,8 @@ def run_case(name: str, root: Path) -> dict[str, Any]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     raw = json.dumps(case["config"]).replace("<tmp>", str(tmp)).replace("<examples>", str(EXAMPLES))
-    from execdesk.lead.config import DeskConfig
-    from execdesk.lead.desk import run_desk
+    from execdesk.desk.runner import run_desk
+    from execdesk.desk.settings import DeskConfig
 
     home = tmp / "home"
     run_desk(DeskConfig.model_validate(json.loads(raw)), home)

@@ -13,10 +13,13 @@ import pytest
 import yaml
 
 from execdesk.risk.assessment import (
+    AllocationCap,
     AssessmentLimits,
     Candidate,
     LiveDeployment,
     PortfolioSnapshot,
+    StatedRisk,
+    StoplossCap,
     Verdict,
     assess,
     max_drawdown,
@@ -157,8 +160,8 @@ def test_assess_when_fewer_than_20_common_days_then_insufficient_overlap_not_a_p
     assert math.isnan(pair.correlation)
     assert not result.rule("pairwise_correlation").passed
     assert result.verdict is Verdict.CONDITIONAL
-    assert result.conditions == ("correlation with A unmeasured (insufficient overlap, 5 common days): "
-                                 "review before deploying",)
+    assert result.conditions == (StatedRisk("correlation with A unmeasured (insufficient overlap, 5 common days): "
+                                            "review before deploying"),)
 
 
 def test_assess_when_no_trade_returns_then_conditional_review_not_approved() -> None:
@@ -172,7 +175,8 @@ def test_assess_when_no_trade_returns_then_conditional_review_not_approved() -> 
     assert result.rule("worst_case_drawdown").value == pytest.approx(0.0249)
     assert result.worst_case.trades == 0
     assert result.verdict is Verdict.CONDITIONAL
-    assert result.conditions[0].startswith("no per-trade returns")
+    assert isinstance(result.conditions[0], StatedRisk)
+    assert result.conditions[0].text.startswith("no per-trade returns")
 
 
 # ---------------------------------------------------------------- CONDITIONAL / REJECTED by caps
@@ -187,7 +191,8 @@ def test_assess_when_deployed_cap_exceeded_then_conditional_allocation_50() -> N
     assert result.rule("deployed_fraction").passed is False
     assert result.allocation_limits["deployed_fraction"] == pytest.approx(50.0)
     assert result.verdict is Verdict.CONDITIONAL
-    assert result.conditions == ("allocation <= 50.00",)
+    assert result.conditions == (AllocationCap(50.0),)
+    assert [str(c) for c in result.conditions] == ["allocation <= 50.00"]
     assert result.max_allocation == pytest.approx(50.0)
 
 
@@ -202,7 +207,7 @@ def test_assess_when_correlated_cap_exceeded_then_conditional_allocation_50() ->
     assert result.rule("correlated_exposure").value == pytest.approx(0.25)
     assert result.allocation_limits["correlated_exposure"] == pytest.approx(50.0)
     assert result.verdict is Verdict.CONDITIONAL
-    assert result.conditions == ("allocation <= 50.00",)
+    assert result.conditions == (AllocationCap(50.0),)
 
 
 def test_assess_when_worst_case_driven_by_stop_then_allocation_and_stop_conditions() -> None:
@@ -218,8 +223,9 @@ def test_assess_when_worst_case_driven_by_stop_then_allocation_and_stop_conditio
     x = 20000 * (1 - math.sqrt(0.993))
     assert result.allocation_limits["worst_case_drawdown"] == pytest.approx(x, abs=1e-6)
     assert result.verdict is Verdict.CONDITIONAL
-    assert result.conditions[0] == f"allocation <= {math.floor(x * 100) / 100:.2f}" == "allocation <= 70.12"
-    assert result.conditions[1].startswith("stoploss tighter than 0.0350 (now 0.05;")
+    assert result.conditions == (AllocationCap(70.12), StoplossCap(0.035, 0.05))
+    assert result.conditions[0].text == f"allocation <= {math.floor(x * 100) / 100:.2f}" == "allocation <= 70.12"
+    assert result.conditions[1].text.startswith("stoploss tighter than 0.0350 (now 0.05;")
     assert result.reasons == ("worst_case_drawdown 0.029975 > limit 0.027",)
 
 
@@ -234,7 +240,8 @@ def test_assess_when_worst_case_not_stop_driven_then_no_stop_condition() -> None
     assert result.worst_case.stop_driven is False
     assert result.verdict is Verdict.CONDITIONAL
     assert len(result.conditions) == 1
-    assert result.conditions[0].startswith("allocation <= ")
+    assert isinstance(result.conditions[0], AllocationCap)
+    assert result.conditions[0].text.startswith("allocation <= ")
 
 
 def test_assess_when_portfolio_alone_breaches_worst_case_then_rejected_no_allocation_fits() -> None:

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from execdesk.desk.settings import load_desk_config
 from execdesk.errors import SpecError
-from execdesk.lead.config import load_desk_config
 from execdesk.risk.config import LADDER_STEPS, DrawdownLadder, RiskConfig, StagingConfig
 
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 
 from execdesk.domain.events import Event, EventKind
+from execdesk.domain.marks import PORTFOLIO, Breach
 from execdesk.domain.state import DeskState
-from execdesk.monitor.equity import PORTFOLIO, Breach
 from execdesk.risk.drawdown import confirm_breach, fresh_equity
 
 D = Decimal

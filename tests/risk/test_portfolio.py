@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from execdesk.data import PairProfile, generate_market
-from execdesk.lead.config import load_desk_config
-from execdesk.lead.desk import run_desk
+from execdesk.desk.runner import run_desk
+from execdesk.desk.settings import load_desk_config
 from execdesk.risk.portfolio import asset_correlation, candidate_from_bundle, portfolio_from_ledger
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import load_bundle

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from execdesk.risk.staging import period_returns, stage_allocation
+from execdesk.risk.config import StagingConfig
+from execdesk.risk.staging import StagedDeployment, due_decision, period_returns, stage_allocation
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -63,3 +64,121 @@ def test_period_returns_when_daily_equity_then_whole_weeks_only() -> None:
     result = period_returns(equity, 7)
     # weeks: 100 -> 107, 107 -> 114; the last 1 day is a partial period
     assert [round(r, 10) for _, r in result] == [round(107 / 100 - 1, 10), round(114 / 107 - 1, 10)]
+
+
+# ---------------------------------------------------------------- due_decision
+WEEK = 7 * 86_400
+SINCE = int(T0.timestamp())
+
+
+def staged(step: int = 0, streak: int = 0, since: int | None = SINCE, anchor: float = 1000.0,
+           halted: bool = False) -> StagedDeployment:
+    return StagedDeployment("d1", step, streak, since, anchor, halted)
+
+
+def test_due_decision_when_period_not_over_then_none() -> None:
+    # Arrange: one second before the 7-day period ends
+    dep = staged()
+
+    # Act
+    payload = due_decision(dep, {"d1": 1100.0}, SINCE + WEEK - 1, StagingConfig())
+
+    # Assert
+    assert payload is None
+
+
+def test_due_decision_when_deployment_halted_then_none() -> None:
+    # Act
+    payload = due_decision(staged(halted=True), {"d1": 1100.0}, SINCE + WEEK, StagingConfig())
+
+    # Assert
+    assert payload is None
+
+
+def test_due_decision_when_staging_disabled_then_none() -> None:
+    # Act
+    payload = due_decision(staged(), {"d1": 1100.0}, SINCE + WEEK, StagingConfig(enabled=False))
+
+    # Assert
+    assert payload is None
+
+
+def test_due_decision_when_equity_missing_from_the_snapshot_then_none() -> None:
+    # Act
+    payload = due_decision(staged(), {"other": 1100.0}, SINCE + WEEK, StagingConfig())
+
+    # Assert
+    assert payload is None
+
+
+def test_due_decision_when_no_period_started_then_none() -> None:
+    # Act: staging never started for it (since None)
+    payload = due_decision(staged(since=None), {"d1": 1100.0}, SINCE + WEEK, StagingConfig())
+
+    # Assert
+    assert payload is None
+
+
+def test_due_decision_when_a_profitable_period_ended_then_promote_with_its_numbers() -> None:
+    # Arrange: anchor 1000, equity 1100 at the snapshot, a day after the period's end
+    t = SINCE + WEEK + 86_400
+
+    # Act
+    payload = due_decision(staged(), {"d1": 1100.0}, t, StagingConfig())
+
+    # Assert: 1100 / 1000 - 1 = +10%; from the first step (10%) up to 50%; the next period starts at t
+    assert payload is not None
+    assert payload["action"] == "promote"
+    assert payload["period_return"] == round(1100 / 1000 - 1, 8)
+    assert (payload["fraction_before"], payload["fraction_after"], payload["step"]) == (0.10, 0.50, 1)
+    assert payload["losing_streak"] == 0
+    assert (payload["period_from"], payload["period_to"], payload["next_period_from"]) == (SINCE, t, t)
+    assert (payload["equity"], payload["anchor_equity"]) == (1100.0, 1000.0)
+    assert payload["deployment_id"] == "d1"
+    assert payload["by"] == "risk"
+    assert payload["period_end"] == datetime.fromtimestamp(t, UTC).isoformat()
+
+
+def test_due_decision_when_period_ends_exactly_now_then_it_is_due() -> None:
+    # Act: t == since + period_days
+    payload = due_decision(staged(), {"d1": 1010.0}, SINCE + WEEK, StagingConfig())
+
+    # Assert
+    assert payload is not None
+    assert payload["action"] == "promote"
+
+
+def test_due_decision_when_second_losing_period_at_full_then_fall_back_with_the_streak() -> None:
+    # Arrange: at 100% (step 2) with one losing period behind it; anchor 2000 -> 1900: -5%
+    dep = staged(step=2, streak=1, anchor=2000.0)
+
+    # Act
+    payload = due_decision(dep, {"d1": 1900.0}, SINCE + WEEK, StagingConfig())
+
+    # Assert
+    assert payload is not None
+    assert payload["action"] == "fall_back"
+    assert payload["period_return"] == round(1900 / 2000 - 1, 8)
+    assert (payload["losing_streak"], payload["step"], payload["fraction_after"]) == (2, 1, 0.5)
+
+
+def test_due_decision_when_period_days_configured_then_due_after_that_many_days() -> None:
+    # Arrange
+    config = StagingConfig(period_days=3)
+
+    # Act
+    before = due_decision(staged(), {"d1": 1100.0}, SINCE + 3 * 86_400 - 1, config)
+    at = due_decision(staged(), {"d1": 1100.0}, SINCE + 3 * 86_400, config)
+
+    # Assert
+    assert before is None
+    assert at is not None
+
+
+def test_due_decision_when_anchor_equity_is_zero_then_a_flat_period_holds() -> None:
+    # Act: no anchor to measure against: a return of 0, nothing judged
+    payload = due_decision(staged(anchor=0.0), {"d1": 500.0}, SINCE + WEEK, StagingConfig())
+
+    # Assert
+    assert payload is not None
+    assert (payload["action"], payload["period_return"], payload["step"]) == ("hold", 0.0, 0)

@@ -16,7 +16,7 @@
 
 The returned :class:`CodegenReport` marks every failed check; ``report.exit_code`` is 0 when all
 passed and 3 (:class:`~execdesk.errors.Refused`) otherwise, so the CLI is a thin call.
-Freqtrade itself only ever runs in subprocesses (:mod:`execdesk.codegen.ft_harness`).
+Freqtrade itself only ever runs in subprocesses (:mod:`execdesk.freqtrade.harness`).
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ __all__ = [
     "render_strategy",
 ]
 
-# Imported on first use: ``python -m execdesk.codegen.ft_harness`` runs this package's __init__
-# first, and a fast-failing harness call should not pay ~1 s for pandas, Jinja2 and the pipeline.
+# Imported on first use: a command that needs one part of the signal generator should not pay ~1 s for
+# pandas, Jinja2 and the pipeline.
 _LAZY = {
     "GENERATED_SEED": "execdesk.codegen.pipeline",
     "MAX_GENERATED_CANDLES": "execdesk.codegen.pipeline",

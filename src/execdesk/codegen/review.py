@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from execdesk.codegen.audit import audit_source
-from execdesk.codegen.freqtrade import load_strategy
 from execdesk.codegen.render import LINE_LENGTH, GeneratedStrategy
 from execdesk.errors import ExecdeskError
+from execdesk.freqtrade.runner import load_strategy
 
 #: The ruff rules every generated strategy must pass (see the module docstring).
 RUFF_RULES: Final = ("E", "W", "F", "B", "UP", "N", "S")

@@ -1,7 +1,7 @@
 """Verification of a generated strategy against Freqtrade and the desk's own computations.
 
 :func:`verify` renders the bundle (unless given the generated strategy), backtests it with
-Freqtrade offline on the given candles (subprocess, :mod:`execdesk.codegen.freqtrade`) and checks:
+Freqtrade offline on the given candles (subprocess, :mod:`execdesk.freqtrade.runner`) and checks:
 
 * ``freqtrade_backtest`` — Freqtrade ran the strategy to the end;
 * ``offline`` — the run made zero network connection attempts (the harness refuses and counts
@@ -37,15 +37,15 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from execdesk.codegen.freqtrade import (
-    FreqtradeSettings,
-    FtBacktest,
-    backtest_strategy,
-)
 from execdesk.codegen.render import GeneratedStrategy, StakeSizing, render_strategy
 from execdesk.codegen.review import CheckResult, ChecksLookup, checks_table
 from execdesk.data.candles import to_arrays
 from execdesk.errors import ExecdeskError
+from execdesk.freqtrade.runner import (
+    FreqtradeSettings,
+    FtBacktest,
+    backtest_strategy,
+)
 from execdesk.strategy import StrategyBundle, compute_signals
 
 NATIVE_ENGINE: Final = "execdesk.backtest.engine"

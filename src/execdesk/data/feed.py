@@ -85,6 +85,15 @@ class MarketView:
         """When grid bar ``g`` closes: the time the desk acts on it."""
         return int(self.time[g]) + self.tf_seconds
 
+    def bar_of(self, t: int) -> int | None:
+        """The grid bar that closes at ``t`` (None if none does)."""
+        g = int(np.searchsorted(self.time, t - self.tf_seconds))
+        return g if g < self.n and self.close_time(g) == t else None
+
+    def closes(self, g: int) -> dict[str, float]:
+        """Every pair's close at bar ``g``."""
+        return {p: float(track.close[g]) for p, track in self.pairs.items()} if self.n else {}
+
     def track(self, pair: str) -> PairTrack:
         try:
             return self.pairs[pair]

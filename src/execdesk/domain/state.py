@@ -170,6 +170,17 @@ class DeskState:
     def open_orders(self) -> list[OrderRecord]:
         return [self.orders[c] for c in self.open_order_ids]
 
+    def closable(self, deployment_id: str, pair: str) -> Decimal:
+        """The deployment's position in ``pair`` (signed) less the exits already on their way."""
+        pos = self.position(deployment_id, pair)
+        closable = pos.qty if pos is not None else Decimal(0)
+        if closable != 0:
+            for order in self.open_orders_of(deployment_id, pair):
+                if order.reason != "entry_signal":
+                    remaining = order.qty - order.filled_qty
+                    closable -= remaining if closable > 0 else -remaining
+        return closable
+
     def open_orders_of(self, deployment_id: str, pair: str) -> list[OrderRecord]:
         """The open orders of one deployment in one pair, in submission order."""
         return [self.orders[c] for c in self.open_orders_by_key.get((deployment_id, pair), ())]

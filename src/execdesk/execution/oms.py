@@ -14,7 +14,7 @@
   straight to their fills or end), ``order.filled`` (PARTIALLY_FILLED, FILLED), ``order.canceled``,
   ``order.rejected`` (with the venue's reason), ``order.expired``.
 * Temporary venue errors (timeouts, rate limits, disconnects) are retried with exponential backoff and
-  jitter (:class:`~execdesk.execution.retry.RetryPolicy`); what still fails stays queued and is tried
+  jitter (:class:`~execdesk.retry.RetryPolicy`); what still fails stays queued and is tried
   again at the next send (a submit whose outcome is unknown is safe to repeat: ids are idempotent). A
   rejection is final and recorded.
 * Fills come back from the venue by cursor and are recorded once each (by fill id); a fill for an
@@ -36,7 +36,7 @@ from execdesk.domain.events import Event, EventKind
 from execdesk.domain.state import OrderRecord
 from execdesk.domain.types import ClientOrderId, OrderIntent, OrderStatus, OrderType, Side, client_order_id
 from execdesk.errors import TemporaryError
-from execdesk.execution.retry import RetryPolicy
+from execdesk.retry import RetryPolicy
 from execdesk.risk.pretrade import Verdict
 from execdesk.store.ledger import Ledger
 from execdesk.venues.base import OrderRejected, Venue, VenueFill, VenueOrder

@@ -20,7 +20,7 @@ its reason). The gates:
 * **deploy** — the venue takes it: the desk's paper venue (the desk's loop trades it from its start
   time on), or a Freqtrade dry-run bot folder (strategy, config, compose file, checklist) under
   ``HOME/deployments/<id>/bot/`` that ``execdesk bots start|sync|stop`` then drives
-  (:mod:`execdesk.lead.fleet`). A live ccxt loop is not built: such deployments are refused here, by name.
+  (:mod:`execdesk.freqtrade.fleet`). A live ccxt loop is not built: such deployments are refused here, by name.
 * **monitor** — the backtest's trade returns are the monitor's baseline (``monitor.baseline``).
 
 A new version replaces the one trading (``superseded``) and takes over its positions or closes them
@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from execdesk.data.timeframes import timeframe_to_seconds
 from execdesk.domain.events import Event, EventKind
+from execdesk.domain.marks import MARK_EVENTS, PORTFOLIO, fold_marks
 from execdesk.domain.types import TradingState, dec
 from execdesk.errors import InvalidInput, SpecError
 from execdesk.lead.lifecycle import (
@@ -53,7 +54,6 @@ from execdesk.lead.lifecycle import (
     supersede,
     trading_version,
 )
-from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, fold_marks
 
 if TYPE_CHECKING:
     from execdesk.domain.state import DeskState
@@ -376,7 +376,7 @@ def review_ahead(home: Path, bundles: list[StrategyBundle], workers: int = 2) ->
 
 def _risk(home: Path, state: DeskState, ledger: Ledger, plan: DeployPlan, bundle: StrategyBundle,
           risk: RiskConfig) -> GateResult:
-    from execdesk.risk.assessment import AssessmentLimits
+    from execdesk.risk.assessment import AllocationCap, AssessmentLimits, StatedRisk, StoplossCap
 
     replaced = trading_version(state, bundle.id)
     committed = sum(float(d.allocation) for d in state.deployments.values()
@@ -392,7 +392,8 @@ def _risk(home: Path, state: DeskState, ledger: Ledger, plan: DeployPlan, bundle
     folder = deployment_folder(home, plan.deployment_id)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "assessment.yaml").write_text(result.to_yaml(), encoding="utf-8")
-    evidence = {"verdict": result.verdict.value, "conditions": list(result.conditions), "equity": data["equity"],
+    evidence = {"verdict": result.verdict.value, "conditions": [c.text for c in result.conditions],
+                "equity": data["equity"],
                 "allocation_requested": plan.allocation, "committed_by_others": committed,
                 "rules": {r["name"]: {"value": r["value"], "limit": r["limit"], "passed": r["passed"]}
                           for r in data["rules"]},
@@ -405,7 +406,7 @@ def _risk(home: Path, state: DeskState, ledger: Ledger, plan: DeployPlan, bundle
     if asked < plan.allocation:
         applied.append(f"allocation {plan.allocation:g} -> {asked:g} (the capital not allocated)")
     for condition in result.conditions:
-        if condition.startswith("allocation <="):  # the largest allocation the caps allow, in the quote currency
+        if isinstance(condition, AllocationCap):  # the largest allocation the caps allow, in the quote currency
             offered = math.floor(result.max_allocation / data["equity"] * 1e4) / 1e4
             if offered <= 0:
                 return GateResult("risk", "refused", f"CONDITIONAL with no allocation left ({condition})", evidence)
@@ -413,17 +414,14 @@ def _risk(home: Path, state: DeskState, ledger: Ledger, plan: DeployPlan, bundle
                 applied.append(f"allocation {allocation:g} -> {offered:g} ({condition} of equity "
                                f"{data['equity']:,.2f})")
                 allocation = offered
-            continue
-        m = re.match(r"stoploss tighter than (-?[0-9.]+)", condition)
-        if m:
-            stop = float(m.group(1))
-            plan.stoploss = stop
-            applied.append(f"stoploss {bundle.stoploss:g} -> {stop:g} ({condition})")
+        elif isinstance(condition, StoplossCap):  # the stop distance as its text shows it (4 decimals)
+            plan.stoploss = condition.loosest
+            applied.append(f"stoploss {bundle.stoploss:g} -> {condition.loosest:g} ({condition})")
     plan.applied_allocation = allocation
     evidence["applied"] = applied
     if result.verdict.value == "APPROVED" and not applied:
         return GateResult("risk", "passed", f"APPROVED at allocation {allocation:g}", evidence)
-    stated = [c for c in result.conditions if not c.startswith(("allocation <=", "stoploss tighter"))]
+    stated = [c.text for c in result.conditions if isinstance(c, StatedRisk)]
     what = "; ".join(applied) or "no condition to apply"
     return GateResult("risk", "conditional", f"{result.verdict.value}: {what}"
                       + (f"; stated risks: {'; '.join(stated)}" if stated else ""), evidence)
@@ -465,16 +463,26 @@ def assess_bundle(bundle: StrategyBundle, ledger: Ledger | None, allocation: flo
 
 
 # ------------------------------------------------------------------------ into the ledger
-def commit(ledger: Ledger, home: Path, plan: DeployPlan, t: int, market_pairs: set[str] | None,
+@dataclass(frozen=True, slots=True)
+class DeskFacts:
+    """What the deploy gate needs to know of the desk: the venue its loop trades, its market's base timeframe
+    and the pairs its market has candles for (None: not checked)."""
+
+    venue: VenueTarget
+    timeframe: str | None
+    market_pairs: set[str] | None
+
+
+def commit(ledger: Ledger, home: Path, plan: DeployPlan, t: int, desk: DeskFacts,
            staging: StagingConfig | None = None, capital: float | None = None) -> DeployPlan:
     """Record the gates not yet in the ledger and, once every gate before it has passed, deploy: the
     deploy and monitor gates, the deployment and its baseline (a new version supersedes the one trading).
-    ``market_pairs``: the pairs the desk's market has candles for (None: not checked); ``staging``: the risk
+    ``desk``: the desk the deployment goes onto (:class:`DeskFacts`); ``staging``: the risk
     manager's staged allocation (a new deployment starts at its first step); ``capital``: the equity its
     allocation is a share of (default: the portfolio's last marked equity). Saves the plan."""
     if plan.refusal is None and not plan.pending and not plan.done:
         equity = capital if capital is not None else _equity(ledger)
-        plan.gates.append(_deploy_gate(home, ledger.state, plan, market_pairs, equity))
+        plan.gates.append(_deploy_gate(home, plan, desk, equity))
     for gate in plan.gates[plan.recorded:]:
         ledger.record(Event(t, EventKind.GATE, {"request_id": plan.request_id, "deployment_id": plan.deployment_id,
                                                 "venue": plan.venue, "by": plan.by, **gate.as_dict()},
@@ -504,12 +512,11 @@ def commit(ledger: Ledger, home: Path, plan: DeployPlan, t: int, market_pairs: s
     return plan
 
 
-def _deploy_gate(home: Path, state: DeskState, plan: DeployPlan, market_pairs: set[str] | None, equity: float
-                 ) -> GateResult:
+def _deploy_gate(home: Path, plan: DeployPlan, facts: DeskFacts, equity: float) -> GateResult:
     target = VenueTarget.from_str(plan.venue)
     bundle = plan.strategy()
     evidence: dict[str, Any] = {"venue": plan.venue, "start_at": plan.start_at}
-    desk = desk_venue(state)
+    desk, market_pairs = facts.venue, facts.market_pairs
     if target.kind == "ccxt" and str(target) != str(desk):
         return GateResult("deploy", "refused", f"{target}: this desk's loop trades {desk}; a deployment on "
                           f"{target} belongs on a desk whose venue is {target} (venue.kind ccxt, market.source "
@@ -519,7 +526,7 @@ def _deploy_gate(home: Path, state: DeskState, plan: DeployPlan, market_pairs: s
                           evidence)
     if target.kind == "freqtrade":
         from execdesk.codegen.render import render_strategy
-        from execdesk.venues.freqtrade_bot import BotSettings, FreqtradeBot
+        from execdesk.freqtrade.bot import BotSettings, FreqtradeBot
 
         folder = deployment_folder(home, plan.deployment_id) / "bot"
         settings = BotSettings(max_open_trades=len(bundle.pairs), stake_amount="unlimited",
@@ -532,7 +539,7 @@ def _deploy_gate(home: Path, state: DeskState, plan: DeployPlan, market_pairs: s
                           f"execdesk bots start {plan.deployment_id} runs it (or docker compose, as its "
                           "CHECKLIST.md says); execdesk bots sync brings its trades in", evidence)
     missing = sorted(set(bundle.pairs) - market_pairs) if market_pairs is not None else []
-    timeframe = state.config_section("market").get("timeframe")
+    timeframe = facts.timeframe
     if timeframe is not None and timeframe_to_seconds(bundle.timeframe) % timeframe_to_seconds(timeframe):
         return GateResult("deploy", "refused", f"the strategy trades {bundle.timeframe} candles, not a whole multiple "
                           f"of the desk's {timeframe} market", evidence)
@@ -577,7 +584,7 @@ def _create(ledger: Ledger, plan: DeployPlan, t: int, capital: float | None, sta
 
 
 def _baseline(ledger: Ledger, plan: DeployPlan) -> dict[str, Any]:
-    from execdesk.lead.desk import baseline_returns
+    from execdesk.monitor.baseline import baseline_returns
 
     baseline = baseline_returns(plan.strategy())
     dep_id = plan.deployment_id
@@ -589,14 +596,5 @@ def _baseline(ledger: Ledger, plan: DeployPlan) -> dict[str, Any]:
 def _equity(ledger: Ledger) -> float:
     marks = fold_marks(ledger.events(set(MARK_EVENTS)))
     return marks.last_equity.get(PORTFOLIO, float(ledger.state.cash()))
-
-
-# ------------------------------------------------------------------------ the desk's venue
-def desk_venue(state: DeskState) -> VenueTarget:
-    """The venue the desk's loop trades, from the config the desk recorded."""
-    venue = state.config_section("venue")
-    if venue.get("kind") == "ccxt":
-        return VenueTarget("ccxt", venue.get("exchange"), bool(venue.get("live")))
-    return VenueTarget("paper")
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 PositionsPolicy = Literal["hand_over", "close"]
 POLICIES: tuple[str, ...] = ("hand_over", "close")
-#: deployment state reasons of the lifecycle (the risk manager's reasons live in lead.lead)
+#: deployment state reasons of the lifecycle (the risk manager's reasons live in lead.protocols)
 SCHEDULED, STARTED, PAUSED, RESUMED, REMOVED = "scheduled", "schedule", "paused", "resumed", "removed"
 SUPERSEDED, ROLLED_BACK, RESTORED = "superseded", "rolled_back", "rollback"
 #: reasons under which a deployment is being closed: REDUCING until flat, then HALTED

@@ -21,7 +21,7 @@ from collections import Counter
 from typing import Any
 
 from execdesk.domain.events import EventKind
-from execdesk.execution.quality import execution_quality
+from execdesk.monitor.quality import execution_quality
 from execdesk.store.ledger import Ledger
 
 #: cap rules whose denial (or cut) kept the desk inside a limit it would otherwise have broken

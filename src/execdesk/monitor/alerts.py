@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from execdesk.domain.types import AlertLevel
 from execdesk.errors import InvalidInput, TemporaryError
-from execdesk.execution.retry import RetryPolicy
+from execdesk.retry import RetryPolicy
 
 log = logging.getLogger("execdesk.alerts")
 

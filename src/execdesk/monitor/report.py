@@ -37,15 +37,14 @@ import yaml
 
 from execdesk.backtest.metrics import compute_metrics
 from execdesk.domain.events import EventKind
+from execdesk.domain.marks import MARK_EVENTS, PORTFOLIO, fold_marks
 from execdesk.errors import InvalidInput
-from execdesk.execution.quality import execution_quality
+from execdesk.monitor.baseline import DRAWDOWN_MIN_TRADES, baseline_of, bootstrap_drawdown, trade_path_drawdown
 from execdesk.monitor.dashboard import DashboardData, write_dashboard
 from execdesk.monitor.drift import VERDICTS, DriftConfig, evaluate_drift
-from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, fold_marks
 from execdesk.monitor.metrics import live_metrics
+from execdesk.monitor.quality import execution_quality
 from execdesk.monitor.trades import handovers_of, round_trips
-from execdesk.monitor.watch import DRAWDOWN_MIN_TRADES, bootstrap_drawdown, trade_path_drawdown
-from execdesk.monitor.watch import _baseline as _watch_baseline
 from execdesk.store.ledger import Ledger
 from execdesk.strategy.bundle import ValidationReport
 
@@ -181,7 +180,7 @@ def compare_deployment(dep_id: str, name: str, capital: float, validation: dict[
     # the drawdown rule as the monitor in the loop applies it (monitor/watch.py): the strategy's drawdown
     # on its compounded closed-trade returns, against what the backtest's returns reach over as many trades
     live_returns = trades["profit_ratio"].to_numpy(dtype=float).tolist()
-    base = _watch_baseline(report, returns)
+    base = baseline_of(report, returns)
     drawdown: float | None = None
     judged = base.returns is not None or report.trades >= config.min_trades
     if len(live_returns) >= DRAWDOWN_MIN_TRADES and judged:

@@ -1,7 +1,10 @@
 """The monitor inside the loop: each deployment against the backtest that approved it, and anomalies.
 
-:class:`Watch` reads what the loop records and answers only with alerts and ``monitor.drift`` events
-— it never changes what it watches (the lead decides what an alert means):
+:class:`Watch` reads the ledger (what the desk recorded) and the market, and answers with findings —
+:class:`~execdesk.monitor.alerts.Alert`, :class:`Cleared` (a standing condition is over) and
+:class:`VerdictChanged` (a ``monitor.drift`` event) — in the order it found them. It never changes what it
+watches: the desk's engine records and routes the findings, and hands a changed verdict to the lead, which
+decides what it means:
 
 * every closed round trip goes into a :class:`~execdesk.monitor.drift.DriftBook` seeded with the
   deployment's baseline (``monitor.baseline``: the approved backtest's trade returns; the figures of
@@ -26,45 +29,70 @@ Alert de-duplication is the router's: a standing condition is not re-sent every 
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from execdesk.data.feed import MarketView
 from execdesk.domain.events import Event, EventKind
+from execdesk.domain.marks import PORTFOLIO, Snapshot
+from execdesk.domain.reader import LedgerReader
 from execdesk.domain.state import FillRecord
 from execdesk.domain.types import AlertLevel
+from execdesk.monitor.alerts import Alert
 from execdesk.monitor.anomalies import current_losing_streak, is_stale, losing_streak_limit, volume_spikes
+from execdesk.monitor.baseline import DRAWDOWN_MIN_TRADES, baseline_of, bootstrap_drawdown, trade_path_drawdown
 from execdesk.monitor.drift import (
     METRICS,
     VERDICTS,
-    Baseline,
     DriftAssessment,
     DriftBook,
     DriftConfig,
     Status,
 )
-from execdesk.monitor.equity import PORTFOLIO, Snapshot
 from execdesk.monitor.trades import RoundTrips, handovers_of
 from execdesk.strategy.bundle import ValidationReport
 
-if TYPE_CHECKING:
-    from execdesk.lead.loop import DeskLoop
-
 _LEVEL = {Status.WARN: AlertLevel.WARNING, Status.CRITICAL: AlertLevel.CRITICAL}
 VOLUME_WINDOW = 168
-DRAWDOWN_MIN_TRADES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Cleared:
+    """The condition ``(code, scope)`` is over: its next alert is news again."""
+
+    code: str
+    scope: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictChanged:
+    """A deployment's drift verdict changed: the ``monitor.drift`` event to record, for the lead to review."""
+
+    event: Event
+    deployment_id: str
+    verdict: str
+    findings: list[dict[str, Any]]
+    trades: int
+
+
+#: what the monitor answers with, in the order it found them
+Finding = Alert | Cleared | VerdictChanged
 
 
 class Watch:
-    """See the module docstring. Built by the loop at the start of a run (and rebuilt from the ledger
-    on a restart: the trades so far are replayed into the book without alerting)."""
+    """See the module docstring. Built by the desk at the start of a run from the ledger and the market (and
+    rebuilt on a restart: the trades so far are replayed into the book without alerting)."""
 
-    def __init__(self, loop: DeskLoop, config: DriftConfig | None = None) -> None:
-        self.loop = loop
-        ledger = loop.ledger
+    def __init__(self, ledger: LedgerReader, market: MarketView, venue: str, config: DriftConfig | None = None
+                 ) -> None:
+        self.ledger = ledger
+        self.market = market
+        self.venue = venue
+        self._out: list[Finding] = []
         validations: dict[str, ValidationReport] = {}
         samples: dict[str, dict[str, Any]] = {}
         for e in ledger.events({EventKind.DEPLOYMENT_CREATED, EventKind.MONITOR_BASELINE}):
@@ -76,7 +104,7 @@ class Watch:
                 samples[dep] = e.payload
         self.ids = [d for d in ledger.state.deployments if d in validations]
         self.row = {d: i for i, d in enumerate(self.ids)}
-        self.baselines = [_baseline(validations[d], samples.get(d, {}).get("returns") or None) for d in self.ids]
+        self.baselines = [baseline_of(validations[d], samples.get(d, {}).get("returns") or None) for d in self.ids]
         self.book = DriftBook(self.ids, self.baselines, config)
         self.trips = RoundTrips()
         self.returns: dict[str, list[float]] = {d: [] for d in self.ids}
@@ -112,9 +140,15 @@ class Watch:
         """The run starts at grid bar ``g``: market anomalies are looked for from there on."""
         self._volume_from = g
 
-    # ---------------------------------------------------------------- what the loop calls
-    def on_fills(self, t: int, fills: Sequence[FillRecord]) -> None:
+    def _answer(self) -> list[Finding]:
+        out, self._out = self._out, []
+        return out
+
+    # ---------------------------------------------------------------- what the desk asks
+    def on_fills(self, t: int, fills: Sequence[FillRecord]) -> list[Finding]:
+        """New fills: their round trips go into the book; the deployments they closed trades of are assessed."""
         self._take(fills, alert=True, t=t)
+        return self._answer()
 
     def assessments(self) -> list[DriftAssessment]:
         """Every watched deployment's live figures against its backtest, rule by rule, as of now."""
@@ -125,11 +159,13 @@ class Watch:
         """Positions went from ``source`` to ``target``: their open trades go with them."""
         self.trips.hand_over(source, target, pairs)
 
-    def on_snapshot(self, snap: Snapshot) -> None:
-        t = self.loop.market.close_time(snap.g)
+    def on_snapshot(self, snap: Snapshot) -> list[Finding]:
+        """An equity snapshot: every deployment assessed; volume spikes since the last one."""
+        t = self.market.close_time(snap.g)
         self._observe()
         self._assess(t, list(self.ids))
         self._volume(t, snap.g)
+        return self._answer()
 
     def _observe(self) -> None:
         rows = np.arange(len(self.ids))
@@ -150,30 +186,32 @@ class Watch:
             slippage = np.where(self._fills > 0, self._slip_sum / np.maximum(self._fills, 1), np.nan)
         self.book.observe(rows, max_drawdown=drawdown, slippage_bps_mean=slippage, fills=self._fills)
 
-    def after_bar(self, t: int) -> None:
-        errors = self.loop.oms.stats.venue_errors
+    def after_bar(self, t: int, venue_errors: int) -> list[Finding]:
+        """After a bar: venue calls that failed after their retries (``venue_errors``: the run's count so far)."""
+        errors = venue_errors
         if errors > self._venue_errors:
             new = errors - self._venue_errors
             self._venue_errors = errors
             self._alert(t, AlertLevel.CRITICAL, "venue_errors", PORTFOLIO,
                         f"{new} venue call(s) failed after their retries ({errors} in this run)",
-                        {"failed_calls": new, "total": errors, "venue": self.loop.venue.name}, "executor")
+                        {"failed_calls": new, "total": errors, "venue": self.venue}, "executor")
+        return self._answer()
 
-    def check_stale(self, last_bar_open: int, now: int, timeframe_s: int) -> bool:
+    def check_stale(self, last_bar_open: int, now: int, timeframe_s: int) -> list[Finding]:
         """On a wall clock: the data has no candle although one is due (the feed stopped). CRITICAL."""
         if not is_stale(last_bar_open, now, timeframe_s):
-            self.loop.router.clear("stale_data", PORTFOLIO)
-            return False
+            self._out.append(Cleared("stale_data", PORTFOLIO))
+            return self._answer()
         late = now - (last_bar_open + 2 * timeframe_s)
         self._alert(now, AlertLevel.CRITICAL, "stale_data", PORTFOLIO,
                     f"no candle since the bar of {pd.Timestamp(last_bar_open, unit='s', tz='UTC'):%Y-%m-%d %H:%M}: "
                     f"the next one is {late} s overdue", {"last_bar_open": last_bar_open, "now": now,
                                                           "overdue_s": late, "timeframe_s": timeframe_s})
-        return True
+        return self._answer()
 
     # ---------------------------------------------------------------- trades
     def _take(self, fills: Sequence[FillRecord], alert: bool, t: int = 0) -> None:
-        state = self.loop.ledger.state
+        state = self.ledger.state
         rows: list[int] = []
         returns: list[float] = []
         durations: list[float] = []
@@ -217,7 +255,7 @@ class Watch:
                 self._status[(dep, metric)] = now
                 code = f"drift_{metric}"
                 if now == 0:
-                    self.loop.router.clear(code, dep)
+                    self._out.append(Cleared(code, dep))
                     continue
                 if now < before:  # critical back to warn: the standing alert stays; it is news only upward
                     continue
@@ -229,9 +267,9 @@ class Watch:
             if self._verdict.get(dep, "continue") != verdict:
                 self._verdict[dep] = verdict
                 findings = [book.finding(a, i, j).as_dict() for j in range(len(METRICS)) if status[i, j]]
-                self.loop.record(Event(t, EventKind.DRIFT_ASSESSED, {
-                    "deployment_id": dep, "verdict": verdict, "trades": int(book.n[row]), "findings": findings}, dep))
-                self.loop.lead.on_drift(t, dep, verdict, findings, int(book.n[row]))
+                event = Event(t, EventKind.DRIFT_ASSESSED, {
+                    "deployment_id": dep, "verdict": verdict, "trades": int(book.n[row]), "findings": findings}, dep)
+                self._out.append(VerdictChanged(event, dep, verdict, findings, int(book.n[row])))
 
     def _streak_long(self, dep: str) -> tuple[int, int] | None:
         """(streak, limit) when the current losing streak is longer than the backtest allows, else None."""
@@ -247,7 +285,7 @@ class Watch:
         self._status[(dep, "losing_streak")] = int(long is not None)
         if long is None:
             if before:
-                self.loop.router.clear("losing_streak", dep)
+                self._out.append(Cleared("losing_streak", dep))
             return
         if before:
             return  # standing: said already
@@ -261,7 +299,7 @@ class Watch:
 
     # ---------------------------------------------------------------- market
     def _volume(self, t: int, g: int) -> None:
-        market = self.loop.market
+        market = self.market
         lo = max(self._volume_from, 0)
         start = max(lo - VOLUME_WINDOW, 0)
         for pair, track in market.pairs.items():
@@ -280,61 +318,20 @@ class Watch:
                             f"{pd.Timestamp(int(market.time[at]), unit='s', tz='UTC'):%Y-%m-%d %H:%M} is "
                             f"{float(np.nanmax(zr)):.1f} sigma above its last {VOLUME_WINDOW} bars",
                             {"pair": pair, "z": round(float(np.nanmax(zr)), 3), "bar_time": int(market.time[at])})
-                self.loop.router.clear("volume_spike", PORTFOLIO)  # an event, not a condition: each one is news
+                self._out.append(Cleared("volume_spike", PORTFOLIO))  # an event, not a condition: each one is news
         self._volume_from = g + 1
 
     def _alert(self, t: int, level: AlertLevel, code: str, scope: str, message: str, evidence: dict[str, Any],
                source: str = "monitor") -> None:
-        self.loop.lead.raise_alert(t, level, code, message, evidence, None if scope == PORTFOLIO else scope, source)
+        self._out.append(Alert(t, level, source, code, scope, message, evidence))
 
 
-def trade_path_drawdown(returns: Sequence[float]) -> float:
-    """Max drawdown of the equity path that compounding ``returns`` trade after trade gives (0 for none).
-    Worked: +10%, -20%, +5%: path 1.10, 0.88, 0.924; peak 1.10; drawdown 1 - 0.88 / 1.10 = 20%."""
-    if len(returns) == 0:
-        return 0.0
-    path = np.cumprod(1.0 + np.asarray(returns, dtype=np.float64))
-    peaks = np.maximum.accumulate(np.concatenate(([1.0], path)))[1:]
-    return float(np.max(1.0 - path / peaks))
 
 
-def bootstrap_drawdown(sample: Sequence[float], n: int, cache: dict[int, float], paths: int = 1000,
-                       quantile: float = 0.999) -> float:
-    """The drawdown the backtest's trade returns reach over ``n`` trades in all but 0.1% of orderings: the
-    ``quantile`` (0.999) of the max drawdowns of ``paths`` paths of ``n`` returns drawn from ``sample`` (seeded,
-    so the same sample and ``n`` give the same figure). A longer live record may lawfully see a deeper
-    drawdown than the backtest's single path: this is what "above the backtest's" is measured against."""
-    n = _grid(n)  # on a grid 10-25% apart (rounded up: a longer record may go deeper), so few are computed
-    if n in cache:
-        return cache[n]
-    rng = np.random.default_rng(n)
-    paths = max(200, min(paths, 400_000 // n))  # long records: fewer paths (the quantile moves slowly with n)
-    draws = rng.choice(np.asarray(sample, dtype=np.float64), size=(paths, n))
-    path = np.cumprod(1.0 + draws, axis=1)
-    peaks = np.maximum(np.maximum.accumulate(path, axis=1), 1.0)
-    value = float(np.quantile((1.0 - path / peaks).max(axis=1), quantile))
-    cache[n] = value
-    return value
 
 
-def _grid(n: int) -> int:
-    """The smallest of 1, 2, ..., 10, 11, 13, 15, ... (each about 10% above the last, 25% past 100)
-    that is >= ``n``."""
-    g = 1
-    while g < n:
-        g = g + 1 if g < 10 else math.ceil(g * (1.1 if g < 100 else 1.25))
-    return g
 
 
-def _baseline(report: ValidationReport, returns: Sequence[float] | None) -> Baseline:
-    """The approved backtest, with its drawdown measured like the live one when its trade returns are known
-    (the drawdown of their compounded path); else the report's own figure."""
-    sample = returns if returns is not None else report.returns
-    if not sample:
-        return Baseline.from_report(report)
-    return Baseline.create(sharpe=report.sharpe, max_drawdown=trade_path_drawdown(sample), win_rate=report.win_rate,
-                           avg_trade_duration_min=report.avg_trade_duration.total_seconds() / 60,
-                           slippage_budget_bps=report.slippage_budget_bps, trades=report.trades, returns=sample)
 
 
 def _fmt(value: float | None) -> str:

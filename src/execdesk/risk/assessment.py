@@ -42,7 +42,9 @@ when the worst case fails and is driven by the stop (at least half of the losing
 90% of the stop distance; Y the loosest stop that passes at the requested allocation, found by
 clipping the trade returns at -Y — optimistic: a tighter stop also cuts trades that later recovered),
 and a review of every correlation that could not be measured (and of a candidate without per-trade
-returns, whose bootstrap is counted as 0).
+returns, whose bootstrap is counted as 0). The conditions are typed (:data:`Condition`):
+:class:`AllocationCap`, :class:`StoplossCap` and :class:`StatedRisk`, each rendering its text
+(``str(condition)`` or ``condition.text``), which is what the assessment's files show.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -193,6 +196,56 @@ class WorstCase:
 
 
 @dataclass(frozen=True)
+class AllocationCap:
+    """``allocation <= X``: the largest allocation the three caps allow, in the quote currency (floored to
+    cents; the text shows it to 2 decimals)."""
+
+    max_allocation: float
+
+    @property
+    def text(self) -> str:
+        return f"allocation <= {self.max_allocation:.2f}"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class StoplossCap:
+    """``stoploss tighter than Y``: the loosest stop distance (a positive fraction) that passes the worst case
+    at the requested allocation, an alternative to the allocation cut; ``current`` the candidate's stop.
+    ``loosest`` is kept as its text shows it (rounded to 4 decimals), the value a gate applies."""
+
+    loosest: float
+    current: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "loosest", float(f"{self.loosest:.4f}"))
+
+    @property
+    def text(self) -> str:
+        return (f"stoploss tighter than {self.loosest:.4f} (now {self.current:g}; "
+                f"alternative to the allocation cut for worst_case_drawdown)")
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class StatedRisk:
+    """A risk only stated, for review (nothing to apply): an unmeasured correlation, no per-trade returns."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+#: A condition of a CONDITIONAL assessment.
+Condition: TypeAlias = AllocationCap | StoplossCap | StatedRisk
+
+
+@dataclass(frozen=True)
 class Assessment:
     candidate_id: str
     verdict: Verdict
@@ -203,7 +256,7 @@ class Assessment:
     correlations: tuple[PairCorrelation, ...]
     clusters: tuple[ClusterExposure, ...]
     worst_case: WorstCase
-    conditions: tuple[str, ...] = ()
+    conditions: tuple[Condition, ...] = ()  # their text: str(condition)
     reasons: tuple[str, ...] = ()
     limits: AssessmentLimits = field(default_factory=AssessmentLimits)
 
@@ -226,7 +279,7 @@ class Assessment:
             "clusters": [{"asset": c.asset, "direction": c.direction, "members": list(c.members),
                           "exposure": _num(c.exposure), "fraction": _num(c.fraction)} for c in self.clusters],
             "worst_case": {k: (_num(v) if isinstance(v, float) else v) for k, v in vars(self.worst_case).items()},
-            "conditions": list(self.conditions),
+            "conditions": [c.text for c in self.conditions],
             "reasons": list(self.reasons),
             "limits": {k: (_num(v) if isinstance(v, float) else v) for k, v in vars(self.limits).items()},
         }
@@ -470,7 +523,7 @@ def assess(portfolio: PortfolioSnapshot, candidate: Candidate, limits: Assessmen
         max_allocation = _largest(all_ok, max_allocation)
 
     rules = (deployed_rule, correlated_rule, pair_rule, worst_rule)
-    conditions: list[str] = []
+    conditions: list[Condition] = []
     reasons: list[str] = [f"{r.name} {r.value:.6f} > limit {r.limit}" for r in rules
                           if not r.passed and math.isfinite(r.value) and r.value > r.limit]
     above = [c for c in correlations if c.status == "above limit"]
@@ -487,18 +540,17 @@ def assess(portfolio: PortfolioSnapshot, candidate: Candidate, limits: Assessmen
     else:
         verdict = Verdict.CONDITIONAL
         if not caps_pass:
-            conditions.append(f"allocation <= {offered:.2f}")
+            conditions.append(AllocationCap(offered))
         if not worst_rule.passed and stop_driven and historical <= limits.max_worst_case_drawdown:
             loosest = _floor(_largest(lambda y: drawdowns.worst(requested, y) <= limits.max_worst_case_drawdown,
                                       candidate.stoploss), 4)
             if 0 < loosest < candidate.stoploss:
-                conditions.append(f"stoploss tighter than {loosest:.4f} (now {candidate.stoploss:g}; "
-                                  f"alternative to the allocation cut for worst_case_drawdown)")
-        conditions.extend(f"correlation with {c.deployment_id} unmeasured ({c.status}, {c.common_days} common "
-                          f"days): review before deploying" for c in unmeasured)
+                conditions.append(StoplossCap(loosest, candidate.stoploss))
+        conditions.extend(StatedRisk(f"correlation with {c.deployment_id} unmeasured ({c.status}, {c.common_days} "
+                                     f"common days): review before deploying") for c in unmeasured)
         if not drawdowns.trades.size:
-            conditions.append("no per-trade returns: the bootstrap worst case is unmeasured (counted as 0); "
-                              "review before deploying")
+            conditions.append(StatedRisk("no per-trade returns: the bootstrap worst case is unmeasured (counted "
+                                         "as 0); review before deploying"))
     return Assessment(candidate.id, verdict, requested, max_allocation if not caps_pass else requested,
                       allocation_limits, rules, correlations, clusters, worst_case, tuple(conditions),
                       tuple(reasons), limits)

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from execdesk.domain.marks import PORTFOLIO, Breach
 from execdesk.domain.state import DeskState
 from execdesk.domain.types import dec
-from execdesk.monitor.equity import PORTFOLIO, Breach
 
 
 @dataclass(frozen=True, slots=True)

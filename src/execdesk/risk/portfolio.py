@@ -18,8 +18,8 @@ import pandas as pd
 from execdesk.backtest.engine import BacktestConfig, run_backtest
 from execdesk.backtest.metrics import equity_curve
 from execdesk.domain.events import EventKind
+from execdesk.domain.marks import MARK_EVENTS, PORTFOLIO, fold_marks
 from execdesk.domain.types import TradingState
-from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, fold_marks
 from execdesk.risk.assessment import Candidate, LiveDeployment, PortfolioSnapshot
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import StrategyBundle

@@ -13,9 +13,9 @@ snapshots) and records the decisions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from execdesk.risk.config import StagingConfig
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 #: a period return smaller than this is no change (float noise in marked equity)
 FLAT = 1e-9
 
-__all__ = ["StageDecision", "StagingConfig", "next_stage", "period_returns", "stage_allocation"]
+__all__ = ["StageDecision", "StagedDeployment", "StagingConfig", "due_decision", "next_stage", "period_returns",
+           "stage_allocation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +102,34 @@ def stage_allocation(periods: Sequence[tuple[datetime, float]], config: StagingC
         step, streak, decision = next_stage(step, streak, end, ret, cfg)
         decisions.append(decision)
     return decisions
+
+
+@dataclass(frozen=True, slots=True)
+class StagedDeployment:
+    """What the staging decision reads of a deployment: its step and streak, the period it is in (its start
+    and the equity then), and whether it still trades."""
+
+    deployment_id: str
+    step: int
+    streak: int
+    since: int | None
+    anchor: float
+    halted: bool
+
+
+def due_decision(dep: StagedDeployment, equities: Mapping[str, float], t: int, config: StagingConfig
+                 ) -> dict[str, object] | None:
+    """The staging decision due for ``dep`` at time ``t`` (an equity snapshot's), as a ``risk.allocation_staged``
+    payload: when its period has ended by then and the snapshot holds its equity (the period's return against
+    its anchor equity; the next period starts at ``t``). None when nothing is due or staging is off."""
+    if not config.enabled:
+        return None
+    if (dep.since is None or t < dep.since + config.period_days * 86_400 or dep.deployment_id not in equities
+            or dep.halted):
+        return None
+    equity = equities[dep.deployment_id]
+    ret = equity / dep.anchor - 1.0 if dep.anchor > 0 else 0.0
+    step, _streak, decision = next_stage(dep.step, dep.streak, datetime.fromtimestamp(t, UTC), ret, config)
+    return {"deployment_id": dep.deployment_id, **decision.as_dict(), "step": step, "period_from": dep.since,
+            "period_to": t, "equity": round(equity, 6), "anchor_equity": round(dep.anchor, 6),
+            "next_period_from": t, "by": "risk"}

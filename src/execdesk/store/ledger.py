@@ -18,8 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url, select
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
@@ -31,6 +29,8 @@ from execdesk.store.projections import projection_rows
 
 GENESIS = "0" * 64
 MIGRATIONS = Path(__file__).with_name("migrations")
+#: the newest schema revision (Alembic's head; a test holds the two equal)
+HEAD_REVISION = "0003"
 
 
 def sqlite_url(home: Path) -> str:
@@ -45,8 +45,23 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def schema_revision(engine: Engine) -> str | None:
+    """The ledger's schema revision (None: no schema yet)."""
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    except SQLAlchemyError:
+        return None
+
+
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (idempotent)."""
+    """Bring the schema to the newest Alembic revision (idempotent). A ledger at the newest revision already is
+    left as it is without loading Alembic's machinery (opening a ledger is every command's first step)."""
+    if schema_revision(engine) == HEAD_REVISION:
+        return
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:

@@ -21,8 +21,7 @@ import yaml
 from execdesk.data import PairProfile, generate_market
 from execdesk.data.datadir import write_pair
 from execdesk.errors import InvalidInput, TemporaryError
-from execdesk.venues.base import Venue
-from execdesk.venues.freqtrade_bot import (
+from execdesk.freqtrade.bot import (
     FREQTRADE_IMAGE,
     BotApi,
     BotRequestRejected,
@@ -33,7 +32,8 @@ from execdesk.venues.freqtrade_bot import (
     _Credentials,
     free_loopback_port,
 )
-from execdesk.venues.ft_bot_harness import ReplayFeed, replay_methods
+from execdesk.freqtrade.bot_harness import ReplayFeed, replay_methods
+from execdesk.venues.base import Venue
 from tests.conftest import BUNDLES
 from tests.kit import wait_for
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from execdesk.codegen import freqtrade as ft
-from execdesk.codegen.freqtrade import (
+from execdesk.codegen.render import render_strategy
+from execdesk.codegen.review import review
+from execdesk.freqtrade import runner as ft
+from execdesk.freqtrade.runner import (
     TRADE_COLUMNS,
     FreqtradeRunError,
     FreqtradeSettings,
@@ -23,10 +25,7 @@ from execdesk.codegen.freqtrade import (
     load_strategy,
     run_harness,
 )
-from execdesk.codegen.render import render_strategy
-from execdesk.codegen.review import review
-
-from .conftest import make_bundle, market
+from tests.codegen.conftest import make_bundle, market
 
 
 def test_backtest_when_two_pairs_generated_then_trades_offline(tmp_path: Path) -> None:
@@ -160,10 +159,10 @@ def test_build_config_when_pairs_then_proof_config_keys() -> None:
 
 def test_desk_modules_when_imported_then_no_freqtrade_and_no_harness() -> None:
     code = (
-        "import sys, json, execdesk.codegen, execdesk.codegen.freqtrade, execdesk.codegen.review, "
+        "import sys, json, execdesk.codegen, execdesk.freqtrade.runner, execdesk.codegen.review, "
         "execdesk.codegen.verify, execdesk.codegen.render, execdesk.codegen.audit\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'freqtrade' "
-        "or m == 'execdesk.codegen.ft_harness')))"
+        "or m == 'execdesk.freqtrade.harness')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert json.loads(out.stdout) == []

@@ -26,6 +26,7 @@ does not describe get a default profile.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +35,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from execdesk.data.generator import PairProfile, RegimeSpan, Shock
 from execdesk.data.timeframes import TIMEFRAMES, timeframe_to_seconds
+from execdesk.domain.state import DeskState
 from execdesk.errors import FieldIssue, InvalidInput, SpecError
+from execdesk.lead.deploy import DeskFacts, VenueTarget
 from execdesk.lead.liaison import LiaisonConfig
 from execdesk.monitor.alerts import AlertsConfig, JsonlSinkConfig
 from execdesk.risk.config import DrawdownLadder, RiskConfig
@@ -156,11 +159,11 @@ class MarketSection(BaseModel):
             raise ValueError("market.source is datadir: market.datadir must name the folder")
         return self
 
-    def shocks_(self) -> list[Shock]:
+    def shock_list(self) -> list[Shock]:
         return [Shock(s.at, s.move, s.bars, tuple(s.pairs) if s.pairs else None, s.vol_multiplier, s.decay_bars)
                 for s in self.shocks]
 
-    def regimes_(self) -> dict[str, list[RegimeSpan]]:
+    def regime_spans(self) -> dict[str, list[RegimeSpan]]:
         return {p: [RegimeSpan(r.start, r.end, r.kind, r.strength) for r in spans] for p, spans in self.regimes.items()}
 
 
@@ -285,3 +288,56 @@ def load_desk_config(path: Path, seed: int | None = None) -> DeskConfig:
     if seed is not None and seed < 0:
         raise InvalidInput(f"--seed: got {seed}; expected a non-negative integer")
     return config.model_copy(update={"strategies": strategies, "market": market, "desk": desk, "alerts": alerts})
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedDesk:
+    """The desk config a ledger recorded (``desk.configured``), read back once with today's model: every
+    section typed, a section an older or partial record lacks at its defaults (its market None when it does
+    not validate). What the commands on a stopped desk and the gates read, instead of the recorded dicts."""
+
+    capital: float | None
+    risk: RiskConfig
+    lead: LeadSection
+    venue: VenueSection
+    market: MarketSection | None
+
+    @classmethod
+    def of(cls, state: DeskState) -> RecordedDesk:
+        recorded = (state.config or {}).get("config") or {}
+
+        def section(name: str) -> dict[str, Any]:
+            value = recorded.get(name)
+            return dict(value) if isinstance(value, dict) else {}
+
+        try:
+            market: MarketSection | None = MarketSection.model_validate(section("market"))
+        except ValidationError:
+            market = None
+        capital = section("desk").get("capital")
+        return cls(float(capital) if capital is not None else None, RiskConfig.model_validate(section("risk")),
+                   LeadSection.model_validate(section("lead")), VenueSection.model_validate(section("venue")),
+                   market)
+
+    def venue_target(self) -> VenueTarget:
+        """The venue the desk's loop trades."""
+        v = self.venue
+        return VenueTarget("ccxt", v.exchange, v.live) if v.kind == "ccxt" else VenueTarget("paper")
+
+    def market_pairs(self, state: DeskState) -> set[str]:
+        """The pairs the desk's market has candles for: its ``market.pairs`` and every deployment's."""
+        configured = set(self.market.pairs) if self.market is not None else set()
+        return configured | {p for d in state.deployments.values() for p in d.pairs}
+
+    def facts(self, state: DeskState, market_pairs: set[str] | None = None) -> DeskFacts:
+        """What the deploy gate checks (``market_pairs``: the running market's, default the recorded ones)."""
+        return DeskFacts(self.venue_target(), self.market.timeframe if self.market is not None else None,
+                         self.market_pairs(state) if market_pairs is None else market_pairs)
+
+    def time(self, state: DeskState) -> int:
+        """The desk's time for a command on a stopped desk: the close of its last bar (the time of the run's last
+        events), or its market's start before any bar."""
+        if state.last_bar_time is not None:
+            timeframe = self.market.timeframe if self.market is not None else "1h"
+            return state.last_bar_time + timeframe_to_seconds(timeframe)
+        return int(self.market.start.timestamp()) if self.market is not None else 0

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from execdesk.clock import ReplayClock
+from execdesk.desk.runner import run_desk
+from execdesk.desk.settings import load_desk_config
 from execdesk.domain.events import Event, EventKind
-from execdesk.lead.config import load_desk_config
-from execdesk.lead.desk import run_desk
 from execdesk.store.ledger import Ledger
-from tests.lead.test_desk import _trading_events
+from tests.desk.test_runner import _trading_events
 
 
 class SteppingClock:

@@ -18,13 +18,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from execdesk.api import actions
 from execdesk.data import PairProfile, generate_market
+from execdesk.desk.runner import run_desk
+from execdesk.desk.settings import load_desk_config
 from execdesk.domain.events import EventKind
 from execdesk.domain.types import TradingState
 from execdesk.errors import Refused
-from execdesk.lead import service
-from execdesk.lead.config import load_desk_config
-from execdesk.lead.desk import run_desk
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import load_bundle
 from tests.conftest import BUNDLES
@@ -180,8 +180,8 @@ def test_live_desk_when_a_bundle_is_deployed_then_only_the_desks_own_venue_passe
     home = tmp_path / "home"
     run_desk(load_desk_config(_config(tmp_path, fake)), home, clock=clock)
     with pytest.raises(Refused, match="trades ccxt:binance, not the paper venue"):
-        service.deploy(home, _scalper(tmp_path, 2), "paper", 1_900_000_000, allocation=0.1, by="ana")
-    result = service.deploy(home, _scalper(tmp_path, 3), "ccxt:binance", 1_900_000_000, allocation=0.1, by="ana")
+        actions.deploy(home, _scalper(tmp_path, 2), "paper", 1_900_000_000, allocation=0.1, by="ana")
+    result = actions.deploy(home, _scalper(tmp_path, 3), "ccxt:binance", 1_900_000_000, allocation=0.1, by="ana")
     deploy_gate = next(g for g in result["gates"] if g["gate"] == "deploy")
     assert deploy_gate["reason"].startswith("ccxt:binance (testnet)")
 

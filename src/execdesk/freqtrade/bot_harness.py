@@ -1,7 +1,7 @@
 """A dry-run ``freqtrade trade`` bot, run offline on replayed candles (subprocess side).
 
-Run ONLY as ``python -m execdesk.venues.ft_bot_harness @<args.json>`` — by
-:class:`execdesk.venues.freqtrade_bot.FreqtradeBot`, which supervises it. It imports Freqtrade
+Run ONLY as ``python -m execdesk.freqtrade.bot_harness @<args.json>`` — by
+:class:`execdesk.freqtrade.bot.FreqtradeBot`, which supervises it. It imports Freqtrade
 (~2 s, ~280 MB), so nothing in the desk may import this module.
 
 ``<args.json>`` holds (paths only — the API credentials stay in the bot's ``config.json``)::
@@ -22,7 +22,7 @@ What it does, in this process:
 3. applies the offline seam of ``/work/shared/FREQTRADE_OFFLINE.md``: the exchange class named in
    the config is subclassed and its ``_init_ccxt`` replaces, on each ccxt object it builds,
    ``fetch_markets`` / ``fetch_currencies`` (one spot market per pair, as
-   :func:`execdesk.codegen.ft_harness.market_for` builds it), ``fetch_time`` (wall clock),
+   :func:`execdesk.freqtrade.harness.market_for` builds it), ``fetch_time`` (wall clock),
    ``fetch_ohlcv`` (revealed candles), ``fetch_ticker`` / ``fetch_tickers`` / ``fetch_bids_asks``
    (last price interpolated between the current candle's open and close by the whole minutes
    elapsed in it; bid/ask 5 bps either side) and ``fetch_order_book`` (20 deep levels around bid and ask).
@@ -44,13 +44,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from execdesk.codegen.ft_harness import NetworkGuard, _currencies, _exchange_class, as_async, market_for
+from execdesk.freqtrade.harness import NetworkGuard, as_async, currencies_for, exchange_class, market_for
 
 logger = logging.getLogger("execdesk.ft_bot_harness")
 
 _SPREAD = 0.0005  # half-spread of the derived ticker and order book (5 bps)
 _BOOK_LEVELS = 20
-_DIGITS = 8  # price precision of the served markets (ft_harness.market_for: 1e-8)
+_DIGITS = 8  # price precision of the served markets (harness.market_for: 1e-8)
 _PRICE_STEP_MS = 60_000  # the derived last price moves once a minute
 _BOOK_NOTIONAL = 1e7  # quote-currency depth of each level: deep enough that dry-run fills are at the top
 
@@ -218,7 +218,7 @@ def replay_methods(
     feed: ReplayFeed, markets: dict[str, dict[str, Any]], sync: bool
 ) -> dict[str, Callable[..., Any]]:
     """Replacements for the ccxt public fetch methods, served by ``feed`` (async when not ``sync``)."""
-    currencies = _currencies(markets)
+    currencies = currencies_for(markets)
 
     def fetch_ohlcv(
         symbol: str, timeframe: str = "1m", since: int | None = None, limit: int | None = None, params: Any = None
@@ -253,7 +253,7 @@ def install_offline_exchange(
 
     def offline_class(name: str) -> type:
         if name not in built:
-            base_class = _exchange_class(name)
+            base_class = exchange_class(name)
 
             def _init_ccxt(self: Any, exchange_config: dict[str, Any], sync: bool, ccxt_kwargs: dict[str, Any]) -> Any:
                 api = base_class._init_ccxt(self, exchange_config, sync, ccxt_kwargs)
@@ -277,7 +277,7 @@ def install_offline_exchange(
 
 def _read_args(argv: Sequence[str]) -> dict[str, Any]:
     if len(argv) != 1:
-        raise ValueError("usage: python -m execdesk.venues.ft_bot_harness @<args.json>")
+        raise ValueError("usage: python -m execdesk.freqtrade.bot_harness @<args.json>")
     raw = argv[0]
     text = Path(raw[1:]).read_text(encoding="utf-8") if raw.startswith("@") else raw
     args = json.loads(text)

@@ -7,7 +7,7 @@ This module never imports Freqtrade. It prepares a private work folder per run::
                                             .py file of its strategy folders while searching)
     <work>/data/<BASE>_<QUOTE>-<tf>.feather the candles, written by execdesk.data.datadir.write_pair
 
-and runs ``python -m execdesk.codegen.ft_harness <command> <json>`` with a timeout, in that folder,
+and runs ``python -m execdesk.freqtrade.harness <command> <json>`` with a timeout, in that folder,
 with ``FREQTRADE__*`` environment variables removed (Freqtrade would merge them into the config).
 Failures become typed errors: :class:`FreqtradeUnavailable`, :class:`FreqtradeTimeout`,
 :class:`StrategyLoadError` (with Freqtrade's real reason), :class:`FreqtradeRunError`.
@@ -37,7 +37,7 @@ from execdesk.errors import ExecdeskError, TemporaryError
 
 #: The Freqtrade version the harness and its offline seam were tested with.
 TESTED_FREQTRADE_VERSION: Final = "2026.9"
-HARNESS_MODULE: Final = "execdesk.codegen.ft_harness"
+HARNESS_MODULE: Final = "execdesk.freqtrade.harness"
 TRADE_COLUMNS: Final = (
     "pair",
     "open_date",

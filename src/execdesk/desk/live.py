@@ -15,20 +15,14 @@ from types import SimpleNamespace
 
 from execdesk.clock import Clock
 from execdesk.data.timeframes import timeframe_to_seconds
+from execdesk.desk.assembly import build_loop, build_market, deploy_configured, market_pairs_of
+from execdesk.desk.lock import DeskLock
+from execdesk.desk.loop import LoopStats
+from execdesk.desk.settings import DeskConfig
+from execdesk.desk.summary import RunSummary, summarize
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.state import DeskState
 from execdesk.domain.types import ClientOrderId
-from execdesk.lead.config import DeskConfig
-from execdesk.lead.desk import (
-    DeskLock,
-    RunSummary,
-    build_loop,
-    build_market,
-    deploy_configured,
-    market_pairs_of,
-    summarize,
-)
-from execdesk.lead.loop import LoopStats
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import StrategyBundle
 from execdesk.venues.base import Venue, VenueFill, VenueOrder

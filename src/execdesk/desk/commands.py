@@ -1,7 +1,7 @@
 """The lead's commands on a home: at once on a stopped desk, through ``HOME/control/`` on a running one.
 
 One process writes a home's ledger: the desk's, while it runs (it holds ``HOME/desk.lock``, see
-:class:`~execdesk.lead.desk.DeskLock`). A command (``deploy``, ``approve``/``deny``, ``pause``,
+:class:`~execdesk.desk.assembly.DeskLock`). A command (``deploy``, ``approve``/``deny``, ``pause``,
 ``resume``, ``remove``, ``rollback``, ``rearm``) takes the lock when it is free and records its events itself; when
 a desk holds it, the command leaves a request file (created exclusively, never overwritten) that the
 running loop applies at its next bar with :func:`apply_request` — the same functions either way.
@@ -12,20 +12,22 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-import pandas as pd
-
+from execdesk.desk.settings import LeadSection, RecordedDesk
 from execdesk.domain.events import EventKind
+from execdesk.domain.marks import MARK_EVENTS, fold_marks
 from execdesk.lead.deploy import DeployPlan, commit
 from execdesk.lead.lifecycle import lifecycle_event, rollback
-from execdesk.monitor.equity import MARK_EVENTS, fold_marks
-from execdesk.risk.config import RiskConfig, StagingConfig
+from execdesk.risk.config import RiskConfig
 
 if TYPE_CHECKING:
-    from execdesk.domain.state import DeskState
-    from execdesk.lead.config import LeadSection
-    from execdesk.lead.loop import DeskLoop
+    from execdesk.data.feed import MarketView
+    from execdesk.domain.marks import Watermarks
+    from execdesk.domain.state import DeskState, FillRecord
+    from execdesk.domain.types import AlertLevel
+    from execdesk.lead.decisions import Decisions
+    from execdesk.lead.protocols import Lead
     from execdesk.store.ledger import Ledger
 
 
@@ -45,44 +47,25 @@ def queue_request(home: Path, action: str, now: int, body: dict[str, Any]) -> Pa
 
 
 def desk_time(state: DeskState) -> int:
-    """The desk's time for a command on a stopped desk: the close of its last bar (the time of the run's last
-    events), or its market's start before any bar."""
-    from execdesk.data.timeframes import timeframe_to_seconds
-
-    market = state.config_section("market")
-    if state.last_bar_time is not None:
-        return state.last_bar_time + timeframe_to_seconds(market.get("timeframe", "1h"))
-    start = market.get("start")
-    return int(pd.Timestamp(start).timestamp()) if start else 0
-
-
-def market_pairs(state: DeskState) -> set[str]:
-    """The pairs the desk's market has candles for: its ``market.pairs`` and every deployment's."""
-    configured = state.config_section("market").get("pairs") or {}
-    return set(configured) | {p for d in state.deployments.values() for p in d.pairs}
+    """The desk's time for a command on a stopped desk (see :meth:`RecordedDesk.time`)."""
+    return RecordedDesk.of(state).time(state)
 
 
 def risk_config(state: DeskState) -> RiskConfig:
     """The desk's risk config, as recorded when it was configured."""
-    return RiskConfig.model_validate(state.config_section("risk"))
+    return RecordedDesk.of(state).risk
 
 
 def lead_config(state: DeskState) -> LeadSection:
     """The desk's lead section, as recorded when it was configured."""
-    from execdesk.lead.config import LeadSection
-
-    return LeadSection.model_validate(state.config_section("lead"))
-
-
-def staging_of(state: DeskState) -> StagingConfig:
-    return risk_config(state).staging
+    return RecordedDesk.of(state).lead
 
 
 # ------------------------------------------------------------------------ the same actions, two ways
 def apply_lifecycle(ledger: Ledger, home: Path, request: dict[str, Any], t: int) -> dict[str, Any]:
     """``pause`` / ``resume`` / ``remove`` of one deployment, or ``rollback`` of a strategy: recorded; a
-    deployment on a Freqtrade bot has its bot told (see :func:`execdesk.lead.fleet.tell_bot`)."""
-    from execdesk.lead.fleet import tell_bot
+    deployment on a Freqtrade bot has its bot told (see :func:`execdesk.freqtrade.fleet.tell_bot`)."""
+    from execdesk.freqtrade.fleet import tell_bot
 
     action = request["action"]
     if action == "rollback":
@@ -96,7 +79,7 @@ def apply_lifecycle(ledger: Ledger, home: Path, request: dict[str, Any], t: int)
     if dep.venue == "freqtrade":
         result["bot"] = tell_bot(home, dep.id, action)
         if action == "remove" and result["bot"]["bot"] == "told":  # its closing trades in, then the bot stops
-            from execdesk.lead.fleet import stop_bot, sync
+            from execdesk.freqtrade.fleet import stop_bot, sync
 
             result["bot"]["synced"] = sync(ledger, home, dep.id).as_dict()
             result["bot"]["stopped"] = stop_bot(home, dep.id)["stopped"]
@@ -105,7 +88,7 @@ def apply_lifecycle(ledger: Ledger, home: Path, request: dict[str, Any], t: int)
 
 def apply_sync(ledger: Ledger, home: Path, request: dict[str, Any]) -> dict[str, Any]:
     """``execdesk bots sync``: the Freqtrade bots' trades into the ledger."""
-    from execdesk.lead.fleet import sync
+    from execdesk.freqtrade.fleet import sync
 
     return sync(ledger, home, request.get("deployment")).as_dict()
 
@@ -117,9 +100,9 @@ def apply_rearm(ledger: Ledger, body: dict[str, Any], t: int) -> dict[str, Any]:
     again at once. One ``lead.rearmed`` event (who, why, what was lifted) plus the state changes. Refused
     (:class:`InvalidInput`) when there is nothing to re-arm or the circuit breaker is still closing."""
     from execdesk.domain.events import Event
+    from execdesk.domain.marks import MARK_EVENTS, PORTFOLIO, fold_marks
     from execdesk.domain.types import TradingState
     from execdesk.errors import InvalidInput
-    from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, fold_marks
 
     by, reason, deployment = body["by"], body["reason"], body.get("deployment")
     s = ledger.state
@@ -164,11 +147,40 @@ def apply_deploy(ledger: Ledger, home: Path, request: dict[str, Any], t: int, pa
                  ) -> DeployPlan:
     """Commit the plan a request carries; ``pairs``: the market's (default: what the ledger's desk trades)."""
     plan = DeployPlan.from_dict(request["plan"])
-    return commit(ledger, home, plan, t, market_pairs(ledger.state) if pairs is None else pairs,
-                  staging_of(ledger.state))
+    recorded = RecordedDesk.of(ledger.state)
+    return commit(ledger, home, plan, t, recorded.facts(ledger.state, pairs), recorded.risk.staging)
 
 
-def apply_request(loop: DeskLoop, g: int, request: dict[str, Any]) -> None:
+class RunningDesk(Protocol):
+    """What a request may use of the running desk's engine (:class:`execdesk.desk.loop.DeskLoop` is one)."""
+
+    ledger: Ledger
+    market: MarketView
+    control: Path | None
+    restart: bool
+    lead: Lead
+
+    @property
+    def marks(self) -> Watermarks: ...
+
+    @marks.setter
+    def marks(self, value: Watermarks) -> None: ...
+
+    def act_on(self, decisions: Decisions) -> None: ...
+
+    def raise_alert(self, t: int, level: AlertLevel, code: str, message: str, evidence: dict[str, Any],
+                    deployment_id: str | None = None, source: str = "lead") -> None: ...
+
+    def watch_fills(self, t: int, fills: list[FillRecord]) -> None: ...
+
+    def rebuild_books(self, g: int) -> None: ...
+
+    def reschedule_all(self, after_g: int) -> None: ...
+
+    def after_handovers(self, seq_before: int, g: int) -> None: ...
+
+
+def apply_request(loop: RunningDesk, g: int, request: dict[str, Any]) -> None:
     """What the running loop does with a request at bar ``g`` (see the module docstring). A request the
     ledger's state no longer allows (e.g. resuming what was removed meanwhile) is recorded as an alert."""
     from execdesk.domain.types import AlertLevel
@@ -180,16 +192,15 @@ def apply_request(loop: DeskLoop, g: int, request: dict[str, Any]) -> None:
     action = request.get("action")
     try:
         if action == "answer":  # a human answered an emergency decision request: the lead acts on it now
-            loop.lead.check_answers(g)
+            loop.act_on(loop.lead.check_answers(g))
             return
         if action == "deploy":
             plan = apply_deploy(loop.ledger, home, request, t, set(loop.market.pairs))
             loop.restart = plan.done  # its lanes: the desk rebuilds the loop on the ledger and carries on
             refusal = plan.refusal
             if refusal is not None:  # the command had exited already: the refusal is news
-                loop.lead.raise_alert(t, AlertLevel.WARNING, "deployment_refused", f"{plan.deployment_id}: the "
-                                      f"{refusal.gate} gate refused it: {refusal.reason}", refusal.as_dict(),
-                                      source="lead")
+                loop.raise_alert(t, AlertLevel.WARNING, "deployment_refused", f"{plan.deployment_id}: the "
+                                 f"{refusal.gate} gate refused it: {refusal.reason}", refusal.as_dict(), source="lead")
             return
         seq_before = loop.ledger.state.last_seq
         if action == "sync_bots":
@@ -198,28 +209,28 @@ def apply_request(loop: DeskLoop, g: int, request: dict[str, Any]) -> None:
             state = loop.ledger.state
             booked = [f for c, f in state.fills.items() if c not in before]
             if booked:  # the bots' trades: the monitor watches them, the risk book counts them
-                loop.watch.on_fills(t, booked)
+                loop.watch_fills(t, booked)
                 loop.rebuild_books(g)
             return
         if action == "rearm":
             apply_rearm(loop.ledger, request, t)
-            loop.monitor.marks = fold_marks(loop.ledger.events(set(MARK_EVENTS)))  # the peak it reset
+            loop.marks = fold_marks(loop.ledger.events(set(MARK_EVENTS)))  # the peak it reset
             loop.reschedule_all(g)
             return
         apply_lifecycle(loop.ledger, home, request, t)
     except ExecdeskError as exc:
-        loop.lead.raise_alert(t, AlertLevel.WARNING, "request_refused", f"{action} request refused: {exc}",
-                              {"request": request}, source="lead")
+        loop.raise_alert(t, AlertLevel.WARNING, "request_refused", f"{action} request refused: {exc}",
+                         {"request": request}, source="lead")
         return
     loop.after_handovers(seq_before, g)
-    loop.lead.settle(g)
+    loop.act_on(loop.lead.settle(g))
 
 
-def act(home: Path, db_url: str | None, action: str, now: int, body: dict[str, Any],
+def run_or_queue(home: Path, db_url: str | None, action: str, now: int, body: dict[str, Any],
         direct: Callable[[Ledger, int], dict[str, Any]]) -> dict[str, Any]:
     """Run ``direct(ledger, desk time)`` on a stopped desk, or queue the request for the running one."""
-    from execdesk.lead.desk import DeskLock
-    from execdesk.lead.service import open_existing
+    from execdesk.desk.home import open_existing
+    from execdesk.desk.lock import DeskLock
 
     lock = DeskLock(home)
     if not lock.acquire():

@@ -11,6 +11,10 @@ Per eventful bar ``g``: resting orders fill at the bar's open; the monitor marks
 lead reacts to breaches (halt entries, close a deployment, trip the circuit breaker); lanes due at
 the close send intents through the risk manager to the order manager; then the ledger is flushed
 (with a progress event holding the monitor's watermarks) *before* the venue hears of new orders.
+
+The loop is the engine, not a hub: it asks the roles with narrow inputs and applies their answers itself —
+the monitor's findings (:meth:`DeskLoop.apply_findings`), the lead's decisions (:meth:`DeskLoop.act_on`), the
+risk manager's verdicts (:meth:`DeskLoop.submit`). No role holds the loop.
 """
 
 from __future__ import annotations
@@ -29,15 +33,30 @@ import numpy as np
 from execdesk.backtest.lane import ExitPlan, Lane
 from execdesk.clock import Clock, ReplayClock
 from execdesk.data.feed import MarketView
+from execdesk.desk.commands import apply_request
 from execdesk.domain.events import Event, EventKind
+from execdesk.domain.marks import MARK_EVENTS, PORTFOLIO, Holding, Holdings, Snapshot, Watermarks, fold_marks
+from execdesk.domain.state import FillRecord
 from execdesk.domain.types import AlertLevel, Direction, IntentReason, OrderIntent, TradingState, dec
 from execdesk.execution.oms import OrderManager
-from execdesk.execution.retry import RetryPolicy
-from execdesk.lead.lead import Lead
+from execdesk.lead.decisions import (
+    CancelOpen,
+    Decision,
+    Decisions,
+    HandedOver,
+    Record,
+    Reschedule,
+    SendMessage,
+    Submit,
+    Supersede,
+)
 from execdesk.lead.liaison import KINDS, Liaison, Message, OutboxConflict
+from execdesk.lead.lifecycle import supersede
+from execdesk.lead.protocols import Lead, LeadSettings
 from execdesk.monitor.alerts import Alert, AlertRouter
-from execdesk.monitor.equity import MARK_EVENTS, PORTFOLIO, Holding, Holdings, Monitor, Snapshot, fold_marks
-from execdesk.monitor.watch import Watch
+from execdesk.monitor.equity import Monitor
+from execdesk.monitor.watch import Cleared, Finding, Watch
+from execdesk.retry import RetryPolicy
 from execdesk.risk.config import DrawdownLadder, RiskConfig
 from execdesk.risk.pretrade import PreTrade
 from execdesk.store.ledger import Ledger
@@ -48,7 +67,7 @@ NEVER = np.iinfo(np.int64).max
 
 class LoopVenue(Venue, Protocol):
     """What the loop asks of its venue beyond the order manager's :class:`~execdesk.venues.base.Venue`: the
-    paper venue's bar hooks (a remote venue's are no-ops, see :class:`~execdesk.lead.desk.RemoteVenue`)."""
+    paper venue's bar hooks (a remote venue's are no-ops, see :class:`~execdesk.desk.assembly.RemoteVenue`)."""
 
     @property
     def config(self) -> Any: ...  # has fee_bps
@@ -125,7 +144,9 @@ class DeskLoop:
         self.router: AlertRouter = self.alerts if self.alerts is not None else AlertRouter([], self.record_alert)
         close_times = self.market.time + self.market.tf_seconds
         self.monitor = Monitor(self.market.close_matrix, (close_times % self.snapshot_every) == 0)
-        self.lead = Lead(self, self.ladders)
+        self.lead = Lead(self.ledger, self.market, LeadSettings(
+            self.risk, self.ladders, {lane.deployment_id: float(lane.bundle.stoploss) for lane in self.lanes},
+            self.human_authorizes, self.drift_policy), self.liaison)
         self._slots = [_LaneSlot(lane) for lane in self.lanes]
         self._holdings: Holdings | None = None
         state = self.ledger.state
@@ -151,9 +172,9 @@ class DeskLoop:
         self.oms.reset_cursor()
         self._resting = any(o.type != "MARKET" for o in state.open_orders())
         report = self.oms.reconcile(self._time(start))
-        self.lead.on_reconciled(report, self._time(start))
+        self.act_on(self.lead.on_reconciled(report, self._time(start)))
         self.pretrade.rebuild(state, self.closes(max(start - 1, 0)), self._time(start))
-        self.watch = Watch(self)
+        self.watch = Watch(self.ledger, self.market, self.venue.name)
         self.watch.start_at(start)
         self._starts = self.lead.scheduled_starts()
         self._t0 = self._time(start)
@@ -169,7 +190,7 @@ class DeskLoop:
         while cur < n - 1 and not self.restart:
             nxt = min(self._next_event(cur), n)
             if nxt > cur + 1:
-                stop = self._quiet(cur + 1, nxt - 1)
+                stop = self._quiet_stretch(cur + 1, nxt - 1)
                 if stop is not None:
                     cur = stop
                     continue
@@ -182,7 +203,8 @@ class DeskLoop:
             self.ledger.flush()
             return self.stats
         if n and not isinstance(self.clock, ReplayClock):
-            self.watch.check_stale(int(self.market.time[n - 1]), int(self.clock.now()), self.market.tf_seconds)
+            self.apply_findings(self.watch.check_stale(int(self.market.time[n - 1]), int(self.clock.now()),
+                                                       self.market.tf_seconds))
         if n:
             # every lane candle closing in this run's bars was evaluated (most of them in vectorised stretches)
             self.stats.evaluations = sum(s.lane.evaluations_from(start) for s in self._slots)
@@ -272,10 +294,72 @@ class DeskLoop:
                                                       "subject": subject, "summary": summary, "files": files},
                           subject if subject in self.ledger.state.deployments else None))
 
-    def bar_of(self, t: int) -> int | None:
-        """The grid bar that closes at ``t`` (None if none does)."""
-        g = int(np.searchsorted(self.market.time, t - self.market.tf_seconds))
-        return g if g < self.market.n and self.market.close_time(g) == t else None
+    def act_on(self, decisions: Decisions) -> None:
+        """Apply the lead's decisions, each before the lead is asked for the next (it sees the state its earlier
+        decisions made); what applying one returns is sent back to the lead."""
+        answer: Any = None
+        while True:
+            try:
+                decision = decisions.send(answer)
+            except StopIteration:
+                return
+            answer = self._apply(decision)
+
+    def _apply(self, decision: Decision) -> Any:
+        if isinstance(decision, Record):
+            return self.record(decision.event)
+        if isinstance(decision, Alert):
+            return self.router.raise_(decision)
+        if isinstance(decision, Submit):
+            return self.submit(decision.intent, decision.g)
+        if isinstance(decision, CancelOpen):
+            self.oms.cancel_open(decision.time, decision.reason, decision.deployment_id,
+                                 entries_only=decision.entries_only)
+            self.after_cancels()
+            return None
+        if isinstance(decision, Reschedule):
+            return self.reschedule_all(decision.g)
+        if isinstance(decision, SendMessage):
+            return self.send_message(decision.time, decision.kind, decision.subject, decision.summary, decision.body)
+        if isinstance(decision, Supersede):
+            return supersede(self.ledger, decision.old, decision.new, decision.time, decision.positions, decision.by)
+        if isinstance(decision, HandedOver):
+            return self.after_handovers(decision.seq_before, decision.g)
+        if self.control is None:  # CloseBots: a desk without a home has no bots
+            return None
+        from execdesk.freqtrade.fleet import close_all_bots
+
+        return close_all_bots(self.control.parent, list(decision.deployments), decision.reason)
+
+    def raise_alert(self, t: int, level: AlertLevel, code: str, message: str, evidence: dict[str, Any],
+                    deployment_id: str | None = None, source: str = "lead") -> None:
+        """An alert of the desk's own (the engine's, or a command's refusal), routed like the roles'."""
+        self.router.raise_(Lead.alert(t, level, code, message, evidence, deployment_id, source))
+
+    @property
+    def marks(self) -> Watermarks:
+        """The monitor's watermarks (peaks, worst drawdowns, last equity per scope)."""
+        return self.monitor.marks
+
+    @marks.setter
+    def marks(self, value: Watermarks) -> None:
+        self.monitor.marks = value
+
+    def watch_fills(self, t: int, fills: Sequence[FillRecord]) -> None:
+        """Fills booked outside the bar's own (a bot's trades): the monitor watches them."""
+        self.apply_findings(self.watch.on_fills(t, fills))
+
+    def apply_findings(self, findings: Sequence[Finding]) -> None:
+        """The monitor's findings, in the order it found them: alerts routed (recorded, sent unless standing),
+        standing conditions cleared, changed verdicts recorded and handed to the lead."""
+        for f in findings:
+            if isinstance(f, Alert):
+                self.router.raise_(f)
+            elif isinstance(f, Cleared):
+                self.router.clear(f.code, f.scope)
+            else:
+                self.record(f.event)
+                self.act_on(self.lead.on_drift(f.event.time, f.deployment_id, f.verdict, f.findings, f.trades))
 
     def record_alert(self, alert: Alert) -> None:
         """What the alert router calls for every alert it sends: the ledger's ``alert.raised``."""
@@ -285,7 +369,7 @@ class DeskLoop:
     def _pending_control(self) -> bool:
         return self.control is not None and self.control.is_dir() and any(self.control.glob("*.json"))
 
-    def _quiet(self, a: int, b: int) -> int | None:
+    def _quiet_stretch(self, a: int, b: int) -> int | None:
         """Bars a..b where nothing trades: mark to market in one go; stop at a breach.
 
         On a wall clock only bars that have closed are looked at: the stretch is taken in pieces,
@@ -301,11 +385,11 @@ class DeskLoop:
             if stop is not None:
                 self.stats.bars = stop + 1
                 self.clock.wait_until(self.market.close_time(stop))
-                self.lead.on_breaches(stop, breaches)
+                self.act_on(self.lead.on_breaches(stop, breaches))
                 self._end_bar(stop, eventful=True)
                 return stop
             self.stats.bars = last + 1
-            self._tick(last)
+            self._report_progress(last)
             a = last + 1
         return None
 
@@ -327,17 +411,17 @@ class DeskLoop:
         _stop, breaches, snaps = self.monitor.advance(self.holdings(), g, g, self.lead.armed_limits())
         self._record_snapshots(snaps)
         if breaches:
-            self.lead.on_breaches(g, breaches)
+            self.act_on(self.lead.on_breaches(g, breaches))
         self._controls(g)
-        self.lead.check_answers(g)
+        self.act_on(self.lead.check_answers(g))
         if self._settle_at == g:
             self._settle_at = None
-            self.lead.settle(g)
+            self.act_on(self.lead.settle(g))
         if self._starts and self._starts[0][0] <= self.market.close_time(g):
-            self.lead.start_due(g, self._starts)
+            self.act_on(self.lead.start_due(g, self._starts))
         for i, slot in enumerate(self._slots):
             if slot.next_g == g:
-                self._act(i, g)
+                self._act_on_lane(i, g)
         self._end_bar(g, eventful=self.ledger.state.last_seq != seq_before)
 
     def _controls(self, g: int) -> None:
@@ -346,12 +430,11 @@ class DeskLoop:
         were made, each request moved to ``done/`` once it is in the ledger."""
         if self.control is None or not self.control.is_dir():
             return
-        from execdesk.lead.control import apply_request
-
         for path in sorted(self.control.glob("*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name)):
             request = json.loads(path.read_text(encoding="utf-8"))
             if path.name.startswith("kill-"):
-                self.lead.manual_kill(g, str(request.get("by", "unknown")), str(request.get("reason", "")))
+                self.act_on(self.lead.manual_kill(g, str(request.get("by", "unknown")),
+                                                  str(request.get("reason", ""))))
             else:
                 apply_request(self, g, request)
             self.ledger.flush()
@@ -365,14 +448,15 @@ class DeskLoop:
         if eventful:
             self.record(Event(self.market.close_time(g), EventKind.RUN_PROGRESS, self._progress(g)))
         self.oms.send(self.market.close_time(g))
-        self._timed(g, self.watch.after_bar, self.market.close_time(g))
-        self._tick(g)
+        self._timed(g, self.watch.after_bar, self.market.close_time(g), self.oms.stats.venue_errors)
+        self._report_progress(g)
 
-    def _timed(self, g: int, fn: Callable[..., None], *args: Any) -> None:
-        """One piece of the monitor's cycle, timed; a piece over its budget (``cycle_budget`` of a bar) flags the
-        monitor as saturated, once a run: a WARNING and a capacity flag to HR."""
+    def _timed(self, g: int, fn: Callable[..., list[Finding]], *args: Any) -> None:
+        """One piece of the monitor's cycle, timed with its findings applied; a piece over its budget
+        (``cycle_budget`` of a bar) flags the monitor as saturated, once a run: a WARNING and a capacity flag
+        to HR."""
         started = time.perf_counter()
-        fn(*args)
+        self.apply_findings(fn(*args))
         took = time.perf_counter() - started
         stats = self.stats
         stats.monitor_cycles += 1
@@ -384,14 +468,14 @@ class DeskLoop:
             t = self.market.close_time(g)
             evidence = {"seconds": round(took, 6), "budget_s": budget, "bar_seconds": self.market.tf_seconds,
                         "deployments": len(self.ledger.state.deployments)}
-            self.lead.raise_alert(t, AlertLevel.WARNING, "monitor_cycle_over_budget",
+            self.raise_alert(t, AlertLevel.WARNING, "monitor_cycle_over_budget",
                                   f"a monitoring cycle took {took:.2f} s, over its budget of {budget:.2f} s "
                                   f"({self.cycle_budget:.0%} of a bar)", evidence, source="monitor")
             self.send_message(t, "capacity_flag", "monitor", "the monitor is saturated: a cycle took "
                               f"{took:.2f} s (budget {budget:.2f} s)", {"flag": "monitor_cycle_over_budget",
                                                                        **evidence})
 
-    def _tick(self, g: int) -> None:
+    def _report_progress(self, g: int) -> None:
         if self.progress is not None:
             self.progress(g + 1, self.market.n)
 
@@ -417,7 +501,7 @@ class DeskLoop:
         for i, slot in enumerate(self._slots):
             if (slot.lane.deployment_id, slot.lane.pair) in touched:
                 self._schedule(i, g - 1)
-        self.lead.after_fills(g, t)
+        self.act_on(self.lead.after_fills(g, t))
 
     # ---------------------------------------------------------------- lanes
     def _next_event(self, cur: int) -> int:
@@ -452,7 +536,7 @@ class DeskLoop:
             if entry is not None:
                 slot.next_g, slot.plan = entry[0], entry
 
-    def _act(self, i: int, g: int) -> None:
+    def _act_on_lane(self, i: int, g: int) -> None:
         slot = self._slots[i]
         lane, plan = slot.lane, slot.plan
         price = dec(float(self.market.pairs[lane.pair].close[g]))
@@ -476,7 +560,7 @@ class DeskLoop:
         if self._marked_g != g:  # the book marks exposure at this bar's closes, once per bar
             self.pretrade.mark(self.closes(g))
             self._marked_g = g
-        verdict = self.pretrade.decide(intent, self.lead.context(intent.deployment_id))
+        verdict = self.pretrade.decide(intent, self.lead.context(intent.deployment_id, self.monitor.marks.last_equity))
         t = self.market.close_time(g)
         round_qty = getattr(self.venue, "round_qty", None)
         if verdict.approved and round_qty is not None:  # a remote venue takes quantities on its amount step only
@@ -497,15 +581,7 @@ class DeskLoop:
 
     def closable(self, deployment_id: str, pair: str) -> Decimal:
         """The lane's position (signed) less the exits already on their way."""
-        state = self.ledger.state
-        pos = state.position(deployment_id, pair)
-        closable = pos.qty if pos is not None else Decimal(0)
-        if closable != 0:
-            for order in state.open_orders_of(deployment_id, pair):
-                if order.reason != "entry_signal":
-                    remaining = order.qty - order.filled_qty
-                    closable -= remaining if closable > 0 else -remaining
-        return closable
+        return self.ledger.state.closable(deployment_id, pair)
 
     def after_cancels(self) -> None:
         """Orders were cancelled: the risk book lets go of what they held."""
@@ -513,7 +589,7 @@ class DeskLoop:
 
     def closes(self, g: int) -> dict[str, float]:
         """Every pair's close at bar ``g``."""
-        return {p: float(track.close[g]) for p, track in self.market.pairs.items()} if self.market.n else {}
+        return self.market.closes(g)
 
     def after_handovers(self, seq_before: int, g: int) -> None:
         """Positions may have changed hands (``lead.positions_handed_over`` after ``seq_before``): the monitor's
@@ -559,7 +635,7 @@ class DeskLoop:
                 "deployments": {d: {"equity": round(e, 6), "drawdown": round(dd, 6)}
                                 for d, (e, dd) in sorted(s.deployments.items())}}))
             self.record(Event(t, EventKind.RUN_PROGRESS, self._progress(s.g)))
-            self.lead.on_snapshot(s)
+            self.act_on(self.lead.on_snapshot(s))
             self._timed(s.g, self.watch.on_snapshot, s)
 
     def _progress(self, g: int) -> dict[str, object]:

@@ -1,11 +1,11 @@
-"""Tests of execdesk.execution.retry.RetryPolicy: backoff bounds, Retry-After, only temporary errors retried."""
+"""Tests of execdesk.retry.RetryPolicy: backoff bounds, Retry-After, only temporary errors retried."""
 
 from __future__ import annotations
 
 import pytest
 
 from execdesk.errors import InvalidInput, TemporaryError
-from execdesk.execution.retry import RetryPolicy
+from execdesk.retry import RetryPolicy
 from execdesk.venues.base import VenueUnavailable
 
 

@@ -1,8 +1,8 @@
 """Freqtrade, driven in a subprocess: load a generated strategy, or backtest it offline.
 
-Run ONLY as ``python -m execdesk.codegen.ft_harness <command> <json-args>`` (``<json-args>`` is a
+Run ONLY as ``python -m execdesk.freqtrade.harness <command> <json-args>`` (``<json-args>`` is a
 JSON object, or ``@path`` of a file holding one). It imports Freqtrade (~2 s, ~280 MB), so nothing
-in the desk may import it: :mod:`execdesk.codegen.freqtrade` is the Python-side wrapper.
+in the desk may import it: :mod:`execdesk.freqtrade.runner` is the Python-side wrapper.
 
 Output: exactly one JSON object on stdout (everything Freqtrade prints goes to stderr)::
 
@@ -171,7 +171,7 @@ def market_for(pair: str, fee: float, min_cost: float) -> dict[str, Any]:
     }
 
 
-def _currencies(markets: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def currencies_for(markets: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     codes = sorted({m[k] for m in markets.values() for k in ("base", "quote", "settle") if m[k]})
     return {
         code: {
@@ -196,7 +196,7 @@ def _currencies(markets: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 def _offline_methods(markets: dict[str, dict[str, Any]], sync: bool) -> dict[str, Callable[..., Any]]:
     """Replacements for the ccxt fetch methods: markets are served, market data is refused."""
-    currencies = _currencies(markets)
+    currencies = currencies_for(markets)
 
     def no_data(what: str) -> Callable[..., Any]:
         def refuse(*args: Any, **kwargs: Any) -> Any:
@@ -235,7 +235,7 @@ def offline_exchange(config: dict[str, Any], min_cost: float) -> Any:
     pairs = list(config["exchange"]["pair_whitelist"])
     markets = {pair: market_for(pair, fee, min_cost) for pair in pairs}
     name = str(config["exchange"]["name"]).title().replace("_", "")
-    base_class = _exchange_class(config["exchange"]["name"])
+    base_class = exchange_class(config["exchange"]["name"])
 
     def _init_ccxt(self: Any, exchange_config: dict[str, Any], sync: bool, ccxt_kwargs: dict[str, Any]) -> Any:
         api = base_class._init_ccxt(self, exchange_config, sync, ccxt_kwargs)
@@ -247,7 +247,7 @@ def offline_exchange(config: dict[str, Any], min_cost: float) -> Any:
     return offline(config, validate=True, load_leverage_tiers=False)
 
 
-def _exchange_class(name: str) -> Any:
+def exchange_class(name: str) -> Any:
     import freqtrade.exchange as exchanges  # type: ignore[import-untyped]
 
     wanted = name.lower().replace("_", "")
@@ -548,7 +548,7 @@ def _claim_stdout() -> TextIO:
 
 def _parse_args(argv: list[str]) -> tuple[str, dict[str, Any]]:
     if len(argv) != 2:
-        raise HarnessError("usage", "usage: python -m execdesk.codegen.ft_harness <load|backtest> <json-args|@file>")
+        raise HarnessError("usage", "usage: python -m execdesk.freqtrade.harness <load|backtest> <json-args|@file>")
     command, raw = argv
     if command not in COMMANDS:
         raise HarnessError("usage", f"unknown command {command!r}; expected one of {', '.join(COMMANDS)}")

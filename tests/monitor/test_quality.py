@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from execdesk.domain.events import Event, EventKind
-from execdesk.execution.quality import execution_quality
+from execdesk.monitor.quality import execution_quality
 from execdesk.store.ledger import Ledger
 from tests.kit import desk_ledger
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
+from execdesk.api import actions
 from execdesk.data import PairProfile, generate_market
 from execdesk.data.datadir import write_pair
 from execdesk.domain.events import EventKind
 from execdesk.domain.types import TradingState
 from execdesk.errors import InvalidInput
-from execdesk.lead import fleet, service
+from execdesk.freqtrade import fleet
 from execdesk.store.ledger import Ledger
 from tests.conftest import BUNDLES
 from tests.kit import wait_for
@@ -39,7 +40,7 @@ def _trade(trade_id: int, *, is_open: bool, short: bool = False, exit_reason: st
 @pytest.fixture
 def freqtrade_home(write_config: Callable[..., Path], tmp_path: Path) -> Path:
     _config, home = _desk(write_config, tmp_path)
-    service.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "freqtrade", NOW, allocation=0.1, by="ana")
+    actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "freqtrade", NOW, allocation=0.1, by="ana")
     return home
 
 
@@ -71,9 +72,9 @@ def test_record_trades_when_synced_twice_then_each_fill_once_with_the_bots_rates
 
 def test_bots_when_the_deployment_is_not_on_freqtrade_then_invalid_input(freqtrade_home: Path) -> None:
     with pytest.raises(InvalidInput, match="not a deployment on Freqtrade"):
-        service.bots(freqtrade_home, "status", NOW, "STR-001-v1")
+        actions.bots(freqtrade_home, "status", NOW, "STR-001-v1")
     with pytest.raises(InvalidInput, match="expected start, stop, sync or status"):
-        service.bots(freqtrade_home, "launch", NOW)
+        actions.bots(freqtrade_home, "launch", NOW)
 
 
 @pytest.fixture
@@ -82,12 +83,12 @@ def running_bot(freqtrade_home: Path, tmp_path: Path) -> Iterator[Path]:
     frames = generate_market({"SOL/USDT": PairProfile(start_price=140.0, base_volume=4e6)}, "1h",
                              datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 21, tzinfo=UTC), seed=7)
     write_pair(datadir, "SOL/USDT", "1h", frames["SOL/USDT"])
-    started = service.bots(freqtrade_home, "start", NOW, DEP, datadir)
+    started = actions.bots(freqtrade_home, "start", NOW, DEP, datadir)
     assert started["bots"][0]["started"] is True
     try:
         yield freqtrade_home
     finally:
-        service.bots(freqtrade_home, "stop", NOW, DEP)
+        actions.bots(freqtrade_home, "stop", NOW, DEP)
 
 
 @pytest.mark.slow
@@ -96,24 +97,24 @@ def test_bot_when_it_trades_then_synced_into_the_ledger_and_the_lead_pauses_remo
     home = running_bot
     bot = fleet.open_bot(home, DEP)  # another command's view of the bot: taken up from bot.pid
     assert bot.running
-    assert service.bots(home, "status", NOW, DEP)["bots"][0]["running"] is True
+    assert actions.bots(home, "status", NOW, DEP)["bots"][0]["running"] is True
     # the bot trades (a forced entry stands in for its strategy's signal, which needs hours of candles)
     bot.api.forceenter("SOL/USDT")
     assert wait_for(lambda: [t for t in bot.api.status() if t["amount"] > 0 and not t["has_open_orders"]])
-    synced = service.bots(home, "sync", NOW)
+    synced = actions.bots(home, "sync", NOW)
     assert synced["recorded"] == {DEP: 1}
     with Ledger.for_home(home) as ledger:
         held = ledger.state.position(DEP, "SOL/USDT")
         assert held is not None
         assert held.qty > 0
     # pause reaches the bot: it opens nothing more
-    paused = service.lifecycle(home, "pause", DEP, "ana", "hold on", NOW)
+    paused = actions.lifecycle(home, "pause", DEP, "ana", "hold on", NOW)
     assert paused["bot"]["bot"] == "told"
     assert bot.api.show_config()["state"] == "paused"
-    service.lifecycle(home, "resume", DEP, "ana", "go on", NOW)
+    actions.lifecycle(home, "resume", DEP, "ana", "go on", NOW)
     assert bot.api.show_config()["state"] == "running"
     # remove: the bot closes everything, its exits reach the ledger, then it stops
-    removed = service.lifecycle(home, "remove", DEP, "ana", "retired", NOW)
+    removed = actions.lifecycle(home, "remove", DEP, "ana", "retired", NOW)
     assert removed["bot"]["synced"]["recorded"] == {DEP: 1}
     assert removed["bot"]["stopped"] is True
     assert not fleet.open_bot(home, DEP).running
@@ -133,7 +134,7 @@ def test_kill_when_a_bot_holds_a_trade_then_the_bot_is_told_to_close_everything(
     bot = fleet.open_bot(home, DEP)
     bot.api.forceenter("SOL/USDT")
     assert wait_for(lambda: [t for t in bot.api.status() if t["amount"] > 0 and not t["has_open_orders"]])
-    killed = service.kill(home, "desk head", "test", NOW)
+    killed = actions.kill(home, "desk head", "test", NOW)
     assert [b["bot"] for b in killed["bots"]] == ["told"]
     assert wait_for(lambda: bot.api.status() == [])
-    assert service.bots(home, "sync", NOW)["recorded"] == {DEP: 2}
+    assert actions.bots(home, "sync", NOW)["recorded"] == {DEP: 2}

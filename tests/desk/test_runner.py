@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from execdesk.desk.assembly import build_market
+from execdesk.desk.runner import run_desk
+from execdesk.desk.settings import load_desk_config
 from execdesk.domain.events import EventKind
 from execdesk.errors import InvalidInput, SpecError
-from execdesk.lead.config import load_desk_config
-from execdesk.lead.desk import build_market, run_desk
 from execdesk.store.ledger import Ledger
 from execdesk.store.projections import all_projection_rows
 from execdesk.strategy import load_bundle

@@ -1,28 +1,25 @@
-"""The lead's service layer: one function per user-facing action, shared by the CLI and the API.
+"""The application layer: one function per user action, what the CLI (and the API, and agent tools) call.
 
-Each returns plain data (or a :class:`~execdesk.lead.desk.RunSummary`); errors are
+Each returns plain data (or a :class:`~execdesk.desk.summary.RunSummary`); errors are
 :class:`~execdesk.errors.ExecdeskError` subclasses that name what was wrong.
+
+A command imports only what it uses (inside each function): ``execdesk status`` or ``intake`` must not pay for
+the engine, numba, scipy or matplotlib (see benchmarks/bench_startup.py).
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
+from execdesk.desk.home import open_existing
 from execdesk.errors import InvalidInput, SpecError
-from execdesk.lead.config import load_desk_config
-from execdesk.lead.desk import RunSummary, run_desk
-from execdesk.monitor.report import write_report
-from execdesk.risk.config import RiskConfig
-from execdesk.store.ledger import Ledger, sqlite_url
 
 if TYPE_CHECKING:
+    from execdesk.codegen.pipeline import CodegenReport
     from execdesk.codegen.render import StakeSizing
+    from execdesk.desk.summary import RunSummary
 
 Progress = Callable[[int, int], None] | None
 
@@ -31,7 +28,10 @@ def stake_sizing(risk_per_trade: float | None, max_position_fraction: float | No
                  ) -> StakeSizing:
     """The stake sizing a generated strategy embeds: the risk manager's fixed fractional sizing
     (its defaults unless given), or a fixed stake. Bad values are refused naming the option."""
+    from pydantic import ValidationError
+
     from execdesk.codegen.render import StakeSizing
+    from execdesk.risk.config import RiskConfig
 
     if stake is not None:
         if risk_per_trade is not None or max_position_fraction is not None:
@@ -53,8 +53,25 @@ def stake_sizing(risk_per_trade: float | None, max_position_fraction: float | No
     return StakeSizing.risk(checked.risk_per_trade, checked.max_position_fraction)
 
 
+def codegen(bundle: Path, out_dir: Path, verify: bool, data: Path | None, sizing: StakeSizing) -> CodegenReport:
+    """``execdesk codegen``: the Freqtrade strategy for a bundle, reviewed, and proven when ``verify`` (see
+    :func:`execdesk.codegen.generate`)."""
+    from execdesk.codegen import generate
+
+    return generate(bundle, out_dir, verify=verify, data=data, sizing=sizing)
+
+
+def format_cell(metric: str, column: str, value: object) -> str:
+    """A live-vs-backtest comparison value for people (:func:`execdesk.monitor.report.format_cell`)."""
+    from execdesk.monitor.report import format_cell as cell
+
+    return cell(metric, column, value)
+
+
 def demo_config_path() -> Path:
     """The bundled demo desk config (inside the installed package)."""
+    from importlib import resources
+
     return Path(str(resources.files("execdesk") / "examples" / "demo.yaml"))
 
 
@@ -63,6 +80,11 @@ def run_config(path: Path, home: Path, seed: int | None = None, progress: Progre
     """``execdesk run``: run or carry on the desk ``path`` describes, then write a report."""
     if not path.is_file():
         raise InvalidInput(f"desk config {path}: no such file")
+    from execdesk.desk.runner import run_desk
+    from execdesk.desk.settings import load_desk_config
+    from execdesk.monitor.report import write_report
+    from execdesk.store.ledger import Ledger
+
     config = load_desk_config(path, seed=seed)
     summary = run_desk(config, home, progress=progress, db_url=db_url)
     if report:
@@ -75,6 +97,8 @@ def run_config(path: Path, home: Path, seed: int | None = None, progress: Progre
 def run_demo(home: Path, seed: int = 7, fresh: bool = False, progress: Progress = None,
              db_url: str | None = None) -> RunSummary:
     """``execdesk demo``: the bundled config in ``home/demo/seed-N`` (carried on unless ``fresh``)."""
+    import shutil
+
     if seed < 0:
         raise InvalidInput(f"--seed: got {seed}; expected a non-negative integer")
     demo_home = home / "demo" / f"seed-{seed}"
@@ -103,21 +127,13 @@ def intake(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def open_existing(home: Path, db_url: str | None) -> Ledger:
-    """The home's ledger, which must hold a configured desk (:class:`InvalidInput` naming what is missing)."""
-    if db_url is None and not (home / "ledger.sqlite").is_file():
-        raise InvalidInput(f"{home}: no ledger here ({sqlite_url(home)}); run `execdesk run` or `execdesk demo` first")
-    ledger = Ledger.for_home(home, db_url)
-    if ledger.state.config is None:
-        ledger.close()
-        raise InvalidInput(f"the ledger at {ledger.location} holds no desk yet; run `execdesk run` first")
-    return ledger
 
 
 def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
     """``execdesk status``: the projections of the ledger, as data."""
     from execdesk.domain.events import EventKind
     from execdesk.lead.lifecycle import lifecycle as lifecycle_of
+    from execdesk.risk.ladder import step_name
 
     with open_existing(home, db_url) as ledger:
         s = ledger.state
@@ -135,11 +151,11 @@ def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
                                 "state": d.state.value, "state_reason": d.state_reason, "trades": d.trades,
                                 "wins": d.wins, "realized_pnl": f"{d.realized_pnl:.2f}", "fees": f"{d.fees:.2f}",
                                 "allocation": str(d.allocation), "allocation_in_use": str(d.stage_fraction),
-                                "ladder_step": _ladder_name(d.ladder_step), "health": health.get(d.id, "continue"),
+                                "ladder_step": step_name(d.ladder_step), "health": health.get(d.id, "continue"),
                                 "lead_decision": decision.get(d.id), "positions": positions})
         return {
             "home": str(home), "trading_state": s.trading_state.value, "trading_reason": s.trading_reason,
-            "ladder_step": _ladder_name(s.ladder_step),
+            "ladder_step": step_name(s.ladder_step),
             "quote": s.quote, "cash": f"{s.cash():.2f}", "completed": s.completed, "events": s.last_seq,
             "last_bar": s.last_bar_time, "deployments": deployments,
             "pending_requests": sorted(p.name for p in (home / "control").glob("*.json")),
@@ -159,15 +175,10 @@ def _waiting_decisions(home: Path) -> list[dict[str, Any]]:
             for m in DecisionRequests(Outbox(home / "outbox")).pending()]
 
 
-def _ladder_name(step: int) -> str | None:
-    """The drawdown ladder's highest step reached, by name (None: no step)."""
-    from execdesk.risk.config import LADDER_STEPS
-
-    return LADDER_STEPS[step - 1] if step > 0 else None
-
-
 def report(home: Path, deployment: str | None = None, db_url: str | None = None) -> dict[str, Any]:
     """``execdesk report``: write a new report folder and return its data and file paths."""
+    from execdesk.monitor.report import write_report
+
     with open_existing(home, db_url) as ledger:
         data, files = write_report(ledger, home, deployment)
     return {**data, "files": [str(p) for p in files]}
@@ -191,6 +202,7 @@ def assess(bundle_path: Path, home: Path, allocation: float = 0.10, db_url: str 
     from execdesk.domain.events import Event, EventKind
     from execdesk.lead.deploy import assess_bundle
     from execdesk.risk.assessment import AssessmentLimits
+    from execdesk.store.ledger import Ledger
     from execdesk.strategy import load_bundle
 
     if not 0 < allocation <= 1:
@@ -201,7 +213,7 @@ def assess(bundle_path: Path, home: Path, allocation: float = 0.10, db_url: str 
     try:
         limits = AssessmentLimits()
         if ledger is not None and ledger.state.config is not None:
-            from execdesk.lead.control import risk_config
+            from execdesk.desk.commands import risk_config
 
             limits = AssessmentLimits(**risk_config(ledger.state).assessment.model_dump())
         data, result = assess_bundle(bundle, ledger, allocation, limits, datadir)
@@ -214,7 +226,7 @@ def assess(bundle_path: Path, home: Path, allocation: float = 0.10, db_url: str 
         (folder / "assessment.yaml").write_text(result.to_yaml())
         data["files"] = [str(folder / "assessment.json"), str(folder / "assessment.yaml")]
         if ledger is not None and ledger.state.config is not None:
-            from execdesk.lead.desk import DeskLock
+            from execdesk.desk.lock import DeskLock
 
             lock = DeskLock(home)
             data["recorded"] = lock.acquire()  # a running desk owns the ledger: the files are the record then
@@ -235,15 +247,15 @@ def assess(bundle_path: Path, home: Path, allocation: float = 0.10, db_url: str 
 def rearm(home: Path, by: str, reason: str, deployment: str | None = None, db_url: str | None = None,
           now: int | None = None) -> dict[str, Any]:
     """``execdesk rearm``: a human lifts what the ladders and the circuit breaker left in place (see
-    :func:`execdesk.lead.control.apply_rearm`); at once on a stopped desk, at the running desk's next bar."""
+    :func:`execdesk.desk.commands.apply_rearm`); at once on a stopped desk, at the running desk's next bar."""
     import time
 
-    from execdesk.lead.control import act, apply_rearm
+    from execdesk.desk.commands import apply_rearm, run_or_queue
 
     if not by.strip() or not reason.strip():
         raise InvalidInput("rearm: --by (who) and --reason (why) are both required: re-arming is a human decision")
     body = {"action": "rearm", "by": by, "reason": reason, "deployment": deployment}
-    return act(home, db_url, "rearm", int(time.time()) if now is None else now, body,
+    return run_or_queue(home, db_url, "rearm", int(time.time()) if now is None else now, body,
                lambda ledger, t: apply_rearm(ledger, body, t))
 
 
@@ -262,7 +274,8 @@ def kill(home: Path, by: str, reason: str, now: int) -> dict[str, Any]:
     path = control / f"kill-{now}.json"
     with path.open("x", encoding="utf-8") as fh:
         json.dump({"by": by, "reason": reason, "requested_at": now}, fh)
-    from execdesk.lead.fleet import close_all_bots, freqtrade_deployments
+    from execdesk.freqtrade.fleet import close_all_bots, freqtrade_deployments
+    from execdesk.store.ledger import Ledger
 
     with Ledger.for_home(home) as ledger:  # read only: the bots are told at once, their trades come by sync
         on_bots = freqtrade_deployments(ledger)
@@ -288,7 +301,7 @@ def deploy(home: Path, bundle_path: Path, venue: str, now: int, allocation: floa
     ``execdesk approve|deny``) or ``refused`` — which raises :class:`~execdesk.errors.Refused` (exit 3) naming
     the gate and its reason, after the gates are recorded. ``at``: an ISO 8601 time to start trading
     (scheduled); ``positions``: what a version this one replaces does with its positions."""
-    from execdesk.lead.control import desk_time, lead_config, risk_config
+    from execdesk.desk.commands import desk_time, lead_config, risk_config
     from execdesk.lead.deploy import VenueTarget, plan_deployment
     from execdesk.lead.liaison import DecisionRequests, Outbox
 
@@ -339,11 +352,11 @@ def decide(home: Path, request_id: str, decision: str, by: str, reason: str, now
 
 def _commit(home: Path, db_url: str | None, action: str, now: int, plan: Any) -> dict[str, Any]:
     """Save the plan and commit it: at once on a stopped desk, at the running desk's next bar."""
-    from execdesk.lead.control import act, apply_deploy
+    from execdesk.desk.commands import apply_deploy, run_or_queue
 
     plan.save(home)
     request = {"action": "deploy", "plan": plan.as_dict()}
-    return act(home, db_url, action, now, request,
+    return run_or_queue(home, db_url, action, now, request,
                lambda ledger, t: apply_deploy(ledger, home, request, t).summary())
 
 
@@ -351,7 +364,7 @@ def _answer_emergency(home: Path, request_id: str, decision: str, by: str, reaso
     """An emergency decision request (a ladder step waiting for a human): the answer is recorded in the outbox
     once, and a note left in ``HOME/control/`` wakes the desk, which acts on it at its next bar (a stopped desk:
     the first bar of its next run)."""
-    from execdesk.lead.control import queue_request
+    from execdesk.desk.commands import queue_request
     from execdesk.lead.liaison import DecisionRequests, Outbox
 
     requests = DecisionRequests(Outbox(home / "outbox"))
@@ -367,19 +380,19 @@ def lifecycle(home: Path, action: str, deployment: str, by: str, reason: str, no
               db_url: str | None = None) -> dict[str, Any]:
     """``execdesk pause|resume|remove DEPLOYMENT``: recorded at once on a stopped desk (a removed deployment's
     positions close at the first bar of the next run), or at the running desk's next bar."""
-    from execdesk.lead.control import act, apply_lifecycle
+    from execdesk.desk.commands import apply_lifecycle, run_or_queue
 
     body = {"action": action, "deployment": deployment, "by": by, "reason": reason}
-    return act(home, db_url, action, now, body, lambda ledger, t: apply_lifecycle(ledger, home, body, t))
+    return run_or_queue(home, db_url, action, now, body, lambda ledger, t: apply_lifecycle(ledger, home, body, t))
 
 
 def rollback(home: Path, strategy: str, by: str, reason: str, now: int, positions: str = "hand_over",
              db_url: str | None = None) -> dict[str, Any]:
     """``execdesk rollback STRATEGY``: back to the previous version (see :func:`execdesk.lead.deploy.rollback`)."""
-    from execdesk.lead.control import act, apply_lifecycle
+    from execdesk.desk.commands import apply_lifecycle, run_or_queue
 
     body = {"action": "rollback", "strategy": strategy, "by": by, "reason": reason, "positions": positions}
-    return act(home, db_url, "rollback", now, body, lambda ledger, t: apply_lifecycle(ledger, home, body, t))
+    return run_or_queue(home, db_url, "rollback", now, body, lambda ledger, t: apply_lifecycle(ledger, home, body, t))
 
 
 def _refuse_if_refused(result: dict[str, Any], plan: Any) -> dict[str, Any]:
@@ -411,7 +424,7 @@ def take_inbox(home: Path, venue: str, now: int, allocation: float = 0.10, by: s
     its own (a refusal stops only that one). Each entry is moved to ``taken/`` (or ``rejected/`` with its reason
     when it does not validate — still recorded as an intake refusal) before its gates run."""
     from execdesk.errors import Refused
-    from execdesk.lead.liaison import Inbox
+    from execdesk.lead.inbox import Inbox
 
     if not by.strip():
         raise InvalidInput("inbox: --by (who takes the bundles in) is required; it is recorded")
@@ -430,10 +443,10 @@ def take_inbox(home: Path, venue: str, now: int, allocation: float = 0.10, by: s
 def bots(home: Path, action: str, now: int, deployment: str | None = None, datadir: Path | None = None,
          db_url: str | None = None) -> dict[str, Any]:
     """``execdesk bots start|stop|sync|status [DEPLOYMENT]``: the desk's Freqtrade bots (see
-    :mod:`execdesk.lead.fleet`). ``sync`` writes their trades into the ledger (at once on a stopped desk, at the
+    :mod:`execdesk.freqtrade.fleet`). ``sync`` writes their trades into the ledger (at once on a stopped desk, at the
     running desk's next bar); the others drive the bot processes."""
-    from execdesk.lead import fleet
-    from execdesk.lead.control import act, apply_sync
+    from execdesk.desk.commands import apply_sync, run_or_queue
+    from execdesk.freqtrade import fleet
 
     if action not in ("start", "stop", "sync", "status"):
         raise InvalidInput(f"bots: got {action!r}; expected start, stop, sync or status")
@@ -447,9 +460,13 @@ def bots(home: Path, action: str, now: int, deployment: str | None = None, datad
     chosen = [deployment] if deployment is not None else deployments
     if action == "sync":
         body = {"action": "sync_bots", "deployment": deployment}
-        return act(home, db_url, "sync_bots", now, body, lambda ledger, _t: apply_sync(ledger, home, body))
+        return run_or_queue(home, db_url, "sync_bots", now, body, lambda ledger, _t: apply_sync(ledger, home, body))
     if action == "start":
-        return {"bots": [fleet.start_bot(home, d, datadir) for d in chosen]}
+        from functools import partial
+
+        from execdesk.lead.deploy import load_bundle_of
+
+        return {"bots": [fleet.start_bot(home, d, partial(load_bundle_of, home, d), datadir) for d in chosen]}
     if action == "stop":
         return {"bots": [fleet.stop_bot(home, d) for d in chosen]}
     out = []

@@ -1,7 +1,7 @@
 """The desk's Freqtrade bots: one dry-run bot per deployment on the ``freqtrade`` venue, driven over REST.
 
 ``execdesk deploy --venue freqtrade`` prepares the bot's folder (``HOME/deployments/<id>/bot/``). From
-there the lead drives it with Freqtrade's own REST API (see :mod:`execdesk.venues.freqtrade_bot`):
+there the lead drives it with Freqtrade's own REST API (see :mod:`execdesk.freqtrade.bot`):
 
 * :func:`start_bot` — ``freqtrade trade`` in dry run, supervised in its own process group (offline: the
   replay seam fed by a datadir; online: the exchange named in its config); its pid in ``bot.pid`` so
@@ -29,8 +29,11 @@ from execdesk.domain.types import dec
 from execdesk.errors import InvalidInput, TemporaryError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from execdesk.freqtrade.bot import FreqtradeBot
     from execdesk.store.ledger import Ledger
-    from execdesk.venues.freqtrade_bot import FreqtradeBot
+    from execdesk.strategy import StrategyBundle
 
 CLOSE_WAIT_S = 30.0  # how long a removal waits for the bot's exits to fill
 #: Freqtrade's exit reasons as the desk's (anything else: the strategy's own exit signal)
@@ -45,7 +48,7 @@ def bot_folder(home: Path, deployment_id: str) -> Path:
 
 def open_bot(home: Path, deployment_id: str) -> FreqtradeBot:
     """The deployment's prepared bot (:class:`InvalidInput` naming what is missing)."""
-    from execdesk.venues.freqtrade_bot import FreqtradeBot
+    from execdesk.freqtrade.bot import FreqtradeBot
 
     folder = bot_folder(home, deployment_id)
     if not (folder / "config.json").is_file():
@@ -53,18 +56,19 @@ def open_bot(home: Path, deployment_id: str) -> FreqtradeBot:
     return FreqtradeBot.open(folder)
 
 
-def start_bot(home: Path, deployment_id: str, datadir: Path | None = None) -> dict[str, Any]:
-    """Start the deployment's bot (offline on ``datadir``'s candles when given, else against its exchange)."""
+def start_bot(home: Path, deployment_id: str, bundle_of: Callable[[], StrategyBundle],
+              datadir: Path | None = None) -> dict[str, Any]:
+    """Start the deployment's bot (offline on ``datadir``'s candles when given, else against its exchange);
+    ``bundle_of``: the bundle it was deployed with (its strategy is written again for the offline seam)."""
     from execdesk.codegen.render import render_strategy
-    from execdesk.lead.deploy import load_bundle_of
-    from execdesk.venues.freqtrade_bot import BotSettings, FreqtradeBot
+    from execdesk.freqtrade.bot import BotSettings, FreqtradeBot
 
     bot = open_bot(home, deployment_id)
     if bot.running:
         return {"deployment": deployment_id, "pid": bot.pid, "port": bot.port, "started": False,
                 "note": "running already"}
     if datadir is not None or bot.offline:  # (re)written for the replay seam, in the same folder (its trades kept)
-        bundle = load_bundle_of(home, deployment_id)
+        bundle = bundle_of()
         s = bot.settings
         settings = BotSettings(stake_amount=s.stake_amount, max_open_trades=s.max_open_trades,
                                dry_run_wallet=s.dry_run_wallet, tradable_balance_ratio=s.tradable_balance_ratio,

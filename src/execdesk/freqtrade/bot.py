@@ -13,7 +13,7 @@ supervised subprocess (its own process group) and waits until ``GET /api/v1/ping
 :attr:`FreqtradeBot.api` (:class:`BotApi`) drives it over Freqtrade's REST API, and
 :meth:`FreqtradeBot.stop` stops it (``POST /stop``, one SIGTERM, SIGKILL after a grace period).
 
-Offline (the default) the subprocess is ``python -m execdesk.venues.ft_bot_harness``: Freqtrade's
+Offline (the default) the subprocess is ``python -m execdesk.freqtrade.bot_harness``: Freqtrade's
 own ``trade`` command behind the offline exchange seam, fed by candles from a datadir replayed on
 the wall clock. With ``offline=False`` it is plain ``freqtrade trade`` against the real exchange
 named in the config (not exercised by the tests: no exchange is reachable here).
@@ -54,12 +54,12 @@ from typing import Any, Final, Literal
 import jinja2
 
 import execdesk
-from execdesk.codegen.freqtrade import TESTED_FREQTRADE_VERSION
 from execdesk.codegen.render import GeneratedStrategy, StakeSizing, render_strategy
 from execdesk.errors import ExecdeskError, InvalidInput, TemporaryError
+from execdesk.freqtrade.runner import TESTED_FREQTRADE_VERSION
 from execdesk.strategy import StrategyBundle, load_bundle
 
-HARNESS_MODULE: Final = "execdesk.venues.ft_bot_harness"
+HARNESS_MODULE: Final = "execdesk.freqtrade.bot_harness"
 #: The Docker image the generated docker-compose.yml pins (the version the desk was tested with).
 FREQTRADE_IMAGE: Final = f"freqtradeorg/freqtrade:{TESTED_FREQTRADE_VERSION}"
 TEMPLATE_VERSION: Final = 1
@@ -717,7 +717,7 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def _templates() -> jinja2.Environment:
-    folder = resources.files("execdesk.venues") / "templates"
+    folder = resources.files("execdesk.freqtrade") / "templates"
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(folder)),
         autoescape=False,  # noqa: S701 — YAML and Markdown, from validated values
