@@ -18,8 +18,8 @@ from execdesk.domain.state import DeskState
 from execdesk.domain.types import TradingState
 from execdesk.errors import InvalidInput, Refused
 from execdesk.lead import deploy
-from execdesk.lead.deploy import GATES, DeployPlan, GateResult, VenueTarget
-from execdesk.lead.liaison import DecisionRequests, Outbox
+from execdesk.lead.deploy import GATES, DeployPlan, GateResult, VenueTarget, as_deployed
+from execdesk.lead.outbox import DecisionRequests, Outbox
 from execdesk.risk.assessment import (
     AllocationCap,
     Assessment,
@@ -31,7 +31,7 @@ from execdesk.risk.assessment import (
 )
 from execdesk.risk.config import RiskConfig
 from execdesk.store.ledger import Ledger
-from execdesk.strategy import load_bundle
+from execdesk.strategy import load_bundle, validate_bundle
 from tests.conftest import BUNDLES
 from tests.kit import desk_running
 
@@ -338,14 +338,14 @@ def test_risk_gate_when_stoploss_and_allocation_caps_then_both_applied_and_named
     # Act
     gate, plan = _risk_gate(monkeypatch, tmp_path, conditions, max_allocation=70.1229)
     # Assert: the plan carries both, the texts are the assessment's own
-    assert (plan.applied_allocation, plan.stoploss) == (0.0701, 0.035)
+    assert (plan.applied_allocation, plan.stoploss) == (0.0701, -0.035)
     assert gate.outcome == "conditional"
     assert gate.evidence["conditions"] == ["allocation <= 70.12", _STOP_TEXT, _UNMEASURED]
     assert all(type(c) is str for c in gate.evidence["conditions"])
     assert gate.evidence["applied"] == ["allocation 0.2 -> 0.0701 (allocation <= 70.12 of equity 1,000.00)",
-                                        f"stoploss -0.06 -> 0.035 ({_STOP_TEXT})"]
+                                        f"stoploss -0.06 -> -0.035 ({_STOP_TEXT})"]
     assert gate.reason == ("CONDITIONAL: allocation 0.2 -> 0.0701 (allocation <= 70.12 of equity 1,000.00); "
-                           f"stoploss -0.06 -> 0.035 ({_STOP_TEXT}); stated risks: {_UNMEASURED}")
+                           f"stoploss -0.06 -> -0.035 ({_STOP_TEXT}); stated risks: {_UNMEASURED}")
     written = (tmp_path / "deployments" / "STR-002-v1" / "assessment.yaml").read_text()
     assert yaml.safe_load(written)["conditions"] == gate.evidence["conditions"]
 
@@ -357,10 +357,10 @@ def test_risk_gate_when_stoploss_cap_alone_then_the_stop_its_text_shows_is_appli
     # Act
     gate, plan = _risk_gate(monkeypatch, tmp_path, (cap,), max_allocation=200.0)
     # Assert: the allocation stands
-    assert plan.stoploss == float(f"{0.035061:.4f}") == 0.0351
+    assert plan.stoploss == -float(f"{0.035061:.4f}") == -0.0351
     assert plan.applied_allocation == 0.2
-    assert gate.evidence["applied"] == [f"stoploss -0.06 -> 0.0351 ({cap.text})"]
-    assert gate.reason == f"CONDITIONAL: stoploss -0.06 -> 0.0351 ({cap.text})"
+    assert gate.evidence["applied"] == [f"stoploss -0.06 -> -0.0351 ({cap.text})"]
+    assert gate.reason == f"CONDITIONAL: stoploss -0.06 -> -0.0351 ({cap.text})"
 
 
 def test_risk_gate_when_allocation_cap_then_the_allocation_is_cut_and_the_stop_kept(
@@ -389,3 +389,19 @@ def test_risk_gate_when_only_stated_risks_then_nothing_applied_and_they_are_name
     # Assert
     assert (plan.applied_allocation, plan.stoploss) == (0.2, None)
     assert gate.reason == f"CONDITIONAL: no condition to apply; stated risks: {_UNMEASURED}"
+
+
+def test_as_deployed_when_the_risk_gate_tightened_the_stop_then_the_strategy_stops_below_its_entry() -> None:
+    # Arrange: the bundle's stop is -0.06; the gate applied -0.035 (a plan from before the sign fix: 0.035)
+    bundle = yaml.safe_load((BUNDLES / "trend_ema_cross.yaml").read_text())
+    # Act
+    now, older = as_deployed(bundle, -0.035), as_deployed(bundle, 0.035)
+    # Assert: both trade with a stop 3.5% below the entry, tighter than the bundle's
+    assert now.stoploss == older.stoploss == -0.035
+    assert now.stoploss > validate_bundle(bundle).stoploss
+
+
+def test_as_deployed_when_the_applied_stop_is_not_a_fraction_then_refused() -> None:
+    bundle = yaml.safe_load((BUNDLES / "trend_ema_cross.yaml").read_text())
+    with pytest.raises(InvalidInput, match="applied stoploss"):
+        as_deployed(bundle, -1.5)

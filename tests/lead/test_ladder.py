@@ -155,7 +155,7 @@ def test_staging_when_enabled_then_deployments_start_at_ten_percent_and_sizes_fo
 def test_portfolio_ladder_when_a_human_authorizes_trim_then_it_waits_for_approve_and_trims_at_the_next_bar(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     from execdesk.api import actions
-    from execdesk.lead.liaison import DecisionRequests, Outbox
+    from execdesk.lead.outbox import DecisionRequests, Outbox
 
     # Arrange: the trim step is left to a human; the desk runs past it
     risk = _risk(portfolio_drawdown=TRIM_ONLY)

@@ -17,17 +17,8 @@ import pytest
 
 from execdesk.errors import InvalidInput
 from execdesk.lead.inbox import Inbox
-from execdesk.lead.liaison import (
-    AlreadyAnswered,
-    DecisionRequests,
-    JsonPoster,
-    LiaisonConfig,
-    Message,
-    Outbox,
-    OutboxConflict,
-    build_liaison,
-    post_json,
-)
+from execdesk.lead.liaison import JsonPoster, LiaisonConfig, build_liaison, post_json
+from execdesk.lead.outbox import AlreadyAnswered, DecisionRequests, Message, Outbox, OutboxConflict
 from execdesk.retry import RetryPolicy
 from tests.conftest import BUNDLES
 
@@ -355,7 +346,8 @@ def test_send_message_when_a_killed_run_left_a_different_report_under_its_name_t
 
     from execdesk.desk.loop import DeskLoop
     from execdesk.domain.events import EventKind
-    from execdesk.lead.liaison import LiaisonConfig, Message
+    from execdesk.lead.liaison import LiaisonConfig
+    from execdesk.lead.outbox import Message
 
     liaison = build_liaison(LiaisonConfig(), tmp_path / "outbox")
     liaison.send(Message(1_713_139_200, "hr", "team_performance", "team", "the killed run's", {"run": {"s": 1.5}}))

@@ -6,7 +6,7 @@ sizes x 0.5 from alert on, stops x 0.5 from reduce on, trim closes 50%.
 
 from __future__ import annotations
 
-from execdesk.domain.marks import PORTFOLIO, Breach, Limit
+from execdesk.domain.marks import PORTFOLIO, Breach, Limit, step_name
 from execdesk.domain.types import TradingState
 from execdesk.risk.config import DrawdownLadder
 from execdesk.risk.ladder import (
@@ -20,7 +20,6 @@ from execdesk.risk.ladder import (
     deepest,
     size_multiplier,
     step_action,
-    step_name,
     step_payload,
     stop_multiplier,
 )

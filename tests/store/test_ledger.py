@@ -348,3 +348,22 @@ def test_verify_chain_when_last_events_deleted_then_first_missing_seq(ledger: Le
 
     # Act / Assert
     assert ledger.verify_chain() == last - 1
+
+
+def test_head_revision_when_compared_with_the_migrations_then_it_is_alembics_head() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from execdesk.store.ledger import HEAD_REVISION, MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD_REVISION
+
+
+def test_open_when_the_schema_is_at_head_then_it_is_not_migrated_again(tmp_path: Path) -> None:
+    from execdesk.store.ledger import HEAD_REVISION, schema_revision
+
+    Ledger.for_home(tmp_path).close()
+    with Ledger.for_home(tmp_path) as ledger:
+        assert schema_revision(ledger.engine) == HEAD_REVISION

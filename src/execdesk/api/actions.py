@@ -132,8 +132,8 @@ def intake(path: Path) -> list[dict[str, Any]]:
 def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
     """``execdesk status``: the projections of the ledger, as data."""
     from execdesk.domain.events import EventKind
+    from execdesk.domain.marks import step_name
     from execdesk.lead.lifecycle import lifecycle as lifecycle_of
-    from execdesk.risk.ladder import step_name
 
     with open_existing(home, db_url) as ledger:
         s = ledger.state
@@ -167,7 +167,7 @@ def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
 
 def _waiting_decisions(home: Path) -> list[dict[str, Any]]:
     """The Orchestrator's decision requests no human has answered yet (what ``execdesk approve|deny`` takes)."""
-    from execdesk.lead.liaison import DecisionRequests, Outbox
+    from execdesk.lead.outbox import DecisionRequests, Outbox
 
     if not (home / "outbox" / "orchestrator").is_dir():
         return []
@@ -303,7 +303,7 @@ def deploy(home: Path, bundle_path: Path, venue: str, now: int, allocation: floa
     (scheduled); ``positions``: what a version this one replaces does with its positions."""
     from execdesk.desk.commands import desk_time, lead_config, risk_config
     from execdesk.lead.deploy import VenueTarget, plan_deployment
-    from execdesk.lead.liaison import DecisionRequests, Outbox
+    from execdesk.lead.outbox import DecisionRequests, Outbox
 
     target = VenueTarget.parse(venue, live)
     if not by.strip():
@@ -333,7 +333,7 @@ def decide(home: Path, request_id: str, decision: str, by: str, reason: str, now
     """``execdesk approve|deny REQUEST``: a human answers a deployment's approval gate (once); an approved
     deployment goes on through the deploy and monitor gates, a denied one is refused there."""
     from execdesk.lead.deploy import GateResult, plan_of_request
-    from execdesk.lead.liaison import DecisionRequests, Outbox
+    from execdesk.lead.outbox import DecisionRequests, Outbox
 
     if not by.strip() or not reason.strip():
         raise InvalidInput(f"{decision}: --by (who) and --reason (why) are both required")
@@ -365,7 +365,7 @@ def _answer_emergency(home: Path, request_id: str, decision: str, by: str, reaso
     once, and a note left in ``HOME/control/`` wakes the desk, which acts on it at its next bar (a stopped desk:
     the first bar of its next run)."""
     from execdesk.desk.commands import queue_request
-    from execdesk.lead.liaison import DecisionRequests, Outbox
+    from execdesk.lead.outbox import DecisionRequests, Outbox
 
     requests = DecisionRequests(Outbox(home / "outbox"))
     message = requests.find(request_id)

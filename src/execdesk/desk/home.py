@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from execdesk.errors import InvalidInput
-from execdesk.store.ledger import Ledger, sqlite_url
+
+if TYPE_CHECKING:
+    from execdesk.store.ledger import Ledger
 
 
 def open_existing(home: Path, db_url: str | None) -> Ledger:
     """The home's ledger, which must hold a configured desk (:class:`InvalidInput` naming what is missing)."""
+    from execdesk.store.ledger import Ledger, sqlite_url  # SQLAlchemy only for the commands that open a ledger
+
     if db_url is None and not (home / "ledger.sqlite").is_file():
         raise InvalidInput(f"{home}: no ledger here ({sqlite_url(home)}); run `execdesk run` or `execdesk demo` first")
     ledger = Ledger.for_home(home, db_url)

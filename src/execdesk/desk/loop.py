@@ -50,8 +50,9 @@ from execdesk.lead.decisions import (
     Submit,
     Supersede,
 )
-from execdesk.lead.liaison import KINDS, Liaison, Message, OutboxConflict
+from execdesk.lead.liaison import Liaison
 from execdesk.lead.lifecycle import supersede
+from execdesk.lead.outbox import KINDS, Message, OutboxConflict
 from execdesk.lead.protocols import Lead, LeadSettings
 from execdesk.monitor.alerts import Alert, AlertRouter
 from execdesk.monitor.equity import Monitor

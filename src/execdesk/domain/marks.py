@@ -11,6 +11,14 @@ from typing import Any
 
 from execdesk.domain.events import Event, EventKind
 
+#: the drawdown ladder's steps, in order of severity (step numbers 1..4; 0 is "no step reached")
+LADDER_STEPS: tuple[str, ...] = ("alert", "reduce", "trim", "kill")
+
+
+def step_name(step: int) -> str | None:
+    """A ladder step by name (None: no step reached)."""
+    return LADDER_STEPS[step - 1] if step > 0 else None
+
 PORTFOLIO = "portfolio"
 
 

@@ -26,7 +26,7 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class SendMessage:
-    """A message to Validation, the Orchestrator or HR (``kind`` one of :data:`execdesk.lead.liaison.KINDS`)."""
+    """A message to Validation, the Orchestrator or HR (``kind`` one of :data:`execdesk.lead.outbox.KINDS`)."""
 
     time: int
     kind: str

@@ -194,7 +194,14 @@ def as_deployed(bundle: dict[str, Any], stoploss: float | None) -> StrategyBundl
     from execdesk.strategy import validate_bundle
 
     strategy = validate_bundle(bundle, f"deployment {bundle.get('id')}-v{bundle.get('version')}")
-    return strategy if stoploss is None else strategy.model_copy(update={"stoploss": stoploss})
+    if stoploss is None:
+        return strategy
+    # a plan recorded before the sign was fixed holds the stop's distance (positive): it is the same stop
+    stop = -stoploss if stoploss > 0 else stoploss
+    if not -1 < stop < 0:
+        raise InvalidInput(f"deployment {strategy.id}-v{strategy.version}: applied stoploss {stoploss!r}; expected "
+                           "a fraction in (-1, 0)")
+    return strategy.model_copy(update={"stoploss": stop})
 
 
 def _rel(home: Path, path: Path) -> str:
@@ -415,8 +422,8 @@ def _risk(home: Path, state: DeskState, ledger: Ledger, plan: DeployPlan, bundle
                                f"{data['equity']:,.2f})")
                 allocation = offered
         elif isinstance(condition, StoplossCap):  # the stop distance as its text shows it (4 decimals)
-            plan.stoploss = condition.loosest
-            applied.append(f"stoploss {bundle.stoploss:g} -> {condition.loosest:g} ({condition})")
+            plan.stoploss = -condition.loosest  # a bundle's stoploss is below the entry: negative
+            applied.append(f"stoploss {bundle.stoploss:g} -> {plan.stoploss:g} ({condition})")
     plan.applied_allocation = allocation
     evidence["applied"] = applied
     if result.verdict.value == "APPROVED" and not applied:

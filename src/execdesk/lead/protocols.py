@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from execdesk.data.feed import MarketView
 from execdesk.domain.events import Event, EventKind
-from execdesk.domain.marks import PORTFOLIO, Breach, Limit, Snapshot
+from execdesk.domain.marks import PORTFOLIO, Breach, Limit, Snapshot, step_name
 from execdesk.domain.reader import LedgerReader
 from execdesk.domain.types import QUANTUM, AlertLevel, Direction, IntentReason, OrderIntent, TradingState, dec
 from execdesk.lead.decisions import (
@@ -52,8 +52,9 @@ from execdesk.lead.decisions import (
     Submit,
     Supersede,
 )
-from execdesk.lead.liaison import DecisionRequests, Liaison
+from execdesk.lead.liaison import Liaison
 from execdesk.lead.lifecycle import RETIRING, SCHEDULED, STARTED
+from execdesk.lead.outbox import DecisionRequests
 from execdesk.monitor.alerts import Alert
 from execdesk.risk import ladder
 from execdesk.risk.config import DrawdownLadder, RiskConfig
@@ -363,7 +364,7 @@ class Lead:
         dep = self.state.deployments[dep_id]
         policy = {**DRIFT_POLICY, **self.settings.drift_policy}
         by_policy = policy.get(verdict, "continue")
-        risk = {"ladder_step": ladder.step_name(dep.ladder_step), "removal_proposed": dep_id in self._proposed}
+        risk = {"ladder_step": step_name(dep.ladder_step), "removal_proposed": dep_id in self._proposed}
         floor = ("remove" if dep.ladder_step >= _STEP["trim"] else
                  "pause" if dep.ladder_step >= _STEP["reduce"] else "continue")
         decision = by_policy if by_policy == "continue" or _SEVERITY_OF[by_policy] >= _SEVERITY_OF[floor] else floor

@@ -11,10 +11,10 @@ from itertools import pairwise
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from execdesk.domain.marks import LADDER_STEPS
+
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
-#: the drawdown ladder's steps, in order of severity (step numbers 1..4; 0 is "no step reached")
-LADDER_STEPS: tuple[str, ...] = ("alert", "reduce", "trim", "kill")
 
 
 class DrawdownLadder(BaseModel):

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from execdesk.domain.marks import PORTFOLIO, Breach, Limit
+from execdesk.domain.marks import LADDER_STEPS, PORTFOLIO, Breach, Limit
 from execdesk.domain.types import TradingState
-from execdesk.risk.config import LADDER_STEPS, DrawdownLadder
+from execdesk.risk.config import DrawdownLadder
 
 #: the kill step's number: the ladder's last step (for the portfolio: the circuit breaker)
 KILL = len(LADDER_STEPS)
@@ -40,11 +40,6 @@ class ScopeSteps:
     state: TradingState
     reason: str
     step: int
-
-
-def step_name(step: int) -> str | None:
-    """The ladder's step by name (None: no step reached)."""
-    return LADDER_STEPS[step - 1] if step > 0 else None
 
 
 def crossed(ladder: DrawdownLadder, current: int, level: str) -> list[LadderStep]:
