@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== ruff";   .venv/bin/ruff check src tests benchmarks
 echo "== mypy";   .venv/bin/mypy
-echo "== pytest"; .venv/bin/pytest -q "$@"
+# two workers (pytest-xdist; a file stays on one worker, so module fixtures run once): EXECDESK_TEST_WORKERS=0 runs
+# the suite in one process
+echo "== pytest"; .venv/bin/pytest -q -n "${EXECDESK_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -52,7 +52,12 @@ def review_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     reviewed for real once (with Freqtrade's loader), then taken from the cache like on a user's machine."""
     import os
 
-    os.environ["EXECDESK_CACHE_DIR"] = str(tmp_path_factory.mktemp("review-cache"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers of one run share it (entries are written atomically)
+        shared = tmp_path_factory.getbasetemp().parent / "review-cache"
+        shared.mkdir(exist_ok=True)
+        os.environ["EXECDESK_CACHE_DIR"] = str(shared)
+    else:
+        os.environ["EXECDESK_CACHE_DIR"] = str(tmp_path_factory.mktemp("review-cache"))
 
 
 @pytest.fixture
@@ -67,3 +72,12 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest files first (the crash drills, then the other slow ones), so that with several workers
+    (``scripts/test.sh`` runs two) they overlap with the quick ones instead of finishing alone."""
+    def weight(item: pytest.Item) -> int:
+        return 0 if item.get_closest_marker("crash") else 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=weight)

@@ -53,6 +53,18 @@ def test_run_when_json_then_one_object_with_deployments_and_exit_0(write_config:
     assert all(Path(p).is_file() for p in data["reports"])
 
 
+def test_error_when_longer_than_the_terminal_then_still_one_line(tmp_path: Path) -> None:
+    # Arrange: a path far longer than 80 columns
+    deep = tmp_path / ("a-folder-with-a-long-name-" * 6) / "nope.yaml"
+    # Act
+    result = runner.invoke(app, ["run", str(deep), "--home", str(tmp_path)], env={"COLUMNS": "80"})
+    # Assert
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert str(deep) in lines[0]
+
+
 def test_run_when_config_missing_then_exit_2_and_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", str(tmp_path / "nope.yaml"), "--home", str(tmp_path)])
     assert result.exit_code == 2

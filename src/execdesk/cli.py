@@ -26,7 +26,8 @@ from execdesk.api import ExecdeskError, __version__
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="execdesk: from a validated strategy to a watched deployment, with the brakes on.")
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False)
+# an error is one line whatever the terminal's width (soft wrap: the terminal folds it, rich never breaks it)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 HomeOpt = Annotated[Path, typer.Option("--home", envvar="EXECDESK_HOME",
                                        help="The desk's home folder (ledger, reports).")]
