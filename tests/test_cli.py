@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -582,3 +583,38 @@ def test_deploy_when_live_ccxt_and_a_desk_is_running_then_the_output_still_names
     data = _json(result)
     assert "queued" in data
     assert str(data.get("approval_request")).startswith("dr-")
+
+
+@pytest.mark.parametrize(("args", "names"), [
+    (["demo", "--seed", str(10**30)], "--seed"),
+    (["codegen", str(BUNDLES / "trend_ema_cross.yaml"), "--out", "/dev/null/x"], "--out /dev/null/x"),
+])
+def test_bad_input_when_out_of_bounds_then_exit_2_one_line_and_nothing_written(
+        tmp_path: Path, args: list[str], names: str) -> None:
+    result = runner.invoke(app, [*args, "--home", str(tmp_path / "h")] if args[0] == "demo" else args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert names in lines[0]
+    assert not (tmp_path / "h").exists()
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("version", 10**30, "version"),
+    ("period", {"start": "0001-01-01", "end": "9999-12-31"}, "validation.period.start"),
+])
+def test_intake_when_a_value_is_out_of_bounds_then_refused_naming_it(tmp_path: Path, field: str, value: Any,
+                                                                    expected: str) -> None:
+    import yaml
+
+    spec = yaml.safe_load((BUNDLES / "trend_ema_cross.yaml").read_text())
+    if field == "version":
+        spec["version"] = value
+    else:
+        spec["validation"]["period"] = value
+    path = tmp_path / "b.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = runner.invoke(app, ["intake", str(path), "--json"])
+    data = json.loads(result.stdout)
+    assert not data["results"][0]["ok"]
+    assert any(e["path"] == expected for e in data["results"][0]["errors"]), data["results"][0]["errors"]

@@ -534,6 +534,22 @@ def team(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt
 
 
 @app.command()
+@command
+def verify(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
+           debug: DebugOpt = False) -> None:
+    """Verify the ledger in full: every event's hash chained from the first, none missing, the schema known, and
+    the projection tables equal to the fold of the events. Exit 2 naming the first thing that does not verify."""
+    from execdesk.api import actions
+
+    data = actions.verify(home, db_url)
+    if as_json:
+        _emit_json({"ok": True, **data})
+        return
+    out.print(f"ledger {data['ledger']}: {data['events']} events verified, chain head {data['head'][:16]}..., "
+              f"projections equal to the fold ({data['seconds']:.2f} s)")
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     out.print(__version__)

@@ -39,6 +39,11 @@ class LedgerError(ExecdeskError):
     """The ledger cannot be opened or written, or its content contradicts itself."""
 
 
+class LedgerTampered(InvalidInput):
+    """The ledger does not verify: an event's hash does not follow from its content and the one before it, an
+    event is missing, or its schema is a revision this execdesk does not know. Nothing trades on it (exit 2)."""
+
+
 @dataclass(frozen=True, slots=True)
 class FieldIssue:
     """One problem found in a structured input: where, what was there, what was expected."""

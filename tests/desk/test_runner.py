@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -215,3 +216,28 @@ def test_run_when_exits_are_sent_then_each_carries_the_backtesters_fill_price(
         exits = [e.payload for e in ledger.events({EventKind.ORDER_SUBMITTED}) if e.payload["reason"] != "entry_signal"]
     assert exits
     assert all(Decimal(payload["backtest_price"]) > 0 for payload in exits)
+
+
+def test_run_when_an_alert_sink_fails_then_each_failure_is_recorded_and_status_shows_them(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    # Arrange: an alerts file that cannot be written (a folder stands where the file should be)
+    from typer.testing import CliRunner
+
+    from execdesk.cli import app
+
+    blocked = tmp_path / "alerts-here-is-a-folder.jsonl"
+    blocked.mkdir()
+    config = write_config(alerts={"sinks": [{"kind": "jsonl", "path": str(blocked)}]})
+    # Act
+    run_desk(load_desk_config(config), tmp_path / "h")
+    status = CliRunner().invoke(app, ["status", "--home", str(tmp_path / "h"), "--json"])
+    # Assert: one alert.delivery_failed per alert the sink could not take, with the sink's (redacted) error
+    with Ledger.for_home(tmp_path / "h") as ledger:
+        raised = list(ledger.events({EventKind.ALERT_RAISED}))
+        failed = [e.payload for e in ledger.events({EventKind.ALERT_DELIVERY_FAILED})]
+    assert raised
+    assert len(failed) == len(raised)
+    assert failed[0]["sink"].startswith("jsonl")
+    assert failed[0]["error"]
+    data = json.loads(status.stdout)
+    assert data["alert_delivery_failures"]["count"] == len(failed)

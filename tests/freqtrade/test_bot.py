@@ -334,3 +334,17 @@ def test_bot_when_strategy_does_not_load_then_start_error_with_log_tail(tmp_path
     assert "execdesk_no_such_module" in message
     assert bot.pid is not None
     assert not _pid_alive(bot.pid)
+
+
+def test_bot_environment_when_keys_of_several_exchanges_then_a_bot_sees_only_its_own() -> None:
+    from execdesk.freqtrade.bot import bot_environment
+
+    environ = {"PATH": "/usr/bin", "HOME": "/root", "EXECDESK_BINANCE_API_KEY": "b-key", "EXECDESK_KRAKEN_SECRET": "k",
+               "EXECDESK_SLACK_WEBHOOK_URL": "https://hooks.example/x", "TELEGRAM_TOKEN": "t",
+               "FREQTRADE__EXCHANGE__KEY": "ft", "AWS_SECRET_ACCESS_KEY": "aws", "PYTHONPATH": "/x"}
+    real = bot_environment(environ, "binance", real=True)
+    offline = bot_environment(environ, "binance", real=False)
+    assert {k for k in real if k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")} == {
+        "PATH", "HOME", "EXECDESK_BINANCE_API_KEY", "FREQTRADE__EXCHANGE__KEY"}
+    assert {k for k in offline if k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")} == {"PATH", "HOME"}
+    assert real["PYTHONPATH"].endswith(":/x")

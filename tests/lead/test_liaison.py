@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import socket
 import threading
@@ -364,3 +365,24 @@ def test_send_message_when_a_killed_run_left_a_different_report_under_its_name_t
     assert sorted(first) == ["the killed run's", "the re-run's"]
     assert [e.kind for e in recorded] == [EventKind.MESSAGE_SENT] * 2
     assert recorded[0].payload["files"] == recorded[1].payload["files"]
+
+
+def test_inbox_when_an_entry_links_to_a_file_outside_then_rejected_unread(tmp_path: Path) -> None:
+    # Arrange: a "bundle" that is a link to a secret outside the inbox, and a FIFO
+    from execdesk.lead.inbox import Inbox
+
+    secret = tmp_path / "shadow"
+    secret.write_text("root:secret-hash:19000:0:99999:7:::\n")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "linked.yaml").symlink_to(secret)
+    os.mkfifo(inbox / "pipe.yaml")
+    # Act
+    entries = {e.name: e for e in Inbox(inbox).take_all()}
+    # Assert: both rejected with their reason; nothing of the secret anywhere in the inbox; the secret untouched
+    assert "symbolic link" in (entries["linked.yaml"].error or "")
+    assert "not a regular file" in (entries["pipe.yaml"].error or "")
+    written = "".join(p.read_text() for p in (inbox / "rejected").glob("*.error.txt"))
+    assert "secret-hash" not in written
+    assert (inbox / "rejected" / "linked.yaml").is_symlink()
+    assert secret.read_text().startswith("root:")

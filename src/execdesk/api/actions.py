@@ -99,8 +99,8 @@ def run_demo(home: Path, seed: int = 7, fresh: bool = False, progress: Progress 
     """``execdesk demo``: the bundled config in ``home/demo/seed-N`` (carried on unless ``fresh``)."""
     import shutil
 
-    if seed < 0:
-        raise InvalidInput(f"--seed: got {seed}; expected a non-negative integer")
+    if not 0 <= seed <= 2**63 - 1:  # checked before anything is created
+        raise InvalidInput(f"--seed: got {seed}; expected an integer in [0, 2**63 - 1]")
     demo_home = home / "demo" / f"seed-{seed}"
     if fresh and demo_home.exists():
         shutil.rmtree(demo_home)
@@ -139,6 +139,7 @@ def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
         s = ledger.state
         health: dict[str, str] = {}  # the monitor's latest verdict against the approved backtest
         decision: dict[str, str] = {}  # the lead's latest strategy-halt decision
+        failures = [e.payload for e in ledger.events({EventKind.ALERT_DELIVERY_FAILED})]
         for e in ledger.events({EventKind.DRIFT_ASSESSED, EventKind.STRATEGY_REVIEWED}):
             target = health if e.kind is EventKind.DRIFT_ASSESSED else decision
             target[e.payload["deployment_id"]] = e.payload["verdict" if target is health else "decision"]
@@ -160,6 +161,7 @@ def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
             "last_bar": s.last_bar_time, "deployments": deployments,
             "pending_requests": sorted(p.name for p in (home / "control").glob("*.json")),
             "waiting_for_a_human": _waiting_decisions(home),
+            "alert_delivery_failures": {"count": len(failures), "last": failures[-1] if failures else None},
             "open_orders": [{"client_order_id": o.client_order_id, "deployment_id": o.deployment_id, "pair": o.pair,
                              "side": o.side, "qty": str(o.qty), "status": o.status.value} for o in s.open_orders()],
         }
@@ -281,6 +283,30 @@ def kill(home: Path, by: str, reason: str, now: int) -> dict[str, Any]:
         on_bots = freqtrade_deployments(ledger)
     return {"request": str(path), "by": by, "reason": reason, "bots": close_all_bots(home, on_bots),
             "note": "acted on at the desk's next bar (a stopped desk: the first bar of its next run)"}
+
+
+def verify(home: Path, db_url: str | None = None) -> dict[str, Any]:
+    """``execdesk verify``: the ledger verified in full — opening it folds every event and checks the hash chain
+    (:class:`~execdesk.errors.LedgerTampered` naming the first event that does not verify, a missing event or an
+    unknown schema revision) — and the projection tables compared with the fold (the first table and key that
+    differ, as :class:`~execdesk.errors.LedgerTampered`)."""
+    import time
+
+    from execdesk.errors import LedgerTampered
+    from execdesk.store.projections import all_projection_rows
+
+    started = time.perf_counter()
+    with open_existing(home, db_url) as ledger:
+        stored, folded = ledger.read_projections(), all_projection_rows(ledger.state)
+        for table in sorted(set(stored) | set(folded)):
+            rows, expected = stored.get(table, []), folded.get(table, [])
+            if rows != expected:
+                first = next((r for r, e in zip(rows, expected, strict=False) if r != e), None)
+                what = first if first is not None else f"{len(rows)} rows where the events give {len(expected)}"
+                raise LedgerTampered(f"ledger {ledger.location}: the {table} table differs from the fold of the "
+                                     f"events (first: {what}); the events are the record: rebuild the projections")
+        return {"ledger": ledger.location, "events": ledger.state.last_seq, "head": ledger.head,
+                "projections": "equal to the fold", "seconds": round(time.perf_counter() - started, 3)}
 
 
 def team(home: Path, db_url: str | None = None) -> dict[str, Any]:

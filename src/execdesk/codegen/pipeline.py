@@ -135,7 +135,10 @@ def generate(
     """
     bundle = load_bundle(Path(bundle_path))
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(f"--out {out}: cannot be made a folder ({exc.strerror})") from None
     generated = render_strategy(bundle, sizing)
     strategy_path = out / generated.filename
     strategy_path.write_text(generated.source, encoding="utf-8")

@@ -192,6 +192,7 @@ def build_loop(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[Str
                     human_authorizes=frozenset(config.lead.human_authorizes))
     # alerts: the config's sinks plus HOME/alerts.jsonl; webhooks only on a wall clock (a replay pages nobody)
     loop.router = build_router(config.alerts, loop.record_alert, webhooks=wall)
+    loop.router.on_failure = loop.record_delivery_failure
     loop.router.sinks.append(JsonlSink(home / "alerts.jsonl"))
     return loop
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from execdesk.desk.settings import LeadSection, RecordedDesk
 from execdesk.domain.events import EventKind
 from execdesk.domain.marks import MARK_EVENTS, fold_marks
+from execdesk.errors import InvalidInput
 from execdesk.lead.deploy import DeployPlan, commit
 from execdesk.lead.lifecycle import lifecycle_event, rollback
 from execdesk.risk.config import RiskConfig
@@ -29,6 +30,76 @@ if TYPE_CHECKING:
     from execdesk.lead.decisions import Decisions
     from execdesk.lead.protocols import Lead
     from execdesk.store.ledger import Ledger
+
+
+#: the actions a request for a running desk may carry (a ``kill-*.json`` file is the kill switch's)
+ACTIONS = frozenset({"answer", "deploy", "sync_bots", "rearm", "pause", "resume", "remove", "rollback", "kill"})
+#: a request file is a small JSON object: anything larger is not one of the desk's
+MAX_REQUEST_BYTES = 1 << 20
+REJECTED = "rejected"
+
+
+def read_regular_file(path: Path, home: Path, max_bytes: int = MAX_REQUEST_BYTES) -> bytes:
+    """The bytes of ``path`` when it is a regular file (not a symbolic link, a FIFO, a device or a folder) inside
+    ``home`` and at most ``max_bytes`` long; :class:`InvalidInput` naming why not. Nothing else is ever opened: a
+    FIFO would block, a link could point anywhere."""
+    import os
+    import stat
+
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        raise InvalidInput(f"{path.name}: cannot be read ({exc.strerror})") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise InvalidInput(f"{path.name}: a symbolic link; only regular files in the home are read")
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidInput(f"{path.name}: not a regular file; only regular files in the home are read")
+    if not path.resolve().is_relative_to(home.resolve()):
+        raise InvalidInput(f"{path.name}: outside the home {home}")
+    if info.st_size > max_bytes:
+        raise InvalidInput(f"{path.name}: {info.st_size} bytes; a request is at most {max_bytes}")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise InvalidInput(f"{path.name}: cannot be read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # swapped for something else since the lstat
+            raise InvalidInput(f"{path.name}: not a regular file; only regular files in the home are read")
+        return handle.read(max_bytes + 1)[:max_bytes]
+
+
+def read_request(path: Path, home: Path) -> dict[str, Any]:
+    """A request left in ``HOME/control/`` for the running desk, validated where it enters: a regular file in the
+    home (:func:`read_regular_file`), a JSON object naming a known action (``kill-*.json``: the kill switch, with
+    who and why). :class:`InvalidInput` naming what is wrong."""
+    raw = read_regular_file(path, home)
+    try:
+        request = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInput(f"{path.name}: not a JSON request ({type(exc).__name__}: {exc})") from None
+    if not isinstance(request, dict):
+        raise InvalidInput(f"{path.name}: a JSON {type(request).__name__}; a request is a JSON object")
+    action = "kill" if path.name.startswith("kill-") else request.get("action")
+    if action not in ACTIONS:
+        raise InvalidInput(f"{path.name}: action {action!r}; expected one of {', '.join(sorted(ACTIONS))}")
+    if action == "kill" and not all(isinstance(request.get(k), str) and request[k].strip() for k in ("by", "reason")):
+        raise InvalidInput(f"{path.name}: a kill request names who (by) and why (reason)")
+    return request
+
+
+def set_aside(path: Path, reason: str) -> Path:
+    """Move a request that could not be read to ``control/rejected/`` with ``<name>.error.txt`` beside it (its
+    reason); the request itself is moved, never followed or read again. The new path."""
+    folder = path.parent / REJECTED
+    folder.mkdir(exist_ok=True)
+    target = folder / path.name
+    n = 0
+    while target.exists() or target.is_symlink():
+        n += 1
+        target = folder / f"{path.stem}.{n}{path.suffix}"
+    path.replace(target)
+    target.with_name(target.name + ".error.txt").write_text(reason + "\n", encoding="utf-8")
+    return target
 
 
 def queue_request(home: Path, action: str, now: int, body: dict[str, Any]) -> Path:

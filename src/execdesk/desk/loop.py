@@ -19,7 +19,6 @@ risk manager's verdicts (:meth:`DeskLoop.submit`). No role holds the loop.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,11 +32,12 @@ import numpy as np
 from execdesk.backtest.lane import ExitPlan, Lane
 from execdesk.clock import Clock, ReplayClock
 from execdesk.data.feed import MarketView
-from execdesk.desk.commands import apply_request
+from execdesk.desk.commands import REJECTED, apply_request, read_request, set_aside
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.marks import MARK_EVENTS, PORTFOLIO, Holding, Holdings, Snapshot, Watermarks, fold_marks
 from execdesk.domain.state import FillRecord
 from execdesk.domain.types import AlertLevel, Direction, IntentReason, OrderIntent, TradingState, dec
+from execdesk.errors import InvalidInput
 from execdesk.execution.oms import OrderManager
 from execdesk.lead.decisions import (
     CancelOpen,
@@ -54,7 +54,7 @@ from execdesk.lead.liaison import Liaison
 from execdesk.lead.lifecycle import supersede
 from execdesk.lead.outbox import KINDS, Message, OutboxConflict
 from execdesk.lead.protocols import Lead, LeadSettings
-from execdesk.monitor.alerts import Alert, AlertRouter
+from execdesk.monitor.alerts import Alert, AlertRouter, SinkResult
 from execdesk.monitor.equity import Monitor
 from execdesk.monitor.watch import Cleared, Finding, Watch
 from execdesk.retry import RetryPolicy
@@ -64,6 +64,14 @@ from execdesk.store.ledger import Ledger
 from execdesk.venues.base import Venue
 
 NEVER = np.iinfo(np.int64).max
+
+
+def _request_order(path: Path) -> tuple[int, str]:
+    """Requests in the order they were made (a link or a file gone meanwhile: first, to be set aside)."""
+    try:
+        return (path.lstat().st_mtime_ns, path.name)
+    except OSError:
+        return (0, path.name)
 
 
 class LoopVenue(Venue, Protocol):
@@ -362,6 +370,13 @@ class DeskLoop:
                 self.record(f.event)
                 self.act_on(self.lead.on_drift(f.event.time, f.deployment_id, f.verdict, f.findings, f.trades))
 
+    def record_delivery_failure(self, alert: Alert, result: SinkResult) -> None:
+        """A sink could not deliver an alert after its retries: ``alert.delivery_failed`` (which alert, which sink,
+        the attempts, the HTTP status, the redacted error) — ``execdesk status`` shows them."""
+        self.record(Event(alert.time, EventKind.ALERT_DELIVERY_FAILED, {
+            "code": alert.code, "scope": alert.scope, "level": alert.level.value, "sink": result.sink,
+            "attempts": result.attempts, "status": result.status, "error": result.error}, alert.deployment_id))
+
     def record_alert(self, alert: Alert) -> None:
         """What the alert router calls for every alert it sends: the ledger's ``alert.raised``."""
         self.record(Event(alert.time, EventKind.ALERT_RAISED, alert.ledger_payload(), alert.deployment_id))
@@ -431,8 +446,17 @@ class DeskLoop:
         were made, each request moved to ``done/`` once it is in the ledger."""
         if self.control is None or not self.control.is_dir():
             return
-        for path in sorted(self.control.glob("*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name)):
-            request = json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(self.control.glob("*.json"), key=_request_order):
+            try:
+                request = read_request(path, self.control.parent)
+            except InvalidInput as exc:  # moved aside with its reason, an alert; the desk keeps running
+                moved = set_aside(path, str(exc))
+                self.raise_alert(self.market.close_time(g), AlertLevel.WARNING, "request_rejected",
+                                 f"a request in control/ was set aside: {exc}",
+                                 {"file": path.name, "moved_to": f"{REJECTED}/{moved.name}", "reason": str(exc)})
+                self.router.clear("request_rejected", PORTFOLIO)  # an event, not a condition: each one is news
+                self.ledger.flush()
+                continue
             if path.name.startswith("kill-"):
                 self.act_on(self.lead.manual_kill(g, str(request.get("by", "unknown")),
                                                   str(request.get("reason", ""))))

@@ -35,6 +35,7 @@ class EventKind(StrEnum):
     DRIFT_ASSESSED = "monitor.drift"
     EQUITY_SNAPSHOT = "equity.snapshot"
     ALERT_RAISED = "alert.raised"
+    ALERT_DELIVERY_FAILED = "alert.delivery_failed"
     BREACH_DETECTED = "breach.detected"
     BREACH_CONFIRMED = "breach.confirmed"
     BREACH_AUTHORIZED = "breach.authorized"

@@ -571,7 +571,8 @@ class FreqtradeBot:
         fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "ab") as log:
             self._process = subprocess.Popen(  # noqa: S603 — fixed argv: this interpreter and our module
-                self.command(), cwd=self.folder, env=_environment(keep_freqtrade_vars=not self.offline),
+                self.command(), cwd=self.folder,
+                env=bot_environment(os.environ, self.settings.exchange, real=not self.offline),
                 stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
@@ -726,15 +727,26 @@ def _templates() -> jinja2.Environment:
     )
 
 
-def _environment(*, keep_freqtrade_vars: bool) -> dict[str, str]:
-    """The bot's environment. ``FREQTRADE__*`` variables override config keys in Freqtrade: an
-    offline bot runs exactly the config written here, so they are removed; a real bot keeps them
-    (that is how its exchange keys arrive, see CHECKLIST.md)."""
-    env = dict(os.environ) if keep_freqtrade_vars else {
-        k: v for k, v in os.environ.items() if not k.startswith("FREQTRADE__")
-    }
+#: what a bot process may see of the desk's environment (by name, or by these prefixes): nothing else — no other
+#: exchange's keys, no webhook URL or token of the desk's
+_BOT_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TZ", "TMPDIR", "TERM", "VIRTUAL_ENV",
+                      "LD_LIBRARY_PATH", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"})
+#: locale, and the numeric libraries' settings (OPENBLAS_CORETYPE keeps older OpenBLAS builds correct on some CPUs)
+_BOT_ENV_PREFIXES = ("LC_", "OPENBLAS_", "OMP_", "MKL_", "NUMBA_")
+
+
+def bot_environment(environ: Mapping[str, str], exchange: str, *, real: bool) -> dict[str, str]:
+    """A bot process's environment: the basics a Python process needs, and — for a bot on its real exchange
+    only — Freqtrade's ``FREQTRADE__*`` overrides (how its exchange keys arrive, see CHECKLIST.md) and the
+    desk's keys of that one exchange (``EXECDESK_<EXCHANGE>_*``). An offline bot runs exactly the config written
+    for it, with no key at all."""
+    own = f"EXECDESK_{exchange.upper()}_"
+    env = {k: v for k, v in environ.items()
+           if k in _BOT_ENV or k.startswith(_BOT_ENV_PREFIXES)
+           or (real and (k.startswith("FREQTRADE__") or k.startswith(own)))}
     src = str(Path(execdesk.__file__).resolve().parent.parent)  # the harness imports this very execdesk
-    env["PYTHONPATH"] = os.pathsep.join([src, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+    inherited = environ.get("PYTHONPATH")
+    env["PYTHONPATH"] = os.pathsep.join([src, *([inherited] if inherited else [])])
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 

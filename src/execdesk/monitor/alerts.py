@@ -563,6 +563,8 @@ class AlertRouter:
         self._standing: dict[tuple[str, str], _Standing] = {}
         self._suppressed_by_key: dict[tuple[str, str], int] = {}
         self._raised = self._sent = self._suppressed = self._failures = 0
+        #: told of every delivery that failed after its retries (the desk records it: ``alert.delivery_failed``)
+        self.on_failure: Callable[[Alert, SinkResult], None] | None = None
 
     def raise_(self, alert: Alert) -> Delivery | None:
         """Send ``alert`` if it is news (see the class docstring); ``None`` when it is a suppressed repeat."""
@@ -583,6 +585,8 @@ class AlertRouter:
         self._failures += sum(not r.ok for r in results)
         for failure in (r for r in results if not r.ok):
             log.warning("alert %s/%s not delivered by %s: %s", alert.code, alert.scope, failure.sink, failure.error)
+            if self.on_failure is not None:
+                self.on_failure(alert, failure)
         return Delivery(alert, reason, recipients, results, standing.suppressed if standing else 0)
 
     def _reason(self, alert: Alert, standing: _Standing | None) -> DeliveryReason | None:

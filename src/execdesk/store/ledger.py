@@ -23,14 +23,15 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from execdesk.domain.events import Event, EventKind, canonical_json
 from execdesk.domain.state import DeskState
-from execdesk.errors import InvalidInput, LedgerError
+from execdesk.errors import InvalidInput, LedgerError, LedgerTampered
 from execdesk.store import models
 from execdesk.store.projections import projection_rows
 
 GENESIS = "0" * 64
 MIGRATIONS = Path(__file__).with_name("migrations")
-#: the newest schema revision (Alembic's head; a test holds the two equal)
-HEAD_REVISION = "0003"
+#: the schema revisions this code knows, oldest first; the last is Alembic's head (a test holds the two equal)
+REVISIONS = ("0001", "0002", "0003")
+HEAD_REVISION = REVISIONS[-1]
 
 
 def sqlite_url(home: Path) -> str:
@@ -57,8 +58,12 @@ def schema_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (idempotent). A ledger at the newest revision already is
     left as it is without loading Alembic's machinery (opening a ledger is every command's first step)."""
-    if schema_revision(engine) == HEAD_REVISION:
+    revision = schema_revision(engine)
+    if revision == HEAD_REVISION:
         return
+    if revision is not None and revision not in REVISIONS:
+        raise LedgerTampered(f"the ledger's schema is revision {revision!r}, which this execdesk does not know (it "
+                             f"knows {', '.join(REVISIONS)}): written by a newer execdesk? refusing to open it")
     from alembic import command
     from alembic.config import Config
 
@@ -119,6 +124,11 @@ class Ledger:
     def for_home(cls, home: Path, url: str | None = None) -> Ledger:
         home.mkdir(parents=True, exist_ok=True)
         return cls.open(url or sqlite_url(home))
+
+    @property
+    def head(self) -> str:
+        """The hash of the last recorded event (the chain's head; all zeros for an empty ledger)."""
+        return self._last_hash
 
     @property
     def location(self) -> str:
@@ -235,11 +245,36 @@ class Ledger:
         return DeskState.from_events(self.events())
 
     def _load(self) -> None:
+        """Fold every event into :attr:`state`, verifying the chain on the way (the fold reads every row anyway,
+        so verifying costs one hash per event): an edited, removed or inserted event is refused with
+        :class:`LedgerTampered` naming the first sequence number that does not verify; nothing trades on it."""
+        state = DeskState()
+        prev, last = GENESIS, 0
         with self.engine.connect() as conn:
-            last = conn.execute(select(models.events.c.hash).order_by(models.events.c.seq.desc()).limit(1)
-                                ).scalar()
-        self._last_hash = last or GENESIS
-        self.state = self.rebuild_state()
+            result = conn.execution_options(yield_per=5000).execute(select(models.events).order_by(models.events.c.seq))
+            for row in result:
+                seq = int(row.seq)
+                if seq != last + 1:
+                    raise LedgerTampered(f"ledger {self.location}: event {last + 1} is missing (the next is {seq}); "
+                                         "the ledger was edited: `execdesk verify` for the details")
+                try:
+                    event_ = Event(row.time, EventKind(row.kind), json.loads(row.payload), row.deployment_id, seq)
+                except ValueError as exc:
+                    raise LedgerTampered(f"ledger {self.location}: event {seq} is unreadable ({exc}); the ledger was "
+                                         "edited: `execdesk verify` for the details") from None
+                if row.hash != chain_hash(prev, seq, event_.content(row.payload)):
+                    raise LedgerTampered(f"ledger {self.location}: event {seq} ({row.kind}) does not verify: its "
+                                         "content or hash was changed after it was written; `execdesk verify` for "
+                                         "the details")
+                state.apply(event_)
+                prev, last = row.hash, seq
+            recorded = conn.execute(select(models.desk.c.value).where(models.desk.c.key == "last_seq")).scalar()
+        if recorded is not None and int(recorded) > last:
+            raise LedgerTampered(f"ledger {self.location}: events {last + 1}..{int(recorded)} are missing (the "
+                                 "projections reach further than the events); `execdesk verify` for the details")
+        state.dirty.clear()
+        self._last_hash = prev
+        self.state = state
 
 
 _PROJECTIONS: tuple[Table, ...] = (models.deployments, models.orders, models.fills, models.positions,

@@ -118,6 +118,12 @@ Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
 Day = Annotated[date, BeforeValidator(_date_only)]
 
 
+#: a strategy's versions: 1, 2, ... (a bound keeps ids and file names sane)
+MAX_VERSION = 1_000_000
+#: the days a backtest may span: crypto markets have candles from Bitcoin's first block on
+FIRST_DAY, LAST_DAY = date(2009, 1, 3), date(2100, 1, 1)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -130,6 +136,9 @@ class Period(_Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> Period:
+        for name, day in (("start", self.start), ("end", self.end)):
+            if not FIRST_DAY <= day <= LAST_DAY:
+                raise issues_error([(name, day.isoformat(), f"a date in [{FIRST_DAY}, {LAST_DAY}]")])
         if self.start >= self.end:
             raise issues_error([("end", self.end.isoformat(), f"a date after start ({self.start})")])
         return self
@@ -178,7 +187,7 @@ class StrategyBundle(_Model):
 
     id: Id = Field(description="an id like STR-001")
     name: Ident = Field(description="a lowercase identifier like ema_cross_rsi")
-    version: StrictInt = Field(ge=1, description="an integer >= 1")
+    version: StrictInt = Field(ge=1, le=MAX_VERSION, description=f"an integer in [1, {MAX_VERSION}]")
     timeframe: Timeframe = Field(description="one of " + ", ".join(TIMEFRAMES))
     pairs: tuple[Pair, ...] = Field(min_length=1, description="a non-empty list like [BTC/USDT]")
     description: StrictStr | None = Field(default=None, max_length=10_000)
