@@ -95,3 +95,27 @@ def test_running_desk_when_a_request_is_malformed_then_set_aside_with_an_alert_a
         assert len(alerts) == 2
         assert ledger.state.completed
         assert ledger.state.trading_state.value == "ACTIVE"
+
+
+def test_stopped_desk_when_a_command_is_refused_then_the_refusal_is_recorded(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    # Arrange: a stopped desk with a deployment paused once
+    from typer.testing import CliRunner
+
+    from execdesk.cli import app
+
+    home = tmp_path / "h"
+    run_desk(load_desk_config(write_config(market__end="2024-03-20T00:00:00Z")), home)
+    pause = ["pause", "STR-001-v1", "--home", str(home), "--by", "ana", "--reason", "hold on"]
+    assert CliRunner().invoke(app, pause).exit_code == 0
+    # Act: paused again, and a deployment that does not exist
+    again = CliRunner().invoke(app, pause)
+    unknown = CliRunner().invoke(app, ["resume", "NOPE-v1", "--home", str(home), "--by", "bo", "--reason", "go"])
+    # Assert: both refused (a state that does not allow it: exit 3; an unknown deployment: exit 2) and both in the
+    # ledger, who and why, with the reason they were refused
+    assert (again.exit_code, unknown.exit_code) == (3, 2)
+    with Ledger.for_home(home) as ledger:
+        refused = [(e.deployment_id, e.payload) for e in ledger.events({EventKind.COMMAND_REFUSED})]
+    assert [(d, p["action"], p["by"], p["reason"], p["exit_code"]) for d, p in refused] == [
+        ("STR-001-v1", "pause", "ana", "hold on", 3), (None, "resume", "bo", "go", 2)]
+    assert all(p["error"] for _d, p in refused)

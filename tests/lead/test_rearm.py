@@ -68,7 +68,7 @@ def test_rearm_when_circuit_breaker_halted_the_desk_then_it_trades_again_only_af
     assert extended.exists()
 
 
-def test_rearm_when_nothing_to_rearm_or_no_reason_then_exit_2_and_nothing_recorded(
+def test_rearm_when_nothing_to_rearm_or_no_reason_then_exit_2_and_only_the_refusals_recorded(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     home = tmp_path / "h"
     run_desk(load_desk_config(write_config()), home)
@@ -81,8 +81,9 @@ def test_rearm_when_nothing_to_rearm_or_no_reason_then_exit_2_and_nothing_record
     assert "nothing to re-arm" in active.stderr
     assert "--by (who) and --reason (why)" in unnamed.stderr
     assert "no deployment 'X'" in unknown.stderr
-    with Ledger.for_home(home) as ledger:
-        assert ledger.state.last_seq == before
+    with Ledger.for_home(home) as ledger:  # the desk's state as it was; the two refused commands on record
+        assert [e.kind.value for e in ledger.events() if e.seq > before] == ["command.refused"] * 2
+        assert ledger.state.trading_state.value == "ACTIVE"
 
 
 def test_rearm_when_the_desk_is_running_then_queued_and_applied_by_the_loop_at_its_next_bar(

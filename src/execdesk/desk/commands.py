@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from execdesk.desk.settings import LeadSection, RecordedDesk
-from execdesk.domain.events import EventKind
+from execdesk.domain.events import Event, EventKind
 from execdesk.domain.marks import MARK_EVENTS, fold_marks
-from execdesk.errors import InvalidInput
+from execdesk.errors import InvalidInput, Refused
 from execdesk.lead.deploy import DeployPlan, commit
 from execdesk.lead.lifecycle import lifecycle_event, rollback
 from execdesk.risk.config import RiskConfig
@@ -310,6 +310,18 @@ def run_or_queue(home: Path, db_url: str | None, action: str, now: int, body: di
                 "request at its next bar"}
     try:
         with open_existing(home, db_url) as ledger:
-            return direct(ledger, desk_time(ledger.state))
+            t = desk_time(ledger.state)
+            try:
+                return direct(ledger, t)
+            except (InvalidInput, Refused) as exc:
+                refusal = exc
+        # the ledger was closed without what the command had not flushed: the refusal alone is recorded
+        with open_existing(home, db_url) as ledger:
+            deployment = body.get("deployment")
+            ledger.record(Event(t, EventKind.COMMAND_REFUSED, {
+                "action": action, "by": body.get("by"), "reason": body.get("reason"), "requested_at": now,
+                "error": str(refusal), "exit_code": refusal.exit_code},
+                deployment if deployment in ledger.state.deployments else None))
+        raise refusal
     finally:
         lock.release()

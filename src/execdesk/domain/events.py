@@ -36,6 +36,7 @@ class EventKind(StrEnum):
     EQUITY_SNAPSHOT = "equity.snapshot"
     ALERT_RAISED = "alert.raised"
     ALERT_DELIVERY_FAILED = "alert.delivery_failed"
+    COMMAND_REFUSED = "command.refused"
     BREACH_DETECTED = "breach.detected"
     BREACH_CONFIRMED = "breach.confirmed"
     BREACH_AUTHORIZED = "breach.authorized"
