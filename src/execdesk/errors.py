@@ -43,6 +43,10 @@ class LedgerTampered(InvalidInput):
     """The ledger does not verify: an event's hash does not follow from its content and the one before it, an
     event is missing, or its schema is a revision this execdesk does not know. Nothing trades on it (exit 2)."""
 
+    def __init__(self, message: str, seq: int | None = None) -> None:
+        super().__init__(message)
+        self.seq = seq  # the first event that does not verify (None: the schema's revision is unknown)
+
 
 @dataclass(frozen=True, slots=True)
 class FieldIssue:

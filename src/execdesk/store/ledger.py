@@ -7,7 +7,8 @@ flushes before every venue call, so an intent is on disk before the venue hears 
 share one commit.
 
 Each event's hash covers the previous hash and the event's canonical content, so a ledger whose
-history was edited no longer verifies (:meth:`Ledger.verify_chain`).
+history was edited no longer verifies: opening it refuses it, and :meth:`Ledger.verify_chain` names the
+first bad event.
 """
 
 from __future__ import annotations
@@ -210,24 +211,14 @@ class Ledger:
         return [(r.seq, f"{r.time}|{r.kind}|{r.deployment_id}|{r.payload}", r.hash) for r in rows]
 
     def verify_chain(self) -> int | None:
-        """The seq of the first event whose hash does not verify, or None if the chain is whole.
-
-        Events missing from the end (the projections' ``last_seq`` is past the last event) report
-        the first missing seq.
-        """
-        prev = GENESIS
-        last = 0
-        with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=5000).execute(
-                select(models.events).order_by(models.events.c.seq))
-            for row in result:
-                event_ = Event(row.time, EventKind(row.kind), json.loads(row.payload), row.deployment_id, row.seq)
-                if row.hash != chain_hash(prev, row.seq, event_.content(row.payload)):
-                    return int(row.seq)
-                prev, last = row.hash, int(row.seq)
-            recorded = conn.execute(select(models.desk.c.value).where(models.desk.c.key == "last_seq")).scalar()
-        if recorded is not None and int(recorded) > last:
-            return last + 1
+        """The seq of the first event that does not verify (edited, unreadable, or missing — also from the end, when
+        the projections' ``last_seq`` is past the last event), or None if the chain is whole."""
+        try:
+            with self.engine.connect() as conn:
+                for _event, _hash in self._verified_events(conn):
+                    pass
+        except LedgerTampered as exc:
+            return exc.seq
         return None
 
     def read_projections(self) -> dict[str, list[dict[str, Any]]]:
@@ -248,33 +239,41 @@ class Ledger:
         """Fold every event into :attr:`state`, verifying the chain on the way (the fold reads every row anyway,
         so verifying costs one hash per event): an edited, removed or inserted event is refused with
         :class:`LedgerTampered` naming the first sequence number that does not verify; nothing trades on it."""
-        state = DeskState()
-        prev, last = GENESIS, 0
+        state, head = DeskState(), GENESIS
         with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=5000).execute(select(models.events).order_by(models.events.c.seq))
-            for row in result:
-                seq = int(row.seq)
-                if seq != last + 1:
-                    raise LedgerTampered(f"ledger {self.location}: event {last + 1} is missing (the next is {seq}); "
-                                         "the ledger was edited: `execdesk verify` for the details")
-                try:
-                    event_ = Event(row.time, EventKind(row.kind), json.loads(row.payload), row.deployment_id, seq)
-                except ValueError as exc:
-                    raise LedgerTampered(f"ledger {self.location}: event {seq} is unreadable ({exc}); the ledger was "
-                                         "edited: `execdesk verify` for the details") from None
-                if row.hash != chain_hash(prev, seq, event_.content(row.payload)):
-                    raise LedgerTampered(f"ledger {self.location}: event {seq} ({row.kind}) does not verify: its "
-                                         "content or hash was changed after it was written; `execdesk verify` for "
-                                         "the details")
+            for event_, event_hash in self._verified_events(conn):
                 state.apply(event_)
-                prev, last = row.hash, seq
-            recorded = conn.execute(select(models.desk.c.value).where(models.desk.c.key == "last_seq")).scalar()
+                head = event_hash
+        state.dirty.clear()
+        self._last_hash = head
+        self.state = state
+
+    def _verified_events(self, conn: Connection) -> Iterator[tuple[Event, str]]:
+        """Every event in order with its hash, each checked against the chain before it is yielded
+        (:class:`LedgerTampered`, with the first bad ``seq``, at the first that does not verify)."""
+        prev, last = GENESIS, 0
+        result = conn.execution_options(yield_per=5000).execute(select(models.events).order_by(models.events.c.seq))
+        for row in result:
+            seq = int(row.seq)
+            if seq != last + 1:
+                raise LedgerTampered(f"ledger {self.location}: event {last + 1} is missing (the next is {seq}); "
+                                     "the ledger was edited: `execdesk verify` for the details", seq=last + 1)
+            try:
+                event_ = Event(row.time, EventKind(row.kind), json.loads(row.payload), row.deployment_id, seq)
+            except ValueError as exc:
+                raise LedgerTampered(f"ledger {self.location}: event {seq} is unreadable ({exc}); the ledger was "
+                                     "edited: `execdesk verify` for the details", seq=seq) from None
+            if row.hash != chain_hash(prev, seq, event_.content(row.payload)):
+                raise LedgerTampered(f"ledger {self.location}: event {seq} ({row.kind}) does not verify: its "
+                                     "content or hash was changed after it was written; `execdesk verify` for "
+                                     "the details", seq=seq)
+            yield event_, row.hash
+            prev, last = row.hash, seq
+        recorded = conn.execute(select(models.desk.c.value).where(models.desk.c.key == "last_seq")).scalar()
         if recorded is not None and int(recorded) > last:
             raise LedgerTampered(f"ledger {self.location}: events {last + 1}..{int(recorded)} are missing (the "
-                                 "projections reach further than the events); `execdesk verify` for the details")
-        state.dirty.clear()
-        self._last_hash = prev
-        self.state = state
+                                 "projections reach further than the events); `execdesk verify` for the details",
+                                 seq=last + 1)
 
 
 _PROJECTIONS: tuple[Table, ...] = (models.deployments, models.orders, models.fills, models.positions,
