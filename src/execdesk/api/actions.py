@@ -215,9 +215,9 @@ def assess(bundle_path: Path, home: Path, allocation: float = 0.10, db_url: str 
     try:
         limits = AssessmentLimits()
         if ledger is not None and ledger.state.config is not None:
-            from execdesk.desk.commands import risk_config
+            from execdesk.desk.settings import RecordedDesk
 
-            limits = AssessmentLimits(**risk_config(ledger.state).assessment.model_dump())
+            limits = AssessmentLimits(**RecordedDesk.of(ledger.state).risk.assessment.model_dump())
         data, result = assess_bundle(bundle, ledger, allocation, limits, datadir)
         root = out_dir or home / "assessments" / f"{bundle.id}-v{bundle.version}"
         root.mkdir(parents=True, exist_ok=True)
@@ -327,7 +327,7 @@ def deploy(home: Path, bundle_path: Path, venue: str, now: int, allocation: floa
     ``execdesk approve|deny``) or ``refused`` — which raises :class:`~execdesk.errors.Refused` (exit 3) naming
     the gate and its reason, after the gates are recorded. ``at``: an ISO 8601 time to start trading
     (scheduled); ``positions``: what a version this one replaces does with its positions."""
-    from execdesk.desk.commands import desk_time, lead_config, risk_config
+    from execdesk.desk.settings import RecordedDesk
     from execdesk.lead.deploy import VenueTarget, plan_deployment
     from execdesk.lead.outbox import DecisionRequests, Outbox
 
@@ -339,9 +339,10 @@ def deploy(home: Path, bundle_path: Path, venue: str, now: int, allocation: floa
         raise InvalidInput(f"{bundle_path}: no such bundle file or folder")
     with open_existing(home, db_url) as ledger:  # read only: the gates before a human write no event
         state = ledger.state
-        plan = plan_deployment(home, state, ledger, bundle_path, target, allocation, risk=risk_config(state),
-                               now=desk_time(state), start_at=start_at, positions=positions, by=by,
-                               reason=reason or "requested", approve_all=lead_config(state).approve_all)
+        recorded = RecordedDesk.of(state)  # the desk's config, read back once
+        plan = plan_deployment(home, state, ledger, bundle_path, target, allocation, risk=recorded.risk,
+                               now=recorded.time(state), start_at=start_at, positions=positions, by=by,
+                               reason=reason or "requested", approve_all=recorded.lead.approve_all)
     if plan.pending:
         gate = plan.gates[-1]
         plan.approval_request = DecisionRequests(Outbox(home / "outbox")).request(

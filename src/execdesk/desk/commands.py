@@ -14,13 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from execdesk.desk.settings import LeadSection, RecordedDesk
+from execdesk.desk.settings import RecordedDesk
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.marks import MARK_EVENTS, fold_marks
 from execdesk.errors import InvalidInput, Refused
 from execdesk.lead.deploy import DeployPlan, commit
 from execdesk.lead.lifecycle import lifecycle_event, rollback
-from execdesk.risk.config import RiskConfig
 
 if TYPE_CHECKING:
     from execdesk.data.feed import MarketView
@@ -122,16 +121,6 @@ def desk_time(state: DeskState) -> int:
     return RecordedDesk.of(state).time(state)
 
 
-def risk_config(state: DeskState) -> RiskConfig:
-    """The desk's risk config, as recorded when it was configured."""
-    return RecordedDesk.of(state).risk
-
-
-def lead_config(state: DeskState) -> LeadSection:
-    """The desk's lead section, as recorded when it was configured."""
-    return RecordedDesk.of(state).lead
-
-
 # ------------------------------------------------------------------------ the same actions, two ways
 def apply_lifecycle(ledger: Ledger, home: Path, request: dict[str, Any], t: int) -> dict[str, Any]:
     """``pause`` / ``resume`` / ``remove`` of one deployment, or ``rollback`` of a strategy: recorded; a
@@ -170,10 +159,8 @@ def apply_rearm(ledger: Ledger, body: dict[str, Any], t: int) -> dict[str, Any]:
     drawdown is measured from its equity now (the peak is reset to it), so the steps that fired do not fire
     again at once. One ``lead.rearmed`` event (who, why, what was lifted) plus the state changes. Refused
     (:class:`InvalidInput`) when there is nothing to re-arm or the circuit breaker is still closing."""
-    from execdesk.domain.events import Event
-    from execdesk.domain.marks import MARK_EVENTS, PORTFOLIO, fold_marks
+    from execdesk.domain.marks import PORTFOLIO
     from execdesk.domain.types import TradingState
-    from execdesk.errors import InvalidInput
 
     by, reason, deployment = body["by"], body["reason"], body.get("deployment")
     s = ledger.state
