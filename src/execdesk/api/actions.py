@@ -127,8 +127,6 @@ def intake(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-
-
 def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
     """``execdesk status``: the projections of the ledger, as data."""
     from execdesk.domain.events import EventKind

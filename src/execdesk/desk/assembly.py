@@ -38,10 +38,6 @@ if TYPE_CHECKING:
     from execdesk.venues.ccxt_venue import CcxtVenue
 
 
-
-
-
-
 def deployment_id(bundle: StrategyBundle) -> str:
     return f"{bundle.id}-v{bundle.version}"
 
@@ -152,8 +148,6 @@ def desk_bundles(ledger: Ledger, config: DeskConfig, bundles: list[StrategyBundl
     return out
 
 
-
-
 def _first_difference(recorded: dict[str, Any], wanted: dict[str, Any], path: str = "") -> str:
     for key in sorted(set(recorded) | set(wanted)):
         a, b = recorded.get(key), wanted.get(key)
@@ -162,8 +156,6 @@ def _first_difference(recorded: dict[str, Any], wanted: dict[str, Any], path: st
                 return _first_difference(a, b, f"{path}{key}.")
             return f"{path}{key}: ledger has {a!r}, config has {b!r}"
     return "no difference"
-
-
 
 
 def build_loop(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[StrategyBundle], market: MarketView,
@@ -195,15 +187,5 @@ def build_loop(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[Str
     loop.router.on_failure = loop.record_delivery_failure
     loop.router.sinks.append(JsonlSink(home / "alerts.jsonl"))
     return loop
-
-
-
-
-
-
-
-
-
-
 
 

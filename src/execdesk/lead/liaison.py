@@ -33,35 +33,6 @@ from execdesk.retry import RetryPolicy
 log = logging.getLogger("execdesk.liaison")
 
 
-
-
-
-
-
-# ------------------------------------------------------------------------------------------- message
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-# -------------------------------------------------------------------------------------------- outbox
-
-
-
-
-
-
-
-
 # ------------------------------------------------------------------------------------------ webhooks
 
 
@@ -174,21 +145,3 @@ def build_liaison(config: LiaisonConfig, root: Path | str, env: Mapping[str, str
         except InvalidInput:
             raise InvalidInput(f"{where}.url_env: {wc.url_env} does not hold an http(s) URL with a host") from None
     return Liaison(Outbox(root), posters)
-
-
-# ---------------------------------------------------------------------------------------- decisions
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

@@ -326,13 +326,5 @@ class Watch:
         self._out.append(Alert(t, level, source, code, scope, message, evidence))
 
 
-
-
-
-
-
-
-
-
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"

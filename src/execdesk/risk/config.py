@@ -16,7 +16,6 @@ from execdesk.domain.marks import LADDER_STEPS
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
-
 class DrawdownLadder(BaseModel):
     """Four steps on drawdown from the peak (equity including unrealised P&L); each fires once.
 
