@@ -188,7 +188,9 @@ def test_deploy_when_the_venue_trades_real_money_then_it_waits_for_a_human_who_d
     # Assert
     assert denied["status"] == "refused"
     gates = _gates(home, "STR-002-v1")
-    assert [(g["gate"], g["outcome"]) for g in gates][-2:] == [("approval", "pending"), ("approval", "denied")]
+    outcomes = [(g["gate"], g["outcome"]) for g in gates]
+    assert outcomes[3] == ("approval", "pending")
+    assert outcomes[-1] == ("approval", "denied")  # the gates ran again with the answer: denied, nothing deployed
     with Ledger.for_home(home) as ledger:
         decided = [e.payload for e in ledger.events({EventKind.APPROVAL_DECIDED})]
         assert decided == [{"request_id": request, "deployment_id": "STR-002-v1", "decision": "denied",
@@ -207,8 +209,13 @@ def test_deploy_when_every_deployment_needs_approval_then_approve_deploys_it(
         assert "STR-002-v1" not in ledger.state.deployments
     approved = actions.decide(home, pending["approval_request"], "approve", "lead-human", "looks right", NOW + 5)
     assert approved["status"] == "deployed"
-    assert [(g["gate"], g["outcome"]) for g in _gates(home, "STR-002-v1")][3:] == [
-        ("approval", "pending"), ("approval", "approved"), ("deploy", "passed"), ("monitor", "passed")]
+    # the answer applies the command again: its gates run again on the ledger as it is, the human's answer in
+    # the approval gate
+    gates = [(g["gate"], g["outcome"]) for g in _gates(home, "STR-002-v1")]
+    assert [g for g, _o in gates] == ["intake", "signal_generator", "risk", "approval",
+                                      "intake", "signal_generator", "risk", "approval", "deploy", "monitor"]
+    assert gates[3] == ("approval", "pending")
+    assert gates[-3:] == [("approval", "approved"), ("deploy", "passed"), ("monitor", "passed")]
 
 
 def test_deploy_when_ccxt_on_a_paper_desk_then_the_deploy_gate_refuses_naming_the_desks_venue(

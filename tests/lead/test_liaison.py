@@ -340,33 +340,6 @@ def test_json_poster_when_bad_url_then_invalid_input_redacted() -> None:
     assert not post_json("ftp://h.example/T0KEN", {}).ok
 
 
-def test_send_message_when_a_killed_run_left_a_different_report_under_its_name_then_sent_under_the_next_key(
-        tmp_path: Path) -> None:
-    # Arrange: a run killed after writing its team report (the ledger never held it); the re-run's report differs
-    from types import SimpleNamespace
-
-    from execdesk.desk.loop import DeskLoop
-    from execdesk.domain.events import EventKind
-    from execdesk.lead.liaison import LiaisonConfig
-    from execdesk.lead.outbox import Message
-
-    liaison = build_liaison(LiaisonConfig(), tmp_path / "outbox")
-    liaison.send(Message(1_713_139_200, "hr", "team_performance", "team", "the killed run's", {"run": {"s": 1.5}}))
-    recorded: list[Any] = []
-    loop = SimpleNamespace(liaison=liaison, record=recorded.append, ledger=SimpleNamespace(
-        state=SimpleNamespace(deployments={})))
-    # Act
-    DeskLoop.send_message(loop, 1_713_139_200, "team_performance", "team", "the re-run's", {"run": {"s": 1.7}})
-    DeskLoop.send_message(loop, 1_713_139_200, "team_performance", "team", "the re-run's", {"run": {"s": 1.7}})
-    # Assert: nothing overwritten, the new report under another name, sending it again a no-op
-    files = sorted(p.name for p in (tmp_path / "outbox" / "hr").glob("*.json"))
-    assert len(files) == 2
-    first = [json.loads(p.read_text())["summary"] for p in (tmp_path / "outbox" / "hr").glob("*.json")]
-    assert sorted(first) == ["the killed run's", "the re-run's"]
-    assert [e.kind for e in recorded] == [EventKind.MESSAGE_SENT] * 2
-    assert recorded[0].payload["files"] == recorded[1].payload["files"]
-
-
 def test_inbox_when_an_entry_links_to_a_file_outside_then_rejected_unread(tmp_path: Path) -> None:
     # Arrange: a "bundle" that is a link to a secret outside the inbox, and a FIFO
     from execdesk.lead.inbox import Inbox

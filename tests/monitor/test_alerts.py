@@ -242,7 +242,8 @@ def test_jsonl_when_two_routers_write_one_file_then_lines_appended_never_rewritt
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert lines[0] == {"earlier": True}
     assert [(x["code"], x["level"]) for x in lines[1:]] == [("a", "WARNING"), ("b", "WARNING"), ("c", "EMERGENCY")]
-    assert lines[1] == {"time": T0, "time_iso": "2024-07-03T09:46:40Z", "level": "WARNING", "source": "monitor",
+    assert lines[1] == {"id": alert(code="a").id, "time": T0, "time_iso": "2024-07-03T09:46:40Z", "level": "WARNING",
+                        "source": "monitor",
                         "code": "a", "scope": "trend_ema_cross", "message": "live Sharpe below backtest",
                         "evidence": {"live_sharpe": 0.4}}
 
@@ -327,7 +328,8 @@ def test_webhook_generic_when_sent_then_body_is_the_alert(hook: Hook) -> None:
     path, headers, body = hook.requests[0]
     assert path == f"/services/{SECRET}"
     assert headers["Content-Type"] == "application/json; charset=utf-8"
-    assert body == {"time": T0, "time_iso": "2024-07-03T09:46:40Z", "level": "CRITICAL", "source": "monitor",
+    assert body == {"id": SAMPLE.id, "time": T0, "time_iso": "2024-07-03T09:46:40Z", "level": "CRITICAL",
+                    "source": "monitor",
                     "code": "sharpe_drift", "scope": "trend_ema_cross",
                     "message": "Sharpe 0.4 < 1.1 (backtest) & falling: <check>",
                     "evidence": {"live_sharpe": 0.4, "backtest_sharpe": 1.1}}

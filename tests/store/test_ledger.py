@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from execdesk.domain.events import Event, EventKind
 from execdesk.errors import InvalidInput, LedgerError
-from execdesk.store.ledger import GENESIS, Ledger, chain_hash, sqlite_url, upgrade
+from execdesk.store.ledger import GENESIS, HEAD_REVISION, Ledger, chain_hash, sqlite_url, upgrade
 from execdesk.store.projections import all_projection_rows
 
 DEP = "dep-1"
@@ -318,7 +318,7 @@ def test_open_when_opened_twice_then_migration_idempotent_and_data_kept(home: Pa
         with second.engine.connect() as conn:
             versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
             tables = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'")).scalars())
-        assert versions == ["0003"]
+        assert versions == [HEAD_REVISION]
         assert {"events", "deployments", "orders", "fills", "positions", "balances", "desk"} <= tables
         assert second.state.last_seq == 1
     finally:

@@ -77,21 +77,14 @@ def demo_config_path() -> Path:
 
 def run_config(path: Path, home: Path, seed: int | None = None, progress: Progress = None,
                report: bool = True, db_url: str | None = None) -> RunSummary:
-    """``execdesk run``: run or carry on the desk ``path`` describes, then write a report."""
+    """``execdesk run``: run or carry on the desk ``path`` describes, and write its report (once a run)."""
     if not path.is_file():
         raise InvalidInput(f"desk config {path}: no such file")
     from execdesk.desk.runner import run_desk
     from execdesk.desk.settings import load_desk_config
-    from execdesk.monitor.report import write_report
-    from execdesk.store.ledger import Ledger
 
     config = load_desk_config(path, seed=seed)
-    summary = run_desk(config, home, progress=progress, db_url=db_url)
-    if report:
-        with Ledger.for_home(home, db_url) as ledger:
-            _data, files = write_report(ledger, home)
-        summary.reports = [str(p) for p in files]
-    return summary
+    return run_desk(config, home, progress=progress, db_url=db_url, report=report)
 
 
 def run_demo(home: Path, seed: int = 7, fresh: bool = False, progress: Progress = None,
@@ -229,7 +222,7 @@ def assess(bundle_path: Path, home: Path, allocation: float = 0.10, db_url: str 
             from execdesk.desk.lock import DeskLock
 
             lock = DeskLock(home)
-            data["recorded"] = lock.acquire()  # a running desk owns the ledger: the files are the record then
+            data["recorded"] = lock.acquire("command")  # a running desk owns the ledger: the files are the record then
             if data["recorded"]:
                 try:
                     t = ledger.state.last_bar_time or 0
@@ -265,6 +258,8 @@ def kill(home: Path, by: str, reason: str, now: int) -> dict[str, Any]:
     bar of its next run — the circuit breaker's path, each step recorded, then HALTED until re-armed."""
     import json
 
+    from execdesk.desk.commands import new_command_id
+
     if not by.strip() or not reason.strip():
         raise InvalidInput("kill: --by (who) and --reason (why) are both required")
     if not (home / "ledger.sqlite").is_file():
@@ -272,14 +267,16 @@ def kill(home: Path, by: str, reason: str, now: int) -> dict[str, Any]:
     control = home / "control"
     control.mkdir(exist_ok=True)
     path = control / f"kill-{now}.json"
+    command_id = new_command_id()
     with path.open("x", encoding="utf-8") as fh:
-        json.dump({"by": by, "reason": reason, "requested_at": now}, fh)
+        json.dump({"by": by, "reason": reason, "requested_at": now, "command_id": command_id}, fh)
     from execdesk.freqtrade.fleet import close_all_bots, freqtrade_deployments
     from execdesk.store.ledger import Ledger
 
     with Ledger.for_home(home) as ledger:  # read only: the bots are told at once, their trades come by sync
         on_bots = freqtrade_deployments(ledger)
-    return {"request": str(path), "by": by, "reason": reason, "bots": close_all_bots(home, on_bots),
+    return {"request": str(path), "command_id": command_id, "by": by, "reason": reason,
+            "bots": close_all_bots(home, on_bots),
             "note": "acted on at the desk's next bar (a stopped desk: the first bar of its next run)"}
 
 
@@ -318,71 +315,101 @@ def team(home: Path, db_url: str | None = None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- the gated pipeline and deployments
 def deploy(home: Path, bundle_path: Path, venue: str, now: int, allocation: float = 0.10, live: bool = False,
            at: str | None = None, positions: str = "hand_over", by: str = "", reason: str = "",
-           db_url: str | None = None) -> dict[str, Any]:
+           db_url: str | None = None, command_id: str | None = None) -> dict[str, Any]:
     """``execdesk deploy``: a bundle through the gates (see :mod:`execdesk.lead.deploy`) onto this home's desk.
 
-    Returns the plan's summary: ``deployed``, ``pending_approval`` (with the decision request to answer with
-    ``execdesk approve|deny``) or ``refused`` — which raises :class:`~execdesk.errors.Refused` (exit 3) naming
-    the gate and its reason, after the gates are recorded. ``at``: an ISO 8601 time to start trading
-    (scheduled); ``positions``: what a version this one replaces does with its positions."""
+    The command carries its intent only — the bundle itself, the venue, the allocation asked, who and why — and
+    the gates run when it is applied: at once on a stopped desk, at the running desk's next bar (the command shows
+    what the gates say now, a preview). Returns the plan's summary: ``deployed``, ``pending_approval`` (with the
+    decision request to answer with ``execdesk approve|deny``) or ``refused`` — which raises
+    :class:`~execdesk.errors.Refused` (exit 3) naming the gate and its reason, after the gates are recorded.
+    ``at``: an ISO 8601 time to start trading (scheduled); ``positions``: what a version this one replaces does
+    with its positions; ``command_id``: the command's id (applying one id twice is a no-op; default: a new one)."""
     from execdesk.desk.settings import RecordedDesk
-    from execdesk.lead.deploy import VenueTarget, plan_deployment
-    from execdesk.lead.outbox import DecisionRequests, Outbox
+    from execdesk.lead.deploy import POLICIES, DeployIntent, VenueTarget
+    from execdesk.strategy import load_bundle
 
     target = VenueTarget.parse(venue, live)
     if not by.strip():
         raise InvalidInput("deploy: --by (who asks for the deployment) is required; it is recorded")
+    if not 0 < allocation <= 1:
+        raise InvalidInput(f"--allocation: got {allocation}; expected a fraction of equity in (0, 1]")
+    if positions not in POLICIES:
+        raise InvalidInput(f"--positions: got {positions!r}; expected one of {', '.join(POLICIES)}")
     start_at = _parse_time(at, "--at") if at is not None else None
     if not bundle_path.exists():
         raise InvalidInput(f"{bundle_path}: no such bundle file or folder")
-    with open_existing(home, db_url) as ledger:  # read only: the gates before a human write no event
-        state = ledger.state
-        recorded = RecordedDesk.of(state)  # the desk's config, read back once
-        plan = plan_deployment(home, state, ledger, bundle_path, target, allocation, risk=recorded.risk,
-                               now=recorded.time(state), start_at=start_at, positions=positions, by=by,
-                               reason=reason or "requested", approve_all=recorded.lead.approve_all)
-    if plan.pending:
-        gate = plan.gates[-1]
-        plan.approval_request = DecisionRequests(Outbox(home / "outbox")).request(
-            plan.requested_at, plan.deployment_id, f"deploy {plan.deployment_id} to {plan.venue} at allocation "
-            f"{plan.applied_allocation:g}? ({gate.reason})",
-            {"request_id": plan.request_id, "by": by, "gates": [g.as_dict() for g in plan.gates]})
-    result = _commit(home, db_url, "deploy", now, plan)
-    if "queued" in result:  # the running desk records it: say what was decided so far, and what to answer
-        result = {**plan.summary(), **result, "status": "queued"}
-    return _refuse_if_refused(result, plan)
+    try:
+        bundle: dict[str, Any] = load_bundle(bundle_path).to_canonical_dict()
+    except (SpecError, InvalidInput):
+        bundle = {}  # the intake gate refuses it, with its issues, when the command is applied
+    with open_existing(home, db_url) as ledger:  # read only: the desk's time, which names the command's requests
+        desk_now = RecordedDesk.of(ledger.state).time(ledger.state)
+    intent = DeployIntent.from_dict({
+        "bundle": bundle, "source": str(bundle_path), "venue": str(target), "allocation": allocation,
+        "start_at": start_at, "positions": positions, "by": by, "reason": reason or "requested",
+        "requested_at": desk_now}, "deploy")
+    body = {"action": "deploy", **intent.as_dict(), **({"command_id": command_id} if command_id else {})}
+    return _apply_deploy(home, db_url, "deploy", now, body, intent)
 
 
 def decide(home: Path, request_id: str, decision: str, by: str, reason: str, now: int,
-           db_url: str | None = None) -> dict[str, Any]:
-    """``execdesk approve|deny REQUEST``: a human answers a deployment's approval gate (once); an approved
-    deployment goes on through the deploy and monitor gates, a denied one is refused there."""
-    from execdesk.lead.deploy import GateResult, plan_of_request
+           db_url: str | None = None, command_id: str | None = None) -> dict[str, Any]:
+    """``execdesk approve|deny REQUEST``: a human answers a deployment's approval gate (once); the deploy that asked
+    it is applied again with the answer — its gates run again on the ledger as it is, then approved it goes on
+    through the deploy and monitor gates, denied it is refused there."""
+    from execdesk.lead.deploy import DeployIntent, approval_asked, approval_decided
     from execdesk.lead.outbox import DecisionRequests, Outbox
 
     if not by.strip() or not reason.strip():
         raise InvalidInput(f"{decision}: --by (who) and --reason (why) are both required")
-    plan = plan_of_request(home, request_id)
-    if plan is None:  # not a deployment's: an emergency decision request
+    with open_existing(home, db_url) as ledger:
+        asked = approval_asked(ledger, request_id)
+        decided = approval_decided(ledger, request_id) if asked is not None else None
+    if asked is None:  # not a deployment's: an emergency decision request
         return _answer_emergency(home, request_id, decision, by, reason, now)
-    if not plan.pending:
-        raise InvalidInput(f"{request_id}: {plan.deployment_id} is not waiting for approval "
-                           f"(its gates: {', '.join(f'{g.gate} {g.outcome}' for g in plan.gates)})")
-    DecisionRequests(Outbox(home / "outbox")).answer(request_id, decision, by, max(now, plan.requested_at))
-    outcome = "approved" if decision == "approve" else "denied"
-    plan.gates.append(GateResult("approval", outcome, f"{outcome} by {by}: {reason}", {"by": by, "reason": reason}))
-    result = {**_commit(home, db_url, decision, now, plan), "decision": decision}
-    return result if outcome == "denied" else _refuse_if_refused(result, plan)
+    if decided is not None:
+        raise InvalidInput(f"{request_id}: {asked['deployment_id']} is not waiting for approval (already "
+                           f"{decided.get('decision')})")
+    intent = DeployIntent.from_dict(asked["intent"], f"the deploy that asked {request_id}")
+    DecisionRequests(Outbox(home / "outbox")).answer(request_id, decision, by, max(now, intent.requested_at))
+    body = {"action": "deploy", **intent.as_dict(), **({"command_id": command_id} if command_id else {}),
+            "approval": {"request_id": request_id, "decision": decision, "by": by, "reason": reason}}
+    return {**_apply_deploy(home, db_url, decision, now, body, intent, refuse=decision == "approve"),
+            "decision": decision}
 
 
-def _commit(home: Path, db_url: str | None, action: str, now: int, plan: Any) -> dict[str, Any]:
-    """Save the plan and commit it: at once on a stopped desk, at the running desk's next bar."""
-    from execdesk.desk.commands import apply_deploy, run_or_queue
+def _apply_deploy(home: Path, db_url: str | None, action: str, now: int, body: dict[str, Any], intent: Any,
+                  refuse: bool = True) -> dict[str, Any]:
+    """Apply a deploy command: at once on a stopped desk (its decision request, if a human approves, sent with it),
+    or queued for the running desk, with a preview of what the gates say now. A refusal raises (exit 3)."""
+    from execdesk.desk.commands import apply_deploy, approval_request_of, run_or_queue, send_recorded
+    from execdesk.errors import Refused
+    from execdesk.lead.deploy import VenueTarget, plan_deployment
 
-    plan.save(home)
-    request = {"action": "deploy", "plan": plan.as_dict()}
-    return run_or_queue(home, db_url, action, now, request,
-               lambda ledger, t: apply_deploy(ledger, home, request, t).summary())
+    def direct(ledger: Any, t: int) -> dict[str, Any]:
+        plan, ask = apply_deploy(ledger, home, body, t)
+        if ask is not None:
+            send_recorded(ledger, home, ask)
+        return plan.summary()
+
+    result = run_or_queue(home, db_url, action, now, body, direct)
+    if "queued" in result:  # the running desk runs the gates at its next bar: what they say now, as a preview
+        from execdesk.desk.settings import RecordedDesk
+
+        with open_existing(home, db_url) as ledger:
+            recorded = RecordedDesk.of(ledger.state)
+            plan = plan_deployment(home, ledger.state, ledger, Path(intent.source), VenueTarget.from_str(intent.venue),
+                                   intent.allocation, risk=recorded.risk, now=intent.requested_at,
+                                   start_at=intent.start_at, positions=intent.positions, by=intent.by,
+                                   reason=intent.reason, approve_all=recorded.lead.approve_all, intent=intent)
+        if plan.pending and body.get("approval") is None:
+            plan.approval_request = approval_request_of(plan, intent).request_id
+        result = {**plan.summary(), **result, "status": "queued", "preview": True}
+    refusal = result.get("refused")
+    if refusal and refuse:
+        raise Refused(f"{result['deployment_id']}: the {refusal['gate']} gate refused it: {refusal['reason']}")
+    return result
 
 
 def _answer_emergency(home: Path, request_id: str, decision: str, by: str, reason: str, now: int) -> dict[str, Any]:
@@ -418,15 +445,6 @@ def rollback(home: Path, strategy: str, by: str, reason: str, now: int, position
 
     body = {"action": "rollback", "strategy": strategy, "by": by, "reason": reason, "positions": positions}
     return run_or_queue(home, db_url, "rollback", now, body, lambda ledger, t: apply_lifecycle(ledger, home, body, t))
-
-
-def _refuse_if_refused(result: dict[str, Any], plan: Any) -> dict[str, Any]:
-    refusal = result.get("refused") or (plan.refusal.as_dict() if plan.refusal is not None else None)
-    if refusal:
-        from execdesk.errors import Refused
-
-        raise Refused(f"{plan.deployment_id}: the {refusal['gate']} gate refused it: {refusal['reason']}")
-    return result
 
 
 def _parse_time(text: str, option: str) -> int:
@@ -491,7 +509,11 @@ def bots(home: Path, action: str, now: int, deployment: str | None = None, datad
 
         from execdesk.lead.deploy import load_bundle_of
 
-        return {"bots": [fleet.start_bot(home, d, partial(load_bundle_of, home, d), datadir) for d in chosen]}
+        def bundle_of(dep: str) -> Any:  # what the ledger recorded as deployed, never a file in the home
+            with open_existing(home, db_url) as ledger:
+                return load_bundle_of(ledger, dep)
+
+        return {"bots": [fleet.start_bot(home, d, partial(bundle_of, d), datadir) for d in chosen]}
     if action == "stop":
         return {"bots": [fleet.stop_bot(home, d) for d in chosen]}
     out = []

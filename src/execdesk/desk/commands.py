@@ -10,6 +10,7 @@ running loop applies at its next bar with :func:`apply_request` — the same fun
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from execdesk.domain.state import DeskState, FillRecord
     from execdesk.domain.types import AlertLevel
     from execdesk.lead.decisions import Decisions
+    from execdesk.lead.deploy import DeployIntent
+    from execdesk.lead.outbox import Message
     from execdesk.lead.protocols import Lead
     from execdesk.store.ledger import Ledger
 
@@ -83,7 +86,41 @@ def read_request(path: Path, home: Path) -> dict[str, Any]:
         raise InvalidInput(f"{path.name}: action {action!r}; expected one of {', '.join(sorted(ACTIONS))}")
     if action == "kill" and not all(isinstance(request.get(k), str) and request[k].strip() for k in ("by", "reason")):
         raise InvalidInput(f"{path.name}: a kill request names who (by) and why (reason)")
+    request["command_id"] = command_id_of(request, path.name)
     return request
+
+
+_COMMAND_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+
+
+def new_command_id() -> str:
+    """A fresh command id (``cmd-`` and 32 hex digits)."""
+    import uuid
+
+    return f"cmd-{uuid.uuid4().hex}"
+
+
+def command_id_of(body: dict[str, Any], where: str = "command") -> str:
+    """The command id a request or command carries (one is made for a request from before ids), validated where
+    it enters: 1-64 letters, digits, ``.``, ``_``, ``:`` or ``-``."""
+    value = body.get("command_id")
+    if value is None:
+        return new_command_id()
+    if not isinstance(value, str) or not _COMMAND_ID.match(value):
+        raise InvalidInput(f"{where}: command_id {value!r}; expected 1-64 letters, digits, '.', '_', ':' or '-'")
+    return value
+
+
+def receive(ledger: Ledger, t: int, action: str, body: dict[str, Any]) -> bool:
+    """Take command ``body`` in: ``command.received`` (its id, action, who) unless its id was taken in before —
+    then False, and applying it again is a no-op. Recorded with the command's own events, in one commit: the
+    database refuses an id twice (:data:`execdesk.store.models.commands`)."""
+    command_id = command_id_of(body)
+    if command_id in ledger.state.commands:
+        return False
+    ledger.record(Event(t, EventKind.COMMAND_RECEIVED, {
+        "command_id": command_id, "action": action, "by": body.get("by"), "requested_at": body.get("requested_at")}))
+    return True
 
 
 def set_aside(path: Path, reason: str) -> Path:
@@ -109,7 +146,8 @@ def queue_request(home: Path, action: str, now: int, body: dict[str, Any]) -> Pa
         path = control / f"{action}-{now}-{n:03d}.json"
         try:
             with path.open("x", encoding="utf-8") as fh:
-                json.dump({"action": action, "requested_at": now, **body}, fh, sort_keys=True, default=str)
+                json.dump({"action": action, "requested_at": now, "command_id": new_command_id(), **body}, fh,
+                          sort_keys=True, default=str)
             return path
         except FileExistsError:
             continue
@@ -202,11 +240,80 @@ def apply_rearm(ledger: Ledger, body: dict[str, Any], t: int) -> dict[str, Any]:
 
 
 def apply_deploy(ledger: Ledger, home: Path, request: dict[str, Any], t: int, pairs: set[str] | None = None
-                 ) -> DeployPlan:
-    """Commit the plan a request carries; ``pairs``: the market's (default: what the ledger's desk trades)."""
-    plan = DeployPlan.from_dict(request["plan"])
-    recorded = RecordedDesk.of(ledger.state)
-    return commit(ledger, home, plan, t, recorded.facts(ledger.state, pairs), recorded.risk.staging)
+                 ) -> tuple[DeployPlan, Message | None]:
+    """A deploy command applied: its intent (:class:`~execdesk.lead.deploy.DeployIntent`, never a plan) taken
+    through the gates now, against the ledger as it is, and what they say committed (``pairs``: the market's;
+    default: what the ledger's desk trades). An answer to an approval gate re-runs the command that asked it (as the
+    ledger recorded it) with the human's answer in the approval gate. Returns the plan and, when it waits for a
+    human, the decision request to send (the caller sends it: the running desk through its loop, a stopped one
+    with :func:`send_recorded`)."""
+    from execdesk.lead.deploy import (
+        DeployIntent,
+        GateResult,
+        VenueTarget,
+        approval_asked,
+        approval_decided,
+        plan_deployment,
+    )
+    intent = DeployIntent.from_dict({k: v for k, v in request.items() if k not in ("action", "command_id")})
+    answer = intent.approval
+    if answer is not None:
+        asked = approval_asked(ledger, answer["request_id"])
+        if asked is None:
+            raise InvalidInput(f"{answer['request_id']}: no deployment waits for this approval in the ledger")
+        decided = approval_decided(ledger, answer["request_id"])
+        if decided is not None:
+            raise InvalidInput(f"{answer['request_id']}: already {decided.get('decision')} (by {decided.get('by')})")
+        intent = DeployIntent.from_dict(asked["intent"], f"the deploy that asked {answer['request_id']}")
+    state = ledger.state
+    recorded = RecordedDesk.of(state)
+    plan = plan_deployment(home, state, ledger, Path(intent.source), VenueTarget.from_str(intent.venue),
+                           intent.allocation, risk=recorded.risk, now=intent.requested_at, start_at=intent.start_at,
+                           positions=intent.positions, by=intent.by, reason=intent.reason or "requested",
+                           approve_all=recorded.lead.approve_all, intent=intent)
+    message = None
+    if plan.pending:
+        message = approval_request_of(plan, intent)
+        plan.approval_request = message.request_id
+        if answer is not None:
+            if answer["request_id"] != plan.approval_request:
+                raise InvalidInput(f"{answer['request_id']}: the deploy it answers now asks {plan.approval_request}")
+            outcome = "approved" if answer["decision"] == "approve" else "denied"
+            plan.gates[-1] = GateResult("approval", outcome, f"{outcome} by {answer['by']}: {answer['reason']}",
+                                        {"by": answer["by"], "reason": answer["reason"]})
+            message = None
+    committed = commit(ledger, home, plan, t, recorded.facts(ledger.state, pairs), recorded.risk.staging)
+    return committed, message
+
+
+def approval_request_of(plan: DeployPlan, intent: DeployIntent) -> Message:
+    """The decision request a deploy waiting for a human sends the Orchestrator: its id derives from the deployment
+    and the command's time only, so the command names it before the desk applies it."""
+    from execdesk.lead.outbox import decision_request
+
+    return decision_request(intent.requested_at, plan.deployment_id, f"deploy {plan.deployment_id} to {plan.venue}?",
+                            {"request_id": plan.request_id, "by": intent.by, "allocation": plan.applied_allocation,
+                             "why": plan.gates[-1].reason, "gates": [g.as_dict() for g in plan.gates]})
+
+
+def send_recorded(ledger: Ledger, home: Path, message: Message) -> None:
+    """A message sent by a command on a stopped desk, as the desk sends one: recorded whole
+    (``lead.message_sent``) and committed, then written to the outbox (a desk started later writes it again if
+    this process died in between: :mod:`execdesk.desk.effects`)."""
+    from execdesk.desk.effects import message_payload
+    from execdesk.lead.outbox import Outbox
+
+    outbox = Outbox(home / "outbox")
+    files = [p.relative_to(outbox.root).as_posix() for p in outbox.paths(message)]
+    ledger.record(Event(t_of(ledger), EventKind.MESSAGE_SENT, message_payload(message, files),
+                        message.subject if message.subject in ledger.state.deployments else None))
+    ledger.flush()
+    outbox.write(message)
+
+
+def t_of(ledger: Ledger) -> int:
+    """The desk's time on a stopped desk (its last bar's close)."""
+    return desk_time(ledger.state)
 
 
 class RunningDesk(Protocol):
@@ -231,6 +338,9 @@ class RunningDesk(Protocol):
 
     def watch_fills(self, t: int, fills: list[FillRecord]) -> None: ...
 
+    def send_message(self, t: int, kind: str, subject: str, summary: str, body: dict[str, Any],
+                     options: tuple[str, ...] = (), key: str = "") -> Message: ...
+
     def rebuild_books(self, g: int) -> None: ...
 
     def reschedule_all(self, after_g: int) -> None: ...
@@ -253,7 +363,9 @@ def apply_request(loop: RunningDesk, g: int, request: dict[str, Any]) -> None:
             loop.act_on(loop.lead.check_answers(g))
             return
         if action == "deploy":
-            plan = apply_deploy(loop.ledger, home, request, t, set(loop.market.pairs))
+            plan, ask = apply_deploy(loop.ledger, home, request, t, set(loop.market.pairs))
+            if ask is not None:  # a human approves it: the decision request goes out with the desk's messages
+                loop.send_message(ask.time, ask.kind, ask.subject, ask.summary, dict(ask.body), ask.options, ask.key)
             loop.restart = plan.done  # its lanes: the desk rebuilds the loop on the ledger and carries on
             refusal = plan.refusal
             if refusal is not None:  # the command had exited already: the refusal is news
@@ -286,28 +398,42 @@ def apply_request(loop: RunningDesk, g: int, request: dict[str, Any]) -> None:
 
 def run_or_queue(home: Path, db_url: str | None, action: str, now: int, body: dict[str, Any],
         direct: Callable[[Ledger, int], dict[str, Any]]) -> dict[str, Any]:
-    """Run ``direct(ledger, desk time)`` on a stopped desk, or queue the request for the running one."""
+    """Run ``direct(ledger, desk time)`` on a stopped desk, or queue the request for the running one.
+
+    The command carries an id (``body["command_id"]``, made when absent): taken in once (:func:`receive`), a
+    second application of the same id answers ``already_applied`` and changes nothing. Another command holding
+    the home is waited for (commands run one after the other); a running desk gets the request instead."""
     from execdesk.desk.home import open_existing
     from execdesk.desk.lock import DeskLock
 
+    body = {**body, "command_id": command_id_of(body), "requested_at": body.get("requested_at", now)}
     lock = DeskLock(home)
-    if not lock.acquire():
+    if not lock.acquire_for_command():
         path = queue_request(home, action, now, body)
-        return {"queued": str(path), "note": f"a desk is running in {home} ({lock.holder()}): it acts on the "
-                "request at its next bar"}
+        return {"queued": str(path), "command_id": body["command_id"], "note": f"a desk is running in {home} "
+                f"({lock.holder()}): it acts on the request at its next bar"}
     try:
-        with open_existing(home, db_url) as ledger:
-            t = desk_time(ledger.state)
-            try:
-                return direct(ledger, t)
-            except (InvalidInput, Refused) as exc:
-                refusal = exc
-        # the ledger was closed without what the command had not flushed: the refusal alone is recorded
+        t: int | None = None
+        try:
+            with open_existing(home, db_url) as ledger:  # (an error closes it without what was not flushed)
+                t = desk_time(ledger.state)
+                if not receive(ledger, t, action, body):
+                    earlier = ledger.state.commands[body["command_id"]]
+                    return {"command_id": earlier.command_id, "already_applied": True, "note": f"command "
+                            f"{earlier.command_id} was applied before (event {earlier.seq}); nothing done again"}
+                result = direct(ledger, t)
+                ledger.flush()
+                return {**result, "command_id": body["command_id"]}
+        except (InvalidInput, Refused) as exc:
+            if t is None:  # the ledger could not be opened: nothing to record it in
+                raise
+            refusal = exc
+        # the refusal alone is recorded (what the command had recorded was dropped with the ledger)
         with open_existing(home, db_url) as ledger:
             deployment = body.get("deployment")
             ledger.record(Event(t, EventKind.COMMAND_REFUSED, {
                 "action": action, "by": body.get("by"), "reason": body.get("reason"), "requested_at": now,
-                "error": str(refusal), "exit_code": refusal.exit_code},
+                "command_id": body["command_id"], "error": str(refusal), "exit_code": refusal.exit_code},
                 deployment if deployment in ledger.state.deployments else None))
         raise refusal
     finally:

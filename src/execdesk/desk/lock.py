@@ -17,7 +17,9 @@ class DeskLock:
         self.path = home / "desk.lock"
         self._fd: int | None = None
 
-    def acquire(self) -> bool:
+    def acquire(self, role: str = "desk") -> bool:
+        """Take the lock if it is free (``role``: ``desk`` for a run, ``command`` for a command on a stopped desk,
+        written beside the pid for the next one to see)."""
         import fcntl
         import os
 
@@ -29,9 +31,30 @@ class DeskLock:
             os.close(fd)
             return False
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.write(fd, f"{os.getpid()} {role}\n".encode())
         self._fd = fd
         return True
+
+    def acquire_for_command(self, wait_s: float = 60.0) -> bool:
+        """The lock for a command: taken when free; while another *command* holds it, waited for (up to
+        ``wait_s``: commands on a stopped desk run one after the other, each seeing what the one before recorded);
+        False when a desk runs (the command queues a request for it instead)."""
+        import time
+
+        deadline = time.monotonic() + wait_s
+        while not self.acquire("command"):
+            if self.role() != "command" or time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def role(self) -> str:
+        """``desk`` or ``command``: what holds the lock (a lock being taken this instant reads as ``desk``)."""
+        try:
+            parts = self.path.read_text().split()
+        except OSError:
+            return "desk"
+        return parts[1] if len(parts) > 1 and parts[1] in ("desk", "command") else "desk"
 
     def release(self) -> None:
         import fcntl
@@ -59,4 +82,4 @@ class DeskLock:
             pid = self.path.read_text().strip()
         except OSError:
             return "pid unknown"
-        return f"pid {pid}" if pid else "pid unknown"
+        return f"pid {pid.split()[0]}" if pid else "pid unknown"

@@ -32,7 +32,8 @@ import numpy as np
 from execdesk.backtest.lane import ExitPlan, Lane
 from execdesk.clock import Clock, ReplayClock
 from execdesk.data.feed import MarketView
-from execdesk.desk.commands import REJECTED, apply_request, read_request, set_aside
+from execdesk.desk.commands import REJECTED, apply_request, read_request, receive, set_aside
+from execdesk.desk.effects import SideEffects, message_of, message_payload
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.marks import MARK_EVENTS, PORTFOLIO, Holding, Holdings, Snapshot, Watermarks, fold_marks
 from execdesk.domain.state import FillRecord
@@ -168,10 +169,21 @@ class DeskLoop:
         self._starts: list[tuple[int, str]] = []  # scheduled deployments: (start time, id), soonest first
         self._settle_at: int | None = None  # the bar at which the lead settles what a stopped desk left closing
         self._resting = False  # whether any order other than a market order was ever sent (then poll them)
+        self._sent: dict[str, str] | None = None  # the messages the ledger holds, by id (see send_message)
 
     # ---------------------------------------------------------------- driving
     def run(self) -> LoopStats:
-        """Process every bar after the last one the ledger has seen; return what was done."""
+        """Process every bar after the last one the ledger has seen; return what was done. The desk's side effects
+        (alert sinks, outbox files) follow the ledger's commits meanwhile (:mod:`execdesk.desk.effects`)."""
+        effects = SideEffects(self.ledger, self.router, self.liaison)
+        effects.attach()  # (flushes the ledger)
+        self._messages_sent()
+        try:
+            return self._run()
+        finally:
+            effects.detach()
+
+    def _run(self) -> LoopStats:
         state = self.ledger.state
         start = 0 if state.last_bar_time is None else int(np.searchsorted(self.market.time, state.last_bar_time,
                                                                             side="right"))
@@ -180,16 +192,19 @@ class DeskLoop:
         self.venue.restore(state)
         self.oms.reset_cursor()
         self._resting = any(o.type != "MARKET" for o in state.open_orders())
+        self.watch = Watch(self.ledger, self.market, self.venue.name)  # the run so far, as the monitor saw it
         report = self.oms.reconcile(self._time(start))
+        if report.adopted_fills:  # fills the venue made while the desk was down: the monitor sees them as news
+            self.apply_findings(self.watch.on_fills(self._time(start), [state.fills[f] for f in report.adopted_fills]))
         self.act_on(self.lead.on_reconciled(report, self._time(start)))
         self.pretrade.rebuild(state, self.closes(max(start - 1, 0)), self._time(start))
-        self.watch = Watch(self.ledger, self.market, self.venue.name)
-        self.watch.start_at(start)
         self._starts = self.lead.scheduled_starts()
-        self._t0 = self._time(start)
         self.record(Event(self._time(start), EventKind.RUN_STARTED, {
             "from_bar": start, "bars": self.market.n,
             "until": self.market.close_time(self.market.n - 1) if self.market.n else None}))
+        # the run's first bar: a run resumed after a crash carries on the one it interrupted
+        self._t0 = state.run_began_at if state.run_began_at is not None else self._time(start)
+        self.watch.start_at(int(np.searchsorted(self.market.time, self._t0)))
         for i in range(len(self._slots)):
             self._schedule(i, start - 1)
         cur = start - 1
@@ -217,7 +232,8 @@ class DeskLoop:
         if n:
             # every lane candle closing in this run's bars was evaluated (most of them in vectorised stretches)
             self.stats.evaluations = sum(s.lane.evaluations_from(start) for s in self._slots)
-            self.record(Event(self.market.close_time(n - 1), EventKind.RUN_PROGRESS, self._progress(n - 1)))
+            if start < n:  # (a run resumed after its last bar was recorded has no progress to add)
+                self.record(Event(self.market.close_time(n - 1), EventKind.RUN_PROGRESS, self._progress(n - 1)))
         if n and self.end_reports:
             state = self.ledger.state
             self.send_message(self.market.close_time(n - 1), "portfolio_status", "portfolio",
@@ -231,8 +247,11 @@ class DeskLoop:
             self._report_validation(self.market.close_time(n - 1))
             self._report_team(self.market.close_time(n - 1))
         if n:
+            state = self.ledger.state  # the run's orders and fills, a run it resumed after a crash included
+            orders = sum(1 for o in state.orders.values() if o.created_at >= self._t0)
+            fills = sum(1 for f in state.fills.values() if f.time >= self._t0)
             self.record(Event(self.market.close_time(n - 1), EventKind.RUN_COMPLETED, {
-                "bars": n, "orders": self.stats.orders, "fills": self.stats.fills,
+                "bars": n, "orders": orders, "fills": fills,
                 "marks": self.monitor.marks.as_payload()}))
         self.ledger.flush()
         return self.stats
@@ -264,11 +283,10 @@ class DeskLoop:
         from execdesk.lead.team import team_performance
 
         retry = self.oms.retry
-        run = {"monitor": self.stats.monitor_figures(), "venue_retries": retry.retries,
-               "venue_rate_limited": retry.rate_limited}
         if retry.rate_limited:
             self.send_message(t, "capacity_flag", "executor", f"the venue rate-limited the desk {retry.rate_limited} "
-                              "time(s) this run", {"flag": "venue_rate_limited", **run})
+                              "time(s) this run", {"flag": "venue_rate_limited", "venue_retries": retry.retries,
+                                                   "venue_rate_limited": retry.rate_limited})
         self.ledger.flush()
         team = team_performance(self.ledger)
         ex, risk, mon = team["order_executor"], team["risk_manager"], team["monitor"]
@@ -277,31 +295,45 @@ class DeskLoop:
                    f"intents; risk: {risk['orders_denied']} denied, {risk['breaches_prevented']} breaches prevented; "
                    f"executor: {ex['orders']} orders, fill ratio {ex['fill_ratio']}; monitor: "
                    f"{sum(mon['alerts'].values())} alerts; capacity flags: {flags}")
-        self.send_message(t, "team_performance", "team", summary, {**team, "run": run})
+        self.send_message(t, "team_performance", "team", summary, team)
 
-    def send_message(self, t: int, kind: str, subject: str, summary: str, body: dict[str, Any]) -> None:
-        """A message to the outside (Validation, the Orchestrator, HR): written to the outbox (and posted,
-        when configured) and recorded as ``lead.message_sent`` with where it went.
+    def send_message(self, t: int, kind: str, subject: str, summary: str, body: dict[str, Any],
+                     options: tuple[str, ...] = (), key: str = "") -> Message:
+        """A message to the outside (Validation, the Orchestrator, HR), recorded whole as ``lead.message_sent``;
+        its files are written to the outbox (and posted, when configured) once the event is committed
+        (:mod:`execdesk.desk.effects`).
 
-        A run killed after writing a message but before the ledger held it leaves that message in the outbox
-        (it was sent); the same message again is a no-op, a different one (a report with the new run's own
-        figures) is sent under the next free key instead of overwriting what went out."""
-        message = Message(t, KINDS[kind], kind, subject, summary, body)
-        files: list[str] = []
-        if self.liaison is not None:
-            for resend in range(1, 100):
-                try:
-                    sent = self.liaison.send(message)
-                    break
-                except OutboxConflict:
-                    message = Message(t, KINDS[kind], kind, subject, summary, body, key=f"resent-{resend}")
-            else:
-                raise OutboxConflict(f"{kind} {subject} at {t}: 99 different messages under one name already")
-            root = self.liaison.outbox.root  # paths relative to the outbox: the same run gives the same event
-            files = [p.relative_to(root).as_posix() for p in (sent.written.json_path, sent.written.md_path)]
-        self.record(Event(t, EventKind.MESSAGE_SENT, {"id": message.id, "to": message.to, "kind": kind,
-                                                      "subject": subject, "summary": summary, "files": files},
+        Idempotent by id: the same message again (a resumed run re-sending what its killed run had committed) is
+        not recorded twice; a different one under a taken id (a report with a later run's own figures) is sent
+        under the next free key instead."""
+        message = Message(t, KINDS[kind], kind, subject, summary, body, options, key)
+        sent = self._messages_sent()
+        for resend in range(1, 100):
+            earlier = sent.get(message.id)
+            if earlier is None:
+                break
+            if earlier == message.to_json():
+                return message
+            message = Message(t, KINDS[kind], kind, subject, summary, body, options, f"{key}resent-{resend}")
+        else:
+            raise OutboxConflict(f"{kind} {subject} at {t}: 99 different messages under one name already")
+        sent[message.id] = message.to_json()
+        files = [p.relative_to(self.liaison.outbox.root).as_posix() for p in self.liaison.outbox.paths(message)] \
+            if self.liaison is not None else []  # relative to the outbox: the same run gives the same event
+        self.record(Event(t, EventKind.MESSAGE_SENT, message_payload(message, files),
                           subject if subject in self.ledger.state.deployments else None))
+        return message
+
+    def _messages_sent(self) -> dict[str, str]:
+        """Every message the ledger holds, by id (its JSON): read when the loop starts (the ledger is flushed
+        then: a flush inside a bar would commit half of it), kept up to date by :meth:`send_message`."""
+        if self._sent is None:
+            self._sent = {}
+            for e in self.ledger.events({EventKind.MESSAGE_SENT}):
+                message = message_of(e)
+                if message is not None:
+                    self._sent[message.id] = message.to_json()
+        return self._sent
 
     def act_on(self, decisions: Decisions) -> None:
         """Apply the lead's decisions, each before the lead is asked for the next (it sees the state its earlier
@@ -329,7 +361,8 @@ class DeskLoop:
         if isinstance(decision, Reschedule):
             return self.reschedule_all(decision.g)
         if isinstance(decision, SendMessage):
-            return self.send_message(decision.time, decision.kind, decision.subject, decision.summary, decision.body)
+            return self.send_message(decision.time, decision.kind, decision.subject, decision.summary, decision.body,
+                                     decision.options, decision.key)
         if isinstance(decision, Supersede):
             return supersede(self.ledger, decision.old, decision.new, decision.time, decision.positions, decision.by)
         if isinstance(decision, HandedOver):
@@ -457,7 +490,10 @@ class DeskLoop:
                 self.router.clear("request_rejected", PORTFOLIO)  # an event, not a condition: each one is news
                 self.ledger.flush()
                 continue
-            if path.name.startswith("kill-"):
+            action = "kill" if path.name.startswith("kill-") else str(request["action"])
+            if not receive(self.ledger, self.market.close_time(g), action, request):
+                pass  # applied before (the desk stopped before it moved the request to done/): not again
+            elif action == "kill":
                 self.act_on(self.lead.manual_kill(g, str(request.get("by", "unknown")),
                                                   str(request.get("reason", ""))))
             else:

@@ -21,20 +21,25 @@ from execdesk.strategy import load_bundle
 
 
 def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None] | None = None,
-             clock: Clock | None = None, db_url: str | None = None) -> RunSummary:
+             clock: Clock | None = None, db_url: str | None = None, report: bool = False) -> RunSummary:
     """Run (or carry on) the desk described by ``config`` in ``home`` (ledger: ``db_url``, default SQLite there).
 
     One desk process per home: the run holds ``HOME/desk.lock`` (see :class:`DeskLock`); the lead's commands
     find it held and leave their requests in ``HOME/control/`` for the running loop instead of writing to the
     ledger. A deployment taken in while running (``execdesk deploy``) restarts the loop on the ledger, which
-    then trades it."""
+    then trades it. ``report``: the run's report, written exactly once (:func:`~execdesk.monitor.report.run_report`:
+    a run killed before it was written writes it when it runs again)."""
     started = time.perf_counter()
     bundles = [load_bundle(s.bundle) for s in config.strategies]
     ids = [deployment_id(b) for b in bundles]
     if len(set(ids)) != len(ids):
         raise InvalidInput(f"strategies: the same bundle id and version is listed twice ({', '.join(ids)})")
     if config.venue.kind == "ccxt":
-        return run_live(config, home, bundles, progress, clock or WallClock(), db_url, started)
+        summary = run_live(config, home, bundles, progress, clock or WallClock(), db_url, started)
+        if report:
+            with DeskLock.for_run(home), Ledger.for_home(home, db_url) as ledger:
+                summary.reports = [str(p) for p in _run_report(ledger, home)]
+        return summary
     market = build_market(config, bundles)
     for b in bundles:  # everything that can fail on bad input fails before the ledger is touched
         for pair in b.pairs:
@@ -54,4 +59,13 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
             stats = stats.plus(more)
             if not loop.restart:
                 break
-        return summarize(ledger, market, time.perf_counter() - started, stats, home, already_complete=done)
+        reports = _run_report(ledger, home) if report else []
+        summary = summarize(ledger, market, time.perf_counter() - started, stats, home, already_complete=done)
+        summary.reports = [str(p) for p in reports]
+        return summary
+
+
+def _run_report(ledger: Ledger, home: Path) -> list[Path]:
+    from execdesk.monitor.report import run_report  # (pandas and matplotlib: only when a report is written)
+
+    return run_report(ledger, home)

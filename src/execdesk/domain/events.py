@@ -37,6 +37,8 @@ class EventKind(StrEnum):
     ALERT_RAISED = "alert.raised"
     ALERT_DELIVERY_FAILED = "alert.delivery_failed"
     COMMAND_REFUSED = "command.refused"
+    COMMAND_RECEIVED = "command.received"  # a command taken in, by its id (applied once: see store.models.commands)
+    REPORT_WRITTEN = "report.written"  # the run's report (monitor.report.run_report): recorded, then written
     BREACH_DETECTED = "breach.detected"
     BREACH_CONFIRMED = "breach.confirmed"
     BREACH_AUTHORIZED = "breach.authorized"

@@ -111,6 +111,20 @@ class PositionRecord:
     trip_pnl: Decimal = ZERO  # realized P&L less fees of the round trip in progress
 
 
+@dataclass(frozen=True, slots=True)
+class CommandRecord:
+    """A command the desk took in: its id (what makes applying it again a no-op), action, and event."""
+
+    command_id: str
+    action: str
+    seq: int
+    received_at: int
+
+    def row(self) -> dict[str, Any]:
+        return {"command_id": self.command_id, "action": self.action, "seq": self.seq,
+                "received_at": self.received_at}
+
+
 @dataclass(slots=True)
 class DeskState:
     """Everything the desk knows, rebuilt from events. Mutated only by :meth:`apply`."""
@@ -128,6 +142,10 @@ class DeskState:
     last_bar_time: int | None = None
     bars_done: int = 0
     completed: bool = False
+    # the commands taken in (``command.received``), by command id: each is applied once
+    commands: dict[str, CommandRecord] = field(default_factory=dict)
+    # the first bar's time of the run under way: a run resumed after a crash carries on the one it interrupted
+    run_began_at: int | None = None
     last_seq: int = 0
     # bumped by every change of a trading state or the set of deployments (caches key on it)
     states_version: int = 0
@@ -423,7 +441,15 @@ def _on_completed(s: DeskState, e: Event) -> None:
     s.dirty.add(("desk", None))
 
 
+def _on_command(s: DeskState, e: Event) -> None:
+    command_id = str(e.payload["command_id"])
+    s.commands[command_id] = CommandRecord(command_id, str(e.payload["action"]), e.seq, e.time)
+    s.dirty.add(("command", command_id))
+
+
 def _on_started(s: DeskState, e: Event) -> None:
+    if s.completed or s.run_began_at is None:
+        s.run_began_at = e.time
     s.completed = False
     s.dirty.add(("desk", None))
 
@@ -444,6 +470,7 @@ _HANDLERS = {
     EventKind.ORDER_EXPIRED: _on_closed_order,
     EventKind.ORDER_FILLED: _on_filled,
     EventKind.RUN_STARTED: _on_started,
+    EventKind.COMMAND_RECEIVED: _on_command,
     EventKind.RUN_PROGRESS: _on_progress,
     EventKind.RUN_COMPLETED: _on_completed,
 }

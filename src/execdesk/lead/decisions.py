@@ -33,6 +33,8 @@ class SendMessage:
     subject: str
     summary: str
     body: dict[str, Any]
+    options: tuple[str, ...] = ()  # the answers a decision_request takes
+    key: str = ""  # tells apart two messages of one kind and subject at one time (a decision request's question)
 
 
 @dataclass(frozen=True, slots=True)

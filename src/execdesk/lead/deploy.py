@@ -100,6 +100,68 @@ class VenueTarget:
         return cls.parse(text.removesuffix(":live"), live)
 
 
+@dataclass(frozen=True, slots=True)
+class DeployIntent:
+    """What a deploy command asks for — never what the gates made of it: the gates run when the command is
+    applied, against the ledger as it is then (:func:`execdesk.desk.commands.apply_deploy`). ``bundle``: the
+    bundle itself (its fields, validated again by the intake gate: nothing is read from a path named in a request);
+    ``source``: where it was read from (evidence only); ``requested_at``: the desk time the command was given
+    (its plan and decision request ids derive from it); ``approval``: an answer to the approval gate of the deploy
+    that asked it (``request_id``, ``decision`` approve | deny, ``by``, ``reason``)."""
+
+    bundle: dict[str, Any]
+    source: str
+    venue: str
+    allocation: float
+    start_at: int | None
+    positions: str
+    by: str
+    reason: str
+    requested_at: int
+    approval: dict[str, str] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "deploy request") -> DeployIntent:
+        """The intent a request (or the ledger) holds, validated where it enters: one line naming what is wrong."""
+        if not isinstance(data, dict):
+            raise InvalidInput(f"{where}: a {type(data).__name__}; expected a JSON object")
+
+        def need(key: str, kinds: type | tuple[type, ...], optional: bool = False) -> Any:
+            value = data.get(key)
+            if value is None and optional:
+                return None
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                raise InvalidInput(f"{where}: {key} {value!r}; expected a {getattr(kinds, '__name__', 'value')}")
+            return value
+
+        allocation = float(need("allocation", (int, float)))
+        if not 0 < allocation <= 1:
+            raise InvalidInput(f"{where}: allocation {allocation}; expected a fraction of equity in (0, 1]")
+        positions = need("positions", str)
+        if positions not in POLICIES:
+            raise InvalidInput(f"{where}: positions {positions!r}; expected one of {', '.join(POLICIES)}")
+        by, reason = need("by", str), need("reason", str)
+        if not by.strip() or len(by) > 200 or len(reason) > 2000 or "\n" in by:
+            raise InvalidInput(f"{where}: by {by[:40]!r}; expected who asks, one line of at most 200 characters")
+        venue = str(VenueTarget.from_str(need("venue", str)))
+        requested_at, start_at = need("requested_at", int), need("start_at", int, optional=True)
+        for key, value in (("requested_at", requested_at), ("start_at", start_at)):
+            if value is not None and not 0 <= value <= 4_102_444_800:  # up to 2100-01-01
+                raise InvalidInput(f"{where}: {key} {value}; expected epoch seconds before 2100")
+        approval = data.get("approval")
+        if approval is not None:
+            if not isinstance(approval, dict) or approval.get("decision") not in ("approve", "deny") or not all(
+                    isinstance(approval.get(k), str) and approval[k].strip() for k in ("request_id", "by", "reason")):
+                raise InvalidInput(f"{where}: approval {approval!r}; expected request_id, decision (approve or deny), "
+                                   "by and reason")
+            approval = {k: str(approval[k]) for k in ("request_id", "decision", "by", "reason")}
+        return cls(need("bundle", dict), need("source", str)[:1000], venue, allocation, start_at, positions, by, reason,
+                   requested_at, approval)
+
+
 @dataclass(slots=True)
 class GateResult:
     """One gate's outcome: passed, conditional (passed with conditions applied), not_required, pending,
@@ -138,6 +200,7 @@ class DeployPlan:
     gates: list[GateResult] = field(default_factory=list)
     recorded: int = 0  # how many gates are in the ledger already
     approval_request: str | None = None  # the decision request id while a human is asked
+    intent: dict[str, Any] | None = None  # the command it answers (DeployIntent.as_dict): an approval re-runs it
 
     @property
     def deployment_id(self) -> str:
@@ -222,21 +285,28 @@ def plan_files(home: Path) -> list[Path]:
     return sorted((home / "deployments").glob("*/plans/*.json"))
 
 
-def load_bundle_of(home: Path, deployment_id: str) -> StrategyBundle:
-    """The bundle a deployment was deployed with (from the plan that deployed it), conditions applied."""
-    for path in sorted((deployment_folder(home, deployment_id) / "plans").glob("*.json")):
-        plan = DeployPlan.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        if plan.done:
-            return plan.strategy()
-    raise InvalidInput(f"{deployment_id}: no plan that deployed it in {deployment_folder(home, deployment_id)}")
+def load_bundle_of(ledger: Ledger, deployment_id: str) -> StrategyBundle:
+    """The strategy a deployment trades, as its ``deployment.created`` event recorded it (conditions applied): the
+    ledger, never a file in the home, says what was deployed."""
+    for e in ledger.events({EventKind.DEPLOYMENT_CREATED}, deployment_id=deployment_id):
+        return as_deployed(e.payload["bundle"], e.payload.get("stoploss"))
+    raise InvalidInput(f"{deployment_id}: no such deployment in this home's ledger")
 
 
-def plan_of_request(home: Path, request_id: str) -> DeployPlan | None:
-    """The deployment plan that asked the decision request ``request_id`` (None: no deployment did)."""
-    for path in plan_files(home):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("approval_request") == request_id:
-            return DeployPlan.from_dict(data)
+def approval_asked(ledger: Ledger, request_id: str) -> dict[str, Any] | None:
+    """The deploy command waiting on the approval request ``request_id``, as the ledger recorded it (its
+    ``lead.approval_requested`` payload, with the command's ``intent``), or None when no deploy asked it."""
+    for e in ledger.events({EventKind.APPROVAL_REQUESTED}):
+        if e.payload.get("request_id") == request_id and "intent" in e.payload:
+            return e.payload
+    return None
+
+
+def approval_decided(ledger: Ledger, request_id: str) -> dict[str, Any] | None:
+    """The recorded answer to the approval request ``request_id`` (None: not answered in the ledger)."""
+    for e in ledger.events({EventKind.APPROVAL_DECIDED}):
+        if e.payload.get("request_id") == request_id:
+            return e.payload
     return None
 
 
@@ -245,10 +315,10 @@ def plan_deployment(home: Path, state: DeskState, ledger: Ledger, bundle_path: P
                     allocation: float, *, risk: RiskConfig, now: int, start_at: int | None = None,
                     positions: str = "hand_over", by: str = "lead", reason: str = "",
                     drawdown: dict[str, Any] | None = None, review_freqtrade: bool = True,
-                    approve_all: bool = False) -> DeployPlan:
+                    approve_all: bool = False, intent: DeployIntent | None = None) -> DeployPlan:
     """Run the gates up to the human approval (see the module docstring) and return the plan; nothing is
     recorded in the ledger here (see :func:`commit`). ``approve_all``: a human approves whatever the venue."""
-    from execdesk.strategy import load_bundle
+    from execdesk.strategy import load_bundle, validate_bundle
 
     if not 0 < allocation <= 1:
         raise InvalidInput(f"--allocation: got {allocation}; expected a fraction of equity in (0, 1]")
@@ -259,11 +329,11 @@ def plan_deployment(home: Path, state: DeskState, ledger: Ledger, bundle_path: P
 
     def plan_for(bundle: dict[str, Any]) -> DeployPlan:
         return DeployPlan(request_id, bundle, str(venue), allocation, allocation, None, start_at, positions, by,
-                          reason, now, drawdown)
+                          reason, now, drawdown, intent=intent.as_dict() if intent is not None else None)
 
-    # intake
+    # intake (a command's intent holds the bundle itself: it is validated again here, nothing read from the path)
     try:
-        bundle = load_bundle(bundle_path)
+        bundle = load_bundle(bundle_path) if intent is None else validate_bundle(intent.bundle, str(bundle_path))
     except SpecError as exc:
         plan = plan_for({"id": "unknown", "version": 0})
         issues = "; ".join(f"{i.path}: got {i.value!r}, expected {i.expected}" for i in exc.issues[:3])
@@ -497,7 +567,7 @@ def commit(ledger: Ledger, home: Path, plan: DeployPlan, t: int, desk: DeskFacts
         if gate.gate == "approval" and gate.outcome == "pending":
             ledger.record(Event(t, EventKind.APPROVAL_REQUESTED, {
                 "request_id": plan.approval_request, "deployment_id": plan.deployment_id, "venue": plan.venue,
-                "question": gate.reason}))
+                "question": gate.reason, **({"intent": plan.intent} if plan.intent is not None else {})}))
         elif gate.gate == "approval" and gate.outcome in ("approved", "denied"):
             ledger.record(Event(t, EventKind.APPROVAL_DECIDED, {
                 "request_id": plan.approval_request, "deployment_id": plan.deployment_id,

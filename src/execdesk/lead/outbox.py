@@ -321,6 +321,14 @@ class Posting(Protocol):
     def send(self, message: Message) -> object: ...
 
 
+def decision_request(time: int, subject: str, question: str, evidence: Mapping[str, Any],
+                     options: Sequence[str] = ("approve", "deny")) -> Message:
+    """A ``decision_request`` to the Orchestrator (summary: the question; body: question + evidence); the same
+    question about the same subject at the same time is the same request."""
+    return Message(time, "orchestrator", "decision_request", subject, question,
+                   {"question": question, "evidence": dict(evidence)}, tuple(options), key=question)
+
+
 class DecisionRequests:
     """Decision requests to the Orchestrator and their answers, on an :class:`Outbox` (or a
     :class:`Liaison`, which also posts the request). Answers live in ``<root>/decisions/<request_id>.json``."""
@@ -333,8 +341,7 @@ class DecisionRequests:
                 options: Sequence[str] = ("approve", "deny")) -> str:
         """Write a ``decision_request`` (summary: the question; body: question + evidence); its request id.
         The same question about the same subject at the same time is the same request."""
-        message = Message(time, "orchestrator", "decision_request", subject, question,
-                          {"question": question, "evidence": dict(evidence)}, tuple(options), key=question)
+        message = decision_request(time, subject, question, evidence, options)
         self.sender.send(message)
         return _request_id(message.id)
 
@@ -375,6 +382,12 @@ class DecisionRequests:
     def answer_of(self, request_id: str) -> Decision | None:
         """The answer to ``request_id``, or None while it is pending (:class:`InvalidInput` if unknown)."""
         self.find(request_id)
+        path = self._path(request_id)
+        return self._load(path) if path.exists() else None
+
+    def given(self, request_id: str) -> Decision | None:
+        """The answer recorded for ``request_id``, or None (the request itself is not looked for: the desk asks
+        about requests it recorded, whose file may not be written yet)."""
         path = self._path(request_id)
         return self._load(path) if path.exists() else None
 

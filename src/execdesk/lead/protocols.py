@@ -54,7 +54,7 @@ from execdesk.lead.decisions import (
 )
 from execdesk.lead.liaison import Liaison
 from execdesk.lead.lifecycle import RETIRING, SCHEDULED, STARTED
-from execdesk.lead.outbox import DecisionRequests
+from execdesk.lead.outbox import DecisionRequests, decision_request
 from execdesk.monitor.alerts import Alert
 from execdesk.risk import ladder
 from execdesk.risk.config import DrawdownLadder, RiskConfig
@@ -275,7 +275,9 @@ class Lead:
             return False
         scope = dep_id or PORTFOLIO
         question = f"{what}: authorize the {name} step ({action})?"
-        request_id = DecisionRequests(self.liaison).request(t, scope, question, {**evidence, "action": action})
+        request = decision_request(t, scope, question, {**evidence, "action": action})
+        request_id = str(request.request_id)
+        yield SendMessage(t, request.kind, scope, question, dict(request.body), request.options, request.key)
         yield self._step(t, dep_id, step, evidence, f"waiting for a human to authorize: {action} ({request_id})")
         yield Record(Event(t, EventKind.APPROVAL_REQUESTED, {
             "request_id": request_id, "kind": "ladder_step", "scope": scope, "step": name, "action": action,
@@ -293,7 +295,7 @@ class Lead:
         requests = DecisionRequests(self.liaison.outbox)
         t = self.market.close_time(g)
         for request_id, (dep_id, name, action, evidence) in list(self._awaiting.items()):
-            answer = requests.answer_of(request_id)
+            answer = requests.given(request_id)
             if answer is None:
                 continue
             del self._awaiting[request_id]

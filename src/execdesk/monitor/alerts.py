@@ -26,6 +26,7 @@ See ``docs/ALERTS.md`` for the rules, the formats and the configuration section.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import http.client
 import json
@@ -108,9 +109,21 @@ class Alert:
         return {"level": self.level.value, "source": self.source, "code": self.code, "scope": self.scope,
                 "message": self.message, "evidence": dict(self.evidence)}
 
+    @property
+    def id(self) -> str:
+        """16 hex digits of the SHA-256 of everything the alert says: the same alert has the same id (a receiver
+        de-duplicates on it; the desk re-derives its JSON-lines file with it)."""
+        return hashlib.sha256(_dumps({"time": self.time, **self.ledger_payload()}).encode()).hexdigest()[:16]
+
     def to_dict(self) -> dict[str, Any]:
-        """Everything, with ``time`` and its ISO-8601 form (the JSON-lines and generic webhook record)."""
-        return {"time": self.time, "time_iso": _iso(self.time), **self.ledger_payload()}
+        """Everything, with its ``id``, ``time`` and its ISO-8601 form (the JSON-lines and generic webhook record)."""
+        return {"id": self.id, "time": self.time, "time_iso": _iso(self.time), **self.ledger_payload()}
+
+    @classmethod
+    def of_event(cls, time: int, payload: Mapping[str, Any]) -> Alert:
+        """The alert an ``alert.raised`` event recorded (``payload`` as :meth:`ledger_payload` wrote it)."""
+        return cls(time, payload["level"], payload["source"], payload["code"], payload["scope"], payload["message"],
+                   payload.get("evidence", {}))
 
 
 def _iso(t: int) -> str:
@@ -216,13 +229,20 @@ class LogSink(AlertSink):
 class JsonlSink(AlertSink):
     """One JSON line per alert appended to ``path`` (created with its folder). The file is opened in
     append mode for each alert and the line written in one call, so several writers interleave whole
-    lines and nothing is ever rewritten; ``fsync`` [False] forces each line to disk."""
+    lines and nothing is ever rewritten; ``fsync`` [False] forces each line to disk.
+
+    Each line carries the alert's ``id``; :meth:`last` reads the last line back (a line cut short by a crash is
+    cut off first), so the desk can append what a crash left out without writing a line twice."""
 
     def __init__(self, path: Path | str, fsync: bool = False, min_level: AlertLevel = AlertLevel.INFO) -> None:
         super().__init__(min_level)
         self.path = Path(path)
         self.fsync = fsync
         self.name = f"jsonl:{self.path.name}"
+
+    def last(self) -> tuple[str | None, int | None] | None:
+        """The ``(id, time)`` of the file's last line (None: no line yet); a torn last line is truncated away."""
+        return _last_jsonl_line(self.path)
 
     def send(self, alert: Alert) -> SinkResult:
         line = (_dumps(alert.to_dict()) + "\n").encode("utf-8")
@@ -238,6 +258,39 @@ class JsonlSink(AlertSink):
         except OSError as exc:
             return SinkResult(self.name, False, error=f"{type(exc).__name__}: {exc.strerror or exc}")
         return SinkResult(self.name, True)
+
+
+def _last_jsonl_line(path: Path) -> tuple[str | None, int | None] | None:
+    """The ``(id, time)`` of the last line of a JSON-lines alert file (None when it has none); a last line
+    without its newline (a write cut short) is truncated away. Only the file's tail is read."""
+    try:
+        with path.open("rb+") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            tail = b""
+            while size > 0:
+                step = min(size, 65536)
+                size -= step
+                fh.seek(size)
+                tail = fh.read(step) + tail
+                if tail.count(b"\n") >= 2 or size == 0:
+                    break
+            if tail and not tail.endswith(b"\n"):
+                cut = tail.rfind(b"\n")
+                fh.truncate(size + cut + 1 if cut >= 0 else size)
+                tail = tail[:cut + 1] if cut >= 0 else b""
+    except OSError:  # none yet, or not a file: writing to it will say so
+        return None
+    lines = tail.splitlines()
+    if not lines:
+        return None
+    try:
+        data = json.loads(lines[-1])
+    except ValueError:
+        return (None, None)
+    if not isinstance(data, dict):
+        return (None, None)
+    key, time = data.get("id"), data.get("time")
+    return (key if isinstance(key, str) else None, time if isinstance(time, int) else None)
 
 
 # ------------------------------------------------------------------------------------- webhook formats
@@ -565,6 +618,9 @@ class AlertRouter:
         self._raised = self._sent = self._suppressed = self._failures = 0
         #: told of every delivery that failed after its retries (the desk records it: ``alert.delivery_failed``)
         self.on_failure: Callable[[Alert, SinkResult], None] | None = None
+        #: when set, :meth:`raise_` records only; the sinks hear of an alert by :meth:`send`, which the desk calls
+        #: once the alert's event is committed (:mod:`execdesk.desk.effects`)
+        self.deferred = False
 
     def raise_(self, alert: Alert) -> Delivery | None:
         """Send ``alert`` if it is news (see the class docstring); ``None`` when it is a suppressed repeat."""
@@ -579,15 +635,22 @@ class AlertRouter:
             return None
         self.record(alert)
         self._standing[alert.key] = _Standing(alert.level, alert.time)
+        self._sent += 1
+        recipients = self.escalation.recipients(alert.level)
+        results = () if self.deferred else self.send(alert)
+        return Delivery(alert, reason, recipients, results, standing.suppressed if standing else 0)
+
+    def send(self, alert: Alert) -> tuple[SinkResult, ...]:
+        """Hand ``alert`` to every sink that takes its level and recipients (what :meth:`raise_` does right after
+        recording, unless :attr:`deferred`: then the desk calls this once the alert's event is committed)."""
         recipients = self.escalation.recipients(alert.level)
         results = tuple(self._send(sink, alert) for sink in self.sinks if sink.accepts(alert.level, recipients))
-        self._sent += 1
         self._failures += sum(not r.ok for r in results)
         for failure in (r for r in results if not r.ok):
             log.warning("alert %s/%s not delivered by %s: %s", alert.code, alert.scope, failure.sink, failure.error)
             if self.on_failure is not None:
                 self.on_failure(alert, failure)
-        return Delivery(alert, reason, recipients, results, standing.suppressed if standing else 0)
+        return results
 
     def _reason(self, alert: Alert, standing: _Standing | None) -> DeliveryReason | None:
         if standing is None:

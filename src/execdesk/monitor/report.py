@@ -23,7 +23,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
+import shutil
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -36,7 +39,7 @@ import pandas as pd
 import yaml
 
 from execdesk.backtest.metrics import compute_metrics
-from execdesk.domain.events import EventKind
+from execdesk.domain.events import Event, EventKind
 from execdesk.domain.marks import MARK_EVENTS, PORTFOLIO, fold_marks
 from execdesk.errors import InvalidInput
 from execdesk.monitor.baseline import DRAWDOWN_MIN_TRADES, baseline_of, bootstrap_drawdown, trade_path_drawdown
@@ -269,26 +272,20 @@ def _finite(value: float) -> float | None:
 
 
 def write_report(ledger: Ledger, home: Path, deployment: str | None = None,
-                 drift_config: DriftConfig | None = None, *,
-                 dashboards: bool = True) -> tuple[dict[str, Any], list[Path]]:
+                 drift_config: DriftConfig | None = None, *, dashboards: bool = True,
+                 number: int | None = None) -> tuple[dict[str, Any], list[Path]]:
     """Build the report and write it to a new folder under ``home/reports``; never overwrites.
 
     Files, in the order returned: report.json, report.md, comparison.json, comparison.yaml,
     comparison.md, then (unless ``dashboards`` is False: about 0.3 s each) one
-    dashboard-<deployment>.png per deployment with a validation report.
+    dashboard-<deployment>.png per deployment with a validation report. The folder is written under a hidden
+    temporary name and renamed into place whole: a reader (or a crash) never sees half a report. ``number``
+    [the next free one]: the folder's number (:func:`run_report`'s, recorded before it is written).
     """
     data, charts = _build(ledger, deployment, drift_config or DriftConfig())
     root = home / "reports"
     root.mkdir(parents=True, exist_ok=True)
     stamp = (data["as_of"] or "empty").replace(":", "").replace("+0000", "Z")
-    number = 1 + max((int(p.name.split("-", 1)[0]) for p in root.iterdir() if p.name[:4].isdigit()), default=0)
-    while True:
-        folder = root / f"{number:04d}-{stamp}{'-' + deployment if deployment else ''}"
-        try:
-            folder.mkdir()
-            break
-        except FileExistsError:  # another writer took the number: take the next, never overwrite
-            number += 1
     comparison = data["comparison"]
     texts = {
         "report.json": json.dumps(data, indent=2, sort_keys=True),
@@ -297,15 +294,88 @@ def write_report(ledger: Ledger, home: Path, deployment: str | None = None,
         "comparison.yaml": yaml.safe_dump(comparison, sort_keys=True, allow_unicode=True, width=120),
         "comparison.md": comparison_markdown(comparison),
     }
-    files = []
-    for name, text in texts.items():
-        path = folder / name
-        with path.open("x", encoding="utf-8") as fh:
-            fh.write(text)
-        files.append(path)
-    for dash in charts if dashboards else []:
-        files.append(write_dashboard(dash, folder / dashboard_name(dash.deployment)))
-    return data, files
+    tmp = root / f".report-{os.getpid()}-{time.monotonic_ns()}.tmp"
+    tmp.mkdir()
+    try:
+        names = []
+        for name, text in texts.items():
+            with (tmp / name).open("x", encoding="utf-8") as fh:
+                fh.write(text)
+            names.append(name)
+        for dash in charts if dashboards else []:
+            names.append(write_dashboard(dash, tmp / dashboard_name(dash.deployment)).name)
+        n = number if number is not None else next_report_number(root)
+        while True:
+            folder = root / f"{n:04d}-{stamp}{'-' + deployment if deployment else ''}"
+            if not folder.exists():
+                try:
+                    os.rename(tmp, folder)  # (a folder made there meanwhile with something in it is not replaced)
+                    break
+                except OSError as exc:
+                    if not folder.exists():
+                        raise InvalidInput(f"report folder {folder}: cannot be written ({exc.strerror or exc})") \
+                            from None
+            if number is not None:
+                raise InvalidInput(f"report folder {folder}: something else is there already; not overwritten")
+            n += 1  # another writer took the number: take the next
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return data, [folder / name for name in names]
+
+
+def next_report_number(root: Path) -> int:
+    """1 + the highest number of the report folders under ``root`` (1 for none)."""
+    if not root.is_dir():
+        return 1
+    return 1 + max((int(p.name.split("-", 1)[0]) for p in root.iterdir() if p.name[:4].isdigit()), default=0)
+
+
+def run_report(ledger: Ledger, home: Path) -> list[Path]:
+    """The report of the desk's last completed run, written exactly once: its ``report.written`` event (the folder's
+    number) is committed first, then the folder is written; a run killed in between writes it at its next start
+    (the same number, from the ledger as it is then). Nothing when no run has completed; the files of the report
+    when it is there already."""
+    completed = written = None
+    for e in ledger.events({EventKind.RUN_COMPLETED, EventKind.REPORT_WRITTEN}):
+        if e.kind is EventKind.RUN_COMPLETED:
+            completed, written = e, None
+        else:
+            written = e
+    if completed is None:
+        return []
+    root = home / "reports"
+    for stale in root.glob(".report-*.tmp") if root.is_dir() else []:  # a writer killed mid-report
+        if not _alive(int(stale.name.split("-")[1])):
+            shutil.rmtree(stale, ignore_errors=True)
+    if written is None:
+        numbers = [int(e.payload["number"]) for e in ledger.events({EventKind.REPORT_WRITTEN})]
+        number = max([next_report_number(root) - 1, *numbers]) + 1
+        ledger.record(Event(completed.time, EventKind.REPORT_WRITTEN, {"number": number, "of": "run"}))
+        ledger.flush()
+    else:
+        number = int(written.payload["number"])
+        there = [p for p in root.glob(f"{number:04d}-*") if p.is_dir() and not p.name.startswith(".")]
+        if there:
+            return sorted(there[0].iterdir(), key=_report_file_order)
+    return write_report(ledger, home, number=number)[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()
+
+
+_REPORT_FILES = ("report.json", "report.md", "comparison.json", "comparison.yaml", "comparison.md")
+
+
+def _report_file_order(path: Path) -> tuple[int, str]:
+    return (_REPORT_FILES.index(path.name) if path.name in _REPORT_FILES else len(_REPORT_FILES), path.name)
 
 
 _PERCENT = {"max_drawdown", "win_rate"}

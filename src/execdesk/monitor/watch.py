@@ -28,7 +28,6 @@ Alert de-duplication is the router's: a standing condition is not re-sent every 
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +52,7 @@ from execdesk.monitor.drift import (
     DriftConfig,
     Status,
 )
-from execdesk.monitor.trades import RoundTrips, handovers_of
+from execdesk.monitor.trades import RoundTrips
 from execdesk.strategy.bundle import ValidationReport
 
 _LEVEL = {Status.WARN: AlertLevel.WARNING, Status.CRITICAL: AlertLevel.CRITICAL}
@@ -111,34 +110,57 @@ class Watch:
         self._slip_sum = np.zeros(len(self.ids))
         self._fills = np.zeros(len(self.ids), dtype=np.int64)
         self._verdict: dict[str, str] = {}
-        for e in ledger.events({EventKind.DRIFT_ASSESSED}):
-            self._verdict[e.payload["deployment_id"]] = e.payload["verdict"]
         state = ledger.state
         self._venue_errors = 0
         self._volume_from = 0
         self._dd_cache: dict[str, dict[int, float]] = {}
         self._status: dict[tuple[str, str], int] = {}  # (deployment, rule) -> the last status alerted on
-        history = sorted(state.fills.values(), key=lambda f: (f.time, f.fill_id))
-        taken = 0
-        times = [f.time for f in history]
-        for when, source, target, pairs in handovers_of(ledger.events({EventKind.POSITIONS_HANDED_OVER})):
-            upto = bisect.bisect_left(times, when, lo=taken)
-            self._take(history[taken:upto], alert=False)  # the fills before a hand-over, then the hand-over
-            taken = upto
-            self.trips.hand_over(source, target, pairs)
-        self._take(history[taken:], alert=False)
-        if history:  # a restart: take up the statuses the run had, so that standing conditions are not news
-            self._observe()
-            a = self.book.evaluate_arrays()
-            for i, row in enumerate(a["rows"].tolist()):
-                for j, metric in enumerate(METRICS):
-                    self._status[(self.ids[row], metric)] = int(a["status"][i, j])
-            for dep in self.ids:
-                self._status[(dep, "losing_streak")] = int(self._streak_long(dep) is not None)
+        self._snapshots = 0  # equity snapshots seen (the volume checks run from the bar after the last one)
+        self._replay(state)
+        for e in ledger.events({EventKind.DRIFT_ASSESSED}):  # (the ledger's word over the replay's)
+            self._verdict[e.payload["deployment_id"]] = e.payload["verdict"]
+
+    def _replay(self, state: Any) -> None:
+        """A restart: the run so far is replayed through the watch — each bar's fills, each hand-over and each
+        equity snapshot in the order the ledger holds them — with its findings dropped (they were acted on when
+        they were news), so the watch stands where it stood: the same statuses, the same volume cursor, and
+        the next finding is the one an uninterrupted run would make."""
+        kinds = {EventKind.ORDER_FILLED, EventKind.EQUITY_SNAPSHOT, EventKind.POSITIONS_HANDED_OVER}
+        closes = self.market.time + self.market.tf_seconds
+        batch: list[FillRecord] = []
+
+        def take() -> None:
+            if batch:
+                self._take(batch, alert=True, t=batch[0].time)
+                batch.clear()
+
+        for e in self.ledger.events(kinds):
+            if e.kind is EventKind.ORDER_FILLED:
+                fill = state.fills.get(e.payload["fill_id"])
+                if fill is None:
+                    continue
+                if batch and batch[0].time != fill.time:
+                    take()
+                batch.append(fill)
+                continue
+            take()
+            if e.kind is EventKind.POSITIONS_HANDED_OVER:
+                self.trips.hand_over(e.payload["from"], e.payload["to"], [p["pair"] for p in e.payload["positions"]])
+                continue
+            g = int(np.searchsorted(closes, e.time))
+            if g < self.market.n and int(closes[g]) == e.time:
+                self._observe()
+                self._assess(e.time, list(self.ids))
+                self._volume(e.time, g)
+                self._snapshots += 1
+        take()
+        self._out.clear()
 
     def start_at(self, g: int) -> None:
-        """The run starts at grid bar ``g``: market anomalies are looked for from there on."""
-        self._volume_from = g
+        """The run starts at grid bar ``g``: market anomalies are looked for from there on (a run resumed after a
+        crash: from the bar after its last equity snapshot, where the interrupted run had looked up to)."""
+        if not self._snapshots:
+            self._volume_from = g
 
     def _answer(self) -> list[Finding]:
         out, self._out = self._out, []
@@ -165,6 +187,7 @@ class Watch:
         self._observe()
         self._assess(t, list(self.ids))
         self._volume(t, snap.g)
+        self._snapshots += 1
         return self._answer()
 
     def _observe(self) -> None:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url, select
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
 from execdesk.domain.events import Event, EventKind, canonical_json
 from execdesk.domain.state import DeskState
@@ -31,7 +31,7 @@ from execdesk.store.projections import projection_rows
 GENESIS = "0" * 64
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: the schema revisions this code knows, oldest first; the last is Alembic's head (a test holds the two equal)
-REVISIONS = ("0001", "0002", "0003")
+REVISIONS = ("0001", "0002", "0003", "0004")
 HEAD_REVISION = REVISIONS[-1]
 
 
@@ -101,8 +101,13 @@ class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._insert_events = _Prepared(engine, models.events.insert())
-        self._upserts = {t: _Prepared(engine, _upsert_statement(engine.dialect.name, t)) for t in _PROJECTIONS}
+        self._upserts = {t: _Prepared(engine, t.insert() if t is models.commands else
+                                      _upsert_statement(engine.dialect.name, t)) for t in _PROJECTIONS}
         self._buffer: list[dict[str, Any]] = []
+        self._buffered: list[Event] = []  # the buffer's events, for the commit listeners
+        #: told of the events of every commit, after it (the desk's side effects: alerts, messages, see
+        #: :mod:`execdesk.desk.effects`); a listener that raises fails the flush *after* the commit held
+        self.committed: list[Callable[[list[Event]], None]] = []
         self._last_hash = GENESIS
         self.state = DeskState()
         self._load()
@@ -144,6 +149,7 @@ class Ledger:
         if flush:
             self.flush()
         self._buffer.clear()
+        self._buffered.clear()
         self.engine.dispose()
 
     def __enter__(self) -> Ledger:
@@ -163,6 +169,8 @@ class Ledger:
         self._buffer.append({"seq": seq, "time": stamped.time, "kind": stamped.kind.value,
                              "deployment_id": stamped.deployment_id, "payload": payload,
                              "hash": self._last_hash})
+        if self.committed:
+            self._buffered.append(stamped)
         self.state.apply(stamped)
         return stamped
 
@@ -172,7 +180,8 @@ class Ledger:
         return len(self._buffer)
 
     def flush(self) -> None:
-        """Write buffered events and the projections they touched, in one transaction."""
+        """Write buffered events and the projections they touched, in one transaction; then tell the
+        :attr:`committed` listeners which events it held."""
         if not self._buffer and not self.state.dirty:
             return
         rows = projection_rows(self.state, self.state.dirty)
@@ -183,10 +192,17 @@ class Ledger:
                 for table, table_rows in rows.items():
                     if table_rows:
                         self._upserts[table].run(conn, table_rows)
+        except IntegrityError as exc:  # a command id taken in twice (two writers raced): nothing was written
+            raise InvalidInput("the ledger refused the write: a key it holds once was written twice (a command "
+                               f"applied twice?): {str(exc.orig).splitlines()[0]}") from None
         except SQLAlchemyError as exc:
             raise LedgerError(f"ledger write failed: {exc.__class__.__name__}: {exc}") from exc
         self._buffer.clear()
         self.state.dirty.clear()
+        done, self._buffered = self._buffered, []
+        if done:
+            for listener in self.committed:
+                listener(done)
 
     # ---------------------------------------------------------------- reading
     def events(self, kinds: set[EventKind] | None = None, deployment_id: str | None = None,
@@ -277,7 +293,7 @@ class Ledger:
 
 
 _PROJECTIONS: tuple[Table, ...] = (models.deployments, models.orders, models.fills, models.positions,
-                                   models.balances, models.desk)
+                                   models.balances, models.desk, models.commands)
 
 
 class _Prepared:

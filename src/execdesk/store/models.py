@@ -102,3 +102,13 @@ desk = Table(
     Column("key", String(32), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+#: the commands the desk took in (``command.received``), one row per command id: applying an id twice is
+#: refused by the database itself (rows are inserted, never upserted)
+commands = Table(
+    "commands", metadata,
+    Column("command_id", String(64), primary_key=True),
+    Column("action", String(32), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+)

@@ -65,7 +65,8 @@ def desk_rows(s: DeskState) -> list[dict[str, Any]]:
 def projection_rows(state: DeskState, keys: Iterable[tuple[str, Any]]) -> dict[Table, list[dict[str, Any]]]:
     """The rows to upsert for the touched ``keys`` (as collected in ``DeskState.dirty``)."""
     out: dict[Table, list[dict[str, Any]]] = {t: [] for t in (models.deployments, models.orders, models.fills,
-                                                               models.positions, models.balances, models.desk)}
+                                                               models.positions, models.balances, models.desk,
+                                                               models.commands)}
     for kind, key in keys:
         if kind == "deployment":
             out[models.deployments].append(deployment_row(state.deployments[key]))
@@ -79,6 +80,8 @@ def projection_rows(state: DeskState, keys: Iterable[tuple[str, Any]]) -> dict[T
             out[models.balances].append({"asset": key, "amount": str(state.balances[key])})
         elif kind == "desk":
             out[models.desk].extend(desk_rows(state))
+        elif kind == "command":
+            out[models.commands].append(state.commands[key].row())
     for table, rows in out.items():  # one row per key, in key order: deterministic writes
         pk = [c.name for c in table.primary_key.columns]
         unique = {tuple(r[c] for c in pk): r for r in rows}
@@ -93,5 +96,6 @@ def all_projection_rows(state: DeskState) -> dict[str, list[dict[str, Any]]]:
     keys += [("fill", k) for k in state.fills]
     keys += [("position", k) for k in state.positions]
     keys += [("balance", k) for k in state.balances]
+    keys += [("command", k) for k in state.commands]
     keys.append(("desk", None))
     return {table.name: rows for table, rows in projection_rows(state, keys).items()}

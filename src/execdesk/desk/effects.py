@@ -1,0 +1,124 @@
+"""The desk's side effects, derived from its committed events, exactly once.
+
+What the desk tells the outside — an alert to its sinks (``HOME/alerts.jsonl``, the log, webhooks), a message to
+Validation, the Orchestrator or HR (``HOME/outbox/``, and its webhook) — is first an event in the ledger
+(``alert.raised``, ``lead.message_sent`` holding the whole message). Only once that event is committed is the
+effect carried out (:meth:`SideEffects.on_commit`, a listener of :meth:`~execdesk.store.ledger.Ledger.flush`):
+files written under a temporary name and renamed (or linked) into place, idempotent by the event's id. A desk
+killed between the commit and the effect carries it out when it starts again (:meth:`SideEffects.catch_up`: the
+JSON-lines lines and outbox files its committed events call for and the home lacks), and a desk killed before
+the commit never carried it out: nothing is told twice, nothing told is missing from the ledger.
+
+Webhooks are posted after the commit too, once, when their file is first written; an alert's webhook is not
+posted again after a crash (a page about an old alert would mislead more than it helps), its line is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from execdesk.domain.events import Event, EventKind
+from execdesk.domain.types import AlertLevel
+from execdesk.lead.liaison import Liaison
+from execdesk.lead.outbox import KINDS, Message, OutboxConflict
+from execdesk.monitor.alerts import Alert, AlertRouter, JsonlSink
+from execdesk.store.ledger import Ledger
+
+
+def message_payload(message: Message, files: Sequence[str]) -> dict[str, Any]:
+    """The ``lead.message_sent`` payload: where it went and the whole message, so it can be written again."""
+    payload: dict[str, Any] = {"id": message.id, "to": message.to, "kind": message.kind, "subject": message.subject,
+                               "summary": message.summary, "files": list(files), "body": dict(message.body)}
+    if message.key:
+        payload["key"] = message.key
+    if message.options:
+        payload["options"] = list(message.options)
+    return payload
+
+
+def message_of(event: Event) -> Message | None:
+    """The message a ``lead.message_sent`` event holds (None for an event from before messages were recorded
+    whole: there is nothing to write again)."""
+    p = event.payload
+    if "body" not in p or p.get("kind") not in KINDS:
+        return None
+    return Message(event.time, p["to"], p["kind"], p["subject"], p["summary"], p["body"],
+                   tuple(p.get("options", ())), p.get("key", ""))
+
+
+class SideEffects:
+    """Carries out the effects of committed events: alerts to the router's sinks, messages to the liaison."""
+
+    def __init__(self, ledger: Ledger, router: AlertRouter, liaison: Liaison | None) -> None:
+        self.ledger = ledger
+        self.router = router
+        self.liaison = liaison
+
+    def attach(self) -> None:
+        """Defer the router's sends to the commit, listen to the ledger's commits, and catch up on what a
+        desk killed after a commit left undone."""
+        self.router.deferred = True
+        if self.on_commit not in self.ledger.committed:
+            self.ledger.committed.append(self.on_commit)
+        self.catch_up()
+
+    def detach(self) -> None:
+        if self.on_commit in self.ledger.committed:
+            self.ledger.committed.remove(self.on_commit)
+
+    def on_commit(self, events: Iterable[Event]) -> None:
+        for e in events:
+            if e.kind is EventKind.ALERT_RAISED:
+                self.router.send(Alert.of_event(e.time, e.payload))
+            elif e.kind is EventKind.MESSAGE_SENT:
+                self._write(e)
+
+    def catch_up(self) -> None:
+        """Re-derive from the committed events what the home lacks: the lines of the JSON-lines sinks after the
+        last one each holds, and the outbox files of every message (written only where missing)."""
+        self.ledger.flush()
+        files = [s for s in self.router.sinks if isinstance(s, JsonlSink)]
+        kinds = {EventKind.ALERT_RAISED} if files else set()
+        if self.liaison is not None:
+            kinds.add(EventKind.MESSAGE_SENT)
+        if not kinds:
+            return
+        alerts: list[Alert] = []
+        for e in self.ledger.events(kinds):
+            if e.kind is EventKind.ALERT_RAISED:
+                alerts.append(Alert.of_event(e.time, e.payload))
+            else:
+                self._write(e, only_missing=True)
+        for sink in files:
+            recipients = self.router.escalation.recipients
+            taken = [a for a in alerts if sink.accepts(a.level, recipients(a.level))]
+            for alert in _after(taken, sink.last()):
+                sink.send(alert)
+
+    def _write(self, e: Event, only_missing: bool = False) -> None:
+        """A message's files (and its webhook, when they are new); a stray file under its name is not
+        overwritten: an alert says so and the desk carries on."""
+        message = message_of(e) if self.liaison is not None else None
+        if message is None or self.liaison is None:
+            return
+        if only_missing and all(p.exists() for p in self.liaison.outbox.paths(message)):
+            return
+        try:
+            self.liaison.send(message)
+        except OutboxConflict as exc:
+            self.router.raise_(Alert(e.time, AlertLevel.WARNING, "lead", "outbox_conflict", message.subject
+                                     if e.deployment_id else "portfolio", f"message {message.id} not written: {exc}",
+                                     {"message": message.id, "kind": message.kind}))
+
+
+def _after(alerts: list[Alert], last: tuple[str | None, int | None] | None) -> list[Alert]:
+    """The alerts a JSON-lines file still lacks, given its last line's ``(id, time)``: those after the line's alert
+    (found by its id), or, for a line without a known id (an older file), those later than its time."""
+    if last is None:
+        return alerts
+    key, time = last
+    ids = [a.id for a in alerts]
+    if key is not None and key in ids:
+        return alerts[len(ids) - ids[::-1].index(key):]
+    return [a for a in alerts if time is not None and a.time > time]
