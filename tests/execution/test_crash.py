@@ -1,4 +1,6 @@
-"""Crash test: ``kill -9`` the desk at random points of a replay, run it again, and check the books.
+"""Crash test: ``kill -9`` the desk at random points of a replay, run it again, and check the books — and that
+the resumed run's whole record (events, alerts, messages, the report: every file of the home) equals an
+uninterrupted run's (:mod:`execdesk.desk.drill`).
 
 The desk runs as a user runs it (``execdesk run CONFIG --home H``) with the paper venue keeping its
 own book (``venue.persist``), so the venue survives the crash on its own and the restarted desk must
@@ -24,6 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
+from execdesk.desk.drill import differences
+from execdesk.domain.events import EventKind
 from execdesk.domain.types import OrderStatus
 from execdesk.store.ledger import Ledger
 from execdesk.venues.paper import PaperVenue
@@ -111,3 +115,96 @@ def test_desk_when_killed_at_random_points_then_restart_reconciles_to_books_that
     assert all(b["orders"] > 0 for b in books)
     print(f"\ncrash trials: {TRIALS}, killed mid-run: {mid_run}, fills adopted on restart: "
           f"{sum(b['adopted'] for b in books)}")
+
+
+RESUME_TRIALS = 6  # per venue; benchmarks/bench_crash.py runs 200
+
+
+def resumed_config(tmp_path: Path, persist: bool) -> Path:
+    """The small desk with tight drawdown ladders and daily snapshots, so that a run raises alerts, changes
+    verdicts, sends messages and writes its report: everything a resumed run must reproduce."""
+    config = small_desk(tmp_path, venue={"kind": "paper", "fee_bps": 10, "slippage_bps": 5, "persist": persist},
+                        risk={"risk_per_trade": 0.02, "max_position_fraction": 0.5, "staging": {"enabled": False},
+                              "deployment_drawdown": {"alert": 0.01, "reduce": 0.5, "trim": 0.6, "kill": 0.7}},
+                        monitor={"snapshot_every": "1d"})
+    path = tmp_path / f"desk-{'persist' if persist else 'embedded'}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def reference_run(config: Path, home: Path) -> float:
+    """An uninterrupted run of ``config`` in ``home``; the seconds from its ledger's creation to its end."""
+    started = time.monotonic()
+    proc = subprocess.Popen(_cmd(config, home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while not (home / "ledger.sqlite").exists() and proc.poll() is None:
+        time.sleep(0.005)
+    began = time.monotonic()
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    return max(time.monotonic() - began, 0.1) if began > started else 0.1
+
+
+def _events_so_far(ledger_file: Path) -> int:
+    """How many events the ledger holds (read by another process, as the running desk writes it)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{ledger_file}?mode=ro", uri=True, timeout=1) as conn:
+            return int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+def resume_trial(config: Path, home: Path, reference: Path, seed: int, window: float,
+                 events: int = 0) -> dict[str, Any]:
+    """``execdesk run`` killed with SIGKILL at a random moment, run again to its end, compared with ``reference``
+    (an uninterrupted run's home): the differences (none expected) and where the kill landed. The moment: with
+    ``events`` (the reference's count), odd seeds wait for the ledger to reach a random one of them (kills spread
+    over the replay), even seeds (and every seed without ``events``) a random time within ``window`` seconds of the
+    ledger's creation (its gates, replay, messages and report)."""
+    rng = random.Random(seed)
+    proc = subprocess.Popen(_cmd(config, home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ledger_file = home / "ledger.sqlite"
+    while not ledger_file.exists() and proc.poll() is None:
+        time.sleep(0.005)
+    if events and seed % 2:
+        target = rng.randint(1, events)
+        while proc.poll() is None and _events_so_far(ledger_file) < target:
+            time.sleep(0.003)
+        time.sleep(rng.uniform(0.0, 0.05))  # into whatever the desk does next
+    else:
+        time.sleep(rng.uniform(0.0, window))
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    with Ledger.for_home(home) as ledger:
+        at, completed = ledger.state.last_seq, ledger.state.completed
+    again = subprocess.run(_cmd(config, home), capture_output=True, text=True, timeout=300)
+    found = differences(reference, home) if again.returncode == 0 else [f"rerun exit {again.returncode}: "
+                                                                         f"{again.stderr[-500:]}"]
+    with Ledger.for_home(home) as ledger:
+        adopted = sum(1 for e in ledger.events({EventKind.ORDER_FILLED}) if e.payload.get("adopted"))
+    return {"killed": killed, "events_at_kill": at, "completed_at_kill": completed, "differences": found,
+            "adopted": adopted}
+
+
+@pytest.mark.parametrize("persist", [False, True], ids=["embedded_venue", "persistent_venue"])
+def test_desk_when_killed_at_random_then_the_resumed_run_equals_an_uninterrupted_one(
+        tmp_path: Path, persist: bool) -> None:
+    # Arrange: an uninterrupted run, the reference
+    config = resumed_config(tmp_path, persist)
+    reference = tmp_path / "reference"
+    window = reference_run(config, reference)
+    with Ledger.for_home(reference) as ledger:
+        events = ledger.state.last_seq
+    # Act: runs killed at random moments of their replay, messages or report, then run again
+    with ThreadPoolExecutor(WORKERS) as pool:
+        results = list(pool.map(lambda i: resume_trial(config, tmp_path / f"t{i}", reference, 300 + i, window,
+                                                       events), range(RESUME_TRIALS)))
+    # Assert: every resumed home holds what the uninterrupted one holds, event for event and file for file
+    assert [r["differences"] for r in results] == [[]] * RESUME_TRIALS
+    assert sum(r["killed"] and r["events_at_kill"] > 0 for r in results) >= RESUME_TRIALS // 2
+    with Ledger.for_home(reference) as ledger:
+        kinds = {e.kind for e in ledger.events()}
+    assert {EventKind.ALERT_RAISED, EventKind.MESSAGE_SENT, EventKind.REPORT_WRITTEN} <= kinds

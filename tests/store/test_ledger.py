@@ -367,3 +367,31 @@ def test_open_when_the_schema_is_at_head_then_it_is_not_migrated_again(tmp_path:
     Ledger.for_home(tmp_path).close()
     with Ledger.for_home(tmp_path) as ledger:
         assert schema_revision(ledger.engine) == HEAD_REVISION
+
+
+def test_open_when_the_schema_migration_dies_midway_then_nothing_of_it_stays_and_the_next_open_works(
+        home: Path) -> None:
+    # Arrange: the first open of a home dies while creating the schema (a kill -9 between two CREATE TABLEs)
+    from sqlalchemy import event as sa_event
+
+    from execdesk.store.ledger import make_engine
+
+    home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(sqlite_url(home))
+
+    def die(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("CREATE TABLE FILLS"):
+            raise RuntimeError("killed")
+
+    sa_event.listen(engine, "before_cursor_execute", die)
+    with pytest.raises(RuntimeError):
+        upgrade(engine)
+    engine.dispose()
+    # Act: the desk starts again
+    with Ledger.for_home(home) as ledger:
+        ledger.record(history()[0])
+    # Assert: a whole schema at the head revision, the event kept
+    with Ledger.for_home(home) as ledger:
+        assert ledger.state.last_seq == 1
+        with ledger.engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD_REVISION

@@ -170,6 +170,8 @@ class DeskLoop:
         self._settle_at: int | None = None  # the bar at which the lead settles what a stopped desk left closing
         self._resting = False  # whether any order other than a market order was ever sent (then poll them)
         self._sent: dict[str, str] | None = None  # the messages the ledger holds, by id (see send_message)
+        self._adopted: list[FillRecord] = []  # fills the reconciliation at the run's start adopted
+        self._adopted_at: int | None = None  # the bar they are news at (the run's first)
 
     # ---------------------------------------------------------------- driving
     def run(self) -> LoopStats:
@@ -194,8 +196,10 @@ class DeskLoop:
         self._resting = any(o.type != "MARKET" for o in state.open_orders())
         self.watch = Watch(self.ledger, self.market, self.venue.name)  # the run so far, as the monitor saw it
         report = self.oms.reconcile(self._time(start))
-        if report.adopted_fills:  # fills the venue made while the desk was down: the monitor sees them as news
-            self.apply_findings(self.watch.on_fills(self._time(start), [state.fills[f] for f in report.adopted_fills]))
+        # fills the venue made while the desk was down (at the open of this bar, or before): news to the monitor and
+        # the lead at the run's first bar, as they would have been had the desk not stopped
+        self._adopted = [state.fills[f] for f in report.adopted_fills]
+        self._adopted_at = start if self._adopted else None
         self.act_on(self.lead.on_reconciled(report, self._time(start)))
         self.pretrade.rebuild(state, self.closes(max(start - 1, 0)), self._time(start))
         self._starts = self.lead.scheduled_starts()
@@ -471,7 +475,8 @@ class DeskLoop:
         for i, slot in enumerate(self._slots):
             if slot.next_g == g:
                 self._act_on_lane(i, g)
-        self._end_bar(g, eventful=self.ledger.state.last_seq != seq_before)
+        adopted, self._adopted_at = self._adopted_at == g, None if self._adopted_at == g else self._adopted_at
+        self._end_bar(g, eventful=self.ledger.state.last_seq != seq_before or adopted)
 
     def _controls(self, g: int) -> None:
         """Requests the lead's commands left for the running desk (``execdesk kill``, ``deploy``, ``approve``,
@@ -550,15 +555,17 @@ class DeskLoop:
         if self._resting:
             self.oms.poll_orders(t)
         fills = self.oms.collect_fills()
-        if not fills:
+        adopted = self._adopted if self._adopted_at == g else []
+        if not fills and not adopted:
             return
         self.stats.fills += len(fills)
         self._holdings = None
         state = self.ledger.state
         booked = [state.fills[f.fill_id] for f in fills]
-        self.pretrade.on_fills(state, booked)
+        self.pretrade.on_fills(state, booked)  # (the adopted ones are in the book it was rebuilt with)
+        booked = adopted + booked
         self._timed(g, self.watch.on_fills, t, booked)
-        touched = {(state.orders[f.client_order_id].deployment_id, f.pair) for f in fills}
+        touched = {(f.deployment_id, f.pair) for f in booked}
         for i, slot in enumerate(self._slots):
             if (slot.lane.deployment_id, slot.lane.pair) in touched:
                 self._schedule(i, g - 1)
@@ -567,6 +574,8 @@ class DeskLoop:
     # ---------------------------------------------------------------- lanes
     def _next_event(self, cur: int) -> int:
         nxt = min((s.next_g for s in self._slots), default=NEVER)
+        if self._adopted_at is not None:
+            nxt = min(nxt, self._adopted_at)
         if self._settle_at is not None:
             nxt = min(nxt, self._settle_at)
         if self._starts:  # a scheduled deployment starts at the bar closing at or after its start time

@@ -40,11 +40,28 @@ def sqlite_url(home: Path) -> str:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Python's sqlite3 opens transactions only before DML, so a schema migration's CREATE TABLEs would each commit
+    # on their own (a desk killed while creating its ledger left half a schema that no restart could open): the
+    # driver's own transaction handling is turned off and SQLAlchemy's begin emits BEGIN (:func:`_sqlite_begin`)
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=5000")
     cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """The engine for a ledger URL; on SQLite: WAL, and every transaction (a migration's DDL too) all or nothing."""
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+    return engine
 
 
 def schema_revision(engine: Engine) -> str | None:
@@ -115,9 +132,7 @@ class Ledger:
     @classmethod
     def open(cls, url: str) -> Ledger:
         try:
-            engine = create_engine(url, future=True)
-            if engine.dialect.name == "sqlite":
-                event.listen(engine, "connect", _sqlite_pragmas)
+            engine = make_engine(url)
             upgrade(engine)
             return cls(engine)
         except (ArgumentError, NoSuchModuleError) as exc:
