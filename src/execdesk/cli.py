@@ -303,16 +303,18 @@ def rearm(by: Annotated[str, typer.Option("--by", help="Who re-arms (recorded)."
           deployment: Annotated[str | None, typer.Option("--deployment", help="One deployment (default: the desk).")]
           = None,
           home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
-          debug: DebugOpt = False) -> None:
+          debug: DebugOpt = False,
+          command_id: Annotated[str | None, typer.Option("--command-id", help="This command's id (see deploy).")]
+          = None) -> None:
     """Re-arm the desk (or one deployment) by hand after the circuit breaker, a kill or a ladder step."""
     from execdesk.api import actions
 
-    data = actions.rearm(home, by, reason, deployment, db_url)
+    data = actions.rearm(home, by, reason, deployment, db_url, command_id=command_id)
     if as_json:
         _emit_json(data)
         return
-    if "queued" in data:
-        out.print(f"rearm: {data['note']} ({data['queued']})")
+    if "queued" in data or data.get("already_applied"):
+        out.print(f"rearm: {data['note']}" + (f" ({data['queued']})" if "queued" in data else ""))
         return
     out.print(f"{data['scope']} re-armed by {data['by']}: {data['lifted']['state']} ({data['lifted']['reason']}, "
               f"ladder step {data['lifted']['ladder_step']}) -> ACTIVE; drawdown measured from "
@@ -337,6 +339,9 @@ def kill(by: Annotated[str, typer.Option("--by", help="Who pulls the kill switch
 
 
 ByOpt = Annotated[str, typer.Option("--by", help="Who decides (recorded).")]
+CommandIdOpt = Annotated[str | None, typer.Option(
+    "--command-id", help="This command's id (1-64 letters, digits, . _ : -): the same id again is a no-op, so a "
+    "retry after a lost answer is safe. Default: a new one.")]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (recorded).")]
 PositionsOpt = Annotated[str, typer.Option("--positions", help="What the version being replaced does with its "
                                            "positions: hand_over (to the version taking over) or close.")]
@@ -355,7 +360,7 @@ def deploy(bundle: Annotated[Path, typer.Argument(help="The validated strategy b
            positions: PositionsOpt = "hand_over",
            by: ByOpt = "", reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "",
            home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
-           debug: DebugOpt = False) -> None:
+           debug: DebugOpt = False, command_id: CommandIdOpt = None) -> None:
     """Take a bundle through the gates onto the desk: intake, signal generator, risk, approval, deploy, monitor.
 
     A refused gate exits 3 with its reason; a venue trading real money waits for `execdesk approve`."""
@@ -363,7 +368,8 @@ def deploy(bundle: Annotated[Path, typer.Argument(help="The validated strategy b
 
     from execdesk.api import actions
 
-    data = actions.deploy(home, bundle, venue, int(time.time()), allocation, live, at, positions, by, reason, db_url)
+    data = actions.deploy(home, bundle, venue, int(time.time()), allocation, live, at, positions, by, reason, db_url,
+                          command_id)
     _show_plan(data, as_json)
 
 
@@ -424,43 +430,43 @@ def bots(action: Annotated[str, typer.Argument(help="start, stop, sync (their tr
 @command
 def approve(request: Annotated[str, typer.Argument(help="The decision request id (dr-...).")], by: ByOpt,
             reason: ReasonOpt, home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
-            debug: DebugOpt = False) -> None:
+            debug: DebugOpt = False, command_id: CommandIdOpt = None) -> None:
     """Approve a request waiting for a human: a deployment (it goes on through the deploy and monitor gates) or
     a drawdown step the desk leaves to a human (its action is taken at the desk's next bar)."""
     import time
 
     from execdesk.api import actions
 
-    _show_plan(actions.decide(home, request, "approve", by, reason, int(time.time()), db_url), as_json)
+    _show_plan(actions.decide(home, request, "approve", by, reason, int(time.time()), db_url, command_id), as_json)
 
 
 @app.command()
 @command
 def deny(request: Annotated[str, typer.Argument(help="The decision request id (dr-...).")], by: ByOpt,
          reason: ReasonOpt, home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
-         debug: DebugOpt = False) -> None:
+         debug: DebugOpt = False, command_id: CommandIdOpt = None) -> None:
     """Deny a request waiting for a human: a deployment (its approval gate is refused) or a drawdown step (not
     taken)."""
     import time
 
     from execdesk.api import actions
 
-    _show_plan(actions.decide(home, request, "deny", by, reason, int(time.time()), db_url), as_json)
+    _show_plan(actions.decide(home, request, "deny", by, reason, int(time.time()), db_url, command_id), as_json)
 
 
 def _lifecycle_command(action: str, doc: str) -> None:
     def run_action(deployment: Annotated[str, typer.Argument(help="The deployment id, e.g. STR-001-v2.")],
                    by: ByOpt, reason: ReasonOpt, home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None,
-                   as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+                   as_json: JsonOpt = False, debug: DebugOpt = False, command_id: CommandIdOpt = None) -> None:
         import time
 
         from execdesk.api import actions
 
-        data = actions.lifecycle(home, action, deployment, by, reason, int(time.time()), db_url)
+        data = actions.lifecycle(home, action, deployment, by, reason, int(time.time()), db_url, command_id)
         if as_json:
             _emit_json(data)
-        elif "queued" in data:
-            out.print(f"{action} {deployment}: {data['note']} ({data['queued']})")
+        elif "queued" in data or data.get("already_applied"):
+            out.print(f"{action} {deployment}: {data['note']}" + (f" ({data['queued']})" if "queued" in data else ""))
         else:
             out.print(f"{data['deployment']}: {action} by {data['by']} -> {data['state']} ({data['reason']})")
 
@@ -477,17 +483,18 @@ _lifecycle_command("remove", "Remove a deployment: its orders cancelled and posi
 @command
 def rollback(strategy: Annotated[str, typer.Argument(help="The strategy id, e.g. STR-001.")], by: ByOpt,
              reason: ReasonOpt, positions: PositionsOpt = "hand_over", home: HomeOpt = DEFAULT_HOME,
-             db_url: DbUrlOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+             db_url: DbUrlOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False,
+             command_id: CommandIdOpt = None) -> None:
     """Go back to the strategy's previous version: the current one's positions handed over or closed."""
     import time
 
     from execdesk.api import actions
 
-    data = actions.rollback(home, strategy, by, reason, int(time.time()), positions, db_url)
+    data = actions.rollback(home, strategy, by, reason, int(time.time()), positions, db_url, command_id)
     if as_json:
         _emit_json(data)
-    elif "queued" in data:
-        out.print(f"rollback {strategy}: {data['note']} ({data['queued']})")
+    elif "queued" in data or data.get("already_applied"):
+        out.print(f"rollback {strategy}: {data['note']}" + (f" ({data['queued']})" if "queued" in data else ""))
     else:
         handed = ", ".join(data["handed_over"]) or "none"
         out.print(f"{strategy}: {data['from']} rolled back to {data['to']} by {data['by']}; positions "
@@ -497,6 +504,9 @@ def rollback(strategy: Annotated[str, typer.Argument(help="The strategy id, e.g.
 def _show_plan(data: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _emit_json(data)
+        return
+    if data.get("already_applied"):
+        out.print(data["note"])
         return
     if "question" in data:  # an emergency decision request
         out.print(f"{data['request_id']} ({data['subject']}): {data['decision']} by {data['by']}; {data['note']}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from execdesk.desk.assembly import build_market
+from execdesk.desk.drill import differences
 from execdesk.desk.runner import run_desk
 from execdesk.desk.settings import load_desk_config
 from execdesk.domain.events import EventKind
@@ -129,8 +130,10 @@ def test_run_when_interrupted_mid_replay_then_rerun_resumes_to_the_same_ledger(
         _run(config, tmp_path / "crashed", progress=crash)
     _run(config, tmp_path / "crashed")
     _run(config, tmp_path / "clean")
-    # Assert
+    # Assert: the whole record — every event but the restart's own, every alert line, every message — as if the
+    # desk had never stopped
     assert _trading_events(tmp_path / "crashed") == _trading_events(tmp_path / "clean")
+    assert differences(tmp_path / "clean", tmp_path / "crashed") == []
     with Ledger.for_home(tmp_path / "crashed") as ledger:
         assert ledger.read_projections() == all_projection_rows(ledger.rebuild_state())
 

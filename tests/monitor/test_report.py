@@ -236,3 +236,53 @@ def test_drift_path_when_trades_lose_then_page_hinkley_rises_trade_by_trade() ->
     # z = (-0.02 - 0.01) / 0.01 = -3 each: PH grows by 3 - 0.5 = 2.5 a trade
     assert ph.to_numpy() == pytest.approx(np.arange(1, 6) * 2.5)
     assert drift_path(trades, None) is None
+
+
+# ------------------------------------------------------------------ the run's report: recorded, then written, once
+def test_run_report_when_asked_again_or_its_folder_lost_then_the_same_report_once(tmp_path: Path) -> None:
+    import os
+
+    from execdesk.monitor.report import run_report
+
+    home = tmp_path / "h"
+    path = tmp_path / "desk.yaml"
+    path.write_text(yaml.safe_dump(small_desk(tmp_path)))
+    run_desk(load_desk_config(path), home)
+    stale = home / "reports" / f".report-{2**22 + 7}-1.tmp"  # a writer killed mid-report (no such process)
+    stale.mkdir(parents=True)
+    with Ledger.for_home(home) as ledger:
+        first = run_report(ledger, home)
+        again = run_report(ledger, home)
+        folder = first[0].parent
+        original = {p.name: p.read_bytes() for p in first}
+        # a crash after the event was committed, before the folder was renamed into place
+        for p in first:
+            p.unlink()
+        folder.rmdir()
+        rewritten = run_report(ledger, home)
+        written = [e.payload for e in ledger.events({EventKind.REPORT_WRITTEN})]
+    assert folder.name.startswith("0001-")
+    assert again == first
+    assert rewritten == first
+    assert {p.name: p.read_bytes() for p in rewritten} == original
+    assert written == [{"number": 1, "of": "run"}]
+    assert not stale.exists()
+    assert sorted(os.listdir(home / "reports")) == [folder.name]
+
+
+def test_write_report_when_it_fails_midway_then_no_folder_is_left(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from execdesk.monitor import report
+
+    home = tmp_path / "h"
+    path = tmp_path / "desk.yaml"
+    path.write_text(yaml.safe_dump(small_desk(tmp_path)))
+    run_desk(load_desk_config(path), home)
+
+    def broken(*_args: object) -> Path:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report, "write_dashboard", broken)
+    with Ledger.for_home(home) as ledger, pytest.raises(OSError, match="disk full"):
+        write_report(ledger, home)
+    assert list((home / "reports").iterdir()) == []

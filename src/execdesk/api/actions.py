@@ -238,7 +238,7 @@ def assess(bundle_path: Path, home: Path, allocation: float = 0.10, db_url: str 
 
 
 def rearm(home: Path, by: str, reason: str, deployment: str | None = None, db_url: str | None = None,
-          now: int | None = None) -> dict[str, Any]:
+          now: int | None = None, command_id: str | None = None) -> dict[str, Any]:
     """``execdesk rearm``: a human lifts what the ladders and the circuit breaker left in place (see
     :func:`execdesk.desk.commands.apply_rearm`); at once on a stopped desk, at the running desk's next bar."""
     import time
@@ -247,7 +247,7 @@ def rearm(home: Path, by: str, reason: str, deployment: str | None = None, db_ur
 
     if not by.strip() or not reason.strip():
         raise InvalidInput("rearm: --by (who) and --reason (why) are both required: re-arming is a human decision")
-    body = {"action": "rearm", "by": by, "reason": reason, "deployment": deployment}
+    body = {"action": "rearm", "by": by, "reason": reason, "deployment": deployment, "command_id": command_id}
     return run_or_queue(home, db_url, "rearm", int(time.time()) if now is None else now, body,
                lambda ledger, t: apply_rearm(ledger, body, t))
 
@@ -429,21 +429,22 @@ def _answer_emergency(home: Path, request_id: str, decision: str, by: str, reaso
 
 
 def lifecycle(home: Path, action: str, deployment: str, by: str, reason: str, now: int,
-              db_url: str | None = None) -> dict[str, Any]:
+              db_url: str | None = None, command_id: str | None = None) -> dict[str, Any]:
     """``execdesk pause|resume|remove DEPLOYMENT``: recorded at once on a stopped desk (a removed deployment's
     positions close at the first bar of the next run), or at the running desk's next bar."""
     from execdesk.desk.commands import apply_lifecycle, run_or_queue
 
-    body = {"action": action, "deployment": deployment, "by": by, "reason": reason}
+    body = {"action": action, "deployment": deployment, "by": by, "reason": reason, "command_id": command_id}
     return run_or_queue(home, db_url, action, now, body, lambda ledger, t: apply_lifecycle(ledger, home, body, t))
 
 
 def rollback(home: Path, strategy: str, by: str, reason: str, now: int, positions: str = "hand_over",
-             db_url: str | None = None) -> dict[str, Any]:
+             db_url: str | None = None, command_id: str | None = None) -> dict[str, Any]:
     """``execdesk rollback STRATEGY``: back to the previous version (see :func:`execdesk.lead.deploy.rollback`)."""
     from execdesk.desk.commands import apply_lifecycle, run_or_queue
 
-    body = {"action": "rollback", "strategy": strategy, "by": by, "reason": reason, "positions": positions}
+    body = {"action": "rollback", "strategy": strategy, "by": by, "reason": reason, "positions": positions,
+            "command_id": command_id}
     return run_or_queue(home, db_url, "rollback", now, body, lambda ledger, t: apply_lifecycle(ledger, home, body, t))
 
 

@@ -334,7 +334,7 @@ class RunningDesk(Protocol):
     def act_on(self, decisions: Decisions) -> None: ...
 
     def raise_alert(self, t: int, level: AlertLevel, code: str, message: str, evidence: dict[str, Any],
-                    deployment_id: str | None = None, source: str = "lead") -> None: ...
+                    deployment_id: str | None = None, source: str = "lead", news: bool = False) -> None: ...
 
     def watch_fills(self, t: int, fills: list[FillRecord]) -> None: ...
 
@@ -370,7 +370,8 @@ def apply_request(loop: RunningDesk, g: int, request: dict[str, Any]) -> None:
             refusal = plan.refusal
             if refusal is not None:  # the command had exited already: the refusal is news
                 loop.raise_alert(t, AlertLevel.WARNING, "deployment_refused", f"{plan.deployment_id}: the "
-                                 f"{refusal.gate} gate refused it: {refusal.reason}", refusal.as_dict(), source="lead")
+                                 f"{refusal.gate} gate refused it: {refusal.reason}", refusal.as_dict(), source="lead",
+                                 news=True)
             return
         seq_before = loop.ledger.state.last_seq
         if action == "sync_bots":
@@ -390,7 +391,7 @@ def apply_request(loop: RunningDesk, g: int, request: dict[str, Any]) -> None:
         apply_lifecycle(loop.ledger, home, request, t)
     except ExecdeskError as exc:
         loop.raise_alert(t, AlertLevel.WARNING, "request_refused", f"{action} request refused: {exc}",
-                         {"request": request}, source="lead")
+                         {"request": request}, source="lead", news=True)
         return
     loop.after_handovers(seq_before, g)
     loop.act_on(loop.lead.settle(g))
@@ -406,7 +407,7 @@ def run_or_queue(home: Path, db_url: str | None, action: str, now: int, body: di
     from execdesk.desk.home import open_existing
     from execdesk.desk.lock import DeskLock
 
-    body = {**body, "command_id": command_id_of(body), "requested_at": body.get("requested_at", now)}
+    body = {**body, "command_id": command_id_of(body, "--command-id"), "requested_at": body.get("requested_at", now)}
     lock = DeskLock(home)
     if not lock.acquire_for_command():
         path = queue_request(home, action, now, body)

@@ -1,4 +1,6 @@
-"""One desk process per home: ``HOME/desk.lock``, an exclusive ``flock`` held by the running desk."""
+"""One desk process per home: ``HOME/desk.lock``, an exclusive ``flock`` held by the running desk (or by a command
+writing a stopped desk's ledger); commands on a stopped desk also take ``HOME/command.lock``, so they run one after
+the other."""
 
 from __future__ import annotations
 
@@ -16,10 +18,11 @@ class DeskLock:
     def __init__(self, home: Path) -> None:
         self.path = home / "desk.lock"
         self._fd: int | None = None
+        self._command_fd: int | None = None  # HOME/command.lock, while a command holds the home
 
     def acquire(self, role: str = "desk") -> bool:
         """Take the lock if it is free (``role``: ``desk`` for a run, ``command`` for a command on a stopped desk,
-        written beside the pid for the next one to see)."""
+        written beside the pid)."""
         import fcntl
         import os
 
@@ -36,25 +39,32 @@ class DeskLock:
         return True
 
     def acquire_for_command(self, wait_s: float = 60.0) -> bool:
-        """The lock for a command: taken when free; while another *command* holds it, waited for (up to
-        ``wait_s``: commands on a stopped desk run one after the other, each seeing what the one before recorded);
-        False when a desk runs (the command queues a request for it instead)."""
+        """The lock for a command on a stopped desk. Commands run one after the other, each seeing what the one
+        before recorded: first ``HOME/command.lock`` is taken (waited for, up to ``wait_s``, while another command
+        holds it), then ``desk.lock``; when that is held, only a running desk can hold it (every command takes
+        ``command.lock`` first): False, and the command queues a request for the desk instead."""
+        import fcntl
+        import os
         import time
 
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.with_name("command.lock"), os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + wait_s
-        while not self.acquire("command"):
-            if self.role() != "command" or time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise InvalidInput(f"{self.path.parent}: another command has held the home for {wait_s:.0f} s; "
+                                       "try again") from None
+                time.sleep(0.01)
+        if not self.acquire("command"):
+            os.close(fd)  # (closing drops the flock)
+            return False
+        self._command_fd = fd
         return True
-
-    def role(self) -> str:
-        """``desk`` or ``command``: what holds the lock (a lock being taken this instant reads as ``desk``)."""
-        try:
-            parts = self.path.read_text().split()
-        except OSError:
-            return "desk"
-        return parts[1] if len(parts) > 1 and parts[1] in ("desk", "command") else "desk"
 
     def release(self) -> None:
         import fcntl
@@ -64,6 +74,9 @@ class DeskLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+        if self._command_fd is not None:
+            os.close(self._command_fd)  # (closing drops the flock)
+            self._command_fd = None
 
     @classmethod
     @contextmanager

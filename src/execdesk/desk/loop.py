@@ -378,9 +378,13 @@ class DeskLoop:
         return close_all_bots(self.control.parent, list(decision.deployments), decision.reason)
 
     def raise_alert(self, t: int, level: AlertLevel, code: str, message: str, evidence: dict[str, Any],
-                    deployment_id: str | None = None, source: str = "lead") -> None:
-        """An alert of the desk's own (the engine's, or a command's refusal), routed like the roles'."""
-        self.router.raise_(Lead.alert(t, level, code, message, evidence, deployment_id, source))
+                    deployment_id: str | None = None, source: str = "lead", news: bool = False) -> None:
+        """An alert of the desk's own (the engine's, or a command's refusal), routed like the roles'. ``news``: it
+        tells of an event, not a condition, so the next of its kind is news too (never suppressed as standing)."""
+        alert = Lead.alert(t, level, code, message, evidence, deployment_id, source)
+        self.router.raise_(alert)
+        if news:
+            self.router.clear(alert.code, alert.scope)
 
     @property
     def marks(self) -> Watermarks:
@@ -491,8 +495,8 @@ class DeskLoop:
                 moved = set_aside(path, str(exc))
                 self.raise_alert(self.market.close_time(g), AlertLevel.WARNING, "request_rejected",
                                  f"a request in control/ was set aside: {exc}",
-                                 {"file": path.name, "moved_to": f"{REJECTED}/{moved.name}", "reason": str(exc)})
-                self.router.clear("request_rejected", PORTFOLIO)  # an event, not a condition: each one is news
+                                 {"file": path.name, "moved_to": f"{REJECTED}/{moved.name}", "reason": str(exc)},
+                                 news=True)
                 self.ledger.flush()
                 continue
             action = "kill" if path.name.startswith("kill-") else str(request["action"])
