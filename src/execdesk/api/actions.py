@@ -383,9 +383,8 @@ def _apply_deploy(home: Path, db_url: str | None, action: str, now: int, body: d
                   refuse: bool = True) -> dict[str, Any]:
     """Apply a deploy command: at once on a stopped desk (its decision request, if a human approves, sent with it),
     or queued for the running desk, with a preview of what the gates say now. A refusal raises (exit 3)."""
-    from execdesk.desk.commands import apply_deploy, approval_request_of, run_or_queue, send_recorded
+    from execdesk.desk.commands import apply_deploy, approval_request_of, plan_of_intent, run_or_queue, send_recorded
     from execdesk.errors import Refused
-    from execdesk.lead.deploy import VenueTarget, plan_deployment
 
     def direct(ledger: Any, t: int) -> dict[str, Any]:
         plan, ask = apply_deploy(ledger, home, body, t)
@@ -395,14 +394,8 @@ def _apply_deploy(home: Path, db_url: str | None, action: str, now: int, body: d
 
     result = run_or_queue(home, db_url, action, now, body, direct)
     if "queued" in result:  # the running desk runs the gates at its next bar: what they say now, as a preview
-        from execdesk.desk.settings import RecordedDesk
-
         with open_existing(home, db_url) as ledger:
-            recorded = RecordedDesk.of(ledger.state)
-            plan = plan_deployment(home, ledger.state, ledger, Path(intent.source), VenueTarget.from_str(intent.venue),
-                                   intent.allocation, risk=recorded.risk, now=intent.requested_at,
-                                   start_at=intent.start_at, positions=intent.positions, by=intent.by,
-                                   reason=intent.reason, approve_all=recorded.lead.approve_all, intent=intent)
+            plan = plan_of_intent(home, ledger, intent)
         if plan.pending and body.get("approval") is None:
             plan.approval_request = approval_request_of(plan, intent).request_id
         result = {**plan.summary(), **result, "status": "queued", "preview": True}

@@ -247,14 +247,7 @@ def apply_deploy(ledger: Ledger, home: Path, request: dict[str, Any], t: int, pa
     ledger recorded it) with the human's answer in the approval gate. Returns the plan and, when it waits for a
     human, the decision request to send (the caller sends it: the running desk through its loop, a stopped one
     with :func:`send_recorded`)."""
-    from execdesk.lead.deploy import (
-        DeployIntent,
-        GateResult,
-        VenueTarget,
-        approval_asked,
-        approval_decided,
-        plan_deployment,
-    )
+    from execdesk.lead.deploy import DeployIntent, GateResult, approval_asked, approval_decided
     intent = DeployIntent.from_dict({k: v for k, v in request.items() if k not in ("action", "command_id")})
     answer = intent.approval
     if answer is not None:
@@ -265,12 +258,8 @@ def apply_deploy(ledger: Ledger, home: Path, request: dict[str, Any], t: int, pa
         if decided is not None:
             raise InvalidInput(f"{answer['request_id']}: already {decided.get('decision')} (by {decided.get('by')})")
         intent = DeployIntent.from_dict(asked["intent"], f"the deploy that asked {answer['request_id']}")
-    state = ledger.state
-    recorded = RecordedDesk.of(state)
-    plan = plan_deployment(home, state, ledger, Path(intent.source), VenueTarget.from_str(intent.venue),
-                           intent.allocation, risk=recorded.risk, now=intent.requested_at, start_at=intent.start_at,
-                           positions=intent.positions, by=intent.by, reason=intent.reason or "requested",
-                           approve_all=recorded.lead.approve_all, intent=intent)
+    recorded = RecordedDesk.of(ledger.state)
+    plan = plan_of_intent(home, ledger, intent)
     message = None
     if plan.pending:
         message = approval_request_of(plan, intent)
@@ -284,6 +273,18 @@ def apply_deploy(ledger: Ledger, home: Path, request: dict[str, Any], t: int, pa
             message = None
     committed = commit(ledger, home, plan, t, recorded.facts(ledger.state, pairs), recorded.risk.staging)
     return committed, message
+
+
+def plan_of_intent(home: Path, ledger: Ledger, intent: DeployIntent) -> DeployPlan:
+    """A deploy command's intent through the gates up to the approval, on the ledger as it is (nothing recorded)."""
+    from execdesk.lead.deploy import VenueTarget, plan_deployment
+
+    state = ledger.state
+    recorded = RecordedDesk.of(state)
+    return plan_deployment(home, state, ledger, Path(intent.source), VenueTarget.from_str(intent.venue),
+                           intent.allocation, risk=recorded.risk, now=intent.requested_at, start_at=intent.start_at,
+                           positions=intent.positions, by=intent.by, reason=intent.reason or "requested",
+                           approve_all=recorded.lead.approve_all, intent=intent)
 
 
 def approval_request_of(plan: DeployPlan, intent: DeployIntent) -> Message:
