@@ -5,6 +5,7 @@ again — never twice, never something the ledger does not hold."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,30 @@ def test_message_when_its_event_predates_whole_messages_then_nothing_is_written(
         effects.detach()
         ledger.close()
     assert not (tmp_path / "outbox").exists()
+
+
+def test_run_when_a_finished_desk_lost_its_side_effects_then_running_it_again_writes_them_from_the_ledger(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    # Arrange: a finished desk whose last message files and alert lines were never written (killed after the
+    # commit), and a temporary file a writer killed mid-message left (pid 2**22 + 7: no such process)
+    from execdesk.desk.runner import run_desk
+    from execdesk.desk.settings import load_desk_config
+
+    config = load_desk_config(write_config())
+    home = tmp_path / "h"
+    run_desk(config, home)
+    alerts = (home / "alerts.jsonl").read_text()
+    outbox = {p: p.read_bytes() for p in sorted((home / "outbox").rglob("*")) if p.is_file()}
+    assert alerts.count("\n") >= 2
+    assert outbox
+    (home / "alerts.jsonl").write_text(alerts.splitlines(keepends=True)[0])
+    for p in outbox:
+        p.unlink()
+    stray = home / "outbox" / "hr" / f".20240415-000000-team_performance-x.md.{2**22 + 7}.tmp"
+    stray.write_text("half a message")
+    # Act: the desk has nothing left to run
+    again = run_desk(config, home)
+    # Assert: every line and file back, byte for byte; nothing else
+    assert again.already_complete
+    assert (home / "alerts.jsonl").read_text() == alerts
+    assert {p: p.read_bytes() for p in sorted((home / "outbox").rglob("*")) if p.is_file()} == outbox

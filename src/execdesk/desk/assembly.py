@@ -28,7 +28,7 @@ from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import dec
 from execdesk.errors import InvalidInput, Refused
 from execdesk.lead.liaison import build_liaison
-from execdesk.monitor.alerts import JsonlSink, build_router
+from execdesk.monitor.alerts import Alert, AlertRouter, JsonlSink, build_router
 from execdesk.risk.config import DrawdownLadder
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import StrategyBundle
@@ -183,9 +183,24 @@ def build_loop(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[Str
                     control=home / "control", cycle_budget=config.monitor.cycle_budget,
                     human_authorizes=frozenset(config.lead.human_authorizes))
     # alerts: the config's sinks plus HOME/alerts.jsonl; webhooks only on a wall clock (a replay pages nobody)
-    loop.router = build_router(config.alerts, loop.record_alert, webhooks=wall)
+    loop.router = desk_router(config, home, loop.record_alert, wall)
     loop.router.on_failure = loop.record_delivery_failure
-    loop.router.sinks.append(JsonlSink(home / "alerts.jsonl"))
     return loop
+
+
+def desk_router(config: DeskConfig, home: Path, record: Callable[[Alert], None], webhooks: bool) -> AlertRouter:
+    """The desk's alert router: the config's sinks plus ``HOME/alerts.jsonl``."""
+    router = build_router(config.alerts, record, webhooks=webhooks)
+    router.sinks.append(JsonlSink(home / "alerts.jsonl"))
+    return router
+
+
+def catch_up(ledger: Ledger, home: Path, config: DeskConfig) -> None:
+    """What a desk killed after its last commit left undone — alert lines, outbox files — written from the ledger
+    (a desk that runs does it as its loop starts; this is for one with nothing left to run)."""
+    from execdesk.desk.effects import SideEffects
+
+    router = desk_router(config, home, lambda _alert: None, webhooks=False)
+    SideEffects(ledger, router, build_liaison(config.liaison, home / "outbox", webhooks=False)).catch_up()
 
 

@@ -78,6 +78,8 @@ class SideEffects:
         """Re-derive from the committed events what the home lacks: the lines of the JSON-lines sinks after the
         last one each holds, and the outbox files of every message (written only where missing)."""
         self.ledger.flush()
+        if self.liaison is not None:
+            self.liaison.outbox.sweep()  # what a writer killed mid-message left
         files = [s for s in self.router.sinks if isinstance(s, JsonlSink)]
         kinds = {EventKind.ALERT_RAISED} if files else set()
         if self.liaison is not None:

@@ -191,6 +191,8 @@ class DeskLoop:
                                                                             side="right"))
         if state.last_bar_time is not None:
             self.monitor.marks = fold_marks(self.ledger.events(set(MARK_EVENTS)))
+            if start >= self.market.n > 0:  # resumed after its last bar: the equity it was marked at, again
+                self.monitor.marks.last_equity.update(self.monitor.equity_at(self.holdings(), self.market.n - 1))
         self.venue.restore(state)
         self.oms.reset_cursor()
         self._resting = any(o.type != "MARKET" for o in state.open_orders())

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from execdesk.clock import Clock, WallClock
-from execdesk.desk.assembly import build_loop, build_market, deploy_configured, deployment_id
+from execdesk.desk.assembly import build_loop, build_market, catch_up, deploy_configured, deployment_id
 from execdesk.desk.live import run_live
 from execdesk.desk.lock import DeskLock
 from execdesk.desk.loop import LoopStats
@@ -50,6 +50,8 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
         state = ledger.state
         done = state.completed and state.last_bar_time is not None and state.last_bar_time >= int(market.time[-1])
         stats = LoopStats(bars=market.n)
+        if done:  # nothing to run: what a desk killed after its last commit left undone is done now
+            catch_up(ledger, home, config)
         while not done:
             loop = build_loop(ledger, home, config, bundles, market, progress, clock)
             try:

@@ -310,13 +310,12 @@ class OrderManager:
         # 1. fills the venue made that the ledger missed
         fills, self._cursor = self._call(lambda: self.venue.fills_since(0))
         foreign_before = self.stats.foreign_fills
-        if not self.venue.embedded:  # an order the ledger has as NEW was accepted before it filled: say so first
-            for coid in dict.fromkeys(f.client_order_id for f in fills if f.fill_id not in state.fills):
-                rec = state.orders.get(coid)
-                if rec is not None and rec.status is OrderStatus.NEW:
-                    seen = self._call(lambda c=coid: self.venue.order(ClientOrderId(c)))  # type: ignore[misc]
-                    if seen is not None and seen.status not in _ENDED:
-                        self._acknowledge(seen, time)
+        if not self.venue.embedded:  # orders the venue accepted while the ledger was not told: accepted first, in
+            # the order they were sent (as an uninterrupted run records them), then their fills
+            for rec in [o for o in state.open_orders() if o.status is OrderStatus.NEW]:
+                seen = self._call(lambda c=rec.client_order_id: self.venue.order(ClientOrderId(c)))  # type: ignore[misc]
+                if seen is not None and seen.status not in _ENDED:
+                    self._acknowledge(seen, time)
         report.adopted_fills = [f.fill_id for f in self._book(fills, adopted=True)]
         if self.stats.foreign_fills > foreign_before:
             report.foreign_fills = [f.fill_id for f in fills if f.fill_id not in state.fills]

@@ -270,6 +270,20 @@ class Outbox:
         written = self.write(message)
         return written.json_path, written.md_path
 
+    def sweep(self) -> list[Path]:
+        """Remove the temporary files a writer killed mid-message left (``.<name>.<pid>.tmp`` of a process no longer
+        running); the paths removed."""
+        from execdesk.safefiles import pid_alive
+
+        removed = []
+        for recipient in RECIPIENTS:
+            for path in (self.root / recipient).glob(".*.tmp"):
+                pid = path.name.rsplit(".", 2)[-2]
+                if pid.isdigit() and not pid_alive(int(pid)):
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+        return removed
+
     def list(self, to: str | None = None, kind: str | None = None) -> list[Message]:
         """The messages written (to one recipient / of one kind), in time order (then file name)."""
         if to is not None and to not in RECIPIENTS:

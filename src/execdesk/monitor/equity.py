@@ -89,6 +89,11 @@ class Monitor:
                  for j in np.flatnonzero(self.snapshot_mask[a: a + end + 1])]
         return (a + end if breaches else None), breaches, snaps
 
+    def equity_at(self, h: Holdings, g: int) -> dict[str, float]:
+        """Every scope's equity at bar ``g``'s close with holdings ``h`` (marks nothing)."""
+        scopes, base, weights = self._matrices(h)
+        return dict(zip(scopes, (base + weights @ self.close[:, g]).tolist(), strict=True))
+
     def _matrices(self, h: Holdings) -> tuple[list[str], FloatArray, FloatArray]:
         """Scopes (portfolio first), base equity per scope, and holdings as a scope x pair matrix."""
         if self._cached is not None and self._cached[0] is h:

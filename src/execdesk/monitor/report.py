@@ -48,6 +48,7 @@ from execdesk.monitor.drift import VERDICTS, DriftConfig, evaluate_drift
 from execdesk.monitor.metrics import live_metrics
 from execdesk.monitor.quality import execution_quality
 from execdesk.monitor.trades import handovers_of, round_trips
+from execdesk.safefiles import pid_alive
 from execdesk.store.ledger import Ledger
 from execdesk.strategy.bundle import ValidationReport
 
@@ -346,7 +347,7 @@ def run_report(ledger: Ledger, home: Path) -> list[Path]:
         return []
     root = home / "reports"
     for stale in root.glob(".report-*.tmp") if root.is_dir() else []:  # a writer killed mid-report
-        if not _alive(int(stale.name.split("-")[1])):
+        if not pid_alive(int(stale.name.split("-")[1])):
             shutil.rmtree(stale, ignore_errors=True)
     if written is None:
         numbers = [int(e.payload["number"]) for e in ledger.events({EventKind.REPORT_WRITTEN})]
@@ -359,16 +360,6 @@ def run_report(ledger: Ledger, home: Path) -> list[Path]:
         if there:
             return sorted(there[0].iterdir(), key=_report_file_order)
     return write_report(ledger, home, number=number)[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()
 
 
 _REPORT_FILES = ("report.json", "report.md", "comparison.json", "comparison.yaml", "comparison.md")
