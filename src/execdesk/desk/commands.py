@@ -305,16 +305,11 @@ def send_recorded(ledger: Ledger, home: Path, message: Message) -> None:
     from execdesk.lead.outbox import Outbox
 
     outbox = Outbox(home / "outbox")
-    files = [p.relative_to(outbox.root).as_posix() for p in outbox.paths(message)]
-    ledger.record(Event(t_of(ledger), EventKind.MESSAGE_SENT, message_payload(message, files),
+    ledger.record(Event(desk_time(ledger.state), EventKind.MESSAGE_SENT,
+                        message_payload(message, outbox.names(message)),
                         message.subject if message.subject in ledger.state.deployments else None))
     ledger.flush()
     outbox.write(message)
-
-
-def t_of(ledger: Ledger) -> int:
-    """The desk's time on a stopped desk (its last bar's close)."""
-    return desk_time(ledger.state)
 
 
 class RunningDesk(Protocol):

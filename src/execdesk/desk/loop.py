@@ -324,8 +324,7 @@ class DeskLoop:
         else:
             raise OutboxConflict(f"{kind} {subject} at {t}: 99 different messages under one name already")
         sent[message.id] = message.to_json()
-        files = [p.relative_to(self.liaison.outbox.root).as_posix() for p in self.liaison.outbox.paths(message)] \
-            if self.liaison is not None else []  # relative to the outbox: the same run gives the same event
+        files = self.liaison.outbox.names(message) if self.liaison is not None else []  # (the same event in any home)
         self.record(Event(t, EventKind.MESSAGE_SENT, message_payload(message, files),
                           subject if subject in self.ledger.state.deployments else None))
         return message

@@ -257,6 +257,11 @@ class Outbox:
         folder = self.root / message.to
         return folder / f"{message.stem}.json", folder / f"{message.stem}.md"
 
+    def names(self, message: Message) -> list[str]:
+        """:meth:`paths` relative to the outbox, as the ledger records them (the same run in another home records
+        the same event)."""
+        return [p.relative_to(self.root).as_posix() for p in self.paths(message)]
+
     def write(self, message: Message) -> Written:
         """Write ``message`` (JSON first, then Markdown) unless it is there already: idempotent by id;
         a different file at either name is an :class:`OutboxConflict`."""
