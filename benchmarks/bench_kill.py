@@ -176,7 +176,7 @@ class _Timer:
             return
         if len(self.loop.ledger.state.open_position_keys) >= self.positions:
             self.requested = True
-            kill(self.home, "bench", "kill switch benchmark", int(self.loop.market.time[done - 1]))
+            kill(self.home, "kill switch benchmark", int(self.loop.market.time[done - 1]))
 
     def _kill(self, inner: Callable[..., Any], g: int, *args: Any) -> Any:
         """Around the lead's turn (a generator of decisions the loop applies as they come): t0 when the loop

@@ -16,6 +16,7 @@ import yaml
 from execdesk.backtest.engine import BacktestConfig, run_backtest
 from execdesk.data import PairProfile, generate_market
 from execdesk.data.datadir import write_pair
+from execdesk.desk.identity import Identity
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.state import DeskState
 from execdesk.store.ledger import Ledger
@@ -92,3 +93,19 @@ def validated_bundle(tmp_path: Path, trades_offset: int = 0) -> tuple[Path, Path
     path = tmp_path / "bundle.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path, datadir
+
+
+def new_token(home: Path, name: str, role: str) -> str:
+    """A new API token of ``home`` for ``name`` with ``role``, made by the local user (the home's admin)."""
+    from execdesk.api.tokens import TokenStore
+    from execdesk.desk.identity import local_identity
+
+    token, _record = TokenStore(home).create(name, role, local_identity())
+    return token
+
+
+def token_identity(home: Path, name: str, role: str) -> Identity:
+    """The identity of a new token of ``home`` for ``name`` with ``role`` (authenticated as the API would)."""
+    from execdesk.api.tokens import TokenStore
+
+    return TokenStore(home).authenticate(new_token(home, name, role))

@@ -14,11 +14,12 @@ import pytest
 from typer.testing import CliRunner
 
 from execdesk.cli import app
+from execdesk.desk.identity import local_identity
 from execdesk.domain.events import EventKind
 from execdesk.risk.config import LADDER_STEPS
 from execdesk.store.ledger import Ledger
 from tests.conftest import BUNDLES, small_desk
-from tests.kit import desk_running
+from tests.kit import desk_running, new_token
 
 runner = CliRunner()
 
@@ -375,8 +376,7 @@ def test_deploy_when_every_gate_passes_then_exit_0_and_json_names_six_gates(desk
     # Arrange
     home = _copy(desk_home, tmp_path)
     # Act
-    result = runner.invoke(app, _deploy(home, "--allocation", "0.15", "--by", "ana", "--reason", "validated",
-                                        "--json"))
+    result = runner.invoke(app, _deploy(home, "--allocation", "0.15", "--reason", "validated", "--json"))
     # Assert
     assert result.exit_code == 0, result.output
     data = _json(result)
@@ -385,12 +385,15 @@ def test_deploy_when_every_gate_passes_then_exit_0_and_json_names_six_gates(desk
                                                   "monitor"]
     assert data["refused"] is None
     assert _lifecycles(home)["STR-002-v1"] == "live"
+    with Ledger.for_home(home) as ledger:  # no --token: the local user, recorded as who asked
+        assert {e.payload["by"] for e in ledger.events({EventKind.GATE})
+                if e.payload["deployment_id"] == "STR-002-v1"} == {local_identity().name}
 
 
 def test_deploy_when_human_output_then_a_table_of_the_gates(desk_home: Path, tmp_path: Path) -> None:
     home = _copy(desk_home, tmp_path)
 
-    result = runner.invoke(app, _deploy(home, "--by", "ana"), terminal_width=200)
+    result = runner.invoke(app, _deploy(home), terminal_width=200)
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -411,7 +414,7 @@ def test_deploy_when_a_gate_refuses_then_exit_3_and_a_json_error_naming_the_gate
         desk_home: Path, tmp_path: Path, args: list[str], gate: str, why: str) -> None:
     home = _copy(desk_home, tmp_path)
 
-    result = runner.invoke(app, [*args, "--home", str(home), "--by", "ana", "--json"])
+    result = runner.invoke(app, [*args, "--home", str(home), "--json"])
 
     assert result.exit_code == 3, result.output
     data = _json(result)
@@ -427,16 +430,18 @@ def test_deploy_when_live_ccxt_then_pending_until_denied_and_a_second_answer_exi
         desk_home: Path, tmp_path: Path) -> None:
     # Arrange
     home = _copy(desk_home, tmp_path)
-    pending = runner.invoke(app, _deploy(home, "--venue", "ccxt:binance", "--live", "--by", "ana", "--json"))
+    ana, officer, other = (new_token(home, "ana", "lead"), new_token(home, "risk-officer", "risk"),
+                           new_token(home, "someone-else", "lead"))
+    pending = runner.invoke(app, _deploy(home, "--venue", "ccxt:binance", "--live", "--token", ana, "--json"))
     assert pending.exit_code == 0, pending.output
     plan = _json(pending)
     assert plan["status"] == "pending_approval"
     request = plan["approval_request"]
     assert request.startswith("dr-")
     # Act
-    denied = runner.invoke(app, ["deny", request, "--by", "risk-officer", "--reason", "testnet first",
+    denied = runner.invoke(app, ["deny", request, "--token", officer, "--reason", "testnet first",
                                  "--home", str(home), "--json"])
-    again = runner.invoke(app, ["approve", request, "--by", "someone-else", "--reason", "second answer",
+    again = runner.invoke(app, ["approve", request, "--token", other, "--reason", "second answer",
                                 "--home", str(home), "--json"])
     # Assert
     assert denied.exit_code == 0, denied.output
@@ -445,12 +450,15 @@ def test_deploy_when_live_ccxt_then_pending_until_denied_and_a_second_answer_exi
     assert again.exit_code == 2, again.output
     assert "not waiting for approval" in _json(again)["error"]["message"]
     assert "STR-002-v1" not in _lifecycles(home)
+    with Ledger.for_home(home) as ledger:
+        decided = [(e.payload["decision"], e.payload["by"]) for e in ledger.events({EventKind.APPROVAL_DECIDED})]
+    assert decided == [("denied", "risk-officer")]
 
 
 def test_deploy_when_live_ccxt_and_human_output_then_says_how_to_approve(desk_home: Path, tmp_path: Path) -> None:
     home = _copy(desk_home, tmp_path)
 
-    result = runner.invoke(app, _deploy(home, "--venue", "ccxt:binance", "--live", "--by", "ana"),
+    result = runner.invoke(app, _deploy(home, "--venue", "ccxt:binance", "--live"),
                            terminal_width=200)
 
     assert result.exit_code == 0, result.output
@@ -461,7 +469,7 @@ def test_deploy_when_live_ccxt_and_human_output_then_says_how_to_approve(desk_ho
 def test_pause_resume_when_run_then_status_follows_and_a_second_resume_exits_3_naming_why(
         desk_home: Path, tmp_path: Path) -> None:
     home = _copy(desk_home, tmp_path)
-    who = ["--by", "ana", "--reason", "looks off", "--home", str(home)]
+    who = ["--token", new_token(home, "ana", "operator"), "--reason", "looks off", "--home", str(home)]
 
     paused = runner.invoke(app, ["pause", "STR-001-v1", *who, "--json"])
     after_pause = _lifecycles(home)
@@ -483,7 +491,7 @@ def test_pause_resume_when_run_then_status_follows_and_a_second_resume_exits_3_n
 
 def test_status_when_human_then_venue_and_lifecycle_columns(desk_home: Path, tmp_path: Path) -> None:
     home = _copy(desk_home, tmp_path)
-    assert runner.invoke(app, ["pause", "STR-004-v1", "--by", "ana", "--reason", "r", "--home", str(home)]
+    assert runner.invoke(app, ["pause", "STR-004-v1", "--reason", "r", "--home", str(home)]
                          ).exit_code == 0
 
     result = runner.invoke(app, ["status", "--home", str(home)], terminal_width=250)
@@ -502,7 +510,7 @@ def test_pause_when_a_desk_is_running_then_queued_and_status_lists_the_pending_r
         desk_home: Path, tmp_path: Path) -> None:
     home = _copy(desk_home, tmp_path)
     with desk_running(home):
-        queued = runner.invoke(app, ["pause", "STR-001-v1", "--by", "ana", "--reason", "r", "--home", str(home),
+        queued = runner.invoke(app, ["pause", "STR-001-v1", "--reason", "r", "--home", str(home),
                                      "--json"])
         human = runner.invoke(app, ["status", "--home", str(home)], terminal_width=250)
         data = runner.invoke(app, ["status", "--home", str(home), "--json"])
@@ -518,7 +526,7 @@ def test_pause_when_a_desk_is_running_then_queued_and_status_lists_the_pending_r
 def test_rollback_when_the_strategy_has_one_version_then_exit_3(desk_home: Path, tmp_path: Path) -> None:
     home = _copy(desk_home, tmp_path)
 
-    result = runner.invoke(app, ["rollback", "STR-001", "--by", "ana", "--reason", "nothing before", "--home",
+    result = runner.invoke(app, ["rollback", "STR-001", "--reason", "nothing before", "--home",
                                  str(home), "--json"])
 
     assert result.exit_code == 3, result.output
@@ -526,14 +534,32 @@ def test_rollback_when_the_strategy_has_one_version_then_exit_3(desk_home: Path,
     assert _lifecycles(home)["STR-001-v1"] == "live"
 
 
-def test_deploy_when_by_missing_then_exit_2_naming_by(desk_home: Path, tmp_path: Path) -> None:
+def test_deploy_when_by_given_then_exit_2_naming_by_as_no_option(desk_home: Path, tmp_path: Path) -> None:
+    # who asks is the authenticated identity (--token, else the local user), never free text
     home = _copy(desk_home, tmp_path)
 
-    result = runner.invoke(app, _deploy(home))
+    result = runner.invoke(app, _deploy(home, "--by", "ana"))
 
     assert result.exit_code == 2, result.output
     assert "--by" in result.stderr
     assert "Traceback" not in result.output
+    assert "STR-002-v1" not in _lifecycles(home)
+
+
+@pytest.mark.parametrize("token", ["edk_000000000000_" + "A" * 43, "not-a-token", ""])
+def test_deploy_when_the_token_is_not_a_live_one_then_exit_2_and_nothing_recorded(
+        desk_home: Path, tmp_path: Path, token: str) -> None:
+    home = _copy(desk_home, tmp_path)
+    new_token(home, "ana", "lead")
+    with Ledger.for_home(home) as ledger:
+        before = ledger.state.last_seq
+
+    result = runner.invoke(app, [*_deploy(home, "--token", token), "--json"])
+
+    assert result.exit_code == 2, result.output
+    assert _json(result)["error"]["type"] == "Unauthenticated"
+    with Ledger.for_home(home) as ledger:
+        assert ledger.state.last_seq == before
 
 
 @pytest.mark.parametrize(("args", "option"), [(["--venue", "binance"], "--venue"),
@@ -546,7 +572,7 @@ def test_deploy_when_an_option_is_bad_then_exit_2_naming_it(desk_home: Path, tmp
                                                            option: str) -> None:
     home = _copy(desk_home, tmp_path)
 
-    result = runner.invoke(app, [*_deploy(home, *args, "--by", "ana"), "--json"])
+    result = runner.invoke(app, [*_deploy(home, *args), "--json"])
 
     assert result.exit_code == 2, result.output
     assert _json(result)["error"]["message"].startswith(f"{option}: ")
@@ -557,7 +583,7 @@ def test_deploy_when_an_option_is_bad_then_exit_2_naming_it(desk_home: Path, tmp
 def test_deploy_when_at_is_empty_or_nan_then_exit_2_naming_at(desk_home: Path, tmp_path: Path, at: str) -> None:
     home = _copy(desk_home, tmp_path)
 
-    result = runner.invoke(app, [*_deploy(home, "--by", "ana", "--at", at), "--json"])
+    result = runner.invoke(app, [*_deploy(home, "--at", at), "--json"])
 
     assert result.exit_code == 2, result.output
     assert _json(result)["error"]["message"].startswith("--at: ")
@@ -566,7 +592,7 @@ def test_deploy_when_at_is_empty_or_nan_then_exit_2_naming_at(desk_home: Path, t
 def test_deploy_when_at_is_given_then_the_deployment_is_scheduled(desk_home: Path, tmp_path: Path) -> None:
     home = _copy(desk_home, tmp_path)
 
-    result = runner.invoke(app, [*_deploy(home, "--by", "ana", "--at", "2024-04-01T00:00:00Z"), "--json"])
+    result = runner.invoke(app, [*_deploy(home, "--at", "2024-04-01T00:00:00Z"), "--json"])
 
     assert result.exit_code == 0, result.output
     assert (_json(result)["status"], _json(result)["start_at"]) == ("deployed", 1711929600)
@@ -577,7 +603,7 @@ def test_deploy_when_live_ccxt_and_a_desk_is_running_then_the_output_still_names
         desk_home: Path, tmp_path: Path) -> None:
     home = _copy(desk_home, tmp_path)
     with desk_running(home):
-        result = runner.invoke(app, _deploy(home, "--venue", "ccxt:binance", "--live", "--by", "ana", "--json"))
+        result = runner.invoke(app, _deploy(home, "--venue", "ccxt:binance", "--live", "--json"))
 
     assert result.exit_code == 0, result.output
     data = _json(result)
@@ -618,3 +644,135 @@ def test_intake_when_a_value_is_out_of_bounds_then_refused_naming_it(tmp_path: P
     data = json.loads(result.stdout)
     assert not data["results"][0]["ok"]
     assert any(e["path"] == expected for e in data["results"][0]["errors"]), data["results"][0]["errors"]
+
+
+# ---------------------------------------------------------------- who may do what: tokens, roles, four eyes
+def _events(home: Path, kind: EventKind) -> list[dict[str, Any]]:
+    with Ledger.for_home(home) as ledger:
+        return [e.payload for e in ledger.events({kind})]
+
+
+def test_approve_when_the_lead_who_asked_for_a_live_deployment_approves_it_then_refused_and_another_lead_may(
+        desk_home: Path, tmp_path: Path) -> None:
+    # Arrange: a lead asks for a real-money deployment; it waits for a human's approval
+    home = _copy(desk_home, tmp_path)
+    ana, bo = new_token(home, "ana", "lead"), new_token(home, "bo", "lead")
+    pending = runner.invoke(app, _deploy(home, "--venue", "ccxt:binance", "--live", "--token", ana, "--json"))
+    assert pending.exit_code == 0, pending.output
+    assert _json(pending)["status"] == "pending_approval"
+    request = _json(pending)["approval_request"]
+    # Act: the same lead approves it; then another lead does
+    same = runner.invoke(app, ["approve", request, "--token", ana, "--reason", "mine", "--home", str(home), "--json"])
+    other = runner.invoke(app, ["approve", request, "--token", bo, "--reason", "checked", "--home", str(home),
+                                "--json"])
+    # Assert: four eyes: the requester's approval refused (exit 3, naming the rule), nothing approved by it
+    assert same.exit_code == 3, same.output
+    error = _json(same)["error"]
+    assert (error["type"], error["exit_code"]) == ("NotAllowed", 3)
+    assert "four eyes" in error["message"]
+    assert "ana requested this live deployment and cannot approve it" in error["message"]
+    # the other lead's approval passes the approval gate (this paper desk's deploy gate then stops a real-money
+    # deployment: no exchange here)
+    assert other.exit_code == 3, other.output
+    assert "the deploy gate refused it" in _json(other)["error"]["message"]
+    assert "four eyes" not in _json(other)["error"]["message"]
+    assert [(p["decision"], p["by"]) for p in _events(home, EventKind.APPROVAL_DECIDED)] == [("approved", "bo")]
+    approvals = [g for g in _events(home, EventKind.GATE) if g["deployment_id"] == "STR-002-v1"
+                 and g["gate"] == "approval"]
+    assert [g["outcome"] for g in approvals] == ["pending", "approved"]
+    received = [(p["action"], p["identity"]["name"]) for p in _events(home, EventKind.COMMAND_RECEIVED)]
+    assert received == [("deploy", "ana"), ("approve", "bo")]
+
+
+def test_approve_when_refused_by_four_eyes_then_the_ledger_records_the_refusal_with_its_identity(
+        desk_home: Path, tmp_path: Path) -> None:
+    home = _copy(desk_home, tmp_path)
+    ana = new_token(home, "ana", "lead")
+    pending = runner.invoke(app, _deploy(home, "--venue", "ccxt:binance", "--live", "--token", ana, "--json"))
+    request = _json(pending)["approval_request"]
+
+    same = runner.invoke(app, ["approve", request, "--token", ana, "--reason", "mine", "--home", str(home)])
+
+    assert same.exit_code == 3, same.output
+    refused = _events(home, EventKind.COMMAND_REFUSED)
+    assert [(p["action"], p["identity"]["name"], p["exit_code"]) for p in refused] == [("approve", "ana", 3)]
+    assert "four eyes" in refused[0]["error"]
+
+
+def test_pause_when_a_viewer_asks_then_exit_3_naming_the_rule_recorded_and_an_operator_may(
+        desk_home: Path, tmp_path: Path) -> None:
+    home = _copy(desk_home, tmp_path)
+    viewer, operator = new_token(home, "vic", "viewer"), new_token(home, "ops", "operator")
+
+    refused = runner.invoke(app, ["pause", "STR-001-v1", "--token", viewer, "--reason", "curious", "--home",
+                                  str(home)])
+    paused = runner.invoke(app, ["pause", "STR-001-v1", "--reason", "looks off", "--home", str(home), "--json"],
+                           env={"EXECDESK_TOKEN": operator})
+
+    # Assert: the viewer refused (exit 3, naming the rule) and that refusal on record with its identity; the
+    # operator's pause applied, taken in under the operator's identity
+    assert refused.exit_code == 3, refused.output
+    assert "vic (viewer) may not pause" in " ".join(refused.stderr.split())
+    assert paused.exit_code == 0, paused.output
+    assert _lifecycles(home)["STR-001-v1"] == "paused"
+    refusals = _events(home, EventKind.COMMAND_REFUSED)
+    assert [(p["action"], p["by"], p["identity"]["name"], p["identity"]["role"], p["identity"]["via"],
+             p["reason"], p["exit_code"]) for p in refusals] == [
+        ("pause", "vic", "vic", "viewer", "token", "curious", 3)]
+    assert "may not pause" in refusals[0]["error"]
+    received = _events(home, EventKind.COMMAND_RECEIVED)
+    assert [(p["action"], p["by"], p["identity"]["name"], p["identity"]["role"]) for p in received] == [
+        ("pause", "ops", "ops", "operator")]
+
+
+def test_token_create_when_a_viewer_asks_then_exit_3_and_no_token_made(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    viewer = new_token(home, "vic", "viewer")
+
+    created = runner.invoke(app, ["token", "create", "--name", "eve", "--role", "admin", "--home", str(home),
+                                  "--token", viewer, "--json"])
+    listed = runner.invoke(app, ["token", "list", "--home", str(home), "--token", viewer])
+    revoked = runner.invoke(app, ["token", "revoke", "vic", "--home", str(home), "--token", viewer])
+
+    assert (created.exit_code, listed.exit_code, revoked.exit_code) == (3, 3, 3), created.output
+    assert _json(created)["error"]["type"] == "NotAllowed"
+    assert "vic (viewer) may not tokens" in _json(created)["error"]["message"]
+    records = json.loads((home / "tokens.json").read_text())["tokens"]
+    assert [(r["name"], r["revoked_at"]) for r in records] == [("vic", None)]
+
+
+def test_token_when_created_then_shown_once_listed_without_secrets_and_refused_once_revoked(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    # Act: the local user (the home's admin) makes two tokens, one as a table, one as JSON
+    human = runner.invoke(app, ["token", "create", "--name", "ana", "--role", "lead", "--home", str(home)],
+                          terminal_width=200)
+    created = runner.invoke(app, ["token", "create", "--name", "bo", "--role", "admin", "--home", str(home), "--json"])
+    listed = runner.invoke(app, ["token", "list", "--home", str(home), "--json"])
+    assert (human.exit_code, created.exit_code, listed.exit_code) == (0, 0, 0), human.output + created.output
+    ana = human.stdout.strip().splitlines()[-1]
+    bo = _json(created)["token"]
+    # Assert: shown once (the token's own answer), never again; its record names who made it
+    assert ana.startswith("edk_")
+    assert bo.startswith("edk_")
+    assert "shown once" in human.stdout
+    assert (_json(created)["name"], _json(created)["role"], _json(created)["created_by"]) == (
+        "bo", "admin", local_identity().name)
+    assert "sha256" not in _json(created)
+    assert sorted((t["name"], t["role"]) for t in _json(listed)["tokens"]) == [("ana", "lead"), ("bo", "admin")]
+    assert ana not in listed.stdout
+    assert bo not in listed.stdout
+    assert all("sha256" not in t for t in _json(listed)["tokens"])
+    # a second live token of one name is refused; a token acts with its role (bo, an admin, lists; revokes ana)
+    again = runner.invoke(app, ["token", "create", "--name", "ana", "--role", "viewer", "--home", str(home)])
+    assert again.exit_code == 2, again.output
+    assert "a live token named 'ana' exists" in " ".join(again.stderr.split())
+    revoked = runner.invoke(app, ["token", "revoke", "ana", "--home", str(home), "--token", bo, "--json"])
+    assert revoked.exit_code == 0, revoked.output
+    assert _json(revoked)["revoked_at"] is not None
+    # a revoked token is refused (exit 2), whatever it asks
+    after = runner.invoke(app, ["token", "list", "--home", str(home), "--token", ana])
+    assert after.exit_code == 2, after.output
+    assert "not a live token" in " ".join(after.stderr.split())
+    human_list = runner.invoke(app, ["token", "list", "--home", str(home)], terminal_width=200)
+    assert "ana  lead  revoked" in human_list.stdout
+    assert "bo  admin  live" in human_list.stdout

@@ -36,6 +36,12 @@ DbUrlOpt = Annotated[str | None, typer.Option("--db-url", envvar="EXECDESK_DB_UR
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (stable keys) instead of tables.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
 DEFAULT_HOME = Path(".execdesk")
+TokenOpt = Annotated[str | None, typer.Option(
+    "--token", envvar="EXECDESK_TOKEN", show_default=False,
+    help="Act as this token's identity and role (execdesk token create); default: the local user (admin).")]
+CommandIdOpt = Annotated[str | None, typer.Option(
+    "--command-id", help="This command's id (1-64 letters, digits, . _ : -): the same id again is a no-op, so a "
+    "retry after a lost answer is safe. Default: a new one.")]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -75,6 +81,17 @@ def _fail(code: int, kind: str, message: str, as_json: bool, debug: bool) -> Non
     line = " ".join(message.split())
     err.print(f"[bold red]error:[/] {line}" if code != 1 else f"[bold red]{line}[/]", markup=True)
     raise typer.Exit(code)
+
+
+def _identity(home: Path, token: str | None) -> Any:
+    """Who a command is from: the token's identity (authenticated against the home's tokens), or the local user's."""
+    from execdesk.desk.identity import local_identity
+
+    if token is None:
+        return local_identity()
+    from execdesk.api.tokens import TokenStore
+
+    return TokenStore(home).authenticate(token)
 
 
 @contextmanager
@@ -252,7 +269,7 @@ def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonO
         out.print(f"requests waiting for the desk's next bar: {', '.join(data['pending_requests'])}")
     for waiting in data["waiting_for_a_human"]:
         out.print(f"waiting for a human: {waiting['request_id']} ({waiting['subject']}): {waiting['question']} "
-                  f"— execdesk approve|deny {waiting['request_id']} --by NAME --reason WHY")
+                  f"— execdesk approve|deny {waiting['request_id']} --reason WHY")
 
 
 @app.command()
@@ -298,18 +315,17 @@ def report(deployment: Annotated[str | None, typer.Argument(help="One deployment
 
 @app.command()
 @command
-def rearm(by: Annotated[str, typer.Option("--by", help="Who re-arms (recorded).")],
-          reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+def rearm(reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
           deployment: Annotated[str | None, typer.Option("--deployment", help="One deployment (default: the desk).")]
           = None,
           home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
           debug: DebugOpt = False,
           command_id: Annotated[str | None, typer.Option("--command-id", help="This command's id (see deploy).")]
-          = None) -> None:
+          = None, token: TokenOpt = None) -> None:
     """Re-arm the desk (or one deployment) by hand after the circuit breaker, a kill or a ladder step."""
     from execdesk.api import actions
 
-    data = actions.rearm(home, by, reason, deployment, db_url, command_id=command_id)
+    data = actions.rearm(home, reason, deployment, db_url, command_id=command_id, identity=_identity(home, token))
     if as_json:
         _emit_json(data)
         return
@@ -323,25 +339,21 @@ def rearm(by: Annotated[str, typer.Option("--by", help="Who re-arms (recorded)."
 
 @app.command()
 @command
-def kill(by: Annotated[str, typer.Option("--by", help="Who pulls the kill switch (recorded).")],
-         reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
-         home: HomeOpt = DEFAULT_HOME, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+def kill(reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+         home: HomeOpt = DEFAULT_HOME, as_json: JsonOpt = False, debug: DebugOpt = False, token: TokenOpt = None,
+         command_id: CommandIdOpt = None) -> None:
     """Pull the kill switch: cancel everything, close everything, HALTED until `execdesk rearm`."""
     import time
 
     from execdesk.api import actions
 
-    data = actions.kill(home, by, reason, int(time.time()))
+    data = actions.kill(home, reason, int(time.time()), _identity(home, token), command_id)
     if as_json:
         _emit_json(data)
         return
     out.print(f"kill switch requested by {data['by']}: {data['request']} ({data['note']})")
 
 
-ByOpt = Annotated[str, typer.Option("--by", help="Who decides (recorded).")]
-CommandIdOpt = Annotated[str | None, typer.Option(
-    "--command-id", help="This command's id (1-64 letters, digits, . _ : -): the same id again is a no-op, so a "
-    "retry after a lost answer is safe. Default: a new one.")]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (recorded).")]
 PositionsOpt = Annotated[str, typer.Option("--positions", help="What the version being replaced does with its "
                                            "positions: hand_over (to the version taking over) or close.")]
@@ -358,9 +370,9 @@ def deploy(bundle: Annotated[Path, typer.Argument(help="The validated strategy b
            at: Annotated[str | None, typer.Option("--at", help="Start trading at this ISO 8601 time (scheduled).")]
            = None,
            positions: PositionsOpt = "hand_over",
-           by: ByOpt = "", reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "",
+           reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "",
            home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
-           debug: DebugOpt = False, command_id: CommandIdOpt = None) -> None:
+           debug: DebugOpt = False, command_id: CommandIdOpt = None, token: TokenOpt = None) -> None:
     """Take a bundle through the gates onto the desk: intake, signal generator, risk, approval, deploy, monitor.
 
     A refused gate exits 3 with its reason; a venue trading real money waits for `execdesk approve`."""
@@ -368,8 +380,8 @@ def deploy(bundle: Annotated[Path, typer.Argument(help="The validated strategy b
 
     from execdesk.api import actions
 
-    data = actions.deploy(home, bundle, venue, int(time.time()), allocation, live, at, positions, by, reason, db_url,
-                          command_id)
+    data = actions.deploy(home, bundle, venue, int(time.time()), allocation, live, at, positions, reason, db_url,
+                          command_id, _identity(home, token))
     _show_plan(data, as_json)
 
 
@@ -378,14 +390,14 @@ def deploy(bundle: Annotated[Path, typer.Argument(help="The validated strategy b
 def inbox(venue: Annotated[str, typer.Option("--venue", help="Where the bundles are deployed (see deploy).")]
           = "paper",
           allocation: Annotated[float, typer.Option(help="Fraction of portfolio equity asked for, each.")] = 0.10,
-          by: ByOpt = "", home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
-          debug: DebugOpt = False) -> None:
+          home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
+          debug: DebugOpt = False, token: TokenOpt = None) -> None:
     """Take the validated bundles waiting in HOME/inbox/ through the gates, each on its own."""
     import time
 
     from execdesk.api import actions
 
-    data = actions.take_inbox(home, venue, int(time.time()), allocation, by, db_url)
+    data = actions.take_inbox(home, venue, int(time.time()), allocation, db_url, _identity(home, token))
     if as_json:
         _emit_json(data)
         return
@@ -404,13 +416,13 @@ def bots(action: Annotated[str, typer.Argument(help="start, stop, sync (their tr
          datadir: Annotated[Path | None, typer.Option("--datadir", help="start: run the bot offline on this "
                                                       "Freqtrade datadir's candles (replayed).")] = None,
          home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
-         debug: DebugOpt = False) -> None:
+         debug: DebugOpt = False, token: TokenOpt = None) -> None:
     """The desk's Freqtrade bots (deployments on --venue freqtrade): start, stop, sync their trades, status."""
     import time
 
     from execdesk.api import actions
 
-    data = actions.bots(home, action, int(time.time()), deployment, datadir, db_url)
+    data = actions.bots(home, action, int(time.time()), deployment, datadir, db_url, _identity(home, token))
     if as_json:
         _emit_json(data)
         return
@@ -428,41 +440,45 @@ def bots(action: Annotated[str, typer.Argument(help="start, stop, sync (their tr
 
 @app.command()
 @command
-def approve(request: Annotated[str, typer.Argument(help="The decision request id (dr-...).")], by: ByOpt,
+def approve(request: Annotated[str, typer.Argument(help="The decision request id (dr-...).")],
             reason: ReasonOpt, home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
-            debug: DebugOpt = False, command_id: CommandIdOpt = None) -> None:
+            debug: DebugOpt = False, command_id: CommandIdOpt = None, token: TokenOpt = None) -> None:
     """Approve a request waiting for a human: a deployment (it goes on through the deploy and monitor gates) or
     a drawdown step the desk leaves to a human (its action is taken at the desk's next bar)."""
     import time
 
     from execdesk.api import actions
 
-    _show_plan(actions.decide(home, request, "approve", by, reason, int(time.time()), db_url, command_id), as_json)
+    _show_plan(actions.decide(home, request, "approve", reason, int(time.time()), db_url, command_id,
+                              _identity(home, token)), as_json)
 
 
 @app.command()
 @command
-def deny(request: Annotated[str, typer.Argument(help="The decision request id (dr-...).")], by: ByOpt,
+def deny(request: Annotated[str, typer.Argument(help="The decision request id (dr-...).")],
          reason: ReasonOpt, home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
-         debug: DebugOpt = False, command_id: CommandIdOpt = None) -> None:
+         debug: DebugOpt = False, command_id: CommandIdOpt = None, token: TokenOpt = None) -> None:
     """Deny a request waiting for a human: a deployment (its approval gate is refused) or a drawdown step (not
     taken)."""
     import time
 
     from execdesk.api import actions
 
-    _show_plan(actions.decide(home, request, "deny", by, reason, int(time.time()), db_url, command_id), as_json)
+    _show_plan(actions.decide(home, request, "deny", reason, int(time.time()), db_url, command_id,
+                              _identity(home, token)), as_json)
 
 
 def _lifecycle_command(action: str, doc: str) -> None:
     def run_action(deployment: Annotated[str, typer.Argument(help="The deployment id, e.g. STR-001-v2.")],
-                   by: ByOpt, reason: ReasonOpt, home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None,
-                   as_json: JsonOpt = False, debug: DebugOpt = False, command_id: CommandIdOpt = None) -> None:
+                   reason: ReasonOpt, home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None,
+                   as_json: JsonOpt = False, debug: DebugOpt = False, command_id: CommandIdOpt = None,
+                   token: TokenOpt = None) -> None:
         import time
 
         from execdesk.api import actions
 
-        data = actions.lifecycle(home, action, deployment, by, reason, int(time.time()), db_url, command_id)
+        data = actions.lifecycle(home, action, deployment, reason, int(time.time()), db_url, command_id,
+                                 _identity(home, token))
         if as_json:
             _emit_json(data)
         elif "queued" in data or data.get("already_applied"):
@@ -481,16 +497,17 @@ _lifecycle_command("remove", "Remove a deployment: its orders cancelled and posi
 
 @app.command()
 @command
-def rollback(strategy: Annotated[str, typer.Argument(help="The strategy id, e.g. STR-001.")], by: ByOpt,
+def rollback(strategy: Annotated[str, typer.Argument(help="The strategy id, e.g. STR-001.")],
              reason: ReasonOpt, positions: PositionsOpt = "hand_over", home: HomeOpt = DEFAULT_HOME,
              db_url: DbUrlOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False,
-             command_id: CommandIdOpt = None) -> None:
+             command_id: CommandIdOpt = None, token: TokenOpt = None) -> None:
     """Go back to the strategy's previous version: the current one's positions handed over or closed."""
     import time
 
     from execdesk.api import actions
 
-    data = actions.rollback(home, strategy, by, reason, int(time.time()), positions, db_url, command_id)
+    data = actions.rollback(home, strategy, reason, int(time.time()), positions, db_url, command_id,
+                            _identity(home, token))
     if as_json:
         _emit_json(data)
     elif "queued" in data or data.get("already_applied"):
@@ -514,7 +531,7 @@ def _show_plan(data: dict[str, Any], as_json: bool) -> None:
     if "queued" in data:
         out.print(f"{data['note']} ({data['queued']})")
         if data.get("approval_request"):
-            out.print(f"waiting for a human: execdesk approve {data['approval_request']} --by NAME --reason WHY "
+            out.print(f"waiting for a human: execdesk approve {data['approval_request']} --reason WHY "
                       "(or deny)")
         return
     table = Table("gate", "outcome", "reason", title=f"{data['deployment_id']} -> {data['venue']}: {data['status']}")
@@ -522,7 +539,7 @@ def _show_plan(data: dict[str, Any], as_json: bool) -> None:
         table.add_row(gate["gate"], gate["outcome"], gate["reason"])
     out.print(table)
     if data["status"] == "pending_approval":
-        out.print(f"waiting for a human: execdesk approve {data['approval_request']} --by NAME --reason WHY "
+        out.print(f"waiting for a human: execdesk approve {data['approval_request']} --reason WHY "
                   "(or deny)")
 
 
@@ -557,6 +574,98 @@ def verify(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonO
         return
     out.print(f"ledger {data['ledger']}: {data['events']} events verified, chain head {data['head'][:16]}..., "
               f"projections equal to the fold ({data['seconds']:.2f} s)")
+
+
+token_app = typer.Typer(no_args_is_help=True, help="API tokens: an identity and a role for the REST API, the agent "
+                        "tools and the CLI's --token (viewer, operator, risk, lead, admin).")
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+@command
+def token_create(name: Annotated[str, typer.Option("--name", help="Whose token (recorded with every command).")],
+                 role: Annotated[str, typer.Option("--role", help="viewer, operator, risk, lead or admin.")],
+                 home: HomeOpt = DEFAULT_HOME, as_json: JsonOpt = False, debug: DebugOpt = False,
+                 token: TokenOpt = None) -> None:
+    """Create a token (shown once; stored hashed in HOME/tokens.json)."""
+    from execdesk.api import actions
+
+    data = actions.token_create(home, name, role, _identity(home, token))
+    if as_json:
+        _emit_json(data)
+        return
+    out.print(f"token for {data['name']} ({data['role']}), id {data['id']} — shown once, keep it safe:")
+    out.print(data["token"])
+
+
+@token_app.command("list")
+@command
+def token_list(home: HomeOpt = DEFAULT_HOME, as_json: JsonOpt = False, debug: DebugOpt = False,
+               token: TokenOpt = None) -> None:
+    """The home's tokens (never their secrets)."""
+    from execdesk.api import actions
+
+    data = actions.token_list(home, _identity(home, token))
+    if as_json:
+        _emit_json(data)
+        return
+    for t in data["tokens"]:
+        state = "revoked" if t["revoked_at"] is not None else "live"
+        out.print(f"{t['id']}  {t['name']}  {t['role']}  {state}  created by {t['created_by']}")
+
+
+@token_app.command("revoke")
+@command
+def token_revoke(which: Annotated[str, typer.Argument(help="The token's id or name.")],
+                 home: HomeOpt = DEFAULT_HOME, as_json: JsonOpt = False, debug: DebugOpt = False,
+                 token: TokenOpt = None) -> None:
+    """Revoke a token: refused at once by the API, the tools and the CLI."""
+    from execdesk.api import actions
+
+    data = actions.token_revoke(home, which, _identity(home, token))
+    if as_json:
+        _emit_json(data)
+        return
+    out.print(f"revoked {data['id']} ({data['name']}, {data['role']})")
+
+
+@app.command()
+@command
+def serve(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None,
+          host: Annotated[str, typer.Option("--host", help="Address to bind (loopback unless told otherwise).")]
+          = "127.0.0.1",
+          port: Annotated[int, typer.Option("--port", help="Port to listen on.", min=1, max=65535)] = 8765,
+          debug: DebugOpt = False) -> None:
+    """Serve the desk: REST API (OpenAPI at /docs), live events, the dashboard at /, Prometheus /metrics and the
+    agent tools (MCP, streamable HTTP) at /mcp — on a running desk or a stopped one."""
+    import uvicorn
+
+    from execdesk.api.service import create_app
+
+    application = create_app(home, db_url)
+    err.print(f"execdesk serving {home} on http://{host}:{port}/ (tokens: execdesk token create)")
+    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command("mcp")
+@command
+def mcp_tools(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None,
+              token: Annotated[str | None, typer.Option(
+                  "--token", envvar="EXECDESK_TOKEN", show_default=False,
+                  help="The token the tools act as: its identity and role (required; execdesk token create).")]
+              = None, debug: DebugOpt = False) -> None:
+    """Serve the agent tools (MCP) over stdin/stdout as the token's identity: the reads, and the commands its role
+    may take — the desk runs every gate on them (docs/AGENTS.md)."""
+    from execdesk.api.tokens import TokenStore, Unauthenticated
+
+    if not token:
+        raise Unauthenticated("mcp: a token is required (--token or EXECDESK_TOKEN; execdesk token create)")
+    TokenStore(home).authenticate(token)  # (before the server's imports: a refusal is quick)
+    import anyio
+
+    from execdesk.api.agent_tools import serve_stdio
+
+    anyio.run(serve_stdio, home, db_url, token)
 
 
 @app.command()

@@ -8,15 +8,18 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from execdesk.desk.commands import MAX_REQUEST_BYTES, read_request, set_aside
+from execdesk.desk.commands import MAX_REQUEST_BYTES, queue_request, read_request, set_aside, sign
+from execdesk.desk.identity import local_identity
 from execdesk.desk.runner import run_desk
 from execdesk.desk.settings import load_desk_config
 from execdesk.domain.events import EventKind
 from execdesk.errors import InvalidInput
 from execdesk.store.ledger import Ledger
+from tests.kit import new_token, token_identity
 
 
 @pytest.fixture
@@ -29,20 +32,42 @@ def control(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(("content", "why"), [
     ("{not json", "not a JSON request"),
     ("[1, 2]", "a JSON list; a request is a JSON object"),
-    ('{"action": "format_disk"}', "action 'format_disk'"),
+    ({"action": "format_disk"}, "action 'format_disk'"),  # signed: refused for what it asks
     ('{"action": "pause"', "not a JSON request"),
+    ('{"action": "pause", "identity": {"name": "ana", "role": "admin", "via": "token"}}', "not signed"),
+    ({"action": "pause", "command_id": "cmd-1"}, "a request names its identity"),
+    ({"action": "pause", "command_id": "cmd-1", "identity": {"name": "ana", "role": "root", "via": "token"}},
+     "role: got 'root'"),
 ])
-def test_read_request_when_not_a_request_then_refused_naming_why(control: Path, content: str, why: str) -> None:
+def test_read_request_when_not_a_request_then_refused_naming_why(control: Path, content: str | dict[str, Any],
+                                                                 why: str) -> None:
     path = control / "pause-1-000.json"
-    path.write_text(content)
+    path.write_text(content if isinstance(content, str) else json.dumps(sign(control.parent, content)))
     with pytest.raises(InvalidInput, match=why):
         read_request(path, control.parent)
 
 
 def test_read_request_when_a_kill_names_nobody_then_refused(control: Path) -> None:
-    path = control / "kill-1.json"
-    path.write_text(json.dumps({"reason": "x"}))
+    path = control / "kill-1-000.json"
+    path.write_text(json.dumps(sign(control.parent, {"reason": "x", "identity": local_identity().as_dict()})))
     with pytest.raises(InvalidInput, match="names who"):
+        read_request(path, control.parent)
+
+
+def test_read_request_when_signed_then_read_and_when_altered_after_signing_then_refused(control: Path) -> None:
+    # Arrange: a request as the commands leave it (signed with the home's key)
+    who = local_identity().as_dict()
+    path = queue_request(control.parent, "pause", 1, {"deployment": "STR-001-v1", "reason": "r", "identity": who})
+    # Act / Assert: read as it is; one field changed afterwards, or signed with another key, and it is refused
+    assert read_request(path, control.parent)["identity"] == who
+    assert oct((control.parent / "command.key").stat().st_mode & 0o777) == "0o600"
+    request = json.loads(path.read_text())
+    path.write_text(json.dumps({**request, "identity": {**who, "role": "viewer"}}))
+    with pytest.raises(InvalidInput, match="not signed with this home's command key"):
+        read_request(path, control.parent)
+    elsewhere = control.parent / "elsewhere"
+    path.write_text(json.dumps(sign(elsewhere, {k: v for k, v in request.items() if k != "signature"})))
+    with pytest.raises(InvalidInput, match="not signed"):
         read_request(path, control.parent)
 
 
@@ -97,6 +122,39 @@ def test_running_desk_when_a_request_is_malformed_then_set_aside_with_an_alert_a
         assert ledger.state.trading_state.value == "ACTIVE"
 
 
+def test_running_desk_when_a_request_is_not_signed_then_set_aside_unapplied_and_a_signed_one_applied(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    # Arrange: a desk run to mid-March, then "running" (its lock held): a pause queued by the command (signed), and
+    # a pause of the other deployment written into control/ by hand, as the command would, but without the key
+    from execdesk.api import actions
+    from tests.kit import desk_running
+
+    home = tmp_path / "h"
+    run_desk(load_desk_config(write_config(market__end="2024-03-20T00:00:00Z")), home)
+    with desk_running(home):
+        queued = Path(actions.lifecycle(home, "pause", "STR-001-v1", "hold on", 1)["queued"])
+        by_hand = home / "control" / "pause-1-500.json"
+        by_hand.write_text(json.dumps({"action": "pause", "deployment": "STR-004-v1", "reason": "forged",
+                                       "requested_at": 1, "command_id": "cmd-by-hand", "by": "admin",
+                                       "identity": {"name": "admin", "role": "admin", "via": "token"}}))
+    # Act: the desk carries on; its first bar reads both
+    run_desk(load_desk_config(write_config(market__end="2024-03-25T00:00:00Z")), home)
+    # Assert: the unsigned one set aside with its reason, unapplied, an alert; the signed one applied
+    rejected = home / "control" / "rejected"
+    assert sorted(p.name for p in rejected.iterdir()) == ["pause-1-500.json", "pause-1-500.json.error.txt"]
+    assert "not signed" in (rejected / "pause-1-500.json.error.txt").read_text()
+    assert (home / "control" / "done" / queued.name).is_file()
+    with Ledger.for_home(home) as ledger:
+        states = {d.id: d.state_reason for d in ledger.state.deployments.values()}
+        received = [e.payload for e in ledger.events({EventKind.COMMAND_RECEIVED})]
+        alerts = [e.payload for e in ledger.events({EventKind.ALERT_RAISED}) if e.payload["code"] == "request_rejected"]
+    assert states["STR-001-v1"] == "paused"
+    assert states["STR-004-v1"] != "paused"
+    assert [(p["action"], p["identity"]["name"]) for p in received] == [("pause", local_identity().name)]
+    assert [a["evidence"]["file"] for a in alerts] == ["pause-1-500.json"]
+    assert "not signed" in alerts[0]["message"]
+
+
 def test_stopped_desk_when_a_command_is_refused_then_the_refusal_is_recorded(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     # Arrange: a stopped desk with a deployment paused once
@@ -106,18 +164,19 @@ def test_stopped_desk_when_a_command_is_refused_then_the_refusal_is_recorded(
 
     home = tmp_path / "h"
     run_desk(load_desk_config(write_config(market__end="2024-03-20T00:00:00Z")), home)
-    pause = ["pause", "STR-001-v1", "--home", str(home), "--by", "ana", "--reason", "hold on"]
+    ana, bo = new_token(home, "ana", "operator"), new_token(home, "bo", "lead")
+    pause = ["pause", "STR-001-v1", "--home", str(home), "--token", ana, "--reason", "hold on"]
     assert CliRunner().invoke(app, pause).exit_code == 0
     # Act: paused again, and a deployment that does not exist
     again = CliRunner().invoke(app, pause)
-    unknown = CliRunner().invoke(app, ["resume", "NOPE-v1", "--home", str(home), "--by", "bo", "--reason", "go"])
+    unknown = CliRunner().invoke(app, ["resume", "NOPE-v1", "--home", str(home), "--token", bo, "--reason", "go"])
     # Assert: both refused (a state that does not allow it: exit 3; an unknown deployment: exit 2) and both in the
     # ledger, who and why, with the reason they were refused
     assert (again.exit_code, unknown.exit_code) == (3, 2)
     with Ledger.for_home(home) as ledger:
         refused = [(e.deployment_id, e.payload) for e in ledger.events({EventKind.COMMAND_REFUSED})]
-    assert [(d, p["action"], p["by"], p["reason"], p["exit_code"]) for d, p in refused] == [
-        ("STR-001-v1", "pause", "ana", "hold on", 3), (None, "resume", "bo", "go", 2)]
+    assert [(d, p["action"], p["by"], p["identity"]["role"], p["reason"], p["exit_code"]) for d, p in refused] == [
+        ("STR-001-v1", "pause", "ana", "operator", "hold on", 3), (None, "resume", "bo", "lead", "go", 2)]
     assert all(p["error"] for _d, p in refused)
 
 
@@ -128,13 +187,14 @@ def test_stopped_desk_when_the_same_command_id_comes_twice_then_applied_once(
 
     home = tmp_path / "h"
     run_desk(load_desk_config(write_config(market__end="2024-03-20T00:00:00Z")), home)
-    first = actions.lifecycle(home, "pause", "STR-001-v1", "ana", "hold on", 1, command_id="cmd-pause-1")
-    again = actions.lifecycle(home, "pause", "STR-001-v1", "ana", "hold on", 2, command_id="cmd-pause-1")
+    first = actions.lifecycle(home, "pause", "STR-001-v1", "hold on", 1, command_id="cmd-pause-1")
+    again = actions.lifecycle(home, "pause", "STR-001-v1", "hold on", 2, command_id="cmd-pause-1")
     assert first["command_id"] == "cmd-pause-1"
     assert again["already_applied"] is True
     with Ledger.for_home(home) as ledger:
         received = [e.payload for e in ledger.events({EventKind.COMMAND_RECEIVED})]
-        assert [(p["command_id"], p["action"]) for p in received] == [("cmd-pause-1", "pause")]
+        assert [(p["command_id"], p["action"], p["identity"]) for p in received] == [
+            ("cmd-pause-1", "pause", local_identity().as_dict())]
         assert not list(ledger.events({EventKind.COMMAND_REFUSED}))  # a repeat is no refusal: it was done
 
 
@@ -161,7 +221,8 @@ def test_ledger_when_two_writers_take_in_one_command_id_then_the_database_refuse
 
 @pytest.mark.parametrize("bad", ["", "a b", "x" * 65, 7, "../etc"])
 def test_read_request_when_the_command_id_is_not_one_then_refused_naming_it(control: Path, bad: object) -> None:
-    (control / "pause-1-000.json").write_text(json.dumps({"action": "pause", "command_id": bad}))
+    (control / "pause-1-000.json").write_text(json.dumps(sign(control.parent, {
+        "action": "pause", "command_id": bad, "identity": local_identity().as_dict()})))
     with pytest.raises(InvalidInput, match="command_id"):
         read_request(control / "pause-1-000.json", control.parent)
 
@@ -175,10 +236,11 @@ def test_stopped_desk_when_five_pauses_come_at_once_then_one_applies_and_four_re
 
     home = tmp_path / "h"
     run_desk(load_desk_config(write_config(market__end="2024-03-20T00:00:00Z")), home)
+    operators = [token_identity(home, f"op-{i}", "operator") for i in range(5)]
 
     def pause(i: int) -> str:
         try:
-            actions.lifecycle(home, "pause", "STR-001-v1", f"op-{i}", "hold on", 100 + i)
+            actions.lifecycle(home, "pause", "STR-001-v1", "hold on", 100 + i, identity=operators[i])
         except ExecdeskError as exc:
             return type(exc).__name__
         return "applied"
@@ -187,17 +249,20 @@ def test_stopped_desk_when_five_pauses_come_at_once_then_one_applies_and_four_re
         outcomes = list(pool.map(pause, range(5)))
     assert sorted(outcomes) == ["Refused"] * 4 + ["applied"]
     with Ledger.for_home(home) as ledger:
-        assert len(list(ledger.events({EventKind.COMMAND_RECEIVED}))) == 1
-        assert len(list(ledger.events({EventKind.COMMAND_REFUSED}))) == 4
+        received = [e.payload["by"] for e in ledger.events({EventKind.COMMAND_RECEIVED})]
+        refused = [e.payload["by"] for e in ledger.events({EventKind.COMMAND_REFUSED})]
+    assert len(received) == 1
+    assert len(refused) == 4
+    assert sorted(received + refused) == [f"op-{i}" for i in range(5)]  # each under its own identity
 
 
-def _deploy_cmd(home: Path, by: str) -> list[str]:
+def _deploy_cmd(home: Path, token: str) -> list[str]:
     import sys
 
     from tests.conftest import BUNDLES
 
     return [sys.executable, "-m", "execdesk.cli", "deploy", str(BUNDLES / "mean_revert_bbands.yaml"), "--home",
-            str(home), "--venue", "paper", "--allocation", "0.1", "--by", by, "--json"]
+            str(home), "--venue", "paper", "--allocation", "0.1", "--token", token, "--json"]
 
 
 def test_stopped_desk_when_two_deploys_of_one_bundle_run_at_once_then_exactly_one_deployment(
@@ -207,8 +272,8 @@ def test_stopped_desk_when_two_deploys_of_one_bundle_run_at_once_then_exactly_on
     from tests.lead.test_deploy import _desk
 
     _config, home = _desk(write_config, tmp_path)
-    procs = [subprocess.Popen(_deploy_cmd(home, by), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for by in ("ana", "bo")]
+    procs = [subprocess.Popen(_deploy_cmd(home, new_token(home, by, "operator")), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for by in ("ana", "bo")]
     codes = sorted(p.wait(timeout=300) for p in procs)
     # one deploys; the other, run after it (commands wait for each other), is refused by the intake gate
     assert codes == [0, 3], [p.stderr.read() for p in procs if p.stderr]
@@ -232,19 +297,21 @@ def test_running_desk_when_two_deploys_of_one_bundle_are_queued_then_exactly_one
     config, home = _desk(write_config, tmp_path)
     with desk_running(home):
         for by in ("ana", "bo"):
-            actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", 1, allocation=0.1, by=by)
+            actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", 1, allocation=0.1,
+                           identity=token_identity(home, by, "operator"))
     assert len(list((home / "control").glob("deploy-*.json"))) == 2
     actions.run_config(_extend(config, "2024-03-25T00:00:00Z"), home, report=False)
     with Ledger.for_home(home) as ledger:
         created = [e for e in ledger.events({EventKind.DEPLOYMENT_CREATED}) if e.deployment_id == "STR-002-v1"]
         assert len(created) == 1  # the second's gates ran when the desk applied it: the same version, refused
         refused = [e.payload for e in ledger.events({EventKind.GATE}) if e.payload["outcome"] == "refused"]
-        assert [r["gate"] for r in refused] == ["intake"]
+        assert [(r["gate"], r["by"]) for r in refused] == [("intake", "bo")]  # the second, applied in order
+        assert created[0].payload["by"] == "ana"
 
 
 def test_running_desk_when_a_queued_deploy_is_edited_then_its_gates_run_on_what_it_says_now(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
-    # Arrange: a deploy queued for a running desk; then someone edits the request file
+    # Arrange: two deploys queued for a running desk; then their request files are edited
     from execdesk.api import actions
     from tests.conftest import BUNDLES
     from tests.kit import desk_running
@@ -252,22 +319,30 @@ def test_running_desk_when_a_queued_deploy_is_edited_then_its_gates_run_on_what_
 
     config, home = _desk(write_config, tmp_path)
     with desk_running(home):
-        queued = Path(actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", 1, allocation=0.1,
-                                     by="ana")["queued"])
-        bold = dict(json.loads(queued.read_text()), allocation=5.0)
-        queued.write_text(json.dumps(bold))
-        # an old-style request: a plan whose gates all say "passed", carried to the desk to commit
+        queued = [Path(actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", 1, allocation=0.1)["queued"])
+                  for _ in range(2)]
+        # edited by someone without the home's key: its signature no longer holds
+        queued[0].write_text(json.dumps(dict(json.loads(queued[0].read_text()), allocation=5.0)))
+        # edited and signed again by a process holding the key: the gates run on what it says now
+        queued[1].write_text(json.dumps(sign(home, dict(json.loads(queued[1].read_text()), allocation=5.0))))
+        # an old-style request: a plan whose gates all say "passed", carried to the desk to commit (signed)
         forged = {"gates": [{"gate": "risk", "outcome": "passed"}]}
-        (home / "control" / "deploy-2-000.json").write_text(json.dumps({
-            "action": "deploy", "command_id": "cmd-forged", "plan": forged}))
+        (home / "control" / "deploy-2-000.json").write_text(json.dumps(sign(home, {
+            "action": "deploy", "command_id": "cmd-forged", "identity": local_identity().as_dict(), "plan": forged})))
     # Act: the desk applies them at its next bar
     actions.run_config(_extend(config, "2024-03-25T00:00:00Z"), home, report=False)
-    # Assert: neither deployed; each refused with its reason, an alert each; nothing of theirs committed
+    # Assert: none deployed; each set aside or refused with its reason, an alert each; nothing of theirs committed
     with Ledger.for_home(home) as ledger:
         assert "STR-002-v1" not in ledger.state.deployments
-        alerts = [e.payload for e in ledger.events({EventKind.ALERT_RAISED})
-                  if e.payload["code"] in ("request_rejected", "request_refused")]
-    reasons = sorted(a["message"] for a in alerts)
-    assert len(reasons) == 2, reasons
-    assert "allocation 5.0; expected a fraction of equity in (0, 1]" in reasons[0] + reasons[1]
-    assert all("deploy request" in r for r in reasons)
+        alerts = {e.payload["evidence"].get("file") or e.payload["evidence"]["request"]["command_id"]: e.payload
+                  for e in ledger.events({EventKind.ALERT_RAISED})
+                  if e.payload["code"] in ("request_rejected", "request_refused")}
+        refused = [e.payload for e in ledger.events({EventKind.COMMAND_REFUSED})]
+    first, second = queued[0].name, json.loads((home / "control" / "done" / queued[1].name).read_text())
+    assert sorted(alerts) == sorted([first, second["command_id"], "cmd-forged"]), alerts
+    assert alerts[first]["code"] == "request_rejected"
+    assert "not signed with this home's command key" in alerts[first]["message"]
+    assert (home / "control" / "rejected" / first).is_file()
+    assert "allocation 5.0; expected a fraction of equity in (0, 1]" in alerts[second["command_id"]]["message"]
+    assert all("deploy request" in alerts[c]["message"] for c in (second["command_id"], "cmd-forged"))
+    assert sorted(r["command_id"] for r in refused) == sorted([second["command_id"], "cmd-forged"])

@@ -180,8 +180,8 @@ def test_live_desk_when_a_bundle_is_deployed_then_only_the_desks_own_venue_passe
     home = tmp_path / "home"
     run_desk(load_desk_config(_config(tmp_path, fake)), home, clock=clock)
     with pytest.raises(Refused, match="trades ccxt:binance, not the paper venue"):
-        actions.deploy(home, _scalper(tmp_path, 2), "paper", 1_900_000_000, allocation=0.1, by="ana")
-    result = actions.deploy(home, _scalper(tmp_path, 3), "ccxt:binance", 1_900_000_000, allocation=0.1, by="ana")
+        actions.deploy(home, _scalper(tmp_path, 2), "paper", 1_900_000_000, allocation=0.1)
+    result = actions.deploy(home, _scalper(tmp_path, 3), "ccxt:binance", 1_900_000_000, allocation=0.1)
     deploy_gate = next(g for g in result["gates"] if g["gate"] == "deploy")
     assert deploy_gate["reason"].startswith("ccxt:binance (testnet)")
 

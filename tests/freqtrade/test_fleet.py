@@ -40,7 +40,7 @@ def _trade(trade_id: int, *, is_open: bool, short: bool = False, exit_reason: st
 @pytest.fixture
 def freqtrade_home(write_config: Callable[..., Path], tmp_path: Path) -> Path:
     _config, home = _desk(write_config, tmp_path)
-    actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "freqtrade", NOW, allocation=0.1, by="ana")
+    actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "freqtrade", NOW, allocation=0.1)
     return home
 
 
@@ -108,13 +108,13 @@ def test_bot_when_it_trades_then_synced_into_the_ledger_and_the_lead_pauses_remo
         assert held is not None
         assert held.qty > 0
     # pause reaches the bot: it opens nothing more
-    paused = actions.lifecycle(home, "pause", DEP, "ana", "hold on", NOW)
+    paused = actions.lifecycle(home, "pause", DEP, "hold on", NOW)
     assert paused["bot"]["bot"] == "told"
     assert bot.api.show_config()["state"] == "paused"
-    actions.lifecycle(home, "resume", DEP, "ana", "go on", NOW)
+    actions.lifecycle(home, "resume", DEP, "go on", NOW)
     assert bot.api.show_config()["state"] == "running"
     # remove: the bot closes everything, its exits reach the ledger, then it stops
-    removed = actions.lifecycle(home, "remove", DEP, "ana", "retired", NOW)
+    removed = actions.lifecycle(home, "remove", DEP, "retired", NOW)
     assert removed["bot"]["synced"]["recorded"] == {DEP: 1}
     assert removed["bot"]["stopped"] is True
     assert not fleet.open_bot(home, DEP).running
@@ -134,7 +134,7 @@ def test_kill_when_a_bot_holds_a_trade_then_the_bot_is_told_to_close_everything(
     bot = fleet.open_bot(home, DEP)
     bot.api.forceenter("SOL/USDT")
     assert wait_for(lambda: [t for t in bot.api.status() if t["amount"] > 0 and not t["has_open_orders"]])
-    killed = actions.kill(home, "desk head", "test", NOW)
+    killed = actions.kill(home, "test", NOW)
     assert [b["bot"] for b in killed["bots"]] == ["told"]
     assert wait_for(lambda: bot.api.status() == [])
     assert actions.bots(home, "sync", NOW)["recorded"] == {DEP: 2}

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from execdesk.api import actions
+from execdesk.desk.identity import local_identity
 from execdesk.domain.events import EventKind
 from execdesk.domain.state import DeskState
 from execdesk.domain.types import TradingState
@@ -33,7 +34,7 @@ from execdesk.risk.config import RiskConfig
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import load_bundle, validate_bundle
 from tests.conftest import BUNDLES
-from tests.kit import desk_running
+from tests.kit import desk_running, token_identity
 
 NOW = 1_900_000_000  # the wall time a command is given (files and decision answers); the desk's time is its own
 MID = "2024-03-20T00:00:00Z"
@@ -78,7 +79,7 @@ def test_deploy_when_every_gate_passes_then_each_is_recorded_in_order_and_the_de
     # Arrange
     config, home = _desk(write_config, tmp_path)
     # Act
-    result = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.15, by="ana",
+    result = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.15,
                             reason="validated by research")
     # Assert: six gates, in the pipeline's order, each with its evidence
     assert result["status"] == "deployed"
@@ -92,7 +93,7 @@ def test_deploy_when_every_gate_passes_then_each_is_recorded_in_order_and_the_de
                                               "freqtrade_load": True, "freqtrade_attributes": True}
     assert (home / gates[1]["evidence"]["file"]).is_file()
     assert gates[5]["evidence"]["count"] > 0
-    assert all(g["by"] == "ana" for g in gates)
+    assert all(g["by"] == local_identity().name for g in gates)  # no token: the local user
     status = actions.status(home)
     dep = next(d for d in status["deployments"] if d["id"] == "STR-002-v1")
     assert (dep["venue"], dep["lifecycle"], dep["state"]) == ("paper", "live", "ACTIVE")
@@ -114,7 +115,7 @@ def test_deploy_when_the_bundle_is_invalid_then_intake_refuses_with_exit_3_and_r
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(spec))
     with pytest.raises(Refused, match="intake gate refused") as caught:
-        actions.deploy(home, bad, "paper", NOW, by="ana")
+        actions.deploy(home, bad, "paper", NOW)
     assert caught.value.exit_code == 3
     gates = _gates(home, "unknown-v0")
     assert [(g["gate"], g["outcome"]) for g in gates] == [("intake", "refused")]
@@ -125,7 +126,7 @@ def test_deploy_when_the_version_is_deployed_already_then_intake_refuses(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path)
     with pytest.raises(Refused, match="deployed already"):
-        actions.deploy(home, BUNDLES / "trend_ema_cross.yaml", "paper", NOW, by="ana")
+        actions.deploy(home, BUNDLES / "trend_ema_cross.yaml", "paper", NOW)
     with Ledger.for_home(home) as ledger:
         assert len(ledger.state.deployments) == 2
 
@@ -138,7 +139,7 @@ def test_deploy_when_the_risk_manager_rejects_then_refused_before_approval_and_n
     _config, home = _desk(write_config, tmp_path, risk=risk, strategies=strategies)
     # Act
     with pytest.raises(Refused, match="risk gate refused it: REJECTED"):
-        actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.1, by="ana")
+        actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.1)
     # Assert: recorded up to the refusal, with the rule that failed
     gates = _gates(home, "STR-002-v1")
     assert [(g["gate"], g["outcome"]) for g in gates] == [("intake", "passed"), ("signal_generator", "passed"),
@@ -155,7 +156,7 @@ def test_deploy_when_conditional_then_the_smaller_allocation_is_applied_and_name
     risk = {"risk_per_trade": 0.02, "max_position_fraction": 0.5, "assessment": {"max_deployed_fraction": 0.9}}
     _config, home = _desk(write_config, tmp_path, risk=risk)
     # Act
-    result = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.2, by="ana")
+    result = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.2)
     # Assert
     risk_gate = next(g for g in result["gates"] if g["gate"] == "risk")
     assert risk_gate["outcome"] == "conditional"
@@ -170,7 +171,7 @@ def test_deploy_when_a_pair_is_not_in_the_desks_market_then_the_deploy_gate_refu
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path)
     with pytest.raises(Refused, match="no candles for AVAX/USDT"):
-        actions.deploy(home, BUNDLES / "momentum_macd.yaml", "paper", NOW, allocation=0.1, by="ana")
+        actions.deploy(home, BUNDLES / "momentum_macd.yaml", "paper", NOW, allocation=0.1)
     assert [g["outcome"] for g in _gates(home, "STR-003-v1")][-1] == "refused"
 
 
@@ -178,13 +179,14 @@ def test_deploy_when_the_venue_trades_real_money_then_it_waits_for_a_human_who_d
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path)
     # Act: real money waits; the decision request is in the Orchestrator's outbox
+    ana, officer = token_identity(home, "ana", "lead"), token_identity(home, "risk-officer", "risk")
     pending = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "ccxt:binance", NOW, allocation=0.1,
-                             live=True, by="ana")
+                             live=True, identity=ana)
     assert pending["status"] == "pending_approval"
     request = pending["approval_request"]
     assert [m.request_id for m in DecisionRequests(Outbox(home / "outbox")).pending()] == [request]
     assert [w["request_id"] for w in actions.status(home)["waiting_for_a_human"]] == [request]
-    denied = actions.decide(home, request, "deny", "risk-officer", "not before the testnet run", NOW + 60)
+    denied = actions.decide(home, request, "deny", "not before the testnet run", NOW + 60, identity=officer)
     # Assert
     assert denied["status"] == "refused"
     gates = _gates(home, "STR-002-v1")
@@ -198,16 +200,18 @@ def test_deploy_when_the_venue_trades_real_money_then_it_waits_for_a_human_who_d
         assert "STR-002-v1" not in ledger.state.deployments
     assert actions.status(home)["waiting_for_a_human"] == []
     with pytest.raises(InvalidInput, match="not waiting for approval"):
-        actions.decide(home, request, "approve", "someone-else", "second answer", NOW + 120)
+        actions.decide(home, request, "approve", "second answer", NOW + 120,
+                       identity=token_identity(home, "someone-else", "lead"))
 
 
 def test_deploy_when_every_deployment_needs_approval_then_approve_deploys_it(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path, lead={"approve_all": True})
-    pending = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.1, by="ana")
+    pending = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.1)
     with Ledger.for_home(home) as ledger:
         assert "STR-002-v1" not in ledger.state.deployments
-    approved = actions.decide(home, pending["approval_request"], "approve", "lead-human", "looks right", NOW + 5)
+    approved = actions.decide(home, pending["approval_request"], "approve", "looks right", NOW + 5,
+                              identity=token_identity(home, "lead-human", "lead"))
     assert approved["status"] == "deployed"
     # the answer applies the command again: its gates run again on the ledger as it is, the human's answer in
     # the approval gate
@@ -222,7 +226,7 @@ def test_deploy_when_ccxt_on_a_paper_desk_then_the_deploy_gate_refuses_naming_th
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path)
     with pytest.raises(Refused, match="this desk's loop trades paper"):
-        actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "ccxt:binance", NOW, allocation=0.1, by="ana")
+        actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "ccxt:binance", NOW, allocation=0.1)
     gates = _gates(home, "STR-002-v1")
     assert gates[3]["outcome"] == "not_required"
     assert "testnet" in gates[3]["reason"]
@@ -233,7 +237,7 @@ def test_deploy_when_freqtrade_then_a_dry_run_bot_folder_is_prepared(
     import json
 
     _config, home = _desk(write_config, tmp_path)
-    result = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "freqtrade", NOW, allocation=0.1, by="ana")
+    result = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "freqtrade", NOW, allocation=0.1)
     deploy_gate = next(g for g in result["gates"] if g["gate"] == "deploy")
     bot = json.loads((home / deploy_gate["evidence"]["config"]).read_text())
     assert bot["dry_run"] is True
@@ -247,7 +251,7 @@ def test_deploy_when_scheduled_then_it_starts_trading_at_its_time_and_not_before
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     config, home = _desk(write_config, tmp_path)
     start = "2024-04-01T00:00:00Z"
-    actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.15, at=start, by="ana")
+    actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.15, at=start)
     assert next(d for d in actions.status(home)["deployments"] if d["id"] == "STR-002-v1")["lifecycle"] == "scheduled"
     actions.run_config(_extend(config, "2024-04-15T00:00:00Z"), home, report=False)
     with Ledger.for_home(home) as ledger:
@@ -276,7 +280,7 @@ def test_deploy_when_a_desk_is_running_then_the_request_waits_in_control_and_the
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     config, home = _desk(write_config, tmp_path)
     with desk_running(home):
-        queued = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.15, by="ana")
+        queued = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", NOW, allocation=0.15)
         with pytest.raises(InvalidInput, match="running in this home already"):
             actions.run_config(config, home, report=False)
     assert Path(queued["queued"]).is_file()
@@ -300,7 +304,8 @@ def test_inbox_when_validation_leaves_bundles_then_each_goes_through_the_gates_o
     (inbox / "a-mean-revert.yaml").write_bytes((BUNDLES / "mean_revert_bbands.yaml").read_bytes())
     (inbox / "b-broken.yaml").write_text("id: STR-009\nversion: one\n")
     # Act
-    data = actions.take_inbox(home, "paper", NOW, allocation=0.1, by="validation-bot")
+    bot = token_identity(home, "validation-bot", "operator")
+    data = actions.take_inbox(home, "paper", NOW, allocation=0.1, identity=bot)
     # Assert
     status = {r["entry"]: r["status"] for r in data["results"]}
     assert status == {"a-mean-revert.yaml": "deployed", "b-broken.yaml": "refused"}
@@ -311,7 +316,7 @@ def test_inbox_when_validation_leaves_bundles_then_each_goes_through_the_gates_o
     refused = _gates(home, "unknown-v0")
     assert [(g["gate"], g["outcome"]) for g in refused] == [("intake", "refused")]
     assert refused[0]["by"] == "validation-bot"
-    assert actions.take_inbox(home, "paper", NOW, by="validation-bot")["taken"] == 0
+    assert actions.take_inbox(home, "paper", NOW, identity=bot)["taken"] == 0
 
 
 # ------------------------------------------------------------------------ the risk gate on a hand-made assessment

@@ -14,6 +14,7 @@ from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import QUANTUM
 from execdesk.store.ledger import Ledger
 from tests.conftest import BUNDLES
+from tests.kit import token_identity
 
 NO_STAGING = {"enabled": False}
 # low levels, so that a 45-day run on generated candles climbs the portfolio ladder: alert on day 1,
@@ -168,7 +169,8 @@ def test_portfolio_ladder_when_a_human_authorizes_trim_then_it_waits_for_approve
     assert [m.request_id for m in pending] == [request_id]
     assert pending[0].body["evidence"]["drawdown"] >= 0.01
     # Act: a human approves; the desk carries on
-    answer = actions.decide(tmp_path, request_id, "approve", "risk officer", "trim it", 1_900_000_000)
+    officer = token_identity(tmp_path, "risk-officer", "risk")
+    answer = actions.decide(tmp_path, request_id, "approve", "trim it", 1_900_000_000, identity=officer)
     run_desk(load_desk_config(write_config(risk=risk, lead={"human_authorizes": ["trim"]},
                                            market__end="2024-04-20T00:00:00Z")), tmp_path)
     # Assert: authorized by the human, the trim done at the first bar of the run that saw the answer
@@ -178,8 +180,8 @@ def test_portfolio_ladder_when_a_human_authorizes_trim_then_it_waits_for_approve
         authorized = [e for e in ledger.events({EventKind.BREACH_AUTHORIZED})]
         trims = [e for e in ledger.events({EventKind.ORDER_SUBMITTED}) if e.payload["reason"] == "portfolio_trim"]
         started = [e for e in ledger.events({EventKind.RUN_STARTED})][-1]
-    assert [(d["decision"], d["by"]) for d in decided] == [("approved", "risk officer")]
-    assert [(a.payload["by"], a.payload["step"]) for a in authorized] == [("risk officer", "trim")]
+    assert [(d["decision"], d["by"]) for d in decided] == [("approved", "risk-officer")]
+    assert [(a.payload["by"], a.payload["step"]) for a in authorized] == [("risk-officer", "trim")]
     assert trims
     assert {e.time for e in trims} == {authorized[0].time}
     assert authorized[0].time == started.time + 3600  # the close of the first bar of that run
@@ -192,7 +194,7 @@ def test_portfolio_ladder_when_a_human_denies_trim_then_nothing_is_closed(
     risk = _risk(portfolio_drawdown=TRIM_ONLY)
     run_desk(load_desk_config(write_config(risk=risk, lead={"human_authorizes": ["trim"]})), tmp_path)
     request_id = _events(tmp_path, EventKind.APPROVAL_REQUESTED)[0].payload["request_id"]
-    actions.decide(tmp_path, request_id, "deny", "risk officer", "the drawdown is noise", 1_900_000_000)
+    actions.decide(tmp_path, request_id, "deny", "the drawdown is noise", 1_900_000_000)
     run_desk(load_desk_config(write_config(risk=risk, lead={"human_authorizes": ["trim"]},
                                            market__end="2024-04-20T00:00:00Z")), tmp_path)
     decided = _events(tmp_path, EventKind.APPROVAL_DECIDED)

@@ -22,7 +22,7 @@ from execdesk.store.ledger import Ledger
 from execdesk.store.projections import all_projection_rows
 from execdesk.strategy import load_bundle
 from tests.conftest import BUNDLES
-from tests.kit import replay_fills
+from tests.kit import replay_fills, token_identity
 
 NOW = 1_900_000_000
 END = "2024-04-15T00:00:00Z"
@@ -73,7 +73,7 @@ def _mid_trade(write_config: Callable[..., Path], tmp_path: Path) -> tuple[Path,
 def test_pause_when_paused_then_no_new_entries_until_resumed(write_config: Callable[..., Path],
                                                              tmp_path: Path) -> None:
     config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
-    paused = actions.lifecycle(home, "pause", "STR-001-v1", "ana", "looks off", NOW)
+    paused = actions.lifecycle(home, "pause", "STR-001-v1", "looks off", NOW)
     assert (paused["state"], paused["reason"]) == ("REDUCING", "paused")
     _run_to(config, home, "2024-03-25T00:00:00Z")
     with Ledger.for_home(home) as ledger:
@@ -83,7 +83,7 @@ def test_pause_when_paused_then_no_new_entries_until_resumed(write_config: Calla
                    and o.signal_time > int(pd_ts("2024-03-10T00:00:00Z"))]
         assert entries == [], "a paused deployment opens nothing"
         assert since.state is TradingState.REDUCING
-    resumed = actions.lifecycle(home, "resume", "STR-001-v1", "ana", "checked", NOW)
+    resumed = actions.lifecycle(home, "resume", "STR-001-v1", "checked", NOW)
     assert resumed["state"] == "ACTIVE"
     _run_to(config, home, END)
     with Ledger.for_home(home) as ledger:
@@ -99,11 +99,11 @@ def test_lifecycle_when_the_state_does_not_allow_it_then_refused_with_the_reason
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
     with pytest.raises(Refused, match="only a paused deployment resumes"):
-        actions.lifecycle(home, "resume", "STR-001-v1", "ana", "why not", NOW)
+        actions.lifecycle(home, "resume", "STR-001-v1", "why not", NOW)
     with pytest.raises(InvalidInput, match="no deployment 'STR-009-v1'"):
-        actions.lifecycle(home, "pause", "STR-009-v1", "ana", "typo", NOW)
-    with pytest.raises(InvalidInput, match="--by"):
-        actions.lifecycle(home, "pause", "STR-001-v1", " ", "no name", NOW)
+        actions.lifecycle(home, "pause", "STR-009-v1", "typo", NOW)
+    with pytest.raises(InvalidInput, match="--reason"):
+        actions.lifecycle(home, "pause", "STR-001-v1", " ", NOW)
     with Ledger.for_home(home) as ledger:
         assert ledger.state.deployments["STR-001-v1"].state is TradingState.ACTIVE
 
@@ -111,7 +111,7 @@ def test_lifecycle_when_the_state_does_not_allow_it_then_refused_with_the_reason
 def test_remove_when_holding_then_closed_at_the_next_runs_first_bar_and_halted_once_flat(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     config, home, end = _mid_trade(write_config, tmp_path)
-    actions.lifecycle(home, "remove", "STR-001-v1", "ana", "strategy retired", NOW)
+    actions.lifecycle(home, "remove", "STR-001-v1", "strategy retired", NOW)
     _run_to(config, home, END)
     with Ledger.for_home(home) as ledger:
         dep = ledger.state.deployments["STR-001-v1"]
@@ -130,8 +130,9 @@ def test_new_version_when_deployed_then_it_takes_over_the_positions_and_rollback
     # Arrange: v1 holds a position
     config, home, _end = _mid_trade(write_config, tmp_path)
     held = _open_positions(home, "STR-001-v1")
+    ana = token_identity(home, "ana", "lead")
     # Act 1: v2 through the gates supersedes v1, taking over its positions
-    result = actions.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.5, by="ana", reason="v2 validated")
+    result = actions.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.5, reason="v2 validated", identity=ana)
     # Assert 1
     assert result["status"] == "deployed"
     assert _open_positions(home, "STR-001-v2") == held
@@ -141,7 +142,7 @@ def test_new_version_when_deployed_then_it_takes_over_the_positions_and_rollback
     assert status["STR-001-v2"]["lifecycle"] == "live"
     _run_to(config, home, "2024-03-30T00:00:00Z")
     # Act 2: rollback
-    back = actions.rollback(home, "STR-001", "ana", "v2 misbehaves", NOW)
+    back = actions.rollback(home, "STR-001", "v2 misbehaves", NOW, identity=ana)
     # Assert 2: v1 trades again with what v2 held; v2 is rolled back
     assert (back["from"], back["to"]) == ("STR-001-v2", "STR-001-v1")
     with Ledger.for_home(home) as ledger:
@@ -151,7 +152,7 @@ def test_new_version_when_deployed_then_it_takes_over_the_positions_and_rollback
         handed = [e.payload for e in ledger.events({EventKind.POSITIONS_HANDED_OVER})]
         assert handed[0]["from"] == "STR-001-v1"
         assert handed[0]["to"] == "STR-001-v2"
-        assert all(p["by"] == "ana" for p in handed)
+        assert all(p["by"] == "ana" for p in handed)  # the token's identity, both the deploy's and the rollback's
     _run_to(config, home, END)
     with Ledger.for_home(home) as ledger:
         state = ledger.state
@@ -178,7 +179,7 @@ def test_new_version_when_deployed_then_it_takes_over_the_positions_and_rollback
 def test_rollback_when_close_policy_then_the_rolled_back_version_closes_its_positions(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     config, home, _end = _mid_trade(write_config, tmp_path)
-    actions.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.5, positions="close", by="ana")
+    actions.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.5, positions="close")
     assert _open_positions(home, "STR-001-v2") == {}
     _run_to(config, home, END)
     with Ledger.for_home(home) as ledger:
@@ -187,9 +188,9 @@ def test_rollback_when_close_policy_then_the_rolled_back_version_closes_its_posi
         assert any(o.deployment_id == "STR-001-v1" and o.reason == "deployment_halt"
                    for o in ledger.state.orders.values())
     with pytest.raises(Refused, match="first version"):
-        actions.rollback(home, "STR-004", "ana", "nothing before", NOW)
+        actions.rollback(home, "STR-004", "nothing before", NOW)
     with pytest.raises(InvalidInput, match="no strategy 'STR-042'"):
-        actions.rollback(home, "STR-042", "ana", "typo", NOW)
+        actions.rollback(home, "STR-042", "typo", NOW)
 
 
 def pd_ts(text: str) -> float:
@@ -201,7 +202,7 @@ def pd_ts(text: str) -> float:
 def test_lifecycle_when_the_desk_is_stopped_then_recorded_at_its_last_bars_close(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
-    actions.lifecycle(home, "pause", "STR-001-v1", "ana", "looks off", NOW)
+    actions.lifecycle(home, "pause", "STR-001-v1", "looks off", NOW)
     with Ledger.for_home(home) as ledger:
         paused = [e for e in ledger.events({EventKind.DEPLOYMENT_STATE_CHANGED}) if e.payload["reason"] == "paused"]
         last = max(e.time for e in ledger.events())
@@ -212,7 +213,7 @@ def test_new_version_when_scheduled_then_the_old_one_trades_until_the_new_one_st
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     config, home, end = _mid_trade(write_config, tmp_path)
     start = int(pd_ts(end)) + 3 * 86_400
-    actions.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.5, by="ana",
+    actions.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.5,
                    at=pd.Timestamp(start, unit="s", tz="UTC").isoformat())
     status = {d["id"]: d["lifecycle"] for d in actions.status(home)["deployments"]}
     assert (status["STR-001-v1"], status["STR-001-v2"]) == ("live", "scheduled")
@@ -233,27 +234,27 @@ def test_new_version_when_scheduled_then_the_old_one_trades_until_the_new_one_st
 def test_resume_when_paused_before_its_start_then_scheduled_again(write_config: Callable[..., Path],
                                                                   tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
-    actions.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.1, by="ana", at="2024-03-30T00:00:00Z")
-    actions.lifecycle(home, "pause", "STR-001-v2", "ana", "not yet", NOW)
-    resumed = actions.lifecycle(home, "resume", "STR-001-v2", "ana", "go on", NOW)
+    actions.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.1, at="2024-03-30T00:00:00Z")
+    actions.lifecycle(home, "pause", "STR-001-v2", "not yet", NOW)
+    resumed = actions.lifecycle(home, "resume", "STR-001-v2", "go on", NOW)
     assert (resumed["state"], resumed["reason"]) == ("REDUCING", "scheduled")
 
 
 def test_rollback_when_the_previous_version_was_removed_then_refused(write_config: Callable[..., Path],
                                                                      tmp_path: Path) -> None:
     _config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
-    actions.lifecycle(home, "remove", "STR-001-v1", "ana", "retired", NOW)
+    actions.lifecycle(home, "remove", "STR-001-v1", "retired", NOW)
     with pytest.raises(Refused, match="already"):
-        actions.lifecycle(home, "remove", "STR-001-v1", "ana", "twice", NOW)
-    actions.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.1, by="ana")
+        actions.lifecycle(home, "remove", "STR-001-v1", "twice", NOW)
+    actions.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.1)
     with pytest.raises(Refused, match="was stopped by removed"):
-        actions.rollback(home, "STR-001", "ana", "back", NOW)
+        actions.rollback(home, "STR-001", "back", NOW)
 
 
 def test_deploy_when_a_deployment_waited_for_approval_then_the_desk_still_runs(
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
-    pending = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "ccxt:binance", NOW, live=True, by="ana",
+    pending = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "ccxt:binance", NOW, live=True,
                              allocation=0.1)
     assert pending["status"] == "pending_approval"
     _run_to(config, home, "2024-03-20T00:00:00Z")  # the lead reads the approval events back without tripping

@@ -14,7 +14,7 @@ from execdesk.desk.runner import run_desk
 from execdesk.desk.settings import load_desk_config
 from execdesk.domain.events import EventKind
 from execdesk.store.ledger import Ledger
-from tests.kit import desk_running
+from tests.kit import desk_running, new_token
 
 runner = CliRunner()
 SHOCK = {"at": "2024-03-20T12:00:00Z", "move": -0.35, "bars": 2}
@@ -46,8 +46,9 @@ def test_rearm_when_circuit_breaker_halted_the_desk_then_it_trades_again_only_af
         halted_seq = max(e.seq for e in ledger.events({EventKind.TRADING_STATE_CHANGED}))
         assert not [e for e in ledger.events({EventKind.ORDER_SUBMITTED}) if e.seq > halted_seq]
 
-    # Act: a human re-arms it, then the desk carries on further
-    result = runner.invoke(app, ["rearm", "--home", str(home), "--by", "desk head", "--reason", "shock absorbed",
+    # Act: a human (the desk head's lead token) re-arms it, then the desk carries on further
+    head = new_token(home, "desk-head", "lead")
+    result = runner.invoke(app, ["rearm", "--home", str(home), "--token", head, "--reason", "shock absorbed",
                                  "--json"])
     _halted_desk(write_config, home, end="2024-04-15T00:00:00Z")
 
@@ -58,7 +59,7 @@ def test_rearm_when_circuit_breaker_halted_the_desk_then_it_trades_again_only_af
                                                                                  "circuit_breaker")
     with Ledger.for_home(home) as ledger:
         rearmed = next(iter(ledger.events({EventKind.REARMED})))
-        assert (rearmed.payload["by"], rearmed.payload["reason"]) == ("desk head", "shock absorbed")
+        assert (rearmed.payload["by"], rearmed.payload["reason"]) == ("desk-head", "shock absorbed")
         # the deployments the circuit breaker halted came back with the desk
         back = [e.deployment_id for e in ledger.events({EventKind.DEPLOYMENT_STATE_CHANGED})
                 if e.payload["reason"] == "rearmed"]
@@ -74,12 +75,12 @@ def test_rearm_when_nothing_to_rearm_or_no_reason_then_exit_2_and_only_the_refus
     run_desk(load_desk_config(write_config()), home)
     with Ledger.for_home(home) as ledger:
         before = ledger.state.last_seq
-    active = runner.invoke(app, ["rearm", "--home", str(home), "--by", "me", "--reason", "why"])
-    unnamed = runner.invoke(app, ["rearm", "--home", str(home), "--by", " ", "--reason", "why"])
-    unknown = runner.invoke(app, ["rearm", "--home", str(home), "--by", "me", "--reason", "x", "--deployment", "X"])
-    assert (active.exit_code, unnamed.exit_code, unknown.exit_code) == (2, 2, 2)
+    active = runner.invoke(app, ["rearm", "--home", str(home), "--reason", "why"])
+    unexplained = runner.invoke(app, ["rearm", "--home", str(home), "--reason", " "])
+    unknown = runner.invoke(app, ["rearm", "--home", str(home), "--reason", "x", "--deployment", "X"])
+    assert (active.exit_code, unexplained.exit_code, unknown.exit_code) == (2, 2, 2)
     assert "nothing to re-arm" in active.stderr
-    assert "--by (who) and --reason (why)" in unnamed.stderr
+    assert "--reason (why) is required" in unexplained.stderr
     assert "no deployment 'X'" in unknown.stderr
     with Ledger.for_home(home) as ledger:  # the desk's state as it was; the two refused commands on record
         assert [e.kind.value for e in ledger.events() if e.seq > before] == ["command.refused"] * 2
@@ -91,9 +92,10 @@ def test_rearm_when_the_desk_is_running_then_queued_and_applied_by_the_loop_at_i
     # Arrange: a halted desk, "running" (its lock held)
     home = tmp_path / "h"
     _halted_desk(write_config, home)
+    head = new_token(home, "desk-head", "risk")
     with desk_running(home):
         # Act
-        result = runner.invoke(app, ["rearm", "--home", str(home), "--by", "desk head", "--reason", "absorbed",
+        result = runner.invoke(app, ["rearm", "--home", str(home), "--token", head, "--reason", "absorbed",
                                      "--json"])
     # Assert: nothing written by the command; the loop applies the request at its first bar and trades again
     assert result.exit_code == 0, result.output
@@ -106,7 +108,10 @@ def test_rearm_when_the_desk_is_running_then_queued_and_applied_by_the_loop_at_i
     assert (home / "control" / "done" / queued.name).is_file()
     with Ledger.for_home(home) as ledger:
         rearmed = next(iter(ledger.events({EventKind.REARMED})))
-        assert rearmed.payload["by"] == "desk head"
+        assert rearmed.payload["by"] == "desk-head"
+        received = next(e.payload for e in ledger.events({EventKind.COMMAND_RECEIVED})
+                        if e.payload["action"] == "rearm")
+        assert (received["identity"]["name"], received["identity"]["role"]) == ("desk-head", "risk")
         assert rearmed.time == 1711324800 + 3600  # the close of the run's first bar (2024-03-25T00:00Z)
         back = next(e for e in ledger.events({EventKind.TRADING_STATE_CHANGED}) if e.seq > rearmed.seq)
         assert (back.payload["from"], back.payload["to"]) == ("HALTED", "ACTIVE")

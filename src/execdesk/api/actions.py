@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from execdesk.desk.home import open_existing
+from execdesk.desk.identity import Identity, local_identity
 from execdesk.errors import InvalidInput, SpecError
 
 if TYPE_CHECKING:
@@ -122,40 +123,45 @@ def intake(path: Path) -> list[dict[str, Any]]:
 
 def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
     """``execdesk status``: the projections of the ledger, as data."""
+    with open_existing(home, db_url) as ledger:
+        return status_of(ledger, home)
+
+
+def status_of(ledger: Any, home: Path) -> dict[str, Any]:
+    """The status of the desk whose ledger is open (``execdesk status``, the API's ``/api/status``)."""
     from execdesk.domain.events import EventKind
     from execdesk.domain.marks import step_name
     from execdesk.lead.lifecycle import lifecycle as lifecycle_of
 
-    with open_existing(home, db_url) as ledger:
-        s = ledger.state
-        health: dict[str, str] = {}  # the monitor's latest verdict against the approved backtest
-        decision: dict[str, str] = {}  # the lead's latest strategy-halt decision
-        failures = [e.payload for e in ledger.events({EventKind.ALERT_DELIVERY_FAILED})]
-        for e in ledger.events({EventKind.DRIFT_ASSESSED, EventKind.STRATEGY_REVIEWED}):
-            target = health if e.kind is EventKind.DRIFT_ASSESSED else decision
-            target[e.payload["deployment_id"]] = e.payload["verdict" if target is health else "decision"]
-        deployments = []
-        for d in s.deployments.values():
-            positions = [{"pair": p.pair, "qty": str(p.qty), "avg_price": str(p.avg_price)}
-                         for p in s.open_positions() if p.deployment_id == d.id]
-            deployments.append({"id": d.id, "strategy": d.strategy_id, "name": d.name, "version": d.version,
-                                "venue": d.venue, "lifecycle": lifecycle_of(d), "start_at": d.start_at,
-                                "state": d.state.value, "state_reason": d.state_reason, "trades": d.trades,
-                                "wins": d.wins, "realized_pnl": f"{d.realized_pnl:.2f}", "fees": f"{d.fees:.2f}",
-                                "allocation": str(d.allocation), "allocation_in_use": str(d.stage_fraction),
-                                "ladder_step": step_name(d.ladder_step), "health": health.get(d.id, "continue"),
-                                "lead_decision": decision.get(d.id), "positions": positions})
-        return {
-            "home": str(home), "trading_state": s.trading_state.value, "trading_reason": s.trading_reason,
-            "ladder_step": step_name(s.ladder_step),
-            "quote": s.quote, "cash": f"{s.cash():.2f}", "completed": s.completed, "events": s.last_seq,
-            "last_bar": s.last_bar_time, "deployments": deployments,
-            "pending_requests": sorted(p.name for p in (home / "control").glob("*.json")),
-            "waiting_for_a_human": _waiting_decisions(home),
-            "alert_delivery_failures": {"count": len(failures), "last": failures[-1] if failures else None},
-            "open_orders": [{"client_order_id": o.client_order_id, "deployment_id": o.deployment_id, "pair": o.pair,
-                             "side": o.side, "qty": str(o.qty), "status": o.status.value} for o in s.open_orders()],
-        }
+    s = ledger.state
+    health: dict[str, str] = {}  # the monitor's latest verdict against the approved backtest
+    decision: dict[str, str] = {}  # the lead's latest strategy-halt decision
+    failures = [e.payload for e in ledger.events({EventKind.ALERT_DELIVERY_FAILED})]
+    for e in ledger.events({EventKind.DRIFT_ASSESSED, EventKind.STRATEGY_REVIEWED}):
+        target = health if e.kind is EventKind.DRIFT_ASSESSED else decision
+        target[e.payload["deployment_id"]] = e.payload["verdict" if target is health else "decision"]
+    deployments = []
+    for d in s.deployments.values():
+        positions = [{"pair": p.pair, "qty": str(p.qty), "avg_price": str(p.avg_price)}
+                     for p in s.open_positions() if p.deployment_id == d.id]
+        deployments.append({"id": d.id, "strategy": d.strategy_id, "name": d.name, "version": d.version,
+                            "venue": d.venue, "lifecycle": lifecycle_of(d), "start_at": d.start_at,
+                            "state": d.state.value, "state_reason": d.state_reason, "trades": d.trades,
+                            "wins": d.wins, "realized_pnl": f"{d.realized_pnl:.2f}", "fees": f"{d.fees:.2f}",
+                            "allocation": str(d.allocation), "allocation_in_use": str(d.stage_fraction),
+                            "ladder_step": step_name(d.ladder_step), "health": health.get(d.id, "continue"),
+                            "lead_decision": decision.get(d.id), "positions": positions})
+    return {
+        "home": str(home), "trading_state": s.trading_state.value, "trading_reason": s.trading_reason,
+        "ladder_step": step_name(s.ladder_step),
+        "quote": s.quote, "cash": f"{s.cash():.2f}", "completed": s.completed, "events": s.last_seq,
+        "last_bar": s.last_bar_time, "deployments": deployments,
+        "pending_requests": sorted(p.name for p in (home / "control").glob("*.json")),
+        "waiting_for_a_human": _waiting_decisions(home),
+        "alert_delivery_failures": {"count": len(failures), "last": failures[-1] if failures else None},
+        "open_orders": [{"client_order_id": o.client_order_id, "deployment_id": o.deployment_id, "pair": o.pair,
+                         "side": o.side, "qty": str(o.qty), "status": o.status.value} for o in s.open_orders()],
+    }
 
 
 def _waiting_decisions(home: Path) -> list[dict[str, Any]]:
@@ -237,45 +243,60 @@ def assess(bundle_path: Path, home: Path, allocation: float = 0.10, db_url: str 
             ledger.close()
 
 
-def rearm(home: Path, by: str, reason: str, deployment: str | None = None, db_url: str | None = None,
-          now: int | None = None, command_id: str | None = None) -> dict[str, Any]:
+def _who(identity: Identity | None) -> dict[str, Any]:
+    """Who a command is from, as its body records it: ``by`` (the identity's name) and ``identity`` (the local
+    user's when none is given: the CLI without a token)."""
+    who = identity or local_identity()
+    return {"by": who.name, "identity": who.as_dict()}
+
+
+def _need_reason(action: str, reason: str) -> None:
+    if not reason.strip():
+        raise InvalidInput(f"{action}: --reason (why) is required; it is recorded with who asked")
+    if len(reason) > 2000:
+        raise InvalidInput(f"{action}: --reason has {len(reason)} characters; at most 2000")
+
+
+def rearm(home: Path, reason: str, deployment: str | None = None, db_url: str | None = None,
+          now: int | None = None, command_id: str | None = None, identity: Identity | None = None) -> dict[str, Any]:
     """``execdesk rearm``: a human lifts what the ladders and the circuit breaker left in place (see
     :func:`execdesk.desk.commands.apply_rearm`); at once on a stopped desk, at the running desk's next bar."""
     import time
 
     from execdesk.desk.commands import apply_rearm, run_or_queue
 
-    if not by.strip() or not reason.strip():
-        raise InvalidInput("rearm: --by (who) and --reason (why) are both required: re-arming is a human decision")
-    body = {"action": "rearm", "by": by, "reason": reason, "deployment": deployment, "command_id": command_id}
+    _need_reason("rearm", reason)
+    body = {"action": "rearm", **_who(identity), "reason": reason, "deployment": deployment,
+            "command_id": command_id}
     return run_or_queue(home, db_url, "rearm", int(time.time()) if now is None else now, body,
                lambda ledger, t: apply_rearm(ledger, body, t))
 
 
-def kill(home: Path, by: str, reason: str, now: int) -> dict[str, Any]:
-    """``execdesk kill``: pull the kill switch. The request is left in ``HOME/control/`` (created
+def kill(home: Path, reason: str, now: int, identity: Identity | None = None,
+         command_id: str | None = None) -> dict[str, Any]:
+    """``execdesk kill``: pull the kill switch. The request is left in ``HOME/control/`` (signed, created
     exclusively, never overwritten); a running desk acts on it at its next bar, a stopped one at the first
-    bar of its next run — the circuit breaker's path, each step recorded, then HALTED until re-armed."""
-    import json
+    bar of its next run — the circuit breaker's path, each step recorded, then HALTED until re-armed. A role
+    without the right is refused now (:class:`~execdesk.desk.identity.NotAllowed`) and the desk records the
+    refusal at that bar."""
+    from execdesk.desk.commands import command_id_of, queue_request
+    from execdesk.desk.identity import authorize
 
-    from execdesk.desk.commands import new_command_id
-
-    if not by.strip() or not reason.strip():
-        raise InvalidInput("kill: --by (who) and --reason (why) are both required")
+    _need_reason("kill", reason)
     if not (home / "ledger.sqlite").is_file():
         raise InvalidInput(f"{home}: no desk here; nothing to kill")
-    control = home / "control"
-    control.mkdir(exist_ok=True)
-    path = control / f"kill-{now}.json"
-    command_id = new_command_id()
-    with path.open("x", encoding="utf-8") as fh:
-        json.dump({"by": by, "reason": reason, "requested_at": now, "command_id": command_id}, fh)
+    who = identity or local_identity()
+    body = {"action": "kill", "by": who.name, "identity": who.as_dict(), "reason": reason,
+            "command_id": command_id_of({"command_id": command_id}, "--command-id")}
+    path = queue_request(home, "kill", now, body)
+    authorize(who, "kill")
+    by = who.name
     from execdesk.freqtrade.fleet import close_all_bots, freqtrade_deployments
     from execdesk.store.ledger import Ledger
 
     with Ledger.for_home(home) as ledger:  # read only: the bots are told at once, their trades come by sync
         on_bots = freqtrade_deployments(ledger)
-    return {"request": str(path), "command_id": command_id, "by": by, "reason": reason,
+    return {"request": str(path), "command_id": body["command_id"], "by": by, "reason": reason,
             "bots": close_all_bots(home, on_bots),
             "note": "acted on at the desk's next bar (a stopped desk: the first bar of its next run)"}
 
@@ -314,8 +335,8 @@ def team(home: Path, db_url: str | None = None) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- the gated pipeline and deployments
 def deploy(home: Path, bundle_path: Path, venue: str, now: int, allocation: float = 0.10, live: bool = False,
-           at: str | None = None, positions: str = "hand_over", by: str = "", reason: str = "",
-           db_url: str | None = None, command_id: str | None = None) -> dict[str, Any]:
+           at: str | None = None, positions: str = "hand_over", reason: str = "", db_url: str | None = None,
+           command_id: str | None = None, identity: Identity | None = None) -> dict[str, Any]:
     """``execdesk deploy``: a bundle through the gates (see :mod:`execdesk.lead.deploy`) onto this home's desk.
 
     The command carries its intent only — the bundle itself, the venue, the allocation asked, who and why — and
@@ -330,8 +351,7 @@ def deploy(home: Path, bundle_path: Path, venue: str, now: int, allocation: floa
     from execdesk.strategy import load_bundle
 
     target = VenueTarget.parse(venue, live)
-    if not by.strip():
-        raise InvalidInput("deploy: --by (who asks for the deployment) is required; it is recorded")
+    who = identity or local_identity()
     if not 0 < allocation <= 1:
         raise InvalidInput(f"--allocation: got {allocation}; expected a fraction of equity in (0, 1]")
     if positions not in POLICIES:
@@ -347,34 +367,59 @@ def deploy(home: Path, bundle_path: Path, venue: str, now: int, allocation: floa
         desk_now = RecordedDesk.of(ledger.state).time(ledger.state)
     intent = DeployIntent.from_dict({
         "bundle": bundle, "source": str(bundle_path), "venue": str(target), "allocation": allocation,
-        "start_at": start_at, "positions": positions, "by": by, "reason": reason or "requested",
+        "start_at": start_at, "positions": positions, "by": who.name, "reason": reason or "requested",
         "requested_at": desk_now}, "deploy")
-    body = {"action": "deploy", **intent.as_dict(), **({"command_id": command_id} if command_id else {})}
+    body = {"action": "deploy", **intent.as_dict(), "identity": who.as_dict(),
+            **({"command_id": command_id} if command_id else {})}
     return _apply_deploy(home, db_url, "deploy", now, body, intent)
 
 
-def decide(home: Path, request_id: str, decision: str, by: str, reason: str, now: int,
-           db_url: str | None = None, command_id: str | None = None) -> dict[str, Any]:
+def decide(home: Path, request_id: str, decision: str, reason: str, now: int, db_url: str | None = None,
+           command_id: str | None = None, identity: Identity | None = None) -> dict[str, Any]:
     """``execdesk approve|deny REQUEST``: a human answers a deployment's approval gate (once); the deploy that asked
     it is applied again with the answer — its gates run again on the ledger as it is, then approved it goes on
     through the deploy and monitor gates, denied it is refused there."""
+    from execdesk.desk.identity import NotAllowed, authorize
     from execdesk.lead.deploy import DeployIntent, approval_asked, approval_decided
     from execdesk.lead.outbox import DecisionRequests, Outbox
 
-    if not by.strip() or not reason.strip():
-        raise InvalidInput(f"{decision}: --by (who) and --reason (why) are both required")
+    if decision not in ("approve", "deny"):
+        raise InvalidInput(f"decision: got {decision!r}; expected approve or deny")
+    _need_reason(decision, reason)
+    who = identity or local_identity()
+    by = who.name
     with open_existing(home, db_url) as ledger:
         asked = approval_asked(ledger, request_id)
         decided = approval_decided(ledger, request_id) if asked is not None else None
     if asked is None:  # not a deployment's: an emergency decision request
-        return _answer_emergency(home, request_id, decision, by, reason, now)
+        authorize(who, "answer")
+        return _answer_emergency(home, request_id, decision, who, reason, now)
     if decided is not None:
         raise InvalidInput(f"{request_id}: {asked['deployment_id']} is not waiting for approval (already "
                            f"{decided.get('decision')})")
     intent = DeployIntent.from_dict(asked["intent"], f"the deploy that asked {request_id}")
-    DecisionRequests(Outbox(home / "outbox")).answer(request_id, decision, by, max(now, intent.requested_at))
-    body = {"action": "deploy", **intent.as_dict(), **({"command_id": command_id} if command_id else {}),
+    body = {"action": "deploy", **intent.as_dict(), "identity": who.as_dict(),
+            **({"command_id": command_id} if command_id else {}),
             "approval": {"request_id": request_id, "decision": decision, "by": by, "reason": reason}}
+
+    def allowed(_ledger: Any = None, _t: int = 0) -> dict[str, Any]:
+        """The answer's right and, for real money, four eyes (the desk checks both again as it applies it)."""
+        from execdesk.desk.identity import check_four_eyes
+        from execdesk.lead.deploy import VenueTarget
+
+        authorize(who, decision)
+        if decision == "approve":
+            check_four_eyes(intent.by, who, asked["deployment_id"], VenueTarget.from_str(intent.venue).real_money)
+        return {}
+
+    try:
+        allowed()
+    except NotAllowed:  # refused before the outbox is answered; the refusal is recorded (by the running desk, if one)
+        from execdesk.desk.commands import run_or_queue
+
+        run_or_queue(home, db_url, decision, now, body, allowed)
+        raise
+    DecisionRequests(Outbox(home / "outbox")).answer(request_id, decision, by, max(now, intent.requested_at))
     return {**_apply_deploy(home, db_url, decision, now, body, intent, refuse=decision == "approve"),
             "decision": decision}
 
@@ -405,7 +450,8 @@ def _apply_deploy(home: Path, db_url: str | None, action: str, now: int, body: d
     return result
 
 
-def _answer_emergency(home: Path, request_id: str, decision: str, by: str, reason: str, now: int) -> dict[str, Any]:
+def _answer_emergency(home: Path, request_id: str, decision: str, who: Identity, reason: str,
+                      now: int) -> dict[str, Any]:
     """An emergency decision request (a ladder step waiting for a human): the answer is recorded in the outbox
     once, and a note left in ``HOME/control/`` wakes the desk, which acts on it at its next bar (a stopped desk:
     the first bar of its next run)."""
@@ -414,30 +460,35 @@ def _answer_emergency(home: Path, request_id: str, decision: str, by: str, reaso
 
     requests = DecisionRequests(Outbox(home / "outbox"))
     message = requests.find(request_id)
-    answer = requests.answer(request_id, decision, by, max(now, message.time))
-    queue_request(home, "answer", now, {"request_id": request_id, "reason": reason})
+    answer = requests.answer(request_id, decision, who.name, max(now, message.time))
+    queue_request(home, "answer", now, {"request_id": request_id, "reason": reason, "by": who.name,
+                                        "identity": who.as_dict()})
     return {"request_id": request_id, "subject": message.subject, "question": message.summary,
-            "decision": answer.decision, "by": by, "reason": reason,
+            "decision": answer.decision, "by": who.name, "reason": reason,
             "note": "the desk acts on the answer at its next bar (a stopped desk: the first bar of its next run)"}
 
 
-def lifecycle(home: Path, action: str, deployment: str, by: str, reason: str, now: int,
-              db_url: str | None = None, command_id: str | None = None) -> dict[str, Any]:
+def lifecycle(home: Path, action: str, deployment: str, reason: str, now: int, db_url: str | None = None,
+              command_id: str | None = None, identity: Identity | None = None) -> dict[str, Any]:
     """``execdesk pause|resume|remove DEPLOYMENT``: recorded at once on a stopped desk (a removed deployment's
     positions close at the first bar of the next run), or at the running desk's next bar."""
     from execdesk.desk.commands import apply_lifecycle, run_or_queue
 
-    body = {"action": action, "deployment": deployment, "by": by, "reason": reason, "command_id": command_id}
+    _need_reason(action, reason)
+    body = {"action": action, "deployment": deployment, **_who(identity), "reason": reason,
+            "command_id": command_id}
     return run_or_queue(home, db_url, action, now, body, lambda ledger, t: apply_lifecycle(ledger, home, body, t))
 
 
-def rollback(home: Path, strategy: str, by: str, reason: str, now: int, positions: str = "hand_over",
-             db_url: str | None = None, command_id: str | None = None) -> dict[str, Any]:
+def rollback(home: Path, strategy: str, reason: str, now: int, positions: str = "hand_over",
+             db_url: str | None = None, command_id: str | None = None, identity: Identity | None = None
+             ) -> dict[str, Any]:
     """``execdesk rollback STRATEGY``: back to the previous version (see :func:`execdesk.lead.deploy.rollback`)."""
     from execdesk.desk.commands import apply_lifecycle, run_or_queue
 
-    body = {"action": "rollback", "strategy": strategy, "by": by, "reason": reason, "positions": positions,
-            "command_id": command_id}
+    _need_reason("rollback", reason)
+    body = {"action": "rollback", "strategy": strategy, **_who(identity), "reason": reason,
+            "positions": positions, "command_id": command_id}
     return run_or_queue(home, db_url, "rollback", now, body, lambda ledger, t: apply_lifecycle(ledger, home, body, t))
 
 
@@ -455,22 +506,23 @@ def _parse_time(text: str, option: str) -> int:
     return int(stamp.timestamp())
 
 
-def take_inbox(home: Path, venue: str, now: int, allocation: float = 0.10, by: str = "",
-               db_url: str | None = None) -> dict[str, Any]:
+def take_inbox(home: Path, venue: str, now: int, allocation: float = 0.10, db_url: str | None = None,
+               identity: Identity | None = None) -> dict[str, Any]:
     """``execdesk inbox``: every bundle Validation left in ``HOME/inbox/`` through the gated pipeline, each on
     its own (a refusal stops only that one). Each entry is moved to ``taken/`` (or ``rejected/`` with its reason
     when it does not validate — still recorded as an intake refusal) before its gates run."""
+    from execdesk.desk.identity import authorize
     from execdesk.errors import Refused
     from execdesk.lead.inbox import Inbox
 
-    if not by.strip():
-        raise InvalidInput("inbox: --by (who takes the bundles in) is required; it is recorded")
+    who = identity or local_identity()
+    authorize(who, "deploy")
     open_existing(home, db_url).close()  # a desk must be here before anything is moved
     results = []
     for entry in Inbox(home / "inbox").take_all():
         try:
-            plan = deploy(home, entry.path, venue, now, allocation, by=by, reason=f"from the inbox ({entry.name})",
-                          db_url=db_url)
+            plan = deploy(home, entry.path, venue, now, allocation, reason=f"from the inbox ({entry.name})",
+                          db_url=db_url, identity=who)
             results.append({"entry": entry.name, "path": str(entry.path), **plan})
         except Refused as exc:
             results.append({"entry": entry.name, "path": str(entry.path), "status": "refused", "reason": str(exc)})
@@ -478,7 +530,7 @@ def take_inbox(home: Path, venue: str, now: int, allocation: float = 0.10, by: s
 
 
 def bots(home: Path, action: str, now: int, deployment: str | None = None, datadir: Path | None = None,
-         db_url: str | None = None) -> dict[str, Any]:
+         db_url: str | None = None, identity: Identity | None = None) -> dict[str, Any]:
     """``execdesk bots start|stop|sync|status [DEPLOYMENT]``: the desk's Freqtrade bots (see
     :mod:`execdesk.freqtrade.fleet`). ``sync`` writes their trades into the ledger (at once on a stopped desk, at the
     running desk's next bar); the others drive the bot processes."""
@@ -487,6 +539,10 @@ def bots(home: Path, action: str, now: int, deployment: str | None = None, datad
 
     if action not in ("start", "stop", "sync", "status"):
         raise InvalidInput(f"bots: got {action!r}; expected start, stop, sync or status")
+    if action != "status":
+        from execdesk.desk.identity import authorize
+
+        authorize(identity or local_identity(), "sync_bots")
     if datadir is not None and not datadir.is_dir():
         raise InvalidInput(f"--datadir: {datadir} is not a folder")
     with open_existing(home, db_url) as ledger:
@@ -496,7 +552,7 @@ def bots(home: Path, action: str, now: int, deployment: str | None = None, datad
                            f"{', '.join(deployments) or 'none'})")
     chosen = [deployment] if deployment is not None else deployments
     if action == "sync":
-        body = {"action": "sync_bots", "deployment": deployment}
+        body = {"action": "sync_bots", "deployment": deployment, **_who(identity)}
         return run_or_queue(home, db_url, "sync_bots", now, body, lambda ledger, _t: apply_sync(ledger, home, body))
     if action == "start":
         from functools import partial
@@ -516,3 +572,33 @@ def bots(home: Path, action: str, now: int, deployment: str | None = None, datad
         out.append({"deployment": d, "running": bot.running, "pid": bot.pid, "port": bot.port,
                     "offline": bot.offline, "folder": str(bot.folder)})
     return {"bots": out}
+
+
+# ---------------------------------------------------------------------------- identities
+def token_create(home: Path, name: str, role: str, identity: Identity | None = None) -> dict[str, Any]:
+    """``execdesk token create``: a new token (returned once, never stored) with its record."""
+    from execdesk.api.tokens import TokenStore
+    from execdesk.desk.identity import authorize
+
+    who = identity or local_identity()
+    authorize(who, "tokens")
+    token, record = TokenStore(home).create(name, role, who)
+    return {**record, "token": token}
+
+
+def token_list(home: Path, identity: Identity | None = None) -> dict[str, Any]:
+    """``execdesk token list``: every token's record, without its hash."""
+    from execdesk.api.tokens import TokenStore
+    from execdesk.desk.identity import authorize
+
+    authorize(identity or local_identity(), "tokens")
+    return {"tokens": TokenStore(home).listing()}
+
+
+def token_revoke(home: Path, which: str, identity: Identity | None = None) -> dict[str, Any]:
+    """``execdesk token revoke``: the token refused from now on."""
+    from execdesk.api.tokens import TokenStore
+    from execdesk.desk.identity import authorize
+
+    authorize(identity or local_identity(), "tokens")
+    return TokenStore(home).revoke(which)

@@ -5,6 +5,11 @@ One process writes a home's ledger: the desk's, while it runs (it holds ``HOME/d
 ``resume``, ``remove``, ``rollback``, ``rearm``) takes the lock when it is free and records its events itself; when
 a desk holds it, the command leaves a request file (created exclusively, never overwritten) that the
 running loop applies at its next bar with :func:`apply_request` — the same functions either way.
+
+Every command carries an identity (:mod:`execdesk.desk.identity`) and is authorized when it is applied, by the desk:
+on a stopped desk here (:func:`run_or_queue`), on a running one by the loop as it reads the request. A request file
+is signed with the home's key (``HOME/command.key``, mode 0600, HMAC-SHA256 over the request): the loop applies only
+requests made by a process that can read the key — a file anyone else wrote into ``control/`` is set aside unread.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from execdesk.desk.identity import authorize, check_four_eyes, identity_of
 from execdesk.desk.settings import RecordedDesk
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.marks import MARK_EVENTS, fold_marks
@@ -81,13 +87,81 @@ def read_request(path: Path, home: Path) -> dict[str, Any]:
         raise InvalidInput(f"{path.name}: not a JSON request ({type(exc).__name__}: {exc})") from None
     if not isinstance(request, dict):
         raise InvalidInput(f"{path.name}: a JSON {type(request).__name__}; a request is a JSON object")
+    check_signature(home, request, path.name)
     action = "kill" if path.name.startswith("kill-") else request.get("action")
     if action not in ACTIONS:
         raise InvalidInput(f"{path.name}: action {action!r}; expected one of {', '.join(sorted(ACTIONS))}")
     if action == "kill" and not all(isinstance(request.get(k), str) and request[k].strip() for k in ("by", "reason")):
         raise InvalidInput(f"{path.name}: a kill request names who (by) and why (reason)")
+    identity_of(request, path.name)
     request["command_id"] = command_id_of(request, path.name)
     return request
+
+
+KEY_FILE = "command.key"
+
+
+def home_key(home: Path, create: bool = True) -> bytes | None:
+    """The home's command key (32 random bytes in ``HOME/command.key``, mode 0600; made once, exclusively), or
+    None when there is none and ``create`` is False."""
+    import os
+    import secrets
+
+    path = home / KEY_FILE
+    if create and not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+    try:
+        text = read_regular_file(path, home, 1024).decode().strip()
+    except InvalidInput:
+        if create:
+            raise
+        return None
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise InvalidInput(f"{path}: not a command key (64 hex digits)")
+    return bytes.fromhex(text)
+
+
+def _signature(key: bytes, request: dict[str, Any]) -> str:
+    import hashlib
+    import hmac
+
+    body = json.dumps({k: v for k, v in request.items() if k != "signature"}, sort_keys=True, default=str,
+                      separators=(",", ":"))
+    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+
+
+def sign(home: Path, request: dict[str, Any]) -> dict[str, Any]:
+    """``request`` with its signature under the home's key."""
+    key = home_key(home)
+    assert key is not None
+    return {**request, "signature": _signature(key, request)}
+
+
+def check_signature(home: Path, request: dict[str, Any], where: str) -> None:
+    """:class:`InvalidInput` unless ``request`` is signed with the home's key (compared in constant time)."""
+    import hmac
+
+    key = home_key(home, create=False)
+    given = request.get("signature")
+    if key is None or not isinstance(given, str) or not hmac.compare_digest(given, _signature(key, request)):
+        raise InvalidInput(f"{where}: not signed with this home's command key (requests are made by execdesk's "
+                           "commands, the API or its tools, never written by hand)")
+
+
+def right_of(action: str, body: dict[str, Any]) -> str:
+    """The right a command needs (:data:`execdesk.desk.identity.PERMISSIONS`): a deploy that carries a human's
+    answer to its approval gate needs ``approve`` or ``deny``."""
+    approval = body.get("approval")
+    if action == "deploy" and isinstance(approval, dict) and approval.get("decision") in ("approve", "deny"):
+        return str(approval["decision"])
+    return action
 
 
 _COMMAND_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
@@ -119,7 +193,8 @@ def receive(ledger: Ledger, t: int, action: str, body: dict[str, Any]) -> bool:
     if command_id in ledger.state.commands:
         return False
     ledger.record(Event(t, EventKind.COMMAND_RECEIVED, {
-        "command_id": command_id, "action": action, "by": body.get("by"), "requested_at": body.get("requested_at")}))
+        "command_id": command_id, "action": action, "by": body.get("by"), "identity": body.get("identity"),
+        "requested_at": body.get("requested_at")}))
     return True
 
 
@@ -138,16 +213,17 @@ def set_aside(path: Path, reason: str) -> Path:
     return target
 
 
-def queue_request(home: Path, action: str, now: int, body: dict[str, Any]) -> Path:
-    """Leave ``body`` for the running desk: ``HOME/control/<action>-<now>-<n>.json``."""
+def queue_request(home: Path, action: str, now: int, body: dict[str, Any], prefix: str | None = None) -> Path:
+    """Leave ``body`` for the running desk, signed: ``HOME/control/<prefix or action>-<now>-<n>.json``."""
     control = home / "control"
     control.mkdir(parents=True, exist_ok=True)
+    request = sign(home, json.loads(json.dumps({"action": action, "requested_at": now,
+                                                "command_id": new_command_id(), **body}, default=str)))
     for n in range(1000):
-        path = control / f"{action}-{now}-{n:03d}.json"
+        path = control / f"{prefix or action}-{now}-{n:03d}.json"
         try:
             with path.open("x", encoding="utf-8") as fh:
-                json.dump({"action": action, "requested_at": now, "command_id": new_command_id(), **body}, fh,
-                          sort_keys=True, default=str)
+                json.dump(request, fh, sort_keys=True)
             return path
         except FileExistsError:
             continue
@@ -258,6 +334,11 @@ def apply_deploy(ledger: Ledger, home: Path, request: dict[str, Any], t: int, pa
         if decided is not None:
             raise InvalidInput(f"{answer['request_id']}: already {decided.get('decision')} (by {decided.get('by')})")
         intent = DeployIntent.from_dict(asked["intent"], f"the deploy that asked {answer['request_id']}")
+        if answer["decision"] == "approve":
+            from execdesk.lead.deploy import VenueTarget
+
+            check_four_eyes(intent.by, identity_of(request), asked["deployment_id"],
+                            VenueTarget.from_str(intent.venue).real_money)
     recorded = RecordedDesk.of(ledger.state)
     plan = plan_of_intent(home, ledger, intent)
     message = None
@@ -353,8 +434,12 @@ def apply_request(loop: RunningDesk, g: int, request: dict[str, Any]) -> None:
     assert loop.control is not None
     home = loop.control.parent
     t = loop.market.close_time(g)
-    action = request.get("action")
+    action = str(request.get("action"))
     try:
+        authorize(identity_of(request, f"{action} request"), right_of(action, request))
+        if action == "kill":
+            loop.act_on(loop.lead.manual_kill(g, str(request["by"]), str(request["reason"])))
+            return
         if action == "answer":  # a human answered an emergency decision request: the lead acts on it now
             loop.act_on(loop.lead.check_answers(g))
             return
@@ -386,8 +471,13 @@ def apply_request(loop: RunningDesk, g: int, request: dict[str, Any]) -> None:
             return
         apply_lifecycle(loop.ledger, home, request, t)
     except ExecdeskError as exc:
+        shown = {k: v for k, v in request.items() if k != "signature"}
+        loop.ledger.record(Event(t, EventKind.COMMAND_REFUSED, {
+            "action": action, "by": request.get("by"), "identity": request.get("identity"),
+            "reason": request.get("reason"), "requested_at": request.get("requested_at"),
+            "command_id": request.get("command_id"), "error": str(exc), "exit_code": exc.exit_code}))
         loop.raise_alert(t, AlertLevel.WARNING, "request_refused", f"{action} request refused: {exc}",
-                         {"request": request}, source="lead", news=True)
+                         {"request": shown}, source="lead", news=True)
         return
     loop.after_handovers(seq_before, g)
     loop.act_on(loop.lead.settle(g))
@@ -404,9 +494,13 @@ def run_or_queue(home: Path, db_url: str | None, action: str, now: int, body: di
     from execdesk.desk.lock import DeskLock
 
     body = {**body, "command_id": command_id_of(body, "--command-id"), "requested_at": body.get("requested_at", now)}
+    identity = identity_of(body, action)
+    body["by"] = identity.name  # who: the authenticated identity, never free text
     lock = DeskLock(home)
     if not lock.acquire_for_command():
         path = queue_request(home, action, now, body)
+        if not identity.may(right_of(action, body)):  # the desk records the refusal as it reads the request
+            authorize(identity, right_of(action, body))
         return {"queued": str(path), "command_id": body["command_id"], "note": f"a desk is running in {home} "
                 f"({lock.holder()}): it acts on the request at its next bar"}
     try:
@@ -418,6 +512,7 @@ def run_or_queue(home: Path, db_url: str | None, action: str, now: int, body: di
                     earlier = ledger.state.commands[body["command_id"]]
                     return {"command_id": earlier.command_id, "already_applied": True, "note": f"command "
                             f"{earlier.command_id} was applied before (event {earlier.seq}); nothing done again"}
+                authorize(identity, right_of(action, body))
                 result = direct(ledger, t)
                 ledger.flush()
                 return {**result, "command_id": body["command_id"]}
@@ -429,7 +524,8 @@ def run_or_queue(home: Path, db_url: str | None, action: str, now: int, body: di
         with open_existing(home, db_url) as ledger:
             deployment = body.get("deployment")
             ledger.record(Event(t, EventKind.COMMAND_REFUSED, {
-                "action": action, "by": body.get("by"), "reason": body.get("reason"), "requested_at": now,
+                "action": action, "by": body.get("by"), "identity": body.get("identity"),
+                "reason": body.get("reason"), "requested_at": now,
                 "command_id": body["command_id"], "error": str(refusal), "exit_code": refusal.exit_code},
                 deployment if deployment in ledger.state.deployments else None))
         raise refusal

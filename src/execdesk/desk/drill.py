@@ -5,7 +5,8 @@ in the same order — trading, alerts, messages, the report — and the same fil
 are the restart's own record and left out: ``run.started`` (each start says where it began) and
 ``venue.reconciled`` (each start checks the books against the venue); a fill the restart found at the venue is
 compared as the fill it is (its ``adopted`` mark dropped). Files: every file of the home but the databases
-themselves (the ledger, the paper venue's book) and the lock.
+themselves (the ledger, the paper venue's book), the lock and the loop's timings for ``/metrics``
+(``HOME/metrics/``: wall-clock figures, never the same twice).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from execdesk.store.ledger import Ledger
 RESTART_KINDS = frozenset({EventKind.RUN_STARTED, EventKind.RECONCILED})
 #: the home's files that are not compared: its databases (compared as events) and the lock
 NOT_COMPARED = ("ledger.sqlite", "paper-venue.sqlite", "desk.lock")
+#: the home's folders that are not compared: the loop's timings (:class:`execdesk.desk.loop.BarTimes`)
+NOT_COMPARED_FOLDERS = ("metrics",)
 
 
 def comparable_stream(ledger: Ledger) -> list[str]:
@@ -39,9 +42,10 @@ def home_files(home: Path) -> dict[str, str]:
     """Every compared file of the home (path relative to it) with the SHA-256 of its bytes."""
     out = {}
     for path in sorted(home.rglob("*")):
-        if not path.is_file() or path.name.startswith(NOT_COMPARED):
+        relative = path.relative_to(home)
+        if not path.is_file() or path.name.startswith(NOT_COMPARED) or relative.parts[0] in NOT_COMPARED_FOLDERS:
             continue
-        out[path.relative_to(home).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+        out[relative.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
 
 

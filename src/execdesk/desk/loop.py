@@ -19,7 +19,10 @@ risk manager's verdicts (:meth:`DeskLoop.submit`). No role holds the loop.
 
 from __future__ import annotations
 
+import bisect
+import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -118,6 +121,84 @@ class LoopStats:
                 "max_ms": round(self.monitor_max_s * 1000, 4)}
 
 
+#: the upper bounds (seconds) of the bar-latency histogram's buckets (then +Inf)
+BAR_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class BarTimes:
+    """The loop's work per eventful bar (its waits for the bar's open and close left out) as a histogram, for
+    ``execdesk serve``'s ``/metrics``, which runs in another process: written to ``HOME/metrics/loop.json``
+    (a temporary file renamed over it) at most once a second of wall time and when a run ends, carried on from
+    the file a run before left (one desk per home: the counts only grow). Not part of the ledger, and nothing the
+    desk decides reads it; a file that cannot be written is skipped (the desk trades on)."""
+
+    EVERY_S = 1.0
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.counts = [0] * (len(BAR_BUCKETS) + 1)  # per bucket (not cumulative), the last one +Inf
+        self.count = 0
+        self.sum = 0.0
+        self.max = 0.0
+        self.run_seconds = 0.0  # the loop's wall time in the runs before this one
+        self.runs = 0
+        self._began = time.perf_counter()
+        self._written = time.monotonic()
+        if path is not None:
+            self._carry_on(path)
+
+    def _carry_on(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_bytes())
+            bars = data["bar_seconds"]
+            if bars["le"] != list(BAR_BUCKETS) or len(bars["counts"]) != len(self.counts):
+                return
+            self.counts = [int(c) for c in bars["counts"]]
+            self.count, self.sum, self.max = int(bars["count"]), float(bars["sum"]), float(bars["max"])
+            self.run_seconds, self.runs = float(data["run_seconds"]), int(data["runs"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # none yet, or not one this version reads: counted afresh
+
+    def begin(self) -> None:
+        self._began = time.perf_counter()
+        self.runs += 1
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(BAR_BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
+        self.count += 1
+        self.sum += seconds
+        self.max = max(self.max, seconds)
+
+    def tick(self, bars_done: int, bars: int) -> None:
+        """Write the file if a second has passed since it was last written."""
+        if self.path is not None and time.monotonic() - self._written >= self.EVERY_S:
+            self.write(bars_done, bars, final=False)
+
+    def write(self, bars_done: int, bars: int, final: bool) -> None:
+        """``bars_done`` of the run's ``bars``; ``final``: the run is over (not a loop rebuilt to carry on)."""
+        if self.path is None:
+            return
+        self._written = time.monotonic()
+        data = {"pid": os.getpid(), "updated_at": time.time(), "final": final, "runs": self.runs,
+                "run_seconds": round(self.run_seconds + time.perf_counter() - self._began, 6),
+                "bars_done": bars_done, "bars": bars,
+                "bar_seconds": {"le": list(BAR_BUCKETS), "counts": self.counts, "count": self.count,
+                                "sum": self.sum, "max": self.max}}
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(exist_ok=True)
+            temp.write_text(json.dumps(data))
+            temp.replace(self.path)
+        except OSError:
+            return  # metrics only: the desk does not stop for them
+
+    def end(self, bars_done: int, bars: int, final: bool) -> None:
+        """A run's end: the file written, this run's wall time added to the runs before."""
+        self.write(bars_done, bars, final)
+        self.run_seconds += time.perf_counter() - self._began
+        self._began = time.perf_counter()
+
+
 @dataclass(slots=True)
 class _LaneSlot:
     lane: Lane
@@ -172,6 +253,7 @@ class DeskLoop:
         self._sent: dict[str, str] | None = None  # the messages the ledger holds, by id (see send_message)
         self._adopted: list[FillRecord] = []  # fills the reconciliation at the run's start adopted
         self._adopted_at: int | None = None  # the bar they are news at (the run's first)
+        self.bar_times = BarTimes(self.control.parent / "metrics" / "loop.json" if self.control is not None else None)
 
     # ---------------------------------------------------------------- driving
     def run(self) -> LoopStats:
@@ -180,10 +262,12 @@ class DeskLoop:
         effects = SideEffects(self.ledger, self.router, self.liaison)
         effects.attach()  # (flushes the ledger)
         self._messages_sent()
+        self.bar_times.begin()
         try:
             return self._run()
         finally:
             effects.detach()
+            self.bar_times.end(self._bars_done(), self.market.n, final=not self.restart)
 
     def _run(self) -> LoopStats:
         state = self.ledger.state
@@ -464,8 +548,11 @@ class DeskLoop:
         self.stats.eventful_bars += 1
         self.stats.bars = g + 1
         self.clock.wait_until(int(self.market.time[g]))
+        began = time.perf_counter()
         self._fill_at_open(g)
+        waited = time.perf_counter()
         self.clock.wait_until(self.market.close_time(g))
+        waited = time.perf_counter() - waited
         _stop, breaches, snaps = self.monitor.advance(self.holdings(), g, g, self.lead.armed_limits())
         self._record_snapshots(snaps)
         if breaches:
@@ -482,6 +569,7 @@ class DeskLoop:
                 self._act_on_lane(i, g)
         adopted, self._adopted_at = self._adopted_at == g, None if self._adopted_at == g else self._adopted_at
         self._end_bar(g, eventful=self.ledger.state.last_seq != seq_before or adopted)
+        self.bar_times.observe(time.perf_counter() - began - waited)
 
     def _controls(self, g: int) -> None:
         """Requests the lead's commands left for the running desk (``execdesk kill``, ``deploy``, ``approve``,
@@ -500,14 +588,9 @@ class DeskLoop:
                                  news=True)
                 self.ledger.flush()
                 continue
-            action = "kill" if path.name.startswith("kill-") else str(request["action"])
-            if not receive(self.ledger, self.market.close_time(g), action, request):
-                pass  # applied before (the desk stopped before it moved the request to done/): not again
-            elif action == "kill":
-                self.act_on(self.lead.manual_kill(g, str(request.get("by", "unknown")),
-                                                  str(request.get("reason", ""))))
-            else:
-                apply_request(self, g, request)
+            request["action"] = "kill" if path.name.startswith("kill-") else str(request["action"])
+            if receive(self.ledger, self.market.close_time(g), request["action"], request):
+                apply_request(self, g, request)  # (else applied before: the desk stopped before it moved it)
             self.ledger.flush()
             done = self.control / "done"
             done.mkdir(exist_ok=True)
@@ -546,7 +629,11 @@ class DeskLoop:
                               f"{took:.2f} s (budget {budget:.2f} s)", {"flag": "monitor_cycle_over_budget",
                                                                        **evidence})
 
+    def _bars_done(self) -> int:
+        return max(self.stats.bars, self.ledger.state.bars_done)
+
     def _report_progress(self, g: int) -> None:
+        self.bar_times.tick(self._bars_done(), self.market.n)
         if self.progress is not None:
             self.progress(g + 1, self.market.n)
 

@@ -65,7 +65,7 @@ def lifecycle_event(state: DeskState, action: str, deployment: str, by: str, rea
         known = ", ".join(sorted(state.deployments)) or "none"
         raise InvalidInput(f"{action}: no deployment {deployment!r} (deployments: {known})")
     if not by.strip() or not reason.strip():
-        raise InvalidInput(f"{action}: --by (who) and --reason (why) are both required")
+        raise InvalidInput(f"{action}: who and --reason (why) are both required")
     dep = state.deployments[deployment]
     now = lifecycle(dep)
     evidence = {"by": by, "reason": reason, "was": now}

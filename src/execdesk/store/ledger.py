@@ -262,6 +262,36 @@ class Ledger:
                 out[table.name] = sorted(rows, key=lambda r, k=keys: tuple(str(r[c]) for c in k))  # type: ignore[misc]
         return out
 
+    def refresh(self) -> list[Event]:
+        """Fold what another process committed since this ledger last read (a reader following a running desk: the
+        API), each event verified against the chain from this ledger's head; the new events, in order. Only for a
+        ledger that records nothing itself."""
+        if self._buffer:
+            raise LedgerError("refresh: this ledger has unflushed events of its own; only a reader refreshes")
+        prev, last = self._last_hash, self.state.last_seq
+        fresh: list[Event] = []
+        query = select(models.events).where(models.events.c.seq > last).order_by(models.events.c.seq)
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                seq = int(row.seq)
+                if seq != last + 1:
+                    raise LedgerTampered(f"ledger {self.location}: event {last + 1} is missing (the next is {seq})",
+                                         seq=last + 1)
+                try:
+                    event_ = Event(row.time, EventKind(row.kind), json.loads(row.payload), row.deployment_id, seq)
+                except ValueError as exc:
+                    raise LedgerTampered(f"ledger {self.location}: event {seq} is unreadable ({exc})",
+                                         seq=seq) from None
+                if row.hash != chain_hash(prev, seq, event_.content(row.payload)):
+                    raise LedgerTampered(f"ledger {self.location}: event {seq} ({row.kind}) does not verify",
+                                         seq=seq)
+                self.state.apply(event_)
+                fresh.append(event_)
+                prev, last = row.hash, seq
+        self.state.dirty.clear()
+        self._last_hash = prev
+        return fresh
+
     def rebuild_state(self) -> DeskState:
         """A fresh fold of every recorded event (the audit path; does not touch :attr:`state`)."""
         return DeskState.from_events(self.events())
