@@ -635,14 +635,21 @@ def serve(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None,
           host: Annotated[str, typer.Option("--host", help="Address to bind (loopback unless told otherwise).")]
           = "127.0.0.1",
           port: Annotated[int, typer.Option("--port", help="Port to listen on.", min=1, max=65535)] = 8765,
+          nice: Annotated[int, typer.Option("--nice", min=0, max=19, help=(
+              "Lower the service's CPU priority by this much (0 keeps it): on a machine the desk shares, its "
+              "loop comes first."))] = 10,
           debug: DebugOpt = False) -> None:
     """Serve the desk: REST API (OpenAPI at /docs), live events, the dashboard at /, Prometheus /metrics and the
     agent tools (MCP, streamable HTTP) at /mcp — on a running desk or a stopped one."""
+    import os
+
     import uvicorn
 
     from execdesk.api.service import create_app
 
     application = create_app(home, db_url)
+    if nice:
+        os.nice(nice)  # the readers wait a little longer under load; the desk's bars do not
     err.print(f"execdesk serving {home} on http://{host}:{port}/ (tokens: execdesk token create)")
     uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
 

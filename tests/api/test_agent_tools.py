@@ -5,11 +5,8 @@ command again, runs the gates and applies four eyes — a refusal is a tool erro
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,7 +30,7 @@ from execdesk.desk.identity import Identity
 from execdesk.domain.events import EventKind
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import load_bundle
-from tests.api.conftest import bearer, make_tokens
+from tests.api.conftest import bearer, make_tokens, serving
 from tests.conftest import BUNDLES
 
 READS = {t.name for t in TOOLS.values() if t.right == "read"}
@@ -76,23 +73,9 @@ def bundle_as(strategy_id: str, version: int = 1) -> dict[str, Any]:
 
 @pytest.fixture
 def served(home: Path) -> Iterator[str]:
-    """``create_app(home)`` in uvicorn on a thread, on a free port of 127.0.0.1; the URL of its agent tools."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(home), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive(), "the service did not start"
-        assert time.monotonic() < deadline, "the service did not start in 30 s"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/mcp"
-    server.should_exit = True
-    thread.join(timeout=30)
+    """The service on a free port of 127.0.0.1; the URL of its agent tools."""
+    with serving(home) as base:
+        yield f"{base}/mcp"
 
 
 @asynccontextmanager

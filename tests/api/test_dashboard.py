@@ -13,11 +13,8 @@ import json
 import os
 import re
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,7 +24,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from execdesk.api.service import create_app
-from tests.api.conftest import bearer, make_tokens
+from tests.api.conftest import bearer, make_tokens, serving
 from tests.conftest import BUNDLES
 from tests.kit import desk_ledger
 
@@ -99,33 +96,6 @@ def _chromium() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _serving(home: Path) -> Iterator[str]:
-    """``create_app(home)`` in uvicorn on a thread, on a free port of 127.0.0.1; its base URL."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(create_app(home), host="127.0.0.1", port=_free_port(),
-                                           log_level="warning", timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, name="dashboard-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive(), "the server stopped as it started"
-        assert time.monotonic() < deadline, "the server did not start in 20 s"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-
-
 def _shots(tmp_path: Path) -> Path:
     root = os.environ.get("EXECDESK_ARTIFACTS")
     folder = Path(root) / "dashboard" if root else tmp_path / "screenshots"
@@ -188,7 +158,7 @@ def test_dashboard_when_viewer_then_lead_drive_it_then_approve_rearm_and_pause_s
         expect(latest).to_have_attribute("data-status", re.compile("^(" + "|".join(FINAL) + ")$"), timeout=30_000)
         return latest
 
-    with _serving(home) as base, httpx.Client(base_url=base, timeout=30) as http, sync_playwright() as pw:
+    with serving(home) as base, httpx.Client(base_url=base, timeout=30) as http, sync_playwright() as pw:
         deploy = _request_live_deploy(http, tokens["lead-a"])  # runs on the server while the viewer looks
         browser = pw.chromium.launch(executable_path=chromium, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -254,15 +254,61 @@ def test_reads_are_paged_and_validated(home: Path, client: TestClient) -> None:
     assert client.get("/api/commands/unknown-command", headers=token).status_code == 404
 
 
+def test_plans_are_each_requests_way_through_the_gates(home: Path, client: TestClient) -> None:
+    token = bearer(make_tokens(home, "viewer")["viewer"])
+    every = client.get("/api/plans", headers=token).json()["plans"]
+    one = client.get("/api/plans", params={"deployment": "STR-001-v1"}, headers=token).json()["plans"]
+    assert sorted({p["deployment"] for p in every}) == ["STR-001-v1", "STR-002-v1", "STR-003-v1", "STR-004-v1"]
+    assert [p["deployment"] for p in one] == ["STR-001-v1"]
+    assert [g["gate"] for g in one[0]["plan"]["gates"]] == ["intake", "signal_generator", "risk", "approval",
+                                                             "deploy", "monitor"]
+    assert client.get("/api/plans", params={"deployment": "../x"}, headers=token).status_code == 422
+
+
 def test_no_secret_in_any_answer(home: Path, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     tokens = make_tokens(home)
     secrets = [*tokens.values(), (home / "command.key").read_text().strip() if (home / "command.key").exists() else ""]
     bodies = []
     for path in ("/api/status", "/api/portfolio", "/api/deployments", "/api/alerts", "/api/events?limit=1000",
-                 "/api/team", "/api/whoami", "/api/roles", "/api/gates", "/openapi.json"):
+                 "/api/team", "/api/whoami", "/api/roles", "/api/gates", "/api/plans", "/openapi.json"):
         bodies.append(client.get(path, headers=bearer(tokens["admin"])).text)
     text = "\n".join(bodies)
     assert not [s for s in secrets if s and s in text]
     stored = (home / "tokens.json").read_text()
     assert not [t for t in tokens.values() if t in stored or t.split("_")[2] in stored]
     assert (home / "tokens.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_command_for_a_running_desk_is_queued_then_its_outcome_is_the_desks(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    # Arrange: a small desk run up to mid-March; the API beside it while it "runs" (its lock held)
+    from execdesk.api import actions
+    from tests.kit import desk_running
+    from tests.lead.test_deploy import _desk, _extend
+
+    config, home = _desk(write_config, tmp_path)
+    tokens = make_tokens(home, "ops:operator", "vic:viewer")
+    with TestClient(create_app(home)) as client:
+        with desk_running(home):
+            queued = outcome(client, client.post("/api/commands/pause", headers=bearer(tokens["ops"]), json={
+                "deployment": "STR-001-v1", "reason": "news pending", "command_id": "ops-pause-running"}),
+                tokens["ops"])
+            denied = client.post("/api/commands/pause", headers=bearer(tokens["vic"]),
+                                 json={"deployment": "STR-001-v1", "reason": "curious"})
+        requests = sorted(p.name for p in (home / "control").glob("*.json"))
+        # Act: the desk carries on; its first bar applies the signed request
+        actions.run_config(_extend(config, "2024-03-25T00:00:00Z"), home, report=False)
+        applied = client.get("/api/commands/ops-pause-running", headers=bearer(tokens["vic"])).json()
+        deployment = client.get("/api/deployments/STR-001-v1", headers=bearer(tokens["vic"])).json()
+    # Assert: queued at once (one signed request file), applied by the desk with the ledger's seq; the viewer
+    # refused before anything was queued
+    assert queued["status"] == "queued"
+    assert denied.status_code == 403
+    assert len(requests) == 1
+    assert applied["status"] == "applied"
+    assert applied["seq"] > 0
+    assert deployment["lifecycle"] == "paused"
+    with Ledger.for_home(home) as ledger:
+        received = [e.payload for e in ledger.events({EventKind.COMMAND_RECEIVED})
+                    if e.payload["command_id"] == "ops-pause-running"]
+    assert [(r["identity"]["name"], r["identity"]["role"]) for r in received] == [("ops", "operator")]

@@ -287,6 +287,8 @@ _READS: list[AgentTool] = [
               "Decisions waiting for a human: a live deployment's approval, a ladder step (answer: approve/deny)."),
     AgentTool("gates", "read", GatesArgs, lambda d, _w, a: {"gates": d.view.gates(a.deployment)},
               "Every gate result and approval (the pipeline's timeline), or one deployment's."),
+    AgentTool("plans", "read", GatesArgs, lambda d, _w, a: {"plans": d.view.plans(a.deployment)},
+              "Each deployment request's plan: what was asked, by whom, every gate's result with its evidence."),
     AgentTool("orders", "read", OrdersArgs,
               lambda d, _w, a: d.view.records("orders", a.limit, a.offset, a.deployment, a.status),
               "Orders, paged (newest last), optionally one deployment's or one status."),

@@ -173,25 +173,17 @@ def create_app(home: Path, db_url: str | None = None, view: DeskView | None = No
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
 
-    @app.exception_handler(NotAllowed)
-    async def not_allowed(_r: Request, exc: NotAllowed) -> JSONResponse:
-        return _error(403, exc)
+    def answer_with(status: int) -> Callable[[Request, Exception], Any]:
+        async def handler(_r: Request, exc: Exception) -> JSONResponse:
+            return _error(status, exc)
 
-    @app.exception_handler(NotFound)
-    async def not_found(_r: Request, exc: NotFound) -> JSONResponse:
-        return _error(404, exc)
+        return handler
 
-    @app.exception_handler(Refused)
-    async def refused(_r: Request, exc: Refused) -> JSONResponse:
-        return _error(409, exc)
-
-    @app.exception_handler(InvalidInput)
-    async def invalid(_r: Request, exc: InvalidInput) -> JSONResponse:
-        return _error(422, exc)
-
-    @app.exception_handler(ExecdeskError)
-    async def internal(_r: Request, exc: ExecdeskError) -> JSONResponse:
-        return _error(500, exc)
+    # the desk's errors as HTTP statuses (the most specific class wins: NotAllowed is a Refused, NotFound an
+    # InvalidInput)
+    for kind, code in ((NotAllowed, 403), (NotFound, 404), (Refused, 409), (InvalidInput, 422),
+                         (ExecdeskError, 500)):
+        app.add_exception_handler(kind, answer_with(code))
 
     def identity(authorization: Annotated[str | None, Header(description="Bearer <token>")] = None) -> Identity:
         if authorization is None or not authorization.startswith("Bearer "):
@@ -266,6 +258,12 @@ def create_app(home: Path, db_url: str | None = None, view: DeskView | None = No
     def gates(_who: Reader, deployment: DepQ = None) -> dict[str, Any]:
         """Every gate result and approval (the pipeline's timeline), or one deployment's."""
         return {"gates": view.gates(deployment)}
+
+    @app.get("/api/plans", tags=["read"])
+    def plans(_who: Reader, deployment: DepQ = None) -> dict[str, Any]:
+        """Every deployment request's plan (what was asked, by whom, each gate's result with its evidence), or one
+        deployment's (``HOME/deployments/<id>/plans/``)."""
+        return {"plans": view.plans(deployment)}
 
     @app.get("/api/decisions", tags=["read"])
     def decisions(_who: Reader) -> dict[str, Any]:

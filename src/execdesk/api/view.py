@@ -8,6 +8,7 @@ costs a scan of the events (curves, gates, the live-vs-backtest chart) is kept u
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -65,6 +66,9 @@ def page(limit: int, offset: int) -> tuple[int, int]:
 class DeskView:
     """One home's ledger, followed by a reader (thread-safe; refreshed at most every ``every_s``)."""
 
+    #: the reads' cache holds at most this many keys (one answer each, for the ledger's last seq)
+    CACHE_KEYS = 256
+
     def __init__(self, home: Path, db_url: str | None = None, every_s: float = 0.2) -> None:
         from execdesk.desk.home import open_existing
 
@@ -100,6 +104,8 @@ class DeskView:
             if hit is not None and hit[0] == seq:
                 return hit[1]
             value = build()
+            if len(self._cache) >= self.CACHE_KEYS:  # keys carry paging parameters: bounded
+                self._cache.clear()
             self._cache[key] = (seq, value)
             return value
 
@@ -174,6 +180,24 @@ class DeskView:
             self.refresh()
             return [event_dict(e) for e in self.ledger.events(kinds, dep_id)]
 
+    def plans(self, dep_id: str | None = None) -> list[dict[str, Any]]:
+        """The deployment requests' plans the lead wrote (one file per request), each with its deployment and
+        request id; a file that is not a JSON object is named as unreadable, never served raw."""
+        from execdesk.lead.deploy import plan_files
+
+        out = []
+        for path in plan_files(self.home):
+            deployment = path.parent.parent.name
+            if dep_id is not None and deployment != dep_id:
+                continue
+            try:
+                data = json.loads(path.read_bytes())
+            except (OSError, ValueError):
+                data = None
+            entry = {"deployment": deployment, "request_id": path.stem}
+            out.append({**entry, "plan": data} if isinstance(data, dict) else {**entry, "error": "unreadable"})
+        return out
+
     def records(self, what: str, limit: int, offset: int, deployment: str | None = None,
                 status: str | None = None) -> dict[str, Any]:
         """orders, fills or positions, paged (newest last)."""
@@ -222,6 +246,9 @@ class DeskView:
         return {"events": out, "last_seq": last, "next_after": out[-1]["seq"] if len(out) == limit else None}
 
     def alerts(self, after: int, limit: int, level: str | None = None) -> dict[str, Any]:
+        return dict(self.cached(f"alerts:{after}:{limit}:{level}", lambda: self._alerts(after, limit, level)))
+
+    def _alerts(self, after: int, limit: int, level: str | None) -> dict[str, Any]:
         data = self.events(after, limit, {EventKind.ALERT_RAISED})
         if level is not None:
             data["events"] = [e for e in data["events"] if e["payload"].get("level") == level]
@@ -229,9 +256,10 @@ class DeskView:
                 "last_seq": data["last_seq"], "next_after": data["next_after"]}
 
     def command(self, command_id: str) -> dict[str, Any] | None:
-        """A command's outcome as the ledger has it: applied (taken in, with its seq) or refused (why), or None."""
+        """A command's outcome as the ledger has it: applied (taken in, with its seq) or refused (why), or None. Read
+        from the ledger as it is now (a poll for an outcome is not held back by the reads' refresh interval)."""
         with self._lock:
-            self.refresh()
+            self.refresh(force=True)
             record = self.ledger.state.commands.get(command_id)
             refused = [e for e in self.ledger.events({EventKind.COMMAND_REFUSED})
                        if e.payload.get("command_id") == command_id]
