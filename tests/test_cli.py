@@ -776,3 +776,48 @@ def test_token_when_created_then_shown_once_listed_without_secrets_and_refused_o
     human_list = runner.invoke(app, ["token", "list", "--home", str(home)], terminal_width=200)
     assert "ana  lead  revoked" in human_list.stdout
     assert "bo  admin  live" in human_list.stdout
+
+
+# ------------------------------------------------------------------ the console entry point: usage errors, --json
+@pytest.mark.parametrize(("argv", "said"), [
+    (["status", "--bogus"], "No such option: --bogus (see execdesk status --help)"),
+    (["deploy"], "Missing argument 'bundle'. (see execdesk deploy --help)"),
+    (["nosuch"], "No such command 'nosuch'. (see execdesk --help)"),
+])
+def test_main_when_a_usage_error_then_one_line_naming_it_and_its_help_exit_2(
+        argv: list[str], said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from execdesk.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    captured = capsys.readouterr()
+    assert exited.value.code == 2
+    assert captured.err.strip() == f"error: {said}"
+    assert captured.out == ""
+
+
+def test_main_when_a_usage_error_with_json_then_the_json_error_object(capsys: pytest.CaptureFixture[str]) -> None:
+    from execdesk.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["status", "--bogus", "--json"])
+    assert exited.value.code == 2
+    assert json.loads(capsys.readouterr().out) == {
+        "ok": False, "error": {"type": "UsageError", "message": "No such option: --bogus", "exit_code": 2}}
+
+
+def test_main_when_version_json_then_ok_and_the_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from execdesk import __version__
+    from execdesk.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["version", "--json"])
+    assert exited.value.code == 0
+    assert json.loads(capsys.readouterr().out) == {"ok": True, "version": __version__}
+
+
+def test_every_json_answer_when_it_succeeds_then_it_carries_ok_true(desk_home: Path) -> None:
+    for args in (["status"], ["team"], ["verify"]):
+        result = runner.invoke(app, [*args, "--home", str(desk_home), "--json"])
+        assert result.exit_code == 0, result.output
+        assert _json(result)["ok"] is True, args

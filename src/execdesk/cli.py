@@ -48,6 +48,9 @@ R = TypeVar("R")
 
 
 def _emit_json(obj: Any) -> None:
+    """One JSON object on stdout; every answer carries ``ok`` (true unless the command says otherwise)."""
+    if isinstance(obj, dict) and "ok" not in obj:
+        obj = {"ok": True, **obj}
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
@@ -59,6 +62,8 @@ def command(fn: Callable[P, R]) -> Callable[P, R]:
         as_json = bool(kwargs.get("as_json"))
         debug = bool(kwargs.get("debug"))
         try:
+            if fn.__name__ not in MAKES_A_HOME and isinstance(kwargs.get("home"), Path) and not kwargs.get("db_url"):
+                kwargs["home"] = _desk_home(kwargs["home"])  # type: ignore[arg-type]
             return fn(*args, **kwargs)
         except typer.Exit:
             raise
@@ -71,6 +76,20 @@ def command(fn: Callable[P, R]) -> Callable[P, R]:
         raise AssertionError("unreachable")  # pragma: no cover
 
     return wrapper
+
+
+#: the commands that make a home (the others act on a desk that is there)
+MAKES_A_HOME = frozenset({"run", "demo"})
+
+
+def _desk_home(home: Path) -> Path:
+    """The home a command acts on: the one named, or — when it holds no desk — the demo's run last under it."""
+    from execdesk.desk.home import resolve_home
+
+    found, is_demo = resolve_home(home)
+    if is_demo:
+        err.print(f"(no desk in {home}: using the demo's, {found}; --home names another)", markup=False)
+    return found
 
 
 def _fail(code: int, kind: str, message: str, as_json: bool, debug: bool) -> None:
@@ -136,6 +155,32 @@ def demo(home: HomeOpt = DEFAULT_HOME, seed: Annotated[int, typer.Option(help="S
     with _progress(not as_json, "demo") as progress:
         summary = actions.run_demo(home, seed=seed, fresh=fresh, progress=progress, db_url=db_url)
     _show_summary(summary, as_json)
+    if not as_json and db_url is None:
+        _next_after_demo(home, home / "demo" / f"seed-{seed}", summary.as_dict()["trading_state"])
+
+
+def _next_after_demo(home: Path, demo_home: Path, trading_state: str) -> None:
+    """The commands a user runs next, ready to copy (the demo's desk found without --home, see _desk_home)."""
+    import os
+
+    from execdesk.api.actions import demo_config_path
+
+    v2 = demo_config_path().parent / "next" / "trend_ema_cross_v2.yaml"
+    relative = os.path.relpath(v2)
+    bundle = relative if not relative.startswith("..") else str(v2)
+    where = "" if home == DEFAULT_HOME and "EXECDESK_HOME" not in os.environ else f" --home {demo_home}"
+    steps = [(f"execdesk status{where}", "the desk, its deployments and what waits for a human"),
+             (f"execdesk report{where}", "a new report: performance, live vs backtest, a chart per deployment")]
+    if trading_state == "HALTED":
+        steps.append((f'execdesk rearm --reason "breaker reviewed"{where}', "lift the circuit breaker's HALT"))
+    steps += [(f'execdesk deploy {bundle} --reason "exit at RSI 75"{where}', "STR-001 version 2, through the "
+               "six gates"),
+              (f"execdesk serve{where}", "the dashboard and the REST API at http://127.0.0.1:8765/ "
+               "(execdesk token create first)")]
+    out.print(f"[bold]next[/] (the demo's desk is {demo_home}; the commands below find it):")
+    for line, what in steps:
+        out.print(f"  {line}", markup=False)
+        out.print(f"      [dim]{what}[/]")
 
 
 @app.command()
@@ -676,9 +721,12 @@ def mcp_tools(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None,
 
 
 @app.command()
-def version() -> None:
+def version(as_json: JsonOpt = False) -> None:
     """Print the version."""
-    out.print(__version__)
+    if as_json:
+        _emit_json({"version": __version__})
+    else:
+        out.print(__version__)
 
 
 def _show_summary(summary: Any, as_json: bool) -> None:
@@ -708,9 +756,27 @@ def _show_summary(summary: Any, as_json: bool) -> None:
         out.print(f"report: {path}")
 
 
-def main() -> None:
-    """Console entry point."""
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point. A usage error (an unknown option, a missing or bad argument) is one line naming what
+    was wrong and the command's --help — or, with --json, the JSON error object the commands answer with — exit 2."""
+    # Typer's usage error (its own click's UsageError: an unknown option or command, a missing or bad parameter),
+    # named through its public subclass
+    usage_error: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        code = app(args, standalone_mode=False, prog_name="execdesk")
+    except usage_error as exc:
+        ctx = getattr(exc, "ctx", None)
+        where = f"{ctx.command_path} --help" if ctx is not None else "execdesk --help"
+        message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+        if "--json" in args:
+            _emit_json({"ok": False, "error": {"type": "UsageError", "message": message, "exit_code": 2}})
+        err.print(f"[bold red]error:[/] {message} (see {where})", markup=True)
+        sys.exit(2)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

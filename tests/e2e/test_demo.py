@@ -223,3 +223,28 @@ def test_demo_when_run_then_every_strategy_passed_the_six_gates_in_order(demo_ru
             assert e.payload["outcome"] in ("passed", "conditional", "not_required")
     assert gates == {f"STR-00{i}-v1": ["intake", "signal_generator", "risk", "approval", "deploy", "monitor"]
                      for i in range(1, 5)}
+
+
+def test_demo_when_done_then_the_next_commands_it_prints_run_as_printed(demo_run: tuple[dict[str, Any], Path],
+                                                                       tmp_path: Path) -> None:
+    import shlex
+    import shutil
+
+    # Arrange: a copy of the demo's root (the commands change the desk); the demo again there, as a person reads it
+    _data, home = demo_run
+    root = tmp_path / "root"
+    shutil.copytree(home.parent.parent, root, symlinks=True)
+    shown = subprocess.run([sys.executable, "-m", "execdesk.cli", "demo", "--home", str(root)], capture_output=True,
+                           text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    lines = [line.strip() for line in shown.stdout.splitlines() if line.startswith("  execdesk ")]
+    # Act: each one as printed (but serve, which runs until stopped)
+    ran = {line: subprocess.run([sys.executable, "-m", "execdesk.cli", *shlex.split(line)[1:]], capture_output=True,
+                                text=True, timeout=300) for line in lines if not line.startswith("execdesk serve")}
+    # Assert: status, report, rearm (the demo ends HALTED), deploy of STR-001 v2; each exit 0
+    assert [line.split()[1] for line in lines] == ["status", "report", "rearm", "deploy", "serve"]
+    assert all(f"--home {root / 'demo' / 'seed-7'}" in line for line in lines)
+    for line, result in ran.items():
+        assert result.returncode == 0, (line, result.stderr)
+    with Ledger.for_home(root / "demo" / "seed-7") as ledger:
+        assert "STR-001-v2" in ledger.state.deployments

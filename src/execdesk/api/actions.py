@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from execdesk.desk.home import open_existing
+from execdesk.desk.home import mark_latest_demo, open_existing
 from execdesk.desk.identity import Identity, local_identity
 from execdesk.errors import InvalidInput, SpecError
 
@@ -98,7 +98,10 @@ def run_demo(home: Path, seed: int = 7, fresh: bool = False, progress: Progress 
     demo_home = home / "demo" / f"seed-{seed}"
     if fresh and demo_home.exists():
         shutil.rmtree(demo_home)
-    return run_config(demo_config_path(), demo_home, seed=seed, progress=progress, db_url=db_url)
+    summary = run_config(demo_config_path(), demo_home, seed=seed, progress=progress, db_url=db_url)
+    if db_url is None:  # the next commands without --home find this desk (execdesk.desk.home.resolve_home)
+        mark_latest_demo(home, demo_home)
+    return summary
 
 
 def intake(path: Path) -> list[dict[str, Any]]:
