@@ -821,3 +821,13 @@ def test_every_json_answer_when_it_succeeds_then_it_carries_ok_true(desk_home: P
         result = runner.invoke(app, [*args, "--home", str(desk_home), "--json"])
         assert result.exit_code == 0, result.output
         assert _json(result)["ok"] is True, args
+
+
+@pytest.mark.parametrize(("until", "said"), [("2024-09-01", "expected a time after the demo's end"),
+                                             ("next week", "expected an ISO 8601 time")])
+def test_demo_when_until_is_not_after_its_end_then_exit_2_and_nothing_made(tmp_path: Path, until: str,
+                                                                             said: str) -> None:
+    result = runner.invoke(app, ["demo", "--until", until, "--home", str(tmp_path / "h")])
+    assert result.exit_code == 2, result.output
+    assert said in result.stderr
+    assert not (tmp_path / "h").exists()

@@ -148,18 +148,21 @@ def run(config: Annotated[Path, typer.Argument(help="The desk config file (YAML 
 @command
 def demo(home: HomeOpt = DEFAULT_HOME, seed: Annotated[int, typer.Option(help="Seed of the generated market.")] = 7,
          fresh: Annotated[bool, typer.Option("--fresh", help="Start the demo's ledger anew.")] = False,
+         until: Annotated[str | None, typer.Option(
+             "--until", show_default=False, help="Carry the demo on to this time (ISO 8601, after its end, "
+             "2024-10-01): the commands left for it (kill, deploy, ...) act at its next bar.")] = None,
          db_url: DbUrlOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Run the bundled demo: four strategies, a degrading one and a market shock, on generated data."""
     from execdesk.api import actions
 
     with _progress(not as_json, "demo") as progress:
-        summary = actions.run_demo(home, seed=seed, fresh=fresh, progress=progress, db_url=db_url)
+        summary = actions.run_demo(home, seed=seed, fresh=fresh, progress=progress, db_url=db_url, until=until)
     _show_summary(summary, as_json)
     if not as_json and db_url is None:
-        _next_after_demo(home, home / "demo" / f"seed-{seed}", summary.as_dict()["trading_state"])
+        _next_after_demo(home, seed, summary.as_dict()["trading_state"])
 
 
-def _next_after_demo(home: Path, demo_home: Path, trading_state: str) -> None:
+def _next_after_demo(home: Path, seed: int, trading_state: str) -> None:
     """The commands a user runs next, ready to copy (the demo's desk found without --home, see _desk_home)."""
     import os
 
@@ -168,13 +171,18 @@ def _next_after_demo(home: Path, demo_home: Path, trading_state: str) -> None:
     v2 = demo_config_path().parent / "next" / "trend_ema_cross_v2.yaml"
     relative = os.path.relpath(v2)
     bundle = relative if not relative.startswith("..") else str(v2)
-    where = "" if home == DEFAULT_HOME and "EXECDESK_HOME" not in os.environ else f" --home {demo_home}"
+    demo_home = home / "demo" / f"seed-{seed}"
+    default = home == DEFAULT_HOME and "EXECDESK_HOME" not in os.environ
+    where = "" if default else f" --home {demo_home}"
+    again = ("" if default else f" --home {home}") + ("" if seed == 7 else f" --seed {seed}")
     steps = [(f"execdesk status{where}", "the desk, its deployments and what waits for a human"),
              (f"execdesk report{where}", "a new report: performance, live vs backtest, a chart per deployment")]
     if trading_state == "HALTED":
         steps.append((f'execdesk rearm --reason "breaker reviewed"{where}', "lift the circuit breaker's HALT"))
     steps += [(f'execdesk deploy {bundle} --reason "exit at RSI 75"{where}', "STR-001 version 2, through the "
                "six gates"),
+              (f"execdesk demo --until 2024-10-15{again}", "carry the desk on two weeks: version 2 takes over "
+               "from version 1"),
               (f"execdesk serve{where}", "the dashboard and the REST API at http://127.0.0.1:8765/ "
                "(execdesk token create first)")]
     out.print(f"[bold]next[/] (the demo's desk is {demo_home}; the commands below find it):")

@@ -242,9 +242,12 @@ def test_demo_when_done_then_the_next_commands_it_prints_run_as_printed(demo_run
     ran = {line: subprocess.run([sys.executable, "-m", "execdesk.cli", *shlex.split(line)[1:]], capture_output=True,
                                 text=True, timeout=300) for line in lines if not line.startswith("execdesk serve")}
     # Assert: status, report, rearm (the demo ends HALTED), deploy of STR-001 v2; each exit 0
-    assert [line.split()[1] for line in lines] == ["status", "report", "rearm", "deploy", "serve"]
-    assert all(f"--home {root / 'demo' / 'seed-7'}" in line for line in lines)
+    assert [line.split()[1] for line in lines] == ["status", "report", "rearm", "deploy", "demo", "serve"]
+    assert all(f"--home {root / 'demo' / 'seed-7'}" in line for line in lines if not line.startswith("execdesk demo"))
+    assert f"execdesk demo --until 2024-10-15 --home {root}" in lines
     for line, result in ran.items():
         assert result.returncode == 0, (line, result.stderr)
     with Ledger.for_home(root / "demo" / "seed-7") as ledger:
-        assert "STR-001-v2" in ledger.state.deployments
+        v2 = ledger.state.deployments["STR-001-v2"]
+        assert any(f.deployment_id == "STR-001-v2" for f in ledger.state.fills.values()), "v2 traded the two weeks"
+        assert v2.state.value == "ACTIVE"

@@ -89,16 +89,30 @@ def run_config(path: Path, home: Path, seed: int | None = None, progress: Progre
 
 
 def run_demo(home: Path, seed: int = 7, fresh: bool = False, progress: Progress = None,
-             db_url: str | None = None) -> RunSummary:
-    """``execdesk demo``: the bundled config in ``home/demo/seed-N`` (carried on unless ``fresh``)."""
+             db_url: str | None = None, until: str | None = None) -> RunSummary:
+    """``execdesk demo``: the bundled config in ``home/demo/seed-N`` (carried on unless ``fresh``); ``until``: its
+    market runs on to this time (ISO 8601, after the demo's end): the desk carries on over the new bars, acting on
+    the commands left for it (a kill, a deploy) at the first."""
     import shutil
 
     if not 0 <= seed <= 2**63 - 1:  # checked before anything is created
         raise InvalidInput(f"--seed: got {seed}; expected an integer in [0, 2**63 - 1]")
+    from execdesk.desk.runner import run_desk
+    from execdesk.desk.settings import load_desk_config
+
+    config = load_desk_config(demo_config_path(), seed=seed)
+    if until is not None:
+        from datetime import UTC, datetime
+
+        end = datetime.fromtimestamp(_parse_time(until, "--until"), UTC)
+        if end <= config.market.end:
+            raise InvalidInput(f"--until: got {until}; expected a time after the demo's end, "
+                               f"{config.market.end.isoformat()}")
+        config = config.model_copy(update={"market": config.market.model_copy(update={"end": end})})
     demo_home = home / "demo" / f"seed-{seed}"
     if fresh and demo_home.exists():
         shutil.rmtree(demo_home)
-    summary = run_config(demo_config_path(), demo_home, seed=seed, progress=progress, db_url=db_url)
+    summary = run_desk(config, demo_home, progress=progress, db_url=db_url)
     if db_url is None:  # the next commands without --home find this desk (execdesk.desk.home.resolve_home)
         mark_latest_demo(home, demo_home)
     return summary
