@@ -45,6 +45,8 @@ def test_demo_when_run_then_json_lists_every_deployment_with_its_figures(demo_ru
     for d in deployments.values():
         assert {"id", "strategy", "trades", "pnl", "max_drawdown", "state"} <= set(d)
         assert d["trades"] > 0
+    # the report: report.md, its JSON/YAML, the comparison, a PNG per deployment — each a file
+    assert {Path(p).name for p in data["reports"]} >= {"report.md", "comparison.md", "dashboard-STR-001-v1.png"}
     assert all(Path(p).is_file() for p in data["reports"])
 
 

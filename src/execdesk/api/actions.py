@@ -112,7 +112,7 @@ def run_demo(home: Path, seed: int = 7, fresh: bool = False, progress: Progress 
     demo_home = home / "demo" / f"seed-{seed}"
     if fresh and demo_home.exists():
         shutil.rmtree(demo_home)
-    summary = run_desk(config, demo_home, progress=progress, db_url=db_url)
+    summary = run_desk(config, demo_home, progress=progress, db_url=db_url, report=True)
     if db_url is None:  # the next commands without --home find this desk (execdesk.desk.home.resolve_home)
         mark_latest_demo(home, demo_home)
     return summary
