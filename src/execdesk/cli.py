@@ -308,14 +308,14 @@ def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonO
               f"{data['quote']}, last bar {last}, drawdown ladder: {data['ladder_step'] or 'no step'}, "
               f"run complete: {'yes' if data['completed'] else 'no'}")
     table = Table("deployment", "version", "venue", "lifecycle", "state", "reason", "health", "ladder", "in use",
-                  "trades", "realised P&L", "fees", "open positions")
+                  "trades", "realised P&L net of fees", "fees", "open positions")
     for d in data["deployments"]:
         health = d["health"] + (f" -> {d['lead_decision']}" if d["lead_decision"] else "")
         table.add_row(d["id"], f"{d['name']} v{d['version']}", d["venue"], d["lifecycle"], d["state"],
                       d["state_reason"], health,
                       d["ladder_step"] or "-",
                       f"{float(d['allocation_in_use']):.0%} of {float(d['allocation']):.0%}", str(d["trades"]),
-                      d["realized_pnl"], d["fees"], str(len(d["positions"])))
+                      d["realized_pnl_net"], d["fees"], str(len(d["positions"])))
     out.print(table)
     out.print(f"open orders: {len(data['open_orders'])}; events: {data['events']}")
     if data["pending_requests"]:

@@ -253,3 +253,38 @@ def test_demo_when_done_then_the_next_commands_it_prints_run_as_printed(demo_run
         v2 = ledger.state.deployments["STR-001-v2"]
         assert any(f.deployment_id == "STR-001-v2" for f in ledger.state.fills.values()), "v2 traded the two weeks"
         assert v2.state.value == "ACTIVE"
+
+
+def test_demo_report_when_read_then_each_figure_is_named_once_and_agrees_across_files(
+        demo_run: tuple[dict[str, Any], Path]) -> None:
+    import re
+
+    from execdesk.api import actions
+
+    # Arrange: the report's files and the status of the same desk
+    data, home = demo_run
+    files = {Path(p).name: Path(p) for p in data["reports"]}
+    report = json.loads(files["report.json"].read_text())
+    comparison = json.loads(files["comparison.json"].read_text())
+    report_md, comparison_md = files["report.md"].read_text(), files["comparison.md"].read_text()
+    status = {d["id"]: d for d in actions.status(home)["deployments"]}
+    for d in report["deployments"]:
+        # P&L: the report's (equity less capital, net of fees) is status's realised P&L net of fees (flat at the end)
+        assert float(status[d["id"]]["realized_pnl_net"]) == pytest.approx(d["pnl"], abs=0.01)
+        row = next(line for line in report_md.splitlines() if line.startswith(f"| {d['id']} "))
+        assert f"{d['pnl']:,.2f}" in row
+        assert f"{d['max_drawdown']:.2%}" in row  # "equity max DD"
+    # each comparison row under what it measures; PSR a probability, not the Sharpe figures again
+    assert "| equity max DD |" in report_md
+    assert "| max_drawdown |" not in comparison_md
+    assert "| sharpe |" not in comparison_md
+    for c in comparison["deployments"]:
+        psr = next(r for r in c["rows"] if r["metric"] == "psr")
+        section = comparison_md.split(f"## {c['id']} ")[1].split("\n## ")[0]
+        line = next(x for x in section.splitlines() if x.startswith("| PSR "))
+        cells = [x.strip() for x in line.strip("|").split("|")]
+        assert cells[1] == f"SR* {psr['backtest']:.3f}"
+        if psr["p_value"] is not None:
+            assert 0.0 <= psr["p_value"] <= 1.0
+            assert cells[2] == f"{psr['p_value']:.3g}"
+        assert re.search(r"\| Sharpe per trade \| ", section)

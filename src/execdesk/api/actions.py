@@ -165,6 +165,7 @@ def status_of(ledger: Any, home: Path) -> dict[str, Any]:
                             "venue": d.venue, "lifecycle": lifecycle_of(d), "start_at": d.start_at,
                             "state": d.state.value, "state_reason": d.state_reason, "trades": d.trades,
                             "wins": d.wins, "realized_pnl": f"{d.realized_pnl:.2f}", "fees": f"{d.fees:.2f}",
+                            "realized_pnl_net": f"{d.realized_pnl - d.fees:.2f}",
                             "allocation": str(d.allocation), "allocation_in_use": str(d.stage_fraction),
                             "ladder_step": step_name(d.ladder_step), "health": health.get(d.id, "continue"),
                             "lead_decision": decision.get(d.id), "positions": positions})

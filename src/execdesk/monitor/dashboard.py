@@ -62,6 +62,7 @@ class DashboardData:
     backtest_max_drawdown: float | None
     verdict: str | None = None
     drift: DriftConfig = field(default_factory=DriftConfig)
+    state: str | None = None  # the deployment's state as the report has it, e.g. "HALTED (circuit_breaker)"
 
 
 def stake_fraction(trades: pd.DataFrame, capital: float) -> float:
@@ -116,8 +117,9 @@ def write_dashboard(data: DashboardData, path: Path, window: int = SHARPE_WINDOW
     fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, 2, sharex=True)
-    verdict = f" — verdict: {data.verdict}" if data.verdict else ""
-    fig.suptitle(f"{data.deployment} ({data.name}): live vs backtest{verdict}")
+    said = [f"state {data.state}"] if data.state else []
+    said += [f"the monitor's verdict: {data.verdict}"] if data.verdict else []
+    fig.suptitle(f"{data.deployment} ({data.name}): live vs backtest" + (f" — {'; '.join(said)}" if said else ""))
     equity = data.equity.dropna().sort_index()
     if equity.empty:
         for ax in axes.flat:

@@ -116,7 +116,8 @@ def _build(ledger: Ledger, deployment: str | None,
             equity, slippage.get(dep.id, []), float(dep.fees), marks.max_drawdown.get(dep.id), config)
         comparisons.append(row)
         if dash is not None:
-            dashboards.append(dash)
+            dashboards.append(dataclasses.replace(dash, state=f"{dep.state.value} ({dep.state_reason})"
+                                                  if dep.state_reason else dep.state.value))
     as_of = pd.Timestamp(last_time, unit="s", tz="UTC").isoformat() if last_time else None
     portfolio_equity = _series(times[PORTFOLIO], [v for _, v in curves[PORTFOLIO]])
     capital = desk_capital[0] if desk_capital else float(sum(d.capital for d in state.deployments.values()))
@@ -388,6 +389,31 @@ def format_cell(metric: str, column: str, value: object) -> str:
     return f"{value:.3f}"
 
 
+#: what each comparison row measures (comparison.md's first column; the JSON's ``metric`` stays the rule's name)
+ROW_LABELS = {
+    "sharpe": "Sharpe per trade",
+    "max_drawdown": "drawdown of the compounded trade returns",
+    "win_rate": "win rate",
+    "avg_trade_duration": "mean trade duration",
+    "slippage_bps": "slippage (backtest: its budget)",
+    "page_hinkley": "Page-Hinkley (live: mean z of the trade returns)",
+    "psr": "PSR (live: probability its Sharpe beats the benchmark)",
+    "ks": "KS distance of the trade returns",
+}
+
+
+def _comparison_cells(r: dict[str, Any]) -> tuple[str, str, str]:
+    """A row's backtest, live and drift cells. PSR: the benchmark (the backtest's Sharpe per trade) and the
+    probability the live Sharpe per trade beats it — not the Sharpe figures again."""
+    metric = r["metric"]
+    if metric == "psr":
+        p = r.get("p_value")
+        return (f"SR* {format_cell('sharpe', 'backtest', r['backtest'])}",
+                "n/a" if not isinstance(p, (int, float)) else f"{p:.3g}", "-")
+    return (format_cell(metric, "backtest", r["backtest"]), format_cell(metric, "live", r["live"]),
+            format_cell(metric, "drift", r["drift"]))
+
+
 def comparison_markdown(comparison: dict[str, Any]) -> str:
     """``comparison.md``: the portfolio line, then per deployment its verdict and rule table."""
     lines = [f"# Live vs backtest — {comparison['as_of']}", "", comparison["portfolio"]["summary"], ""]
@@ -404,12 +430,16 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
                   "| metric | backtest | live | drift | status | n | rule |", "|---|---|---|---|---|---|---|"]
         for r in c["rows"]:
             status = r["status"] if r["min_sample_met"] else f"{r['status']} (sample too small)"
-            lines.append(f"| {r['metric']} | {format_cell(r['metric'], 'backtest', r['backtest'])} | "
-                         f"{format_cell(r['metric'], 'live', r['live'])} | "
-                         f"{format_cell(r['metric'], 'drift', r['drift'])} | {status} | {r['n']} | {r['rule']} |")
+            backtest, live, drift = _comparison_cells(r)
+            lines.append(f"| {ROW_LABELS.get(r['metric'], r['metric'])} | {backtest} | {live} | {drift} | {status} "
+                         f"| {r['n']} | {r['rule']} |")
         lines += ["", f"Dashboard: [{c['dashboard']}]({c['dashboard']})", ""]
-    lines += ["Rules, thresholds and the verdict: `execdesk.monitor.drift` (docs/REPORTS.md). Sharpe, PSR and",
-              "Page-Hinkley compare per-trade returns with the backtest's when it recorded them.", ""]
+    lines += ["Rules, thresholds and the verdict: `execdesk.monitor.drift` (docs/REPORTS.md). The figures here are",
+              "per trade, from each trade's return on its stake: Sharpe per trade (not annualised); the drawdown",
+              "of those returns compounded (as if each trade staked everything) — live over its trades, backtest",
+              "the 99.9th percentile of 1,000 resamplings of its trade returns over as many trades — not the",
+              "equity drawdown of report.md's \"equity max DD\"; PSR the probability that the live Sharpe per",
+              "trade beats the benchmark SR*, the backtest's.", ""]
     return "\n".join(lines)
 
 
@@ -422,8 +452,9 @@ def _markdown(data: dict[str, Any]) -> str:
              f"Trading state: **{data['trading_state']}** ({data['trading_reason']}). "
              f"Portfolio equity {data['portfolio']['equity']:,.2f}, max drawdown "
              f"{data['portfolio']['max_drawdown']:.2%}.", "",
-             "| deployment | state | trades | win rate | P&L | P&L % | max DD | Sharpe | backtest trades "
-             "| backtest win rate | backtest max DD | backtest Sharpe |",
+             "| deployment | state | trades | win rate | P&L (net of fees) | P&L % of its capital | equity max DD "
+             "| Sharpe (annualised, Freqtrade's) | backtest trades | backtest win rate | backtest max DD (its report) "
+             "| backtest Sharpe (its report) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in data["deployments"]:
         v = d["validation"]
@@ -452,8 +483,11 @@ def _markdown(data: dict[str, Any]) -> str:
                    for level in ("warn", "critical")}
         lines.append(f"| {c['id']} | {c['verdict'] or 'n/a'} | {flagged['warn']} | {flagged['critical']} |")
     lines += ["", "Every rule's figures: comparison.md (and .json / .yaml); charts: dashboard-<deployment>.png."]
-    lines += ["", "Live figures are from the ledger (fills, and equity marked to market at each bar's close);",
-              "Sharpe and the other trade metrics are computed from the live round trips by the same code as",
-              "the native backtester's (Freqtrade's formulas); backtest figures are those of the validation",
-              "report that approved each strategy.", ""]
+    lines += ["", "Live figures are from the ledger (fills, and equity marked to market at each bar's close): P&L",
+              "is the deployment's equity less its capital (net of fees; its capital is its allocation of the",
+              "desk's), equity max DD the deepest fall of that equity from its peak; Sharpe and the other trade",
+              "metrics are computed from the live round trips by the same code as the native backtester's",
+              "(Freqtrade's formulas: Sharpe annualised with sqrt(365)). Backtest figures are those of the",
+              "validation report that approved each strategy. The per-trade figures of comparison.md measure",
+              "other things under their own names.", ""]
     return "\n".join(lines)

@@ -279,7 +279,7 @@
       return;
     }
     for (const d of deps) {
-      const pnl = num(d.realized_pnl);
+      const pnl = num(d.realized_pnl_net);
       const pause = guard(el("button", { type: "button", "data-action": "pause", "data-testid": `pause-${d.id}`, text: "Pause" }), "pause",
         ["live", "scheduled"].includes(d.lifecycle) ? null : `only a live or scheduled deployment pauses (this one is ${d.lifecycle})`);
       const resume = guard(el("button", { type: "button", "data-action": "resume", "data-testid": `resume-${d.id}`, text: "Resume" }), "resume",
@@ -297,7 +297,7 @@
       el("td", { "data-field": "health" }, el("span", { class: `pill health-${d.health}`, text: d.health || "–" })),
       el("td", { "data-field": "trades", class: "num" }, String(d.trades ?? "–"),
         d.wins !== undefined ? el("div", { class: "sub", text: `${d.wins} won` }) : null),
-      el("td", { "data-field": "pnl", class: `num ${pnl < 0 ? "neg" : pnl > 0 ? "pos" : ""}`, text: money(d.realized_pnl) }),
+      el("td", { "data-field": "pnl", class: `num ${pnl < 0 ? "neg" : pnl > 0 ? "pos" : ""}`, text: money(d.realized_pnl_net) }),
       el("td", { "data-field": "allocation", class: "num", text: pct(d.allocation, 1) }),
       el("td", { class: "actions" }, pause, resume));
       body.append(row);
@@ -413,7 +413,7 @@
     add("Timeframe", d.timeframe || "–", "timeframe");
     add("Capital", money(d.capital), "capital");
     add("Trades", `${d.trades ?? "–"} (${d.wins ?? "–"} won)`, "trades");
-    add("Realized P&L", money(d.realized_pnl), "pnl");
+    add("Realised P&L, net of fees", money(d.realized_pnl_net), "pnl");
     add("Fees", money(d.fees), "fees");
     add("Allocation", `${pct(d.allocation, 1)} (in use ${pct(d.allocation_in_use, 0)})`, "allocation");
 
