@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -305,19 +304,18 @@ def test_generate_pair_when_extreme_profile_then_prices_stay_positive_and_valid(
     assert (frame[["open", "high", "low", "close"]].to_numpy() > 0).all()
 
 
-def test_generate_market_when_five_pairs_of_100k_candles_then_under_a_second() -> None:
-    # Arrange
+def test_generate_market_when_five_pairs_of_100k_candles_then_each_complete_and_valid() -> None:
+    # Arrange (its speed: benchmarks/bench_hotpaths.py)
     pairs = {f"P{i}/USDT": PairProfile(start_price=10.0 * (i + 1), base_volume=1e5) for i in range(5)}
     end = START + timedelta(minutes=5 * 100_000)
 
     # Act
-    started = time.perf_counter()
     frames = generate_market(pairs, "5m", START, end, seed=0)
-    elapsed = time.perf_counter() - started
 
-    # Assert: about 0.15 s here; the bound leaves room for slow CI machines
+    # Assert
     assert all(len(frame) == 100_000 for frame in frames.values())
-    assert elapsed < 2.0
+    for pair, frame in frames.items():
+        validate_candles(frame, pair)
 
 
 @pytest.mark.parametrize(
