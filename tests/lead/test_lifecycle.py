@@ -261,3 +261,14 @@ def test_deploy_when_a_deployment_waited_for_approval_then_the_desk_still_runs(
     with Ledger.for_home(home) as ledger:
         assert ledger.state.last_bar_time is not None
         assert ledger.state.last_bar_time >= int(pd_ts("2024-03-19T23:00:00Z"))
+
+
+def test_deploy_when_the_same_version_is_paused_then_refused_naming_resume(write_config: Callable[..., Path],
+                                                                          tmp_path: Path) -> None:
+    _config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
+    actions.lifecycle(home, "pause", "STR-001-v1", "looks off", NOW)
+    with pytest.raises(Refused) as refused:
+        actions.deploy(home, BUNDLES / "trend_ema_cross.yaml", "paper", NOW)
+    assert "STR-001-v1 is deployed already (paused)" in str(refused.value)
+    assert "execdesk resume STR-001-v1" in str(refused.value)
+    assert "rollback" not in str(refused.value)

@@ -377,10 +377,14 @@ def _intake(state: DeskState, bundle: StrategyBundle, path: Path) -> GateResult:
                 "pairs": list(bundle.pairs), "timeframe": bundle.timeframe}
     dep_id = f"{bundle.id}-v{bundle.version}"
     if dep_id in state.deployments:
-        dep = state.deployments[dep_id]
-        return GateResult("intake", "refused", f"{dep_id} is deployed already ({lifecycle(dep)}); a paused one "
-                          "resumes with `execdesk resume`, an older version comes back with `execdesk rollback`",
-                          evidence)
+        now = lifecycle(state.deployments[dep_id])
+        what_now = {"halted": "a halted one trades again once re-armed: `execdesk rearm --reason WHY` (the desk's "
+                              f"HALT) or with `--deployment {dep_id}` (its own)",
+                    "paused": f"a paused one trades again with `execdesk resume {dep_id}`",
+                    "removed": f"a removed one does not come back: deploy a new version of {bundle.id}",
+                    "retired": f"a retired one comes back with `execdesk rollback {bundle.id}`"
+                    }.get(now, f"it is {now}: nothing to deploy")
+        return GateResult("intake", "refused", f"{dep_id} is deployed already ({now}); {what_now}", evidence)
     newer = [d.id for d in state.deployments.values() if d.strategy_id == bundle.id and d.version > bundle.version]
     if newer:
         return GateResult("intake", "refused", f"{bundle.id}: a newer version is deployed ({', '.join(newer)}); "
