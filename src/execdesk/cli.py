@@ -607,10 +607,26 @@ def team(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt
     if as_json:
         _emit_json(data)
         return
-    for role in ("signal_generator", "risk_manager", "order_executor", "monitor"):
-        figures = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data[role].items())
-        out.print(f"[bold]{role.replace('_', ' ')}[/]: {figures}")
+    table = Table("role", "figure", "value", title=f"the desk's team — {data['deployments']} deployment(s)")
+    for role in ("signal_generator", "risk_manager", "order_executor", "monitor", "execution_lead"):
+        for i, (key, value) in enumerate(data[role].items()):
+            table.add_row(role.replace("_", " ") if i == 0 else "", key.replace("_", " "), _figure(key, value),
+                          end_section=i == len(data[role]) - 1)
+    out.print(table)
     out.print(f"capacity flags: {', '.join(data['capacity_flags']) or 'none'}")
+
+
+def _figure(key: str, value: Any) -> str:
+    """A team figure for people: counts by name, lists joined, ratios as percentages, the rest rounded."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "none"
+    if isinstance(value, float):
+        return f"{value:.1%}" if key.endswith("ratio") else f"{value:,.2f}"
+    return str(value)
 
 
 @app.command()

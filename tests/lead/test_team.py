@@ -96,3 +96,24 @@ def test_team_when_desk_ran_then_no_capacity_flag_within_the_default_budget(writ
     run_desk(load_desk_config(write_config()), home)
     with Ledger.for_home(home) as ledger:
         assert not [e for e in ledger.events({EventKind.MESSAGE_SENT}) if e.payload["kind"] == "capacity_flag"]
+
+
+def test_team_when_desk_ran_then_the_lead_counts_its_gates_reviews_and_messages(write_config: Callable[..., Path],
+                                                                               tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    run_desk(load_desk_config(write_config()), home)
+    lead = _team(home)["execution_lead"]
+    human = runner.invoke(app, ["team", "--home", str(home)], env={"COLUMNS": "120"})
+    with Ledger.for_home(home) as ledger:
+        gates = [e.payload for e in ledger.events({EventKind.GATE})]
+        sent = [e.payload for e in ledger.events({EventKind.MESSAGE_SENT})]
+        deployments = len(ledger.state.deployments)
+    assert lead["requests_through_the_gates"] == sum(1 for g in gates if g["gate"] == "intake") == deployments
+    assert lead["deployed"] == deployments
+    assert lead["refused"] == 0
+    assert sum(lead["messages_sent"].values()) == len(sent)
+    # people read a table: one row per figure, no Python reprs
+    assert human.exit_code == 0, human.output
+    assert "execution lead" in human.stdout
+    assert "{" not in human.stdout
+    assert "[" not in human.stdout

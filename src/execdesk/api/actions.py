@@ -345,10 +345,10 @@ def verify(home: Path, db_url: str | None = None) -> dict[str, Any]:
 
 def team(home: Path, db_url: str | None = None) -> dict[str, Any]:
     """``execdesk team``: each role's performance from the ledger (see :mod:`execdesk.lead.team`)."""
-    from execdesk.lead.team import team_performance
+    from execdesk.lead.team import lead_performance, team_performance
 
     with open_existing(home, db_url) as ledger:
-        return team_performance(ledger)
+        return {**team_performance(ledger), "execution_lead": lead_performance(ledger)}
 
 
 # ---------------------------------------------------------------------------- the gated pipeline and deployments

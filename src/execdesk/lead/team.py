@@ -128,3 +128,44 @@ def team_performance(ledger: Ledger) -> dict[str, Any]:
 def _mean(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return round(sum(present) / len(present), 4) if present else None
+
+
+def lead_performance(ledger: Ledger) -> dict[str, Any]:
+    """The execution lead's own figures (for ``execdesk team`` and the API; not in the HR message, whose recorded
+    shape stays as it was): requests taken through the gates and how they ended, decisions asked of and given by
+    humans, strategy reviews and what the lead decided, kill switches and re-arms, and the messages it sent."""
+    from execdesk.lead.outbox import KINDS
+
+    requests: Counter[str] = Counter()
+    refused_at: Counter[str] = Counter()
+    decisions: Counter[str] = Counter()
+    reviewed: Counter[str] = Counter()
+    messages: Counter[str] = Counter()
+    asked = rearms = 0
+    kinds = {EventKind.GATE, EventKind.APPROVAL_REQUESTED, EventKind.APPROVAL_DECIDED, EventKind.STRATEGY_REVIEWED,
+             EventKind.MESSAGE_SENT, EventKind.REARMED}
+    for e in ledger.events(kinds):
+        p = e.payload
+        if e.kind is EventKind.GATE:
+            if p["gate"] == "intake":
+                requests["taken"] += 1
+            if p["outcome"] == "refused":
+                requests["refused"] += 1
+                refused_at[str(p["gate"])] += 1
+            elif p["gate"] == "monitor" and p["outcome"] == "passed":
+                requests["deployed"] += 1
+        elif e.kind is EventKind.APPROVAL_REQUESTED:
+            asked += 1
+        elif e.kind is EventKind.APPROVAL_DECIDED:
+            decisions[str(p.get("decision"))] += 1
+        elif e.kind is EventKind.STRATEGY_REVIEWED:
+            reviewed[str(p.get("decision"))] += 1
+        elif e.kind is EventKind.MESSAGE_SENT:
+            messages[KINDS.get(str(p.get("kind")), "other")] += 1
+        elif e.kind is EventKind.REARMED:
+            rearms += 1
+    return {"requests_through_the_gates": requests["taken"], "deployed": requests["deployed"],
+            "refused": requests["refused"], "refused_by_gate": dict(sorted(refused_at.items())),
+            "asked_a_human": asked, "human_decisions": dict(sorted(decisions.items())),
+            "strategy_reviews": dict(sorted(reviewed.items())), "rearms": rearms,
+            "messages_sent": {r: messages.get(r, 0) for r in ("validation", "orchestrator", "hr")}}
