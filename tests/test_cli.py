@@ -102,9 +102,16 @@ def test_intake_when_inbox_holds_good_and_bad_then_each_reported_and_exit_2(tmp_
 
 def test_intake_when_all_good_then_exit_0_and_human_lines(tmp_path: Path) -> None:
     result = runner.invoke(app, ["intake", str(BUNDLES / "momentum_macd.yaml")])
+    shown = runner.invoke(app, ["intake", str(BUNDLES / "momentum_macd.yaml"), "--show"])
     assert result.exit_code == 0, result.output
     assert "accepted" in result.stdout
     assert "STR-003" in result.stdout
+    # a few lines: its rules and validation figures; --show prints the bundle in full
+    assert len(result.stdout.splitlines()) <= 6
+    assert "entry long:" in result.stdout
+    assert "validated on 58 trades" in result.stdout
+    assert len(shown.stdout.splitlines()) > 20
+    assert "returns:" in shown.stdout
 
 
 def test_status_when_no_ledger_then_exit_2(tmp_path: Path) -> None:

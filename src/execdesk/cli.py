@@ -194,8 +194,11 @@ def _next_after_demo(home: Path, seed: int, trading_state: str) -> None:
 @app.command()
 @command
 def intake(path: Annotated[Path, typer.Argument(help="A bundle file, a bundle folder, or an inbox folder.")],
+           show: Annotated[bool, typer.Option("--show", help="Print each accepted bundle in full, normalised as "
+                                              "the desk will use it.")] = False,
            as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
-    """Validate strategy bundles; print each normalised bundle or its errors (exit 2 if any is invalid)."""
+    """Validate strategy bundles; a line for each (its rules and validation figures for one bundle) or its errors
+    (exit 2 if any is invalid)."""
     from execdesk.api import actions
 
     results = actions.intake(path)
@@ -209,14 +212,32 @@ def intake(path: Annotated[Path, typer.Argument(help="A bundle file, a bundle fo
                 b = r["bundle"]
                 out.print(f"[green]accepted[/] {r['path']}: {b['id']} {b['name']} v{b['version']} "
                           f"{b['timeframe']} {', '.join(b['pairs'])} (hash {r['bundle_hash'][:12]})")
-                if len(results) == 1:  # one bundle: show it normalised, as the desk will use it
+                if show:
                     out.print(yaml.safe_dump(b, sort_keys=False, width=100).rstrip(), markup=False)
+                elif len(results) == 1:
+                    _bundle_outline(b)
             else:
                 out.print(f"[red]rejected[/] {r['path']}")
                 for issue in r["errors"]:
                     out.print(f"  - {issue['path']}: got {issue['value']}; expected {issue['expected']}")
     if not all(r["ok"] for r in results):
         raise typer.Exit(2)
+
+
+def _bundle_outline(b: dict[str, Any]) -> None:
+    """One bundle's rules and validation figures in a few lines (--show prints all of it)."""
+    for side in ("entry", "exit"):
+        for direction, rule in (b.get(side) or {}).items():
+            out.print(f"  {side} {direction}: {rule}", markup=False)
+    v = b.get("validation") or {}
+    period = v.get("period") or {}
+    figures = [f"{v['trades']} trades" if "trades" in v else None,
+               f"{period.get('start')} to {period.get('end')}" if period else None,
+               f"Sharpe {v['sharpe']}" if v.get("sharpe") is not None else None,
+               f"max drawdown {v['max_drawdown']:.0%}" if v.get("max_drawdown") is not None else None,
+               f"win rate {v['win_rate']:.0%}" if v.get("win_rate") is not None else None]
+    out.print(f"  stoploss {b.get('stoploss')}; validated on {', '.join(f for f in figures if f)} "
+              "(--show prints the whole bundle)", markup=False)
 
 
 @app.command()
@@ -760,7 +781,7 @@ def _show_summary(summary: Any, as_json: bool) -> None:
         return
     if summary.already_complete:
         out.print("[yellow]this home's run is already complete; showing its results[/]")
-    table = Table("deployment", "strategy", "trades", "win", "P&L", "P&L %", "max DD", "states",
+    table = Table("deployment", "strategy", "trades", "wins", "P&L net", "% of its capital", "equity max DD", "states",
                   title=f"desk {data['trading_state']} — equity {data['equity']:,.2f} ({data['return_pct']:+.2f}%), "
                         f"max drawdown {data['max_drawdown']:.2%}")
     for d in data["deployments"]:
