@@ -838,3 +838,19 @@ def test_demo_when_until_is_not_after_its_end_then_exit_2_and_nothing_made(tmp_p
     assert result.exit_code == 2, result.output
     assert said in result.stderr
     assert not (tmp_path / "h").exists()
+
+
+def test_report_when_not_a_terminal_then_each_step_a_line_on_stderr_with_its_time(desk_home: Path,
+                                                                                 tmp_path: Path) -> None:
+    home = _copy(desk_home, tmp_path)
+    result = runner.invoke(app, ["report", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    steps = [line for line in result.stderr.splitlines() if line.startswith("report [")]
+    assert "loading the report's tools" in steps[0]
+    assert any("comparing each deployment with its backtest" in s for s in steps)
+    assert any("chart (1 of" in s for s in steps)
+    # and nothing of it in --json's stdout
+    quiet = runner.invoke(app, ["report", "--home", str(home), "--json"])
+    assert json.loads(quiet.stdout)["ok"] is True
+    assert "report [" not in quiet.stderr
+

@@ -114,6 +114,30 @@ def _identity(home: Path, token: str | None) -> Any:
 
 
 @contextmanager
+def _phases(enabled: bool, label: str) -> Iterator[None]:
+    """Show the steps of long work as it enters them (execdesk.phases): in a terminal a spinner naming the step;
+    otherwise (CI, a log) one line a step on stderr, with the seconds since the command began."""
+    if not enabled:
+        yield
+        return
+    import time
+
+    from execdesk.phases import listening
+
+    if err.is_terminal:
+        with err.status(f"{label} ...") as status, listening(lambda name: status.update(f"{label}: {name} ...")):
+            yield
+        return
+    began = time.monotonic()
+
+    def line(name: str) -> None:
+        err.print(f"{label} [{time.monotonic() - began:5.1f} s] {name}", markup=False, highlight=False)
+
+    with listening(line):
+        yield
+
+
+@contextmanager
 def _progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
     if not enabled:
         yield None
@@ -264,11 +288,8 @@ def codegen(bundle: Annotated[Path, typer.Argument(help="The strategy bundle (fi
     from execdesk.api import actions
 
     sizing = actions.stake_sizing(risk_per_trade, max_position_fraction, stake)
-    if as_json:
+    with _phases(not as_json, "codegen"):
         report = actions.codegen(bundle, out_dir, verify, data, sizing)
-    else:
-        with err.status("generating, reviewing" + (" and proving with Freqtrade" if verify else "") + " ..."):
-            report = actions.codegen(bundle, out_dir, verify, data, sizing)
     if as_json:
         _emit_json({"ok": report.passed, **report.as_dict()})
     else:
@@ -291,7 +312,8 @@ def assess(bundle: Annotated[Path, typer.Argument(help="The strategy bundle (fil
     """Assess a bundle against the live portfolio: APPROVED, CONDITIONAL (with conditions) or REJECTED (exit 3)."""
     from execdesk.api import actions
 
-    data = actions.assess(bundle, home, allocation, db_url, out_dir, datadir)
+    with _phases(not as_json, "assess"):
+        data = actions.assess(bundle, home, allocation, db_url, out_dir, datadir)
     if as_json:
         _emit_json({"ok": data["verdict"] != "REJECTED", **data})
     else:
@@ -355,7 +377,8 @@ def report(deployment: Annotated[str | None, typer.Argument(help="One deployment
     from execdesk.api import actions
     from execdesk.api.actions import format_cell
 
-    data = actions.report(home, deployment, db_url)
+    with _phases(not as_json, "report"):
+        data = actions.report(home, deployment, db_url)
     if as_json:
         _emit_json(data)
         return

@@ -194,6 +194,9 @@ def _waiting_decisions(home: Path) -> list[dict[str, Any]]:
 
 def report(home: Path, deployment: str | None = None, db_url: str | None = None) -> dict[str, Any]:
     """``execdesk report``: write a new report folder and return its data and file paths."""
+    from execdesk.phases import phase
+
+    phase("loading the report's tools (pandas, SciPy, matplotlib) and the ledger")
     from execdesk.monitor.report import write_report
 
     with open_existing(home, db_url) as ledger:
@@ -224,6 +227,9 @@ def assess(bundle_path: Path, home: Path, allocation: float = 0.10, db_url: str 
 
     if not 0 < allocation <= 1:
         raise InvalidInput(f"--allocation: got {allocation}; expected a fraction of equity in (0, 1]")
+    from execdesk.phases import phase
+
+    phase("reading the bundle and the live portfolio")
     bundle = load_bundle(bundle_path)
     has_ledger = db_url is not None or (home / "ledger.sqlite").is_file()
     ledger = Ledger.for_home(home, db_url) if has_ledger else None

@@ -21,6 +21,7 @@ from execdesk.codegen.review import review as review_strategy
 from execdesk.codegen.verify import VerificationReport, VerifyConfig
 from execdesk.codegen.verify import verify as verify_strategy
 from execdesk.errors import InvalidInput, Refused
+from execdesk.phases import phase
 from execdesk.strategy import StrategyBundle, load_bundle
 
 #: Seed of the candles generated for ``--verify`` without data.
@@ -139,16 +140,19 @@ def generate(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InvalidInput(f"--out {out}: cannot be made a folder ({exc.strerror})") from None
+    phase("rendering the strategy from its bundle")
     generated = render_strategy(bundle, sizing)
     strategy_path = out / generated.filename
     strategy_path.write_text(generated.source, encoding="utf-8")
     readme_path = out / "README.md"
     readme_path.write_text(generated.readme, encoding="utf-8")
+    phase("reviewing it (compile, AST audit, ruff, Freqtrade's own loader)")
     review = review_strategy(generated, out)
     files: dict[str, Path] = {"strategy": strategy_path, "readme": readme_path, **review.files}
     verification: VerificationReport | None = None
     data_source: str | None = None
     if verify:
+        phase("reading the candles to prove it on" if data is not None else "generating candles to prove it on")
         frames, data_source = _verification_data(bundle, data)
         if config is None and sizing is not None and sizing.method == "fixed":
             # The native engine stakes config.stake_amount; a fixed sizing is that same number.
@@ -157,6 +161,7 @@ def generate(
         if safe:
             # the bundle's figures can only be reproduced on market data given by the user; generated
             # candles are a different market, so only Freqtrade-vs-native parity is checked on them
+            phase("proving it: Freqtrade's backtester and the native engine on the same candles")
             verification = verify_strategy(
                 bundle, frames, config=config, generated=generated, strategy_file=strategy_path,
                 data_source=data_source, compare_validation=data is not None,

@@ -54,6 +54,7 @@ from execdesk.lead.lifecycle import (
     supersede,
     trading_version,
 )
+from execdesk.phases import phase
 
 if TYPE_CHECKING:
     from execdesk.domain.state import DeskState
@@ -531,10 +532,14 @@ def assess_bundle(bundle: StrategyBundle, ledger: Ledger | None, allocation: flo
     spec = bundle.to_canonical_dict()
     spec["pairs"] = [*bundle.pairs, *live_pairs]
     market = validate_bundle(spec, "assessment market")
+    phase("generating the candles of its validation period" if datadir is None else
+          f"reading the candles of its validation period from {datadir}")
     frames, data_source = (market_for_bundle(market) if datadir is None
                            else validation_market_from_datadir(market, datadir, "--datadir"))
     own = {p: frames[p] for p in bundle.pairs}
+    phase("backtesting it over its validation period")
     candidate, backtest_trades = candidate_from_bundle(bundle, allocation * portfolio.equity, own)
+    phase("correlating it with the live deployments; its worst case")
     result = assess_candidate(portfolio, candidate, limits, asset_correlation(frames))
     data = {"bundle": {"id": bundle.id, "version": bundle.version, "hash": bundle.bundle_hash},
             "allocation_fraction": allocation, "equity": portfolio.equity, "data_source": data_source,

@@ -48,6 +48,7 @@ from execdesk.monitor.drift import VERDICTS, DriftConfig, evaluate_drift
 from execdesk.monitor.metrics import live_metrics
 from execdesk.monitor.quality import execution_quality
 from execdesk.monitor.trades import handovers_of, round_trips
+from execdesk.phases import phase
 from execdesk.safefiles import pid_alive
 from execdesk.store.ledger import Ledger
 from execdesk.strategy.bundle import ValidationReport
@@ -284,6 +285,7 @@ def write_report(ledger: Ledger, home: Path, deployment: str | None = None,
     temporary name and renamed into place whole: a reader (or a crash) never sees half a report. ``number``
     [the next free one]: the folder's number (:func:`run_report`'s, recorded before it is written).
     """
+    phase("reading the ledger and comparing each deployment with its backtest")
     data, charts = _build(ledger, deployment, drift_config or DriftConfig())
     root = home / "reports"
     root.mkdir(parents=True, exist_ok=True)
@@ -304,7 +306,8 @@ def write_report(ledger: Ledger, home: Path, deployment: str | None = None,
             with (tmp / name).open("x", encoding="utf-8") as fh:
                 fh.write(text)
             names.append(name)
-        for dash in charts if dashboards else []:
+        for i, dash in enumerate(charts if dashboards else [], 1):
+            phase(f"drawing {dash.deployment}'s chart ({i} of {len(charts)})")
             names.append(write_dashboard(dash, tmp / dashboard_name(dash.deployment)).name)
         n = number if number is not None else next_report_number(root)
         while True:
