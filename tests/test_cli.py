@@ -854,3 +854,11 @@ def test_report_when_not_a_terminal_then_each_step_a_line_on_stderr_with_its_tim
     assert json.loads(quiet.stdout)["ok"] is True
     assert "report [" not in quiet.stderr
 
+
+
+@pytest.mark.parametrize("command", ["codegen", "demo", "deploy", "intake", "status"])
+def test_help_when_shown_then_flags_take_no_value(command: str) -> None:
+    shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "120"})
+    assert shown.exit_code == 0
+    assert "--json" in shown.stdout
+    assert "<bool>" not in shown.stdout

@@ -33,8 +33,8 @@ HomeOpt = Annotated[Path, typer.Option("--home", envvar="EXECDESK_HOME",
                                        help="The desk's home folder (ledger, reports).")]
 DbUrlOpt = Annotated[str | None, typer.Option("--db-url", envvar="EXECDESK_DB_URL", show_default=False,
                                               help="SQLAlchemy URL of the ledger (default: SQLite in the home).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (stable keys) instead of tables.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
+JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object (stable keys) instead of tables.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", metavar="", help="Show tracebacks of internal errors.")]
 DEFAULT_HOME = Path(".execdesk")
 TokenOpt = Annotated[str | None, typer.Option(
     "--token", envvar="EXECDESK_TOKEN", show_default=False,
@@ -171,7 +171,7 @@ def run(config: Annotated[Path, typer.Argument(help="The desk config file (YAML 
 @app.command()
 @command
 def demo(home: HomeOpt = DEFAULT_HOME, seed: Annotated[int, typer.Option(help="Seed of the generated market.")] = 7,
-         fresh: Annotated[bool, typer.Option("--fresh", help="Start the demo's ledger anew.")] = False,
+         fresh: Annotated[bool, typer.Option("--fresh", metavar="", help="Start the demo's ledger anew.")] = False,
          until: Annotated[str | None, typer.Option(
              "--until", show_default=False, help="Carry the demo on to this time (ISO 8601, after its end, "
              "2024-10-01): the commands left for it (kill, deploy, ...) act at its next bar.")] = None,
@@ -218,7 +218,7 @@ def _next_after_demo(home: Path, seed: int, trading_state: str) -> None:
 @app.command()
 @command
 def intake(path: Annotated[Path, typer.Argument(help="A bundle file, a bundle folder, or an inbox folder.")],
-           show: Annotated[bool, typer.Option("--show", help="Print each accepted bundle in full, normalised as "
+           show: Annotated[bool, typer.Option("--show", metavar="", help="Print each accepted bundle in full, normalised as "
                                               "the desk will use it.")] = False,
            as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Validate strategy bundles; a line for each (its rules and validation figures for one bundle) or its errors
@@ -268,7 +268,7 @@ def _bundle_outline(b: dict[str, Any]) -> None:
 @command
 def codegen(bundle: Annotated[Path, typer.Argument(help="The strategy bundle (file or folder).")],
             out_dir: Annotated[Path, typer.Option("--out", help="Folder for the strategy, its README and the review.")],
-            verify: Annotated[bool, typer.Option("--verify", help="Prove it with Freqtrade's backtester against "
+            verify: Annotated[bool, typer.Option("--verify", metavar="", help="Prove it with Freqtrade's backtester against "
                                                                   "the native engine.")] = False,
             data: Annotated[Path | None, typer.Option("--data", help="A Freqtrade datadir for --verify "
                                                                      "(default: generated candles).")] = None,
@@ -462,7 +462,7 @@ def deploy(bundle: Annotated[Path, typer.Argument(help="The validated strategy b
            venue: Annotated[str, typer.Option("--venue", help="paper, ccxt:<exchange> (its testnet unless --live) "
                                               "or freqtrade (a dry-run bot).")] = "paper",
            allocation: Annotated[float, typer.Option(help="Fraction of portfolio equity asked for.")] = 0.10,
-           live: Annotated[bool, typer.Option("--live", help="ccxt only: real money (needs a human's approval).")]
+           live: Annotated[bool, typer.Option("--live", metavar="", help="ccxt only: real money (needs a human's approval).")]
            = False,
            at: Annotated[str | None, typer.Option("--at", help="Start trading at this ISO 8601 time (scheduled).")]
            = None,
