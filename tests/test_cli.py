@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +133,7 @@ def test_status_and_report_when_run_then_reflect_the_ledger(write_config: Callab
         state = ledger.state
         assert data["ladder_step"] == (None if state.ladder_step == 0 else LADDER_STEPS[state.ladder_step - 1])
         for d in data["deployments"]:
-            assert Decimal(d["allocation_in_use"]) == state.deployments[d["id"]].stage_fraction
+            assert d["allocation_in_use"] == float(state.deployments[d["id"]].stage_fraction)
         # health: the monitor's latest verdict against the approved backtest, and the lead's decision
         verdicts = {e.payload["deployment_id"]: e.payload["verdict"]
                     for e in ledger.events({EventKind.DRIFT_ASSESSED})}

@@ -29,12 +29,17 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 # an error is one line whatever the terminal's width (soft wrap: the terminal folds it, rich never breaks it)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+def _flag(name: str, help_text: str) -> Any:
+    """An on/off option: shown in help without a value to give (``--json``, not ``--json <bool>``)."""
+    return typer.Option(name, metavar="", help=help_text)
+
+
 HomeOpt = Annotated[Path, typer.Option("--home", envvar="EXECDESK_HOME",
                                        help="The desk's home folder (ledger, reports).")]
 DbUrlOpt = Annotated[str | None, typer.Option("--db-url", envvar="EXECDESK_DB_URL", show_default=False,
                                               help="SQLAlchemy URL of the ledger (default: SQLite in the home).")]
-JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object (stable keys) instead of tables.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", metavar="", help="Show tracebacks of internal errors.")]
+JsonOpt = Annotated[bool, _flag("--json", "Print one JSON object (stable keys) instead of tables.")]
+DebugOpt = Annotated[bool, _flag("--debug", "Show tracebacks of internal errors.")]
 DEFAULT_HOME = Path(".execdesk")
 TokenOpt = Annotated[str | None, typer.Option(
     "--token", envvar="EXECDESK_TOKEN", show_default=False,
@@ -171,7 +176,7 @@ def run(config: Annotated[Path, typer.Argument(help="The desk config file (YAML 
 @app.command()
 @command
 def demo(home: HomeOpt = DEFAULT_HOME, seed: Annotated[int, typer.Option(help="Seed of the generated market.")] = 7,
-         fresh: Annotated[bool, typer.Option("--fresh", metavar="", help="Start the demo's ledger anew.")] = False,
+         fresh: Annotated[bool, _flag("--fresh", "Start the demo's ledger anew.")] = False,
          until: Annotated[str | None, typer.Option(
              "--until", show_default=False, help="Carry the demo on to this time (ISO 8601, after its end, "
              "2024-10-01): the commands left for it (kill, deploy, ...) act at its next bar.")] = None,
@@ -218,7 +223,7 @@ def _next_after_demo(home: Path, seed: int, trading_state: str) -> None:
 @app.command()
 @command
 def intake(path: Annotated[Path, typer.Argument(help="A bundle file, a bundle folder, or an inbox folder.")],
-           show: Annotated[bool, typer.Option("--show", metavar="", help="Print each accepted bundle in full, normalised as "
+           show: Annotated[bool, _flag("--show", "Print each accepted bundle in full, normalised as "
                                               "the desk will use it.")] = False,
            as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Validate strategy bundles; a line for each (its rules and validation figures for one bundle) or its errors
@@ -268,7 +273,7 @@ def _bundle_outline(b: dict[str, Any]) -> None:
 @command
 def codegen(bundle: Annotated[Path, typer.Argument(help="The strategy bundle (file or folder).")],
             out_dir: Annotated[Path, typer.Option("--out", help="Folder for the strategy, its README and the review.")],
-            verify: Annotated[bool, typer.Option("--verify", metavar="", help="Prove it with Freqtrade's backtester against "
+            verify: Annotated[bool, _flag("--verify", "Prove it with Freqtrade's backtester against "
                                                                   "the native engine.")] = False,
             data: Annotated[Path | None, typer.Option("--data", help="A Freqtrade datadir for --verify "
                                                                      "(default: generated candles).")] = None,
@@ -347,7 +352,7 @@ def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonO
 
     last = (datetime.fromtimestamp(data["last_bar"], UTC).strftime("%Y-%m-%d %H:%M UTC")
             if data["last_bar"] is not None else "none yet")
-    out.print(f"desk [bold]{data['trading_state']}[/] ({data['trading_reason']}) — cash {data['cash']} "
+    out.print(f"desk [bold]{data['trading_state']}[/] ({data['trading_reason']}) — cash {data['cash']:,.2f} "
               f"{data['quote']}, last bar {last}, drawdown ladder: {data['ladder_step'] or 'no step'}, "
               f"run complete: {'yes' if data['completed'] else 'no'}")
     table = Table("deployment", "version", "venue", "lifecycle", "state", "reason", "health", "ladder", "in use",
@@ -358,7 +363,7 @@ def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonO
                       d["state_reason"], health,
                       d["ladder_step"] or "-",
                       f"{float(d['allocation_in_use']):.0%} of {float(d['allocation']):.0%}", str(d["trades"]),
-                      d["realized_pnl_net"], d["fees"], str(len(d["positions"])))
+                      f"{d['realized_pnl_net']:,.2f}", f"{d['fees']:,.2f}", str(len(d["positions"])))
     out.print(table)
     out.print(f"open orders: {len(data['open_orders'])}; events: {data['events']}")
     if data["pending_requests"]:
@@ -462,7 +467,7 @@ def deploy(bundle: Annotated[Path, typer.Argument(help="The validated strategy b
            venue: Annotated[str, typer.Option("--venue", help="paper, ccxt:<exchange> (its testnet unless --live) "
                                               "or freqtrade (a dry-run bot).")] = "paper",
            allocation: Annotated[float, typer.Option(help="Fraction of portfolio equity asked for.")] = 0.10,
-           live: Annotated[bool, typer.Option("--live", metavar="", help="ccxt only: real money (needs a human's approval).")]
+           live: Annotated[bool, _flag("--live", "ccxt only: real money (needs a human's approval).")]
            = False,
            at: Annotated[str | None, typer.Option("--at", help="Start trading at this ISO 8601 time (scheduled).")]
            = None,

@@ -159,27 +159,32 @@ def status_of(ledger: Any, home: Path) -> dict[str, Any]:
         target[e.payload["deployment_id"]] = e.payload["verdict" if target is health else "decision"]
     deployments = []
     for d in s.deployments.values():
-        positions = [{"pair": p.pair, "qty": str(p.qty), "avg_price": str(p.avg_price)}
+        positions = [{"pair": p.pair, "qty": float(p.qty), "avg_price": float(p.avg_price)}
                      for p in s.open_positions() if p.deployment_id == d.id]
         deployments.append({"id": d.id, "strategy": d.strategy_id, "name": d.name, "version": d.version,
                             "venue": d.venue, "lifecycle": lifecycle_of(d), "start_at": d.start_at,
                             "state": d.state.value, "state_reason": d.state_reason, "trades": d.trades,
-                            "wins": d.wins, "realized_pnl": f"{d.realized_pnl:.2f}", "fees": f"{d.fees:.2f}",
-                            "realized_pnl_net": f"{d.realized_pnl - d.fees:.2f}",
-                            "allocation": str(d.allocation), "allocation_in_use": str(d.stage_fraction),
+                            "wins": d.wins, "realized_pnl": _money(d.realized_pnl), "fees": _money(d.fees),
+                            "realized_pnl_net": _money(d.realized_pnl - d.fees),
+                            "allocation": float(d.allocation), "allocation_in_use": float(d.stage_fraction),
                             "ladder_step": step_name(d.ladder_step), "health": health.get(d.id, "continue"),
                             "lead_decision": decision.get(d.id), "positions": positions})
     return {
         "home": str(home), "trading_state": s.trading_state.value, "trading_reason": s.trading_reason,
         "ladder_step": step_name(s.ladder_step),
-        "quote": s.quote, "cash": f"{s.cash():.2f}", "completed": s.completed, "events": s.last_seq,
+        "quote": s.quote, "cash": _money(s.cash()), "completed": s.completed, "events": s.last_seq,
         "last_bar": s.last_bar_time, "deployments": deployments,
         "pending_requests": sorted(p.name for p in (home / "control").glob("*.json")),
         "waiting_for_a_human": _waiting_decisions(home),
         "alert_delivery_failures": {"count": len(failures), "last": failures[-1] if failures else None},
         "open_orders": [{"client_order_id": o.client_order_id, "deployment_id": o.deployment_id, "pair": o.pair,
-                         "side": o.side, "qty": str(o.qty), "status": o.status.value} for o in s.open_orders()],
+                         "side": o.side, "qty": float(o.qty), "status": o.status.value} for o in s.open_orders()],
     }
+
+
+def _money(value: Any) -> float:
+    """An amount of the quote currency as a JSON number, to the cent (the ledger keeps it exactly)."""
+    return round(float(value), 2)
 
 
 def _waiting_decisions(home: Path) -> list[dict[str, Any]]:
