@@ -275,7 +275,7 @@ def test_no_secret_in_any_answer(home: Path, client: TestClient, monkeypatch: py
     text = "\n".join(bodies)
     assert not [s for s in secrets if s and s in text]
     stored = (home / "tokens.json").read_text()
-    assert not [t for t in tokens.values() if t in stored or t.split("_")[2] in stored]
+    assert not [t for t in tokens.values() if t in stored or t.split("_", 2)[2] in stored]  # (a secret may hold "_")
     assert (home / "tokens.json").stat().st_mode & 0o777 == 0o600
 
 

@@ -464,7 +464,8 @@ def test_evaluate_when_100k_candles_then_one_signal_a_candle_the_same_each_time(
     # its speed: benchmarks/bench_hotpaths.py
     rng = np.random.default_rng(0)
     n = 100_000
-    env = {name: 100 + rng.normal(0, 1, n).cumsum() for name in ALLOWED}
+    env = {name: 100 + rng.normal(0, 1, n).cumsum() for name in sorted(ALLOWED)}  # (sorted: a set's order varies)
+    env["rsi"] = rng.uniform(0, 100, n)  # an oscillator, so the rule fires
     expr = parse("crossed_above(ema_fast, ema_slow) and rsi < 70 and close > shift(rolling_max(high, 20), 1)")
     first = as_signal(evaluate(expr, env))
     assert first.shape == (n,)
