@@ -862,3 +862,13 @@ def test_help_when_shown_then_flags_take_no_value(command: str) -> None:
     assert "--json" in shown.stdout
     # (Typer's own --help row still says <bool>)
     assert [line for line in shown.stdout.splitlines() if "<bool>" in line and "--help" not in line] == []
+
+
+def test_status_when_piped_then_ids_and_names_whole(desk_home: Path) -> None:
+    shown = runner.invoke(app, ["status", "--home", str(desk_home)])
+    assert shown.exit_code == 0, shown.output
+    assert "…" not in shown.stdout
+    with Ledger.for_home(desk_home) as ledger:
+        for d in ledger.state.deployments.values():
+            assert f"{d.name} v{d.version}" in shown.stdout
+            assert d.id in shown.stdout

@@ -25,9 +25,17 @@ from execdesk.api import ExecdeskError, __version__
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="execdesk: from a validated strategy to a watched deployment, with the brakes on.")
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 220)  # piped: tables whole
 # an error is one line whatever the terminal's width (soft wrap: the terminal folds it, rich never breaks it)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def _table(*headers: str, **options: Any) -> Table:
+    """A table whose cells wrap rather than being cut ("ema_cross_r…"): ids and names stay whole at any width."""
+    table = Table(*headers, **options)
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
+
 
 def _flag(name: str, help_text: str) -> Any:
     """An on/off option: shown in help without a value to give (``--json``, not ``--json <bool>``)."""
@@ -322,7 +330,7 @@ def assess(bundle: Annotated[Path, typer.Argument(help="The strategy bundle (fil
     if as_json:
         _emit_json({"ok": data["verdict"] != "REJECTED", **data})
     else:
-        table = Table("rule", "value", "limit", "passed", title=f"{data['candidate_id']}: {data['verdict']}")
+        table = _table("rule", "value", "limit", "passed", title=f"{data['candidate_id']}: {data['verdict']}")
         for rule in data["rules"]:
             table.add_row(rule["name"], f"{rule['value']:.4f}" if isinstance(rule["value"], float) else
                           str(rule["value"]), str(rule["limit"]), "yes" if rule["passed"] else "[red]no[/]")
@@ -355,7 +363,7 @@ def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonO
     out.print(f"desk [bold]{data['trading_state']}[/] ({data['trading_reason']}) — cash {data['cash']:,.2f} "
               f"{data['quote']}, last bar {last}, drawdown ladder: {data['ladder_step'] or 'no step'}, "
               f"run complete: {'yes' if data['completed'] else 'no'}")
-    table = Table("deployment", "version", "venue", "lifecycle", "state", "reason", "health", "ladder", "in use",
+    table = _table("deployment", "version", "venue", "lifecycle", "state", "reason", "health", "ladder", "in use",
                   "trades", "realised P&L net of fees", "fees", "open positions")
     for d in data["deployments"]:
         health = d["health"] + (f" -> {d['lead_decision']}" if d["lead_decision"] else "")
@@ -387,7 +395,7 @@ def report(deployment: Annotated[str | None, typer.Argument(help="One deployment
     if as_json:
         _emit_json(data)
         return
-    table = Table("deployment", "trades", "win rate", "P&L", "max DD", "state", "backtest trades", "backtest win")
+    table = _table("deployment", "trades", "win rate", "P&L", "max DD", "state", "backtest trades", "backtest win")
     for d in data["deployments"]:
         v = d["validation"]
         table.add_row(d["id"], str(d["trades"]), f"{d['win_rate']:.0%}", f"{d['pnl']:.2f}", f"{d['max_drawdown']:.2%}",
@@ -403,7 +411,7 @@ def report(deployment: Annotated[str | None, typer.Argument(help="One deployment
         if not c["rows"]:
             out.print(f"{title}: {c.get('note', 'no comparison')}")
             continue
-        rows = Table("metric", "backtest", "live", "drift", "status", "n", title=title)
+        rows = _table("metric", "backtest", "live", "drift", "status", "n", title=title)
         for r in c["rows"]:
             status = f"[{colours[r['status']]}]{r['status']}[/]" + ("" if r["min_sample_met"] else " (small sample)")
             rows.add_row(r["metric"], format_cell(r["metric"], "backtest", r["backtest"]),
@@ -636,7 +644,7 @@ def _show_plan(data: dict[str, Any], as_json: bool) -> None:
             out.print(f"waiting for a human: execdesk approve {data['approval_request']} --reason WHY "
                       "(or deny)")
         return
-    table = Table("gate", "outcome", "reason", title=f"{data['deployment_id']} -> {data['venue']}: {data['status']}")
+    table = _table("gate", "outcome", "reason", title=f"{data['deployment_id']} -> {data['venue']}: {data['status']}")
     for gate in data["gates"]:
         table.add_row(gate["gate"], gate["outcome"], gate["reason"])
     out.print(table)
@@ -656,7 +664,7 @@ def team(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt
     if as_json:
         _emit_json(data)
         return
-    table = Table("role", "figure", "value", title=f"the desk's team — {data['deployments']} deployment(s)")
+    table = _table("role", "figure", "value", title=f"the desk's team — {data['deployments']} deployment(s)")
     for role in ("signal_generator", "risk_manager", "order_executor", "monitor", "execution_lead"):
         for i, (key, value) in enumerate(data[role].items()):
             table.add_row(role.replace("_", " ") if i == 0 else "", key.replace("_", " "), _figure(key, value),
@@ -809,7 +817,7 @@ def _show_summary(summary: Any, as_json: bool) -> None:
         return
     if summary.already_complete:
         out.print("[yellow]this home's run is already complete; showing its results[/]")
-    table = Table("deployment", "strategy", "trades", "wins", "P&L net", "% of its capital", "equity max DD", "states",
+    table = _table("deployment", "strategy", "trades", "wins", "P&L net", "% of its capital", "equity max DD", "states",
                   title=f"desk {data['trading_state']} — equity {data['equity']:,.2f} ({data['return_pct']:+.2f}%), "
                         f"max drawdown {data['max_drawdown']:.2%}")
     for d in data["deployments"]:
