@@ -872,3 +872,13 @@ def test_status_when_piped_then_ids_and_names_whole(desk_home: Path) -> None:
         for d in ledger.state.deployments.values():
             assert f"{d.name} v{d.version}" in shown.stdout
             assert d.id in shown.stdout
+
+
+def test_demo_when_fresh_with_a_bad_until_then_exit_2_and_the_home_kept(tmp_path: Path) -> None:
+    kept = tmp_path / "h" / "demo" / "seed-7" / "ledger.sqlite"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("recorded")
+    result = runner.invoke(app, ["demo", "--fresh", "--until", "2024-09-01", "--home", str(tmp_path / "h")])
+    assert result.exit_code == 2, result.output
+    assert "expected a time after the demo's end" in result.stderr
+    assert kept.read_text() == "recorded"

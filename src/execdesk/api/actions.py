@@ -77,15 +77,31 @@ def demo_config_path() -> Path:
 
 
 def run_config(path: Path, home: Path, seed: int | None = None, progress: Progress = None,
-               report: bool = True, db_url: str | None = None) -> RunSummary:
-    """``execdesk run``: run or carry on the desk ``path`` describes, and write its report (once a run)."""
+               report: bool = True, db_url: str | None = None, until: str | None = None,
+               desk: str = "the market's") -> RunSummary:
+    """``execdesk run``: run or carry on the desk ``path`` describes, and write its report (once a run); ``until``:
+    its market runs on to this time (ISO 8601, after the config's end)."""
     if not path.is_file():
         raise InvalidInput(f"desk config {path}: no such file")
     from execdesk.desk.runner import run_desk
     from execdesk.desk.settings import load_desk_config
 
     config = load_desk_config(path, seed=seed)
+    if until is not None:
+        config = _until(config, until, desk)
     return run_desk(config, home, progress=progress, db_url=db_url, report=report)
+
+
+def _until(config: Any, until: str, desk: str) -> Any:
+    """``config`` with its market running on to ``until`` (ISO 8601), which must be after its end (``desk``'s, as
+    the error names it)."""
+    from datetime import UTC, datetime
+
+    end = datetime.fromtimestamp(_parse_time(until, "--until"), UTC)
+    if end <= config.market.end:
+        raise InvalidInput(f"--until: got {until}; expected a time after {desk} end, "
+                           f"{config.market.end.isoformat()}")
+    return config.model_copy(update={"market": config.market.model_copy(update={"end": end})})
 
 
 def run_demo(home: Path, seed: int = 7, fresh: bool = False, progress: Progress = None,
@@ -97,22 +113,15 @@ def run_demo(home: Path, seed: int = 7, fresh: bool = False, progress: Progress 
 
     if not 0 <= seed <= 2**63 - 1:  # checked before anything is created
         raise InvalidInput(f"--seed: got {seed}; expected an integer in [0, 2**63 - 1]")
-    from execdesk.desk.runner import run_desk
-    from execdesk.desk.settings import load_desk_config
-
-    config = load_desk_config(demo_config_path(), seed=seed)
-    if until is not None:
-        from datetime import UTC, datetime
-
-        end = datetime.fromtimestamp(_parse_time(until, "--until"), UTC)
-        if end <= config.market.end:
-            raise InvalidInput(f"--until: got {until}; expected a time after the demo's end, "
-                               f"{config.market.end.isoformat()}")
-        config = config.model_copy(update={"market": config.market.model_copy(update={"end": end})})
     demo_home = home / "demo" / f"seed-{seed}"
+    if until is not None and fresh:  # checked before a --fresh home is removed: bad input loses nothing
+        from execdesk.desk.settings import load_desk_config
+
+        _until(load_desk_config(demo_config_path(), seed=seed), until, "the demo's")
     if fresh and demo_home.exists():
         shutil.rmtree(demo_home)
-    summary = run_desk(config, demo_home, progress=progress, db_url=db_url, report=True)
+    summary = run_config(demo_config_path(), demo_home, seed=seed, progress=progress, db_url=db_url, until=until,
+                         desk="the demo's")
     if db_url is None:  # the next commands without --home find this desk (execdesk.desk.home.resolve_home)
         mark_latest_demo(home, demo_home)
     return summary

@@ -24,7 +24,7 @@ from execdesk.desk.identity import authorize, check_four_eyes, identity_of
 from execdesk.desk.settings import RecordedDesk
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.marks import MARK_EVENTS, fold_marks
-from execdesk.errors import InvalidInput, Refused
+from execdesk.errors import ExecdeskError, InvalidInput, Refused
 from execdesk.lead.deploy import DeployPlan, commit
 from execdesk.lead.lifecycle import lifecycle_event, rollback
 
@@ -196,6 +196,15 @@ def receive(ledger: Ledger, t: int, action: str, body: dict[str, Any]) -> bool:
         "command_id": command_id, "action": action, "by": body.get("by"), "identity": body.get("identity"),
         "requested_at": body.get("requested_at")}))
     return True
+
+
+def refusal_event(t: int, action: str, body: dict[str, Any], exc: ExecdeskError, requested_at: Any,
+                  deployment_id: str | None = None) -> Event:
+    """``command.refused``: the command ``body`` (who, why, its id) and the error that refused it."""
+    return Event(t, EventKind.COMMAND_REFUSED, {
+        "action": action, "by": body.get("by"), "identity": body.get("identity"), "reason": body.get("reason"),
+        "requested_at": requested_at, "command_id": body.get("command_id"), "error": str(exc),
+        "exit_code": exc.exit_code}, deployment_id)
 
 
 def set_aside(path: Path, reason: str) -> Path:
@@ -429,7 +438,6 @@ def apply_request(loop: RunningDesk, g: int, request: dict[str, Any]) -> None:
     """What the running loop does with a request at bar ``g`` (see the module docstring). A request the
     ledger's state no longer allows (e.g. resuming what was removed meanwhile) is recorded as an alert."""
     from execdesk.domain.types import AlertLevel
-    from execdesk.errors import ExecdeskError
 
     assert loop.control is not None
     home = loop.control.parent
@@ -472,10 +480,7 @@ def apply_request(loop: RunningDesk, g: int, request: dict[str, Any]) -> None:
         apply_lifecycle(loop.ledger, home, request, t)
     except ExecdeskError as exc:
         shown = {k: v for k, v in request.items() if k != "signature"}
-        loop.ledger.record(Event(t, EventKind.COMMAND_REFUSED, {
-            "action": action, "by": request.get("by"), "identity": request.get("identity"),
-            "reason": request.get("reason"), "requested_at": request.get("requested_at"),
-            "command_id": request.get("command_id"), "error": str(exc), "exit_code": exc.exit_code}))
+        loop.ledger.record(refusal_event(t, action, request, exc, request.get("requested_at")))
         loop.raise_alert(t, AlertLevel.WARNING, "request_refused", f"{action} request refused: {exc}",
                          {"request": shown}, source="lead", news=True)
         return
@@ -499,8 +504,7 @@ def run_or_queue(home: Path, db_url: str | None, action: str, now: int, body: di
     lock = DeskLock(home)
     if not lock.acquire_for_command():
         path = queue_request(home, action, now, body)
-        if not identity.may(right_of(action, body)):  # the desk records the refusal as it reads the request
-            authorize(identity, right_of(action, body))
+        authorize(identity, right_of(action, body))  # (refused now; the desk records it as it reads the request)
         return {"queued": str(path), "command_id": body["command_id"], "note": f"a desk is running in {home} "
                 f"({lock.holder()}): it acts on the request at its next bar"}
     try:
@@ -523,11 +527,8 @@ def run_or_queue(home: Path, db_url: str | None, action: str, now: int, body: di
         # the refusal alone is recorded (what the command had recorded was dropped with the ledger)
         with open_existing(home, db_url) as ledger:
             deployment = body.get("deployment")
-            ledger.record(Event(t, EventKind.COMMAND_REFUSED, {
-                "action": action, "by": body.get("by"), "identity": body.get("identity"),
-                "reason": body.get("reason"), "requested_at": now,
-                "command_id": body["command_id"], "error": str(refusal), "exit_code": refusal.exit_code},
-                deployment if deployment in ledger.state.deployments else None))
+            ledger.record(refusal_event(t, action, body, refusal, now,
+                                        deployment if deployment in ledger.state.deployments else None))
         raise refusal
     finally:
         lock.release()
