@@ -404,10 +404,9 @@ def test_deploy_when_human_output_then_a_table_of_the_gates(desk_home: Path, tmp
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert "STR-002-v1 -> paper: deployed" in result.stdout
-    header = next(line for line in lines if line.startswith("┃"))
-    assert [c.strip() for c in header.split("┃")[1:-1]] == ["gate", "outcome", "reason"]
-    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in lines if line.startswith("│")]
-    outcomes = {row[0]: row[1] for row in rows if row[0]}  # a long reason wraps onto rows with empty cells
+    rows = _rows(result.stdout, "gate")
+    assert list(rows[0]) == ["gate", "outcome", "reason"]
+    outcomes = {row["gate"]: row["outcome"] for row in rows}
     assert list(outcomes) == ["intake", "signal_generator", "risk", "approval", "deploy", "monitor"]
     assert outcomes["approval"] == "not_required"  # the paper venue trades no real money
 
@@ -500,16 +499,58 @@ def test_status_when_human_then_venue_and_lifecycle_columns(desk_home: Path, tmp
     assert runner.invoke(app, ["pause", "STR-004-v1", "--reason", "r", "--home", str(home)]
                          ).exit_code == 0
 
-    result = runner.invoke(app, ["status", "--home", str(home)], terminal_width=250)
+    wide = runner.invoke(app, ["status", "--home", str(home), "--wide"])
+    compact = runner.invoke(app, ["status", "--home", str(home)])
+
+    assert wide.exit_code == 0, wide.output
+    rows = {row["deployment"]: row for row in _rows(wide.stdout, "deployment")}
+    assert (rows["STR-001-v1"]["venue"], rows["STR-001-v1"]["lifecycle"]) == ("paper", "live")
+    assert (rows["STR-004-v1"]["venue"], rows["STR-004-v1"]["lifecycle"]) == ("paper", "paused")
+    assert (rows["STR-004-v1"]["state"], rows["STR-004-v1"]["reason"]) == ("REDUCING", "paused")
+    # the default table: a lifecycle's usual reason left out, any other shown
+    rows = {row["deployment"]: row for row in _rows(compact.stdout, "deployment")}
+    assert (rows["STR-001-v1"]["lifecycle (reason)"], rows["STR-004-v1"]["lifecycle (reason)"]) == ("live", "paused")
+    assert list(rows["STR-001-v1"]) == ["deployment", "lifecycle (reason)", "health", "in use", "trades", "P&L net",
+                                        "open"]
+
+
+def test_status_when_a_terminal_of_80_columns_then_every_line_fits_and_no_id_or_word_is_cut(
+        desk_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from execdesk import cli
+
+    shown = io.StringIO()
+    monkeypatch.setattr(cli, "out", Console(file=shown, width=80, highlight=False, soft_wrap=True))
+    result = runner.invoke(app, ["status", "--home", str(desk_home)])
 
     assert result.exit_code == 0, result.output
-    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]]
-            for line in result.stdout.splitlines() if line.startswith("│") and "STR-00" in line}
-    header = next(line for line in result.stdout.splitlines() if "deployment" in line and "lifecycle" in line)
-    columns = [c.strip() for c in header.split("┃")[1:-1]]
-    venue, lifecycle = columns.index("venue"), columns.index("lifecycle")
-    assert (rows["STR-001-v1"][venue], rows["STR-001-v1"][lifecycle]) == ("paper", "live")
-    assert (rows["STR-004-v1"][venue], rows["STR-004-v1"][lifecycle]) == ("paper", "paused")
+    lines = shown.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80, shown.getvalue()
+    with Ledger.for_home(desk_home) as ledger:
+        ids = [d.id for d in ledger.state.deployments.values()]
+    assert [line.split()[0] for line in lines if line.startswith("STR-")] == ids  # each id whole, on its row
+    assert "…" not in shown.getvalue()
+
+
+def _rows(text: str, first: str) -> list[dict[str, str]]:
+    """A borderless table's rows (the CLI's tables: a header line, a rule, rows; cells apart by 3+ spaces) as
+    header -> cell; a wrapped cell's continuation lines (starting blank) are left out."""
+    import re
+
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(first))
+    names = re.split(r"\s{3,}", lines[at].strip())
+    rows = []
+    for line in lines[at + 2:]:
+        if not line.strip() or set(line.strip()) <= set("─━"):
+            break
+        if line.startswith(" "):
+            continue
+        rows.append(dict(zip(names, re.split(r"\s{3,}", line.strip()), strict=False)))
+    return rows
 
 
 def test_pause_when_a_desk_is_running_then_queued_and_status_lists_the_pending_request(
@@ -865,7 +906,7 @@ def test_help_when_shown_then_flags_take_no_value(command: str) -> None:
 
 
 def test_status_when_piped_then_ids_and_names_whole(desk_home: Path) -> None:
-    shown = runner.invoke(app, ["status", "--home", str(desk_home)])
+    shown = runner.invoke(app, ["status", "--home", str(desk_home), "--wide"])
     assert shown.exit_code == 0, shown.output
     assert "…" not in shown.stdout
     with Ledger.for_home(desk_home) as ledger:

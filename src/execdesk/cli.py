@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -30,11 +31,38 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def _table(*headers: str, **options: Any) -> Table:
-    """A table whose cells wrap rather than being cut ("ema_cross_r…"): ids and names stay whole at any width."""
+    """A borderless table (a rule under the header) whose cells wrap rather than being cut ("ema_cross_r…"): ids and
+    names stay whole at any width. Print it with :func:`_show`, which fits it to the terminal."""
+    options = {"box": box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False, **options}
     table = Table(*headers, **options)
     for column in table.columns:
         column.overflow = "fold"
     return table
+
+
+def _show(table: Table) -> None:
+    """Print a table narrowed to the terminal: its widest column first, each no narrower than its longest word, so
+    at 80 columns a cell wraps at its spaces and never inside an id, a word or a number (rich alone cuts words, or
+    drops a column). Piped output is 220 wide: every row on one line."""
+    from rich.text import Text
+
+    columns = table.columns
+    texts = [[Text.from_markup(cell).plain if isinstance(cell, str) else str(cell) for cell in (c.header, *c.cells)]
+             for c in columns]
+    words = [max((len(w) for cell in cells for w in cell.split()), default=1) for cells in texts]
+    widths = [max(len(cell) for cell in cells) for cells in texts]
+    gaps = 3 * (len(columns) - 1)  # each gap: padding, the (blank) separator, padding
+    excess = sum(widths) + gaps - out.width
+    while excess > 0:
+        narrower = [k for k in range(len(widths)) if widths[k] > words[k]]
+        if not narrower:
+            break  # as narrow as words allow: rich folds what is left
+        i = max(narrower, key=lambda k: widths[k])
+        widths[i] -= 1
+        excess -= 1
+    for column, width in zip(columns, widths, strict=True):
+        column.width = width
+    out.print(table)
 
 
 def _flag(name: str, help_text: str) -> Any:
@@ -334,7 +362,7 @@ def assess(bundle: Annotated[Path, typer.Argument(help="The strategy bundle (fil
         for rule in data["rules"]:
             table.add_row(rule["name"], f"{rule['value']:.4f}" if isinstance(rule["value"], float) else
                           str(rule["value"]), str(rule["limit"]), "yes" if rule["passed"] else "[red]no[/]")
-        out.print(table)
+        _show(table)
         for line in data.get("conditions", []):
             out.print(f"  condition: {line}")
         for line in data.get("reasons", []):
@@ -348,6 +376,8 @@ def assess(bundle: Annotated[Path, typer.Argument(help="The strategy bundle (fil
 @app.command()
 @command
 def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
+           wide: Annotated[bool, _flag("--wide", "Every column: version, venue, state and reason apart, ladder step, "
+                                                 "fees, open positions (the default fits 80 columns).")] = False,
            debug: DebugOpt = False) -> None:
     """Show the desk's trading state, deployments, positions and open orders from the ledger."""
     from execdesk.api import actions
@@ -360,25 +390,50 @@ def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonO
 
     last = (datetime.fromtimestamp(data["last_bar"], UTC).strftime("%Y-%m-%d %H:%M UTC")
             if data["last_bar"] is not None else "none yet")
-    out.print(f"desk [bold]{data['trading_state']}[/] ({data['trading_reason']}) — cash {data['cash']:,.2f} "
-              f"{data['quote']}, last bar {last}, drawdown ladder: {data['ladder_step'] or 'no step'}, "
-              f"run complete: {'yes' if data['completed'] else 'no'}")
-    table = _table("deployment", "version", "venue", "lifecycle", "state", "reason", "health", "ladder", "in use",
-                  "trades", "realised P&L net of fees", "fees", "open positions")
-    for d in data["deployments"]:
-        health = d["health"] + (f" -> {d['lead_decision']}" if d["lead_decision"] else "")
-        table.add_row(d["id"], f"{d['name']} v{d['version']}", d["venue"], d["lifecycle"], d["state"],
-                      d["state_reason"], health,
-                      d["ladder_step"] or "-",
-                      f"{float(d['allocation_in_use']):.0%} of {float(d['allocation']):.0%}", str(d["trades"]),
-                      f"{d['realized_pnl_net']:,.2f}", f"{d['fees']:,.2f}", str(len(d["positions"])))
-    out.print(table)
+    out.print(f"desk [bold]{data['trading_state']}[/] ({data['trading_reason']}), drawdown ladder: "
+              f"{data['ladder_step'] or 'no step'} — cash {data['cash']:,.2f} {data['quote']}")
+    out.print(f"last bar {last}, run complete: {'yes' if data['completed'] else 'no'}")
+    _show(_status_table(data["deployments"], wide))
     out.print(f"open orders: {len(data['open_orders'])}; events: {data['events']}")
     if data["pending_requests"]:
         out.print(f"requests waiting for the desk's next bar: {', '.join(data['pending_requests'])}")
     for waiting in data["waiting_for_a_human"]:
         out.print(f"waiting for a human: {waiting['request_id']} ({waiting['subject']}): {waiting['question']} "
                   f"— execdesk approve|deny {waiting['request_id']} --reason WHY")
+
+
+#: a lifecycle's usual reason, left out of the compact status table's ``state`` cell (any other reason is shown)
+_USUAL_REASON = {"live": {"deployed", "resumed"}, "scheduled": {"scheduled"}, "paused": {"paused"},
+                 "removed": {"removed"}}
+
+
+def _status_table(deployments: list[dict[str, Any]], wide: bool) -> Table:
+    """``execdesk status``'s deployments: by default seven columns that fit 80 (cells wrap at spaces, never cut);
+    ``--wide`` every figure in its own column."""
+    if wide:
+        table = _table("deployment", "version", "venue", "lifecycle", "state", "reason", "health", "ladder",
+                       "in use", "trades", "realised P&L net of fees", "fees", "open positions")
+    else:
+        table = _table("deployment", "lifecycle (reason)", "health", "in use", "trades", "P&L net", "open")
+    for d in deployments:
+        health = d["health"] + (f" -> {d['lead_decision']}" if d["lead_decision"] else "")
+        in_use = f"{float(d['allocation_in_use']):.0%} of {float(d['allocation']):.0%}"
+        pnl, opened = f"{d['realized_pnl_net']:,.2f}", str(len(d["positions"]))
+        if wide:
+            table.add_row(d["id"], f"{d['name']} v{d['version']}", d["venue"], d["lifecycle"], d["state"],
+                          d["state_reason"], health, d["ladder_step"] or "-", in_use, str(d["trades"]), pnl,
+                          f"{d['fees']:,.2f}", opened)
+            continue
+        state = d["lifecycle"]
+        if d["state_reason"] not in _USUAL_REASON.get(state, set()):
+            state += f" ({d['state_reason']})"
+        if d["ladder_step"]:
+            health += f", ladder {d['ladder_step']}"
+        table.add_row(d["id"], state, health, in_use, str(d["trades"]), pnl, opened)
+    for column in table.columns:
+        if column.header in ("trades", "P&L net", "realised P&L net of fees", "fees", "open", "open positions"):
+            column.justify = "right"
+    return table
 
 
 @app.command()
@@ -388,19 +443,20 @@ def report(deployment: Annotated[str | None, typer.Argument(help="One deployment
            debug: DebugOpt = False) -> None:
     """Write a report folder (performance, live vs backtest, dashboards; never overwriting) and show it."""
     from execdesk.api import actions
-    from execdesk.api.actions import format_cell
+    from execdesk.api.actions import comparison_cells
 
     with _phases(not as_json, "report"):
         data = actions.report(home, deployment, db_url)
     if as_json:
         _emit_json(data)
         return
-    table = _table("deployment", "trades", "win rate", "P&L", "max DD", "state", "backtest trades", "backtest win")
+    table = _table("deployment", "state", "trades", "win rate", "P&L net", "equity max DD", "backtest trades",
+                   "backtest win rate")
     for d in data["deployments"]:
         v = d["validation"]
-        table.add_row(d["id"], str(d["trades"]), f"{d['win_rate']:.0%}", f"{d['pnl']:.2f}", f"{d['max_drawdown']:.2%}",
-                      d["state"], str(v.get("trades", "")), f"{v.get('win_rate', 0):.0%}")
-    out.print(table)
+        table.add_row(d["id"], d["state"], str(d["trades"]), f"{d['win_rate']:.0%}", f"{d['pnl']:,.2f}",
+                      f"{d['max_drawdown']:.2%}", str(v.get("trades", "")), f"{v.get('win_rate', 0):.0%}")
+    _show(table)
     colours = {"ok": "green", "warn": "yellow", "critical": "red"}
     verdict_colours = {"continue": "green", "review": "yellow", "pause": "red", "stop": "bold red"}
     comparison = data["comparison"]
@@ -414,10 +470,12 @@ def report(deployment: Annotated[str | None, typer.Argument(help="One deployment
         rows = _table("metric", "backtest", "live", "drift", "status", "n", title=title)
         for r in c["rows"]:
             status = f"[{colours[r['status']]}]{r['status']}[/]" + ("" if r["min_sample_met"] else " (small sample)")
-            rows.add_row(r["metric"], format_cell(r["metric"], "backtest", r["backtest"]),
-                         format_cell(r["metric"], "live", r["live"]), format_cell(r["metric"], "drift", r["drift"]),
-                         status, str(r["n"]))
-        out.print(rows)
+            rows.add_row(*comparison_cells(r), status, str(r["n"]))
+        _show(rows)
+    if any(c["rows"] for c in comparison["deployments"]):
+        out.print("(per trade, on each trade's stake: Sharpe not annualised; drawdown of the trade returns compounded, "
+                  "the backtest's the 99.9th percentile of 1,000 resamplings — not the equity max DD above; "
+                  "comparison.md explains each rule)")
     out.print(f"portfolio: {comparison['portfolio']['summary']}")
     for path in data["files"]:
         out.print(f"wrote {path}")
@@ -647,7 +705,7 @@ def _show_plan(data: dict[str, Any], as_json: bool) -> None:
     table = _table("gate", "outcome", "reason", title=f"{data['deployment_id']} -> {data['venue']}: {data['status']}")
     for gate in data["gates"]:
         table.add_row(gate["gate"], gate["outcome"], gate["reason"])
-    out.print(table)
+    _show(table)
     if data["status"] == "pending_approval":
         out.print(f"waiting for a human: execdesk approve {data['approval_request']} --reason WHY "
                   "(or deny)")
@@ -669,7 +727,7 @@ def team(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt
         for i, (key, value) in enumerate(data[role].items()):
             table.add_row(role.replace("_", " ") if i == 0 else "", key.replace("_", " "), _figure(key, value),
                           end_section=i == len(data[role]) - 1)
-    out.print(table)
+    _show(table)
     out.print(f"capacity flags: {', '.join(data['capacity_flags']) or 'none'}")
 
 
@@ -823,7 +881,7 @@ def _show_summary(summary: Any, as_json: bool) -> None:
     for d in data["deployments"]:
         table.add_row(d["id"], d["name"], str(d["trades"]), str(d["wins"]), f"{d['pnl']:,.2f}", f"{d['pnl_pct']:+.2f}",
                       f"{d['max_drawdown']:.2%}", d["path"])
-    out.print(table)
+    _show(table)
     if data["timeline"]:
         out.print("[bold]what happened, in order[/]")
         for step in data["timeline"]:

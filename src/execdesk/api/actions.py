@@ -62,11 +62,12 @@ def codegen(bundle: Path, out_dir: Path, verify: bool, data: Path | None, sizing
     return generate(bundle, out_dir, verify=verify, data=data, sizing=sizing)
 
 
-def format_cell(metric: str, column: str, value: object) -> str:
-    """A live-vs-backtest comparison value for people (:func:`execdesk.monitor.report.format_cell`)."""
-    from execdesk.monitor.report import format_cell as cell
+def comparison_cells(row: dict[str, Any]) -> tuple[str, str, str, str]:
+    """A live-vs-backtest comparison row for people: label, backtest, live, drift
+    (:func:`execdesk.monitor.report.comparison_cells`, as comparison.md shows them)."""
+    from execdesk.monitor.report import comparison_cells as cells
 
-    return cell(metric, column, value)
+    return cells(row)
 
 
 def demo_config_path() -> Path:

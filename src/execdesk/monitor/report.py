@@ -405,16 +405,16 @@ ROW_LABELS = {
 }
 
 
-def _comparison_cells(r: dict[str, Any]) -> tuple[str, str, str]:
-    """A row's backtest, live and drift cells. PSR: the benchmark (the backtest's Sharpe per trade) and the
-    probability the live Sharpe per trade beats it — not the Sharpe figures again."""
+def comparison_cells(r: dict[str, Any]) -> tuple[str, str, str, str]:
+    """A row's label (:data:`ROW_LABELS`), backtest, live and drift cells. PSR: the benchmark (the backtest's
+    Sharpe per trade) and the probability the live Sharpe per trade beats it — not the Sharpe figures again."""
     metric = r["metric"]
     if metric == "psr":
         p = r.get("p_value")
-        return (f"SR* {format_cell('sharpe', 'backtest', r['backtest'])}",
+        return (ROW_LABELS[metric], f"SR* {format_cell('sharpe', 'backtest', r['backtest'])}",
                 "n/a" if not isinstance(p, (int, float)) else f"{p:.3g}", "-")
-    return (format_cell(metric, "backtest", r["backtest"]), format_cell(metric, "live", r["live"]),
-            format_cell(metric, "drift", r["drift"]))
+    return (ROW_LABELS.get(metric, metric), format_cell(metric, "backtest", r["backtest"]),
+            format_cell(metric, "live", r["live"]), format_cell(metric, "drift", r["drift"]))
 
 
 def comparison_markdown(comparison: dict[str, Any]) -> str:
@@ -433,8 +433,8 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
                   "| metric | backtest | live | drift | status | n | rule |", "|---|---|---|---|---|---|---|"]
         for r in c["rows"]:
             status = r["status"] if r["min_sample_met"] else f"{r['status']} (sample too small)"
-            backtest, live, drift = _comparison_cells(r)
-            lines.append(f"| {ROW_LABELS.get(r['metric'], r['metric'])} | {backtest} | {live} | {drift} | {status} "
+            label, backtest, live, drift = comparison_cells(r)
+            lines.append(f"| {label} | {backtest} | {live} | {drift} | {status} "
                          f"| {r['n']} | {r['rule']} |")
         lines += ["", f"Dashboard: [{c['dashboard']}]({c['dashboard']})", ""]
     lines += ["Rules, thresholds and the verdict: `execdesk.monitor.drift` (docs/REPORTS.md). The figures here are",
