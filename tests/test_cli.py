@@ -402,7 +402,6 @@ def test_deploy_when_human_output_then_a_table_of_the_gates(desk_home: Path, tmp
     result = runner.invoke(app, _deploy(home), terminal_width=200)
 
     assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
     assert "STR-002-v1 -> paper: deployed" in result.stdout
     rows = _rows(result.stdout, "gate")
     assert list(rows[0]) == ["gate", "outcome", "reason"]

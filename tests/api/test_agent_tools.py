@@ -227,6 +227,32 @@ def test_http_when_no_token_then_401_and_a_leads_token_lists_the_control_tools_a
     assert [d["id"] for d in status.structured_content["deployments"]] == DEMO
 
 
+def test_http_when_the_docs_client_runs_as_written_then_it_prints_the_desks_status(
+        home: Path, served: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/AGENTS.md's client, its text as the doc shows it (only the port: the test's, not 8765)."""
+    import ast
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "AGENTS.md").read_text(encoding="utf-8")
+    block = re.search(r"```python\n(.*?)```", doc, re.DOTALL)
+    assert block is not None
+    assert "http://127.0.0.1:8765/mcp" in block.group(1)
+    code = compile(block.group(1).replace("http://127.0.0.1:8765/mcp", served), "docs/AGENTS.md", "exec",
+                   flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    token = make_tokens(home, "agent:viewer")["agent"]
+
+    async def run() -> None:
+        awaited = eval(code, {"token": token})  # top-level await: a coroutine to await
+        if awaited is not None:
+            await awaited
+
+    anyio.run(run)
+    printed = capsys.readouterr().out
+    assert "is_error=False" in printed, printed
+    assert "HALTED" in printed
+    assert "STR-004-v1" in printed
+
+
 @pytest.mark.slow
 def test_http_four_eyes_when_a_lead_approves_its_own_live_deploy_then_refused_and_another_leads_is_accepted(
         home: Path, served: str) -> None:

@@ -62,3 +62,17 @@ def test_readme_first_hour_when_run_as_written_then_every_command_succeeds(tmp_p
     assert states['execdesk rearm --reason "drill over"'] == "ACTIVE"
     with Ledger.for_home(home) as ledger:
         assert any(f.deployment_id == "STR-001-v2" for f in ledger.state.fills.values())
+
+
+def test_readme_python_block_when_run_as_written_then_the_demo_and_its_status(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)  # its paths are relative: .execdesk here
+
+    exec(compile(block, "README.md", "exec"), {})
+
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("HALTED [")  # the demo's circuit breaker
+    assert "'id': 'STR-001-v1'" in printed[1]
+    assert (tmp_path / ".execdesk" / "demo" / "seed-7" / "ledger.sqlite").is_file()
