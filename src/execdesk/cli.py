@@ -180,7 +180,9 @@ def _phases(enabled: bool, label: str) -> Iterator[None]:
 
 @contextmanager
 def _progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
-    if not enabled:
+    """A transient progress bar on stderr, in a terminal only: elsewhere (a pipe, CI's log) rich would leave an empty
+    line where the bar was."""
+    if not enabled or not err.is_terminal:
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -875,11 +877,11 @@ def _show_summary(summary: Any, as_json: bool) -> None:
         return
     if summary.already_complete:
         out.print("[yellow]this home's run is already complete; showing its results[/]")
-    table = _table("deployment", "strategy", "trades", "wins", "P&L net", "% of its capital", "equity max DD", "states",
+    table = _table("deployment", "trades", "wins", "P&L net", "% of its capital", "equity max DD", "states",
                   title=f"desk {data['trading_state']} — equity {data['equity']:,.2f} ({data['return_pct']:+.2f}%), "
                         f"max drawdown {data['max_drawdown']:.2%}")
     for d in data["deployments"]:
-        table.add_row(d["id"], d["name"], str(d["trades"]), str(d["wins"]), f"{d['pnl']:,.2f}", f"{d['pnl_pct']:+.2f}",
+        table.add_row(d["id"], str(d["trades"]), str(d["wins"]), f"{d['pnl']:,.2f}", f"{d['pnl_pct']:+.2f}",
                       f"{d['max_drawdown']:.2%}", d["path"])
     _show(table)
     if data["timeline"]:

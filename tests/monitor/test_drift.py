@@ -260,3 +260,18 @@ def test_simulation_when_mean_falls_one_sd_after_trade_50_then_caught_within_bou
     assert np.median(delay) <= 35
     assert delay.max() <= 100
     assert np.median(book.ph_warn_at - 50) <= 25
+
+
+def test_finding_message_when_a_rule_fires_then_it_names_what_it_measures_and_psr_its_probability() -> None:
+    from execdesk.monitor.drift import Finding, Status, finding_message
+
+    rule = "r"
+    sharpe = Finding("sharpe", 0.207, -0.9765, -5.7, Status.WARN, rule, True, 0.0088, 21)
+    psr = Finding("psr", 0.207, -0.9765, -1.18, Status.WARN, rule, True, 0.0088, 21)
+    drawdown = Finding("max_drawdown", 0.482, 0.334, -0.308, Status.WARN, rule, True, None, 73)
+
+    assert finding_message("D", sharpe) == "D: Sharpe per trade -0.977 vs backtest 0.207 (r)"
+    assert finding_message("D", psr) == ("D: PSR 0.0088, the probability its Sharpe per trade beats the backtest's "
+                                         "0.207 (r)")
+    assert finding_message("D", drawdown) == ("D: drawdown of the compounded trade returns 33.4% vs backtest 48.2% "
+                                              "(r)")

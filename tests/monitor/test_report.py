@@ -208,7 +208,8 @@ def test_report_cli_when_human_then_rule_table_verdict_and_files(losing_home: Pa
     result = CliRunner().invoke(app, ["report", "--home", str(losing_home)], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "verdict: stop" in result.stdout
-    assert "page_hinkley" in result.stdout
+    assert "Page-Hinkley (live: mean z of the trade returns)" in result.stdout  # each row says what it measures
+    assert "SR* " in result.stdout  # PSR: its benchmark and a probability, not the Sharpe figures again
     assert "critical" in result.stdout
     assert "comparison.yaml" in result.stdout
     assert f"dashboard-{DEP}.png" in result.stdout

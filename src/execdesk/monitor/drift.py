@@ -228,6 +228,49 @@ class Finding:
         return asdict(self)
 
 
+_PERCENT = {"max_drawdown", "win_rate"}
+_RELATIVE = {"sharpe", "max_drawdown", "win_rate", "avg_trade_duration", "slippage_bps"}
+
+
+def format_cell(metric: str, column: str, value: object) -> str:
+    """A comparison value for people: ratios as percentages, relative drifts signed, None as n/a."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "n/a"
+    if column == "drift":
+        return f"{value:+.1%}" if metric in _RELATIVE else f"{value:.3f}"
+    if metric in _PERCENT:
+        return f"{value:.1%}"
+    if metric == "avg_trade_duration":
+        return f"{value:,.0f} min"
+    if metric == "slippage_bps":
+        return f"{value:.2f} bps"
+    return f"{value:.3f}"
+
+
+#: what each comparison row measures (comparison.md's first column; the JSON's ``metric`` stays the rule's name)
+ROW_LABELS = {
+    "sharpe": "Sharpe per trade",
+    "max_drawdown": "drawdown of the compounded trade returns",
+    "win_rate": "win rate",
+    "avg_trade_duration": "mean trade duration",
+    "slippage_bps": "slippage (backtest: its budget)",
+    "page_hinkley": "Page-Hinkley (live: mean z of the trade returns)",
+    "psr": "PSR (live: probability its Sharpe beats the benchmark)",
+    "ks": "KS distance of the trade returns",
+}
+
+
+def finding_message(deployment: str, f: Finding) -> str:
+    """An alert's message for a rule that fires: what it measures (:data:`ROW_LABELS`), the live figure against
+    the backtest's, and the rule. PSR says its probability against its benchmark, not the Sharpe figures again."""
+    if f.metric == "psr":
+        p = "n/a" if f.p_value is None else f"{f.p_value:.3g}"
+        return (f"{deployment}: PSR {p}, the probability its Sharpe per trade beats the backtest's "
+                f"{format_cell('sharpe', 'backtest', f.backtest)} ({f.rule})")
+    return (f"{deployment}: {ROW_LABELS.get(f.metric, f.metric)} {format_cell(f.metric, 'live', f.live)} vs "
+            f"backtest {format_cell(f.metric, 'backtest', f.backtest)} ({f.rule})")
+
+
 @dataclass(frozen=True, slots=True)
 class DriftAssessment:
     deployment: str

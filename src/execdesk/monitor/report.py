@@ -44,7 +44,7 @@ from execdesk.domain.marks import MARK_EVENTS, PORTFOLIO, fold_marks
 from execdesk.errors import InvalidInput
 from execdesk.monitor.baseline import DRAWDOWN_MIN_TRADES, baseline_of, bootstrap_drawdown, trade_path_drawdown
 from execdesk.monitor.dashboard import DashboardData, write_dashboard
-from execdesk.monitor.drift import VERDICTS, DriftConfig, evaluate_drift
+from execdesk.monitor.drift import ROW_LABELS, VERDICTS, DriftConfig, evaluate_drift, format_cell
 from execdesk.monitor.metrics import live_metrics
 from execdesk.monitor.quality import execution_quality
 from execdesk.monitor.trades import handovers_of, round_trips
@@ -371,38 +371,6 @@ _REPORT_FILES = ("report.json", "report.md", "comparison.json", "comparison.yaml
 
 def _report_file_order(path: Path) -> tuple[int, str]:
     return (_REPORT_FILES.index(path.name) if path.name in _REPORT_FILES else len(_REPORT_FILES), path.name)
-
-
-_PERCENT = {"max_drawdown", "win_rate"}
-_RELATIVE = {"sharpe", "max_drawdown", "win_rate", "avg_trade_duration", "slippage_bps"}
-
-
-def format_cell(metric: str, column: str, value: object) -> str:
-    """A comparison value for people: ratios as percentages, relative drifts signed, None as n/a."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return "n/a"
-    if column == "drift":
-        return f"{value:+.1%}" if metric in _RELATIVE else f"{value:.3f}"
-    if metric in _PERCENT:
-        return f"{value:.1%}"
-    if metric == "avg_trade_duration":
-        return f"{value:,.0f} min"
-    if metric == "slippage_bps":
-        return f"{value:.2f} bps"
-    return f"{value:.3f}"
-
-
-#: what each comparison row measures (comparison.md's first column; the JSON's ``metric`` stays the rule's name)
-ROW_LABELS = {
-    "sharpe": "Sharpe per trade",
-    "max_drawdown": "drawdown of the compounded trade returns",
-    "win_rate": "win rate",
-    "avg_trade_duration": "mean trade duration",
-    "slippage_bps": "slippage (backtest: its budget)",
-    "page_hinkley": "Page-Hinkley (live: mean z of the trade returns)",
-    "psr": "PSR (live: probability its Sharpe beats the benchmark)",
-    "ks": "KS distance of the trade returns",
-}
 
 
 def comparison_cells(r: dict[str, Any]) -> tuple[str, str, str, str]:

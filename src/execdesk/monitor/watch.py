@@ -51,6 +51,7 @@ from execdesk.monitor.drift import (
     DriftBook,
     DriftConfig,
     Status,
+    finding_message,
 )
 from execdesk.monitor.trades import RoundTrips
 from execdesk.strategy.bundle import ValidationReport
@@ -283,9 +284,7 @@ class Watch:
                 if now < before:  # critical back to warn: the standing alert stays; it is news only upward
                     continue
                 f = book.finding(a, i, j)
-                self._alert(t, _LEVEL[f.status], code, dep,
-                            f"{dep}: {metric} {_fmt(f.live)} vs backtest {_fmt(f.backtest)} ({f.rule})",
-                            f.as_dict())
+                self._alert(t, _LEVEL[f.status], code, dep, finding_message(dep, f), f.as_dict())
             verdict = VERDICTS[int(verdicts[i])].value
             if self._verdict.get(dep, "continue") != verdict:
                 self._verdict[dep] = verdict
@@ -348,6 +347,3 @@ class Watch:
                source: str = "monitor") -> None:
         self._out.append(Alert(t, level, source, code, scope, message, evidence))
 
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
