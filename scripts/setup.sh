@@ -15,12 +15,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-if .venv/bin/python -c 'import execdesk, pytest, ruff, mypy, fastapi, mcp, schemathesis, playwright' >/dev/null 2>&1 \
+if .venv/bin/python -c 'import execdesk, pytest, ruff, mypy, fastapi, mcp, schemathesis, playwright, psycopg' >/dev/null 2>&1 \
    && [ .venv/.installed -nt pyproject.toml ]; then
   echo "== set-up: .venv is up to date (execdesk $(.venv/bin/python -c 'import execdesk; print(execdesk.__version__)'))"
 else
   echo "== set-up: installing execdesk and its dependencies into .venv (pip install -e .[dev]: pandas, numba, TA-Lib,"
-  echo "   SQLAlchemy, ccxt, FastAPI, the MCP SDK, pytest, ruff, mypy, Playwright, ...)"
+  echo "   SQLAlchemy, psycopg, ccxt, FastAPI, the MCP SDK, pytest, ruff, mypy, Playwright, ...)"
   .venv/bin/python -m pip install -q -e ".[dev]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
   touch .venv/.installed
   echo "== set-up: done in $((SECONDS - started)) s"

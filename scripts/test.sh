@@ -11,6 +11,7 @@ if [ "${1:-}" = "--full" ]; then full=1; shift; fi
 if [ -z "$full" ] && { [ "${CI:-}" = "true" ] || [ ! -t 1 ]; }; then full=1; fi
 bash scripts/setup.sh
 bash scripts/browser.sh
+bash scripts/postgres.sh
 t=$SECONDS; echo "== ruff"; .venv/bin/ruff check src tests benchmarks; echo "   ruff: $((SECONDS - t)) s"
 t=$SECONDS; echo "== mypy"; .venv/bin/mypy; echo "   mypy: $((SECONDS - t)) s"
 # the dashboard test's screenshots (one PNG a step) are kept here

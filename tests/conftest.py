@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.postgres import PostgresServer, postgres_server
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "execdesk" / "examples"
 BUNDLES = EXAMPLES / "bundles"
@@ -73,6 +75,19 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 
     return write
 
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on 127.0.0.1 for this test process (:mod:`tests.postgres`)."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    """A fresh, empty database on the session's PostgreSQL server: its URL (``postgresql://``, psycopg 3)."""
+    return postgres.database()
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The longest files first (the crash drills, then the other slow ones), so that with several workers

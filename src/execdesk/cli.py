@@ -138,7 +138,9 @@ def _fail(code: int, kind: str, message: str, as_json: bool, debug: bool) -> Non
         traceback.print_exc(file=sys.stderr)
     if as_json:
         _emit_json({"ok": False, "error": {"type": kind, "message": message, "exit_code": code}})
-    line = " ".join(message.split())
+    from rich.markup import escape
+
+    line = escape(" ".join(message.split()))  # a message's own brackets ([postgres], [2, 1000]) are text
     err.print(f"[bold red]error:[/] {line}" if code != 1 else f"[bold red]{line}[/]", markup=True)
     raise typer.Exit(code)
 
@@ -510,14 +512,14 @@ def rearm(reason: Annotated[str, typer.Option("--reason", help="Why (recorded)."
 @app.command()
 @command
 def kill(reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
-         home: HomeOpt = DEFAULT_HOME, as_json: JsonOpt = False, debug: DebugOpt = False, token: TokenOpt = None,
-         command_id: CommandIdOpt = None) -> None:
+         home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False,
+         token: TokenOpt = None, command_id: CommandIdOpt = None) -> None:
     """Pull the kill switch: cancel everything, close everything, HALTED until `execdesk rearm`."""
     import time
 
     from execdesk.api import actions
 
-    data = actions.kill(home, reason, int(time.time()), _identity(home, token), command_id)
+    data = actions.kill(home, reason, int(time.time()), _identity(home, token), command_id, db_url)
     if as_json:
         _emit_json(data)
         return

@@ -67,7 +67,7 @@ def test_kill_when_no_desk_or_no_reason_then_exit_2(tmp_path: Path) -> None:
     no_desk = runner.invoke(app, ["kill", "--home", str(tmp_path), "--reason", "x"])
     no_reason = runner.invoke(app, ["kill", "--home", str(tmp_path), "--reason", " "])
     assert (no_desk.exit_code, no_reason.exit_code) == (2, 2)
-    assert "nothing to kill" in no_desk.stderr
+    assert "no ledger here" in no_desk.stderr
     assert "--reason (why) is required" in no_reason.stderr
 
 
@@ -91,3 +91,65 @@ def test_kill_when_a_viewer_pulls_it_then_exit_3_and_the_desk_records_the_refusa
         assert ledger.state.trading_state.value == "ACTIVE"
         assert ledger.state.completed
     assert not list((home / "control").glob("*.json"))
+
+
+def test_deploy_when_the_desk_is_halted_then_the_deploy_gate_refuses_until_it_is_rearmed(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    from tests.conftest import EXAMPLES
+
+    home = tmp_path / "h"
+    run_desk(load_desk_config(write_config(market__end="2024-03-20T00:00:00Z")), home)
+    assert runner.invoke(app, ["kill", "--home", str(home), "--reason", "drill"]).exit_code == 0
+    run_desk(load_desk_config(write_config()), home)  # the kill acted on: HALTED
+    v2 = str(EXAMPLES / "next" / "trend_ema_cross_v2.yaml")
+
+    refused = runner.invoke(app, ["deploy", v2, "--home", str(home), "--json"])
+    runner.invoke(app, ["rearm", "--home", str(home), "--reason", "drill over"])
+    deployed = runner.invoke(app, ["deploy", v2, "--home", str(home), "--json"])
+
+    assert refused.exit_code == 3, refused.output
+    error = json.loads(refused.stdout)["error"]["message"]
+    assert "the desk is HALTED (circuit_breaker)" in error
+    assert "re-arm it first" in error
+    assert deployed.exit_code == 0, deployed.output
+    assert json.loads(deployed.stdout)["status"] == "deployed"
+    with Ledger.for_home(home) as ledger:
+        gates = [(e.payload["gate"], e.payload["outcome"]) for e in ledger.events({EventKind.GATE})
+                 if e.payload["deployment_id"] == "STR-001-v2"]
+        assert ("deploy", "refused") in gates  # recorded, and the second request went through
+        assert ledger.state.deployments["STR-001-v2"].state.value == "ACTIVE"
+
+
+def test_kill_and_rearm_when_the_ledger_is_on_postgresql_then_the_desk_halts_and_is_rearmed(
+        write_config: Callable[..., Path], tmp_path: Path, postgres_url: str) -> None:
+    # a real PostgreSQL server on loopback (tests/postgres.py); the home keeps control/, reports, the outbox
+    home = tmp_path / "h"
+    run_desk(load_desk_config(write_config(market__end="2024-03-20T00:00:00Z")), home, db_url=postgres_url)
+    assert not (home / "ledger.sqlite").exists()
+
+    pulled = runner.invoke(app, ["kill", "--home", str(home), "--db-url", postgres_url, "--reason", "drill"])
+    run_desk(load_desk_config(write_config()), home, db_url=postgres_url)
+    status = runner.invoke(app, ["status", "--home", str(home), "--db-url", postgres_url, "--json"])
+    rearmed = runner.invoke(app, ["rearm", "--home", str(home), "--db-url", postgres_url, "--reason", "over"])
+    after = runner.invoke(app, ["status", "--home", str(home), "--db-url", postgres_url, "--json"])
+
+    assert pulled.exit_code == 0, pulled.output
+    assert json.loads(status.stdout)["trading_state"] == "HALTED"
+    assert rearmed.exit_code == 0, rearmed.output
+    assert json.loads(after.stdout)["trading_state"] == "ACTIVE"
+    with Ledger.open(postgres_url) as ledger:
+        assert [(e.payload["by"], e.payload["reason"]) for e in ledger.events({EventKind.BREACH_DETECTED})] == [
+            ("human", "drill")]
+        assert [e.payload["reason"] for e in ledger.events({EventKind.REARMED})] == ["over"]
+        assert ledger.verify_chain() is None
+
+
+def test_commands_when_the_ledger_url_names_a_driver_not_installed_then_exit_2_naming_it(tmp_path: Path) -> None:
+    url = "postgresql+psycopg2://u@127.0.0.1:1/none"  # psycopg 3 is the driver execdesk installs, not psycopg2
+    for args in (["status"], ["kill", "--reason", "x"], ["rearm", "--reason", "x"], ["verify"]):
+        result = runner.invoke(app, [*args, "--home", str(tmp_path), "--db-url", url])
+        assert result.exit_code == 2, (args, result.output)
+        line = " ".join(result.stderr.split())
+        assert "its driver is not installed" in line
+        assert "No module named 'psycopg2'" in line
+        assert "pip install 'execdesk[postgres]'" in line

@@ -312,7 +312,7 @@ def rearm(home: Path, reason: str, deployment: str | None = None, db_url: str | 
 
 
 def kill(home: Path, reason: str, now: int, identity: Identity | None = None,
-         command_id: str | None = None) -> dict[str, Any]:
+         command_id: str | None = None, db_url: str | None = None) -> dict[str, Any]:
     """``execdesk kill``: pull the kill switch. The request is left in ``HOME/control/`` (signed, created
     exclusively, never overwritten); a running desk acts on it at its next bar, a stopped one at the first
     bar of its next run — the circuit breaker's path, each step recorded, then HALTED until re-armed. A role
@@ -322,19 +322,17 @@ def kill(home: Path, reason: str, now: int, identity: Identity | None = None,
     from execdesk.desk.identity import authorize
 
     _need_reason("kill", reason)
-    if not (home / "ledger.sqlite").is_file():
-        raise InvalidInput(f"{home}: no desk here; nothing to kill")
+    with open_existing(home, db_url) as ledger:  # a desk here (any ledger URL), read only
+        from execdesk.freqtrade.fleet import close_all_bots, freqtrade_deployments
+
+        on_bots = freqtrade_deployments(ledger)
     who = identity or local_identity()
     body = {"action": "kill", "by": who.name, "identity": who.as_dict(), "reason": reason,
             "command_id": command_id_of({"command_id": command_id}, "--command-id")}
     path = queue_request(home, "kill", now, body)
     authorize(who, "kill")
     by = who.name
-    from execdesk.freqtrade.fleet import close_all_bots, freqtrade_deployments
-    from execdesk.store.ledger import Ledger
-
-    with Ledger.for_home(home) as ledger:  # read only: the bots are told at once, their trades come by sync
-        on_bots = freqtrade_deployments(ledger)
+    # the bots are told at once, their trades come in by sync
     return {"request": str(path), "command_id": body["command_id"], "by": by, "reason": reason,
             "bots": close_all_bots(home, on_bots),
             "note": "acted on at the desk's next bar (a stopped desk: the first bar of its next run)"}

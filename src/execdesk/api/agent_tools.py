@@ -254,7 +254,7 @@ def _rollback(desk: Desk, who: Identity, a: RollbackBody) -> dict[str, Any]:
 def _kill(desk: Desk, who: Identity, a: KillBody) -> dict[str, Any]:
     from execdesk.api import actions
 
-    return _outcome(actions.kill(desk.home, a.reason, desk.now(), who, a.command_id), queued=True)
+    return _outcome(actions.kill(desk.home, a.reason, desk.now(), who, a.command_id, desk.db_url), queued=True)
 
 
 def _rearm(desk: Desk, who: Identity, a: RearmBody) -> dict[str, Any]:

@@ -383,7 +383,8 @@ def create_app(home: Path, db_url: str | None = None, view: DeskView | None = No
     @app.post("/api/commands/kill", tags=["control"], status_code=202, response_model=Accepted)
     def kill(body: KillBody, who: Annotated[Identity, Depends(right("kill"))]) -> Any:
         """The kill switch: everything cancelled and closed at the desk's next bar, HALTED until re-armed."""
-        return submit("kill", who, body.command_id, lambda cid: actions.kill(home, body.reason, now(), who, cid))
+        return submit("kill", who, body.command_id,
+                      lambda cid: actions.kill(home, body.reason, now(), who, cid, db_url))
 
     @app.post("/api/commands/rearm", tags=["control"], status_code=202, response_model=Accepted)
     def rearm(body: RearmBody, who: Annotated[Identity, Depends(right("rearm"))]) -> Any:

@@ -567,8 +567,15 @@ def commit(ledger: Ledger, home: Path, plan: DeployPlan, t: int, desk: DeskFacts
     manager's staged allocation (a new deployment starts at its first step); ``capital``: the equity its
     allocation is a share of (default: the portfolio's last marked equity). Saves the plan."""
     if plan.refusal is None and not plan.pending and not plan.done:
-        equity = capital if capital is not None else _equity(ledger)
-        plan.gates.append(_deploy_gate(home, plan, desk, equity))
+        state = ledger.state
+        if state.trading_state is TradingState.HALTED:  # nothing new goes onto a halted desk
+            plan.gates.append(GateResult(
+                "deploy", "refused", f"the desk is HALTED ({state.trading_reason}): nothing new goes onto a halted "
+                "desk; re-arm it first (execdesk rearm --reason WHY)",
+                {"venue": plan.venue, "trading_state": state.trading_state.value, "reason": state.trading_reason}))
+        else:
+            equity = capital if capital is not None else _equity(ledger)
+            plan.gates.append(_deploy_gate(home, plan, desk, equity))
     for gate in plan.gates[plan.recorded:]:
         ledger.record(Event(t, EventKind.GATE, {"request_id": plan.request_id, "deployment_id": plan.deployment_id,
                                                 "venue": plan.venue, "by": plan.by, **gate.as_dict()},

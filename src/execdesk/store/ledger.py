@@ -56,8 +56,13 @@ def _sqlite_begin(conn: Connection) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """The engine for a ledger URL; on SQLite: WAL, and every transaction (a migration's DDL too) all or nothing."""
-    engine = create_engine(url, future=True)
+    """The engine for a ledger URL; on SQLite: WAL, and every transaction (a migration's DDL too) all or nothing.
+    ``postgresql://`` without a driver named is psycopg 3 (``pip install 'execdesk[postgres]'``), not SQLAlchemy's
+    default psycopg2."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    engine = create_engine(parsed, future=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
@@ -137,6 +142,10 @@ class Ledger:
             return cls(engine)
         except (ArgumentError, NoSuchModuleError) as exc:
             raise InvalidInput(f"database URL {_safe(url)} is not usable: {_scrub(str(exc), url)}") from None
+        except ImportError as exc:  # the dialect is known, its driver not installed
+            hint = (" (pip install 'execdesk[postgres]' brings psycopg, for postgresql:// and postgresql+psycopg://)"
+                    if url.startswith("postgresql") else "")
+            raise InvalidInput(f"database URL {_safe(url)}: its driver is not installed: {exc}{hint}") from None
         except (SQLAlchemyError, ValueError) as exc:
             raise LedgerError(f"cannot open the ledger at {_safe(url)}: {exc.__class__.__name__}: "
                               f"{_scrub(str(exc), url)}") from None

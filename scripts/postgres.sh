@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Debian's PostgreSQL server binaries for the tests of a ledger on PostgreSQL (tests/postgres.py starts a
+# throwaway cluster on 127.0.0.1 itself; nothing is left running). Idempotent: installs them with apt-get when
+# missing (as root, or with password-less sudo). Under CI=true a machine without them fails.
+set -euo pipefail
+has_server() { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
+has_server && exit 0
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo -n"
+if command -v apt-get >/dev/null 2>&1 && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
+  echo "== installing postgresql (apt-get)"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+fi
+if ! has_server; then
+  echo "no PostgreSQL server: the PostgreSQL ledger's tests are skipped (Debian: apt-get install postgresql)" >&2
+  [ "${CI:-}" = "true" ] && exit 1
+fi
+exit 0
