@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,6 +23,7 @@ from execdesk.risk.sizing import (
 )
 
 D = Decimal
+EXAMPLE = Path(__file__).resolve().parents[2] / "src" / "execdesk" / "examples" / "bundles" / "trend_ema_cross.yaml"
 
 
 def test_fixed_fractional_when_textbook_example_then_notional_2000_qty_20() -> None:
@@ -272,3 +275,77 @@ def test_volatility_target_property_when_any_inputs_then_non_negative_and_within
     assert size.notional >= 0
     if size.notional > 0:
         assert size.notional <= Decimal(repr(equity)) * Decimal(repr(mpf))
+
+
+# ------------------------------------------------------------------------------ entry_size: the bundle's method
+def _sizing(**settings: Any) -> Any:
+    from execdesk.strategy.bundle import Sizing
+
+    return Sizing.model_validate(settings)
+
+
+def test_entry_size_when_no_sizing_or_fixed_fractional_then_the_stop_formula_at_the_desks_or_its_own_risk() -> None:
+    from execdesk.risk.sizing import entry_size
+
+    desk = entry_size(None, D(10_000), D(100), 0.05, 0.01, 0.5)
+    own = entry_size(_sizing(method="fixed_fractional", risk_per_trade=0.02), D(10_000), D(100), 0.05, 0.01, 0.5)
+    default = entry_size(_sizing(method="fixed_fractional"), D(10_000), D(100), 0.05, 0.01, 0.5)
+
+    assert (desk.method, desk.notional) == ("fixed_fractional", D(2000))  # 10,000 x 0.01 / 0.05
+    assert own.notional == D(4000)  # its own 2%
+    assert default.notional == desk.notional
+
+
+def test_entry_size_when_kelly_then_its_fraction_and_cap_from_the_validation_report() -> None:
+    from execdesk.risk.sizing import entry_size
+
+    report = SimpleNamespace(returns=[0.02, 0.02, 0.02, -0.01], win_rate=0.75, profit_factor=6.0)
+    size = entry_size(_sizing(method="kelly", fraction=0.5, cap=0.2), D(10_000), D(100), 0.05, 0.01, 0.5,
+                      validation=report)  # type: ignore[arg-type]
+
+    # W = 0.75, R = 0.02 / 0.01 = 2: f* = 0.75 - 0.25 / 2 = 0.625; x 0.5 = 0.3125 > cap 0.2
+    assert size.method == "kelly"
+    assert size.notional == D(2000)
+    assert "f* = W 0.75 - (1 - 0.75) / R 2 = 0.625000" in size.formula
+    assert size.caps_applied == ["kelly_cap: 0.312500 -> 0.2"]
+    assert size.inputs["payoff_source"] == "returns"
+
+
+def test_entry_size_when_volatility_target_then_against_the_atr_and_zero_with_the_reason_before_one_exists() -> None:
+    from execdesk.risk.sizing import entry_size
+
+    sizing = _sizing(method="volatility_target", target_risk=0.01, atr_multiple=2.0, atr_period=10)
+    size = entry_size(sizing, D(10_000), D(100), 0.05, 0.01, 0.5, atr=2.5)
+    early = entry_size(sizing, D(10_000), D(100), 0.05, 0.01, 0.5, atr=math.nan)
+
+    assert (size.method, size.qty) == ("volatility_target", D(20))  # 10,000 x 0.01 / (2.5 x 2) = 20 units
+    assert size.inputs["atr_period"] == "10"
+    assert (early.qty, early.caps_applied) == (D(0), ["no_size"])
+    assert "non-finite input" in early.formula
+
+
+def test_atr_series_when_given_candles_then_talibs_atr_at_each_and_nan_before_the_period() -> None:
+    from execdesk.risk.sizing import atr_series
+
+    high = [10.0 + i % 3 for i in range(30)]
+    low = [8.0 + i % 3 for i in range(30)]
+    close = [9.0 + i % 3 for i in range(30)]
+    series = atr_series(high, low, close, 14)  # type: ignore[arg-type]
+
+    assert math.isnan(series[13])
+    assert series[-1] == pytest.approx(atr_from_candles(high, low, close, 14))
+    assert np.isnan(atr_series(high[:5], low[:5], close[:5], 14)).all()  # type: ignore[arg-type]
+
+
+def test_sizing_when_a_setting_of_another_method_then_refused_naming_the_methods_own() -> None:
+    from execdesk.errors import SpecError
+    from execdesk.strategy import load_bundle, validate_bundle
+
+    base = load_bundle(EXAMPLE).to_canonical_dict()
+    with pytest.raises(SpecError, match=r"sizing.atr_period: got 3; expected a setting of kelly \(fraction, cap\)"):
+        validate_bundle({**base, "sizing": {"method": "kelly", "atr_period": 3}})
+    with pytest.raises(SpecError, match=r"sizing\.method"):
+        validate_bundle({**base, "sizing": {"method": "martingale"}})
+    kelly_bundle = validate_bundle({**base, "sizing": {"method": "kelly"}})
+    assert kelly_bundle.bundle_hash != load_bundle(EXAMPLE).bundle_hash
+    assert "sizing" not in load_bundle(EXAMPLE).to_canonical_dict()  # absent: the old bundles' hashes hold

@@ -63,7 +63,8 @@ from execdesk.monitor.equity import Monitor
 from execdesk.monitor.watch import Cleared, Finding, Watch
 from execdesk.retry import RetryPolicy
 from execdesk.risk.config import DrawdownLadder, RiskConfig
-from execdesk.risk.pretrade import PreTrade
+from execdesk.risk.pretrade import Context, PreTrade
+from execdesk.risk.sizing import atr_series
 from execdesk.store.ledger import Ledger
 from execdesk.venues.base import Venue
 
@@ -239,6 +240,9 @@ class DeskLoop:
             self.risk, self.ladders, {lane.deployment_id: float(lane.bundle.stoploss) for lane in self.lanes},
             self.human_authorizes, self.drift_policy), self.liaison)
         self._slots = [_LaneSlot(lane) for lane in self.lanes]
+        # the strategies that size their entries their own way (the bundle's sizing), by (deployment, pair)
+        self._sized = {(lane.deployment_id, lane.pair): lane for lane in self.lanes if lane.bundle.sizing}
+        self._atr: dict[tuple[str, str], np.ndarray] = {}  # their ATR per candle, computed once
         self._holdings: Holdings | None = None
         state = self.ledger.state
         deployments = list(dict.fromkeys([*state.deployments, *(lane.deployment_id for lane in self.lanes)]))
@@ -716,13 +720,33 @@ class DeskLoop:
                                     IntentReason.ENTRY_SIGNAL, t, price), g)
         self._schedule(i, g)
 
+    def _sizing_context(self, ctx: Context, lane: Lane, g: int) -> Context:
+        """``ctx`` with the strategy's sizing method: Kelly reads its validation report, a volatility target the
+        pair's ATR at the strategy's last candle closed by bar ``g`` (on the strategy's own timeframe)."""
+        sizing = lane.bundle.sizing
+        assert sizing is not None
+        atr = None
+        if sizing.method == "volatility_target":
+            key = (lane.deployment_id, lane.pair)
+            series = self._atr.get(key)
+            if series is None:
+                o = lane.candles.ohlcv
+                series = self._atr[key] = atr_series(o.high, o.low, o.close, int(sizing.setting("atr_period")))
+            k = int(np.searchsorted(lane.candles.close_index, g, side="right")) - 1
+            atr = float(series[k]) if k >= 0 else math.nan
+        return replace(ctx, sizing=sizing, validation=lane.bundle.validation, atr=atr)
+
     # ---------------------------------------------------------------- orders
     def submit(self, intent: OrderIntent, g: int) -> bool:
         """Risk-check ``intent`` and hand it to the order manager (or record the denial)."""
         if self._marked_g != g:  # the book marks exposure at this bar's closes, once per bar
             self.pretrade.mark(self.closes(g))
             self._marked_g = g
-        verdict = self.pretrade.decide(intent, self.lead.context(intent.deployment_id, self.monitor.marks.last_equity))
+        ctx = self.lead.context(intent.deployment_id, self.monitor.marks.last_equity)
+        sized = self._sized.get((intent.deployment_id, intent.pair))
+        if sized is not None and not intent.reduce_only:
+            ctx = self._sizing_context(ctx, sized, g)
+        verdict = self.pretrade.decide(intent, ctx)
         t = self.market.close_time(g)
         round_qty = getattr(self.venue, "round_qty", None)
         if verdict.approved and round_qty is not None:  # a remote venue takes quantities on its amount step only

@@ -25,13 +25,17 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
+from typing import TYPE_CHECKING
 
 from execdesk.domain.state import DeskState, FillRecord
 from execdesk.domain.types import QUANTUM, OrderIntent, TradingState, dec
 from execdesk.risk.config import RiskConfig
 from execdesk.risk.fastpath import PORTFOLIO as FAST_PORTFOLIO
 from execdesk.risk.fastpath import FastLimits, FastOrder, RiskState, check, entry_rooms
-from execdesk.risk.sizing import SizeResult, fixed_fractional
+from execdesk.risk.sizing import SizeResult, entry_size
+
+if TYPE_CHECKING:
+    from execdesk.strategy.bundle import Sizing, ValidationReport
 
 #: float tolerance between the ledger's Decimal quantities and the book's floats
 _HAIR = 1e-9
@@ -79,6 +83,9 @@ class Context:
     stop_distance: float
     size_multiplier: float = 1.0
     allocation_fraction: float = 1.0
+    sizing: Sizing | None = None  # the strategy's sizing method (None: fixed fractional at risk_per_trade)
+    validation: ValidationReport | None = None  # Kelly's win rate and payoff
+    atr: float | None = None  # volatility target: the pair's ATR at the strategy's last closed candle
 
 
 class PreTrade:
@@ -269,8 +276,8 @@ class PreTrade:
         equity_in_use = ctx.deployment_equity * ctx.allocation_fraction
         rs.set_equity(ctx.portfolio_equity)
         rs.set_equity(equity_in_use, d)
-        size = fixed_fractional(dec(round(equity_in_use, 8)), cfg.risk_per_trade, intent.ref_price,
-                                ctx.stop_distance, cfg.max_position_fraction)
+        size = entry_size(ctx.sizing, dec(round(equity_in_use, 8)), intent.ref_price, ctx.stop_distance,
+                          cfg.risk_per_trade, cfg.max_position_fraction, ctx.validation, ctx.atr)
         caps = list(size.caps_applied)
         wanted = float(size.notional)
         notional = wanted

@@ -18,7 +18,7 @@ import talib
 from execdesk.domain.types import QUANTUM, dec, dec_const
 
 if TYPE_CHECKING:
-    from execdesk.strategy.bundle import ValidationReport
+    from execdesk.strategy.bundle import Sizing, ValidationReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +190,15 @@ def atr_from_candles(high: Sequence[float] | np.ndarray, low: Sequence[float] | 
     return float(talib.ATR(h, lo, c, timeperiod=period)[-1])
 
 
+def atr_series(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> np.ndarray:
+    """TA-Lib's ATR(period) at every candle (NaN until ``period`` candles have closed): a desk sizing by
+    volatility reads the value of the last candle closed, computed once for the whole series."""
+    h, lo, c = (np.ascontiguousarray(x, dtype=np.float64) for x in (high, low, close))
+    if c.size <= period:
+        return np.full(c.size, np.nan)
+    return np.asarray(talib.ATR(h, lo, c, timeperiod=period), dtype=np.float64)
+
+
 def volatility_target(equity: Decimal, price: Decimal, atr: float, target_risk_fraction: float,
                       atr_multiple: float = 2.0, max_position_fraction: float = 0.25) -> SizeResult:
     """Size so that a move of ``atr_multiple`` ATRs costs ``target_risk_fraction`` of equity.
@@ -219,3 +228,23 @@ def volatility_target(equity: Decimal, price: Decimal, atr: float, target_risk_f
                f"= {risk:.2f} / {stop:g} = {raw_qty:.6f}; notional = qty x price {price} = {raw:.2f}"
                f"{f'; capped to {position_cap:.2f}' if caps else ''}; qty = {qty}")
     return SizeResult(qty, notional, method, formula, inputs, caps)
+
+
+def entry_size(sizing: Sizing | None, equity: Decimal, price: Decimal, stop_distance: float, risk_per_trade: float,
+               max_position_fraction: float, validation: ValidationReport | None = None,
+               atr: float | None = None) -> SizeResult:
+    """An entry's size by the strategy's sizing method (the bundle's ``sizing``; None: fixed fractional at the desk's
+    ``risk_per_trade``): fixed fractional against the stop, fractional Kelly from the validation report's win rate
+    and payoff, or a volatility target against the pair's ATR (``atr``: the last one closed; None or NaN — too few
+    candles yet — sizes 0 with the reason). Every method keeps the per-position cap."""
+    if sizing is None or sizing.method == "fixed_fractional":
+        risk = risk_per_trade if sizing is None else float(sizing.setting("risk_per_trade") or risk_per_trade)
+        return fixed_fractional(equity, risk, price, stop_distance, max_position_fraction)
+    if sizing.method == "kelly":
+        if validation is None:
+            return _zero("kelly", "no validation report to take the win rate and payoff from", {})
+        return kelly_from_validation(equity, validation, price, float(sizing.setting("fraction")),
+                                     float(sizing.setting("cap")), max_position_fraction)
+    size = volatility_target(equity, price, math.nan if atr is None else atr, float(sizing.setting("target_risk")),
+                             float(sizing.setting("atr_multiple")), max_position_fraction)
+    return replace(size, inputs={**size.inputs, "atr_period": str(sizing.setting("atr_period"))})

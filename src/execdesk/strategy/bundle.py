@@ -175,6 +175,42 @@ class TrailingStop(_Model):
         return self
 
 
+SizingMethod = Literal["fixed_fractional", "kelly", "volatility_target"]
+#: each method's own settings (others are refused); the defaults when a setting is left out
+SIZING_SETTINGS: dict[str, dict[str, float | int | None]] = {
+    "fixed_fractional": {"risk_per_trade": None},  # None: the desk's risk.risk_per_trade
+    "kelly": {"fraction": 0.5, "cap": 0.25},
+    "volatility_target": {"target_risk": 0.01, "atr_period": 14, "atr_multiple": 2.0},
+}
+
+
+class Sizing(_Model):
+    """How the risk manager sizes this strategy's entries (:mod:`execdesk.risk.sizing`); without it, fixed
+    fractional at the desk's ``risk.risk_per_trade``. Each method takes only its own settings."""
+
+    method: SizingMethod = Field(description="fixed_fractional, kelly or volatility_target")
+    risk_per_trade: StrictFloat | None = Field(default=None, gt=0.0, lt=1.0, description="a ratio in (0, 1)")
+    fraction: StrictFloat | None = Field(default=None, gt=0.0, le=1.0, description="a ratio in (0, 1]")
+    cap: StrictFloat | None = Field(default=None, gt=0.0, le=1.0, description="a ratio in (0, 1]")
+    target_risk: StrictFloat | None = Field(default=None, gt=0.0, lt=1.0, description="a ratio in (0, 1)")
+    atr_period: StrictInt | None = Field(default=None, ge=2, le=500, description="an integer in [2, 500]")
+    atr_multiple: StrictFloat | None = Field(default=None, gt=0.0, le=50.0, description="a number in (0, 50]")
+
+    @model_validator(mode="after")
+    def _own_settings(self) -> Sizing:
+        own = SIZING_SETTINGS[self.method]
+        foreign = sorted(k for k in self.model_fields_set - {"method"} if k not in own)
+        if foreign:
+            raise issues_error([(k, getattr(self, k), f"a setting of {self.method} ({', '.join(own)})")
+                                for k in foreign])
+        return self
+
+    def setting(self, name: str) -> Any:
+        """A setting of this method: the one given, else its default."""
+        value = getattr(self, name)
+        return SIZING_SETTINGS[self.method][name] if value is None else value
+
+
 class SideExpressions(_Model):
     """A condition per side; None means the side is not traded (entry) or not signalled (exit)."""
 
@@ -199,6 +235,7 @@ class StrategyBundle(_Model):
         description='a mapping of minutes to a ratio, e.g. {"0": 0.1}'
     )
     trailing_stop: TrailingStop | None = None
+    sizing: Sizing | None = None
     validation: ValidationReport = Field(description="the backtest report (period, trades, ...)")
 
     _exprs: dict[str, Expr] | None = PrivateAttr(default=None)
