@@ -52,6 +52,35 @@ def test_alert_when_raised_then_its_line_is_written_only_once_its_event_is_commi
         ledger.close()
 
 
+def test_effects_when_held_then_a_commit_tells_nobody_until_released_and_then_in_the_ledgers_order(
+        tmp_path: Path) -> None:
+    # Arrange: the loop's way: effects held (its bar's orders go to the venue between the commit and the release)
+    ledger, router, liaison, effects = _desk(tmp_path)
+    effects.detach()
+    effects.attach(hold=True)
+    message = _message()
+    try:
+        router.raise_(_alert(1))
+        ledger.record(Event(message.time, EventKind.MESSAGE_SENT, message_payload(message, [])))
+        router.raise_(_alert(2))
+        # Act
+        ledger.flush()
+        committed_only = (tmp_path / "alerts.jsonl").exists(), liaison.outbox.paths(message)[0].exists()
+        effects.release()
+        # Assert
+        assert committed_only == (False, False)
+        assert [line["id"] for line in _lines(tmp_path)] == [_alert(1).id, _alert(2).id]
+        assert liaison.outbox.paths(message)[0].read_text() == message.to_json()
+        # what is held when the loop stops is carried out as it detaches
+        router.raise_(_alert(3))
+        ledger.flush()
+        assert len(_lines(tmp_path)) == 2
+    finally:
+        effects.detach()
+        ledger.close()
+    assert [line["id"] for line in _lines(tmp_path)] == [_alert(i).id for i in (1, 2, 3)]
+
+
 def test_alerts_file_when_a_crash_cut_it_short_then_the_restart_completes_it_without_a_line_twice(
         tmp_path: Path) -> None:
     # Arrange: three alerts committed; the file holds the first and half of the second (the process died writing)

@@ -19,7 +19,9 @@ from pydantic import ValidationError
 from execdesk.domain.types import AlertLevel
 from execdesk.errors import InvalidInput
 from execdesk.monitor.alerts import (
+    DRAIN_TIMEOUT_S,
     Alert,
+    AlertCourier,
     AlertRouter,
     AlertsConfig,
     AlertSink,
@@ -617,3 +619,159 @@ def test_config_when_url_pasted_into_file_then_refused_and_token_not_echoed() ->
     assert SECRET not in str(info.value)
     assert "s3cr3t" not in str(info.value)
     assert "hooks.slack.com/***" in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------- courier
+
+
+class Remote(AlertSink):
+    """A remote sink (as a webhook is) that keeps what it is sent, the thread it was sent on, and, when given a
+    gate, waits at it before taking each alert (a sink that hangs until the test lets it go)."""
+
+    remote = True
+
+    def __init__(self, name: str, gate: threading.Event | None = None, fail: bool = False) -> None:
+        super().__init__()
+        self.name = name
+        self.gate = gate
+        self.fail = fail
+        self.got: list[Alert] = []
+        self.threads: set[str] = set()
+        self.started = threading.Event()
+
+    def send(self, alert: Alert) -> SinkResult:
+        self.threads.add(threading.current_thread().name)
+        self.started.set()
+        if self.gate is not None:
+            self.gate.wait(30)
+        self.got.append(alert)
+        return SinkResult(self.name, not self.fail, error="HTTP 503 (gave up)" if self.fail else None)
+
+
+def settled(router: AlertRouter, count: int) -> list[tuple[Alert, SinkResult]]:
+    """What the router's courier reports, taken as the loop takes it, until ``count`` deliveries have come back."""
+    got: list[tuple[Alert, SinkResult]] = []
+    deadline = time.monotonic() + 30
+    while len(got) < count and time.monotonic() < deadline:
+        got += router.collect()
+        time.sleep(0.005)
+    return got
+
+
+def test_courier_when_alerts_put_then_each_sink_gets_them_in_order_off_the_callers_thread() -> None:
+    # Arrange
+    sink = Remote("hook")
+    courier = AlertCourier(drain_timeout_s=30)
+    alerts = [alert(code=f"c_{i}") for i in range(20)]
+    # Act
+    for a in alerts:
+        courier.put(a, sink)
+    done = courier.close()
+    # Assert: all delivered, in the order put, by the courier's worker
+    assert [a.code for a in sink.got] == [a.code for a in alerts]
+    assert [(a.code, r.ok) for a, r in done] == [(a.code, True) for a in alerts]
+    assert sink.threads == {"execdesk-alerts:hook"}
+    assert (courier.stats.queued, courier.stats.delivered, courier.stats.failed, courier.stats.left) == (20, 20, 0, 0)
+    assert courier.pending == 0
+
+
+def test_router_when_courier_then_remote_sinks_queued_local_ones_sent_at_once_and_dedup_unchanged() -> None:
+    # Arrange: the desk's own record (local) and a webhook (remote)
+    recorded: list[Alert] = []
+    local, remote = Collect("record"), Remote("hook")
+    router = AlertRouter([local, remote], record=recorded.append)
+    router.courier = AlertCourier(drain_timeout_s=30)
+    # Act: a condition raised four times, escalated once
+    deliveries = [router.raise_(alert(WARNING, t=T0 + i)) for i in range(3)]
+    escalated = router.raise_(alert(CRITICAL, t=T0 + 3))
+    done = router.close_courier()
+    # Assert: recorded and sent twice (new, escalated) as without a courier; the local sink in the Delivery, at once
+    assert [d.reason if d else None for d in [*deliveries, escalated]] == ["new", None, None, "escalated"]
+    assert [a.level for a in recorded] == [WARNING, CRITICAL]
+    assert [a.level for a in local.got] == [WARNING, CRITICAL]
+    assert deliveries[0] is not None
+    assert [r.sink for r in deliveries[0].results] == ["record"]
+    assert [a.level for a in remote.got] == [WARNING, CRITICAL]
+    assert [(a.level, r.sink, r.ok) for a, r in done] == [(WARNING, "hook", True), (CRITICAL, "hook", True)]
+    assert router.stats().suppressed == 2
+
+
+def test_router_when_the_courier_reports_a_failure_then_collect_tells_on_failure_on_the_callers_thread() -> None:
+    # Arrange
+    told: list[tuple[str, str, str | None, str]] = []
+    router = AlertRouter([Remote("hook", fail=True)], record=lambda a: None)
+    router.courier = AlertCourier()
+    router.on_failure = lambda a, r: told.append((a.code, r.sink, r.error, threading.current_thread().name))
+    # Act
+    router.raise_(alert(EMERGENCY, code="portfolio_drawdown_kill"))
+    assert told == []  # (sent off the caller's thread: nothing is known yet)
+    done = settled(router, 1)
+    # Assert: the failure came back through the queue and was settled where the loop runs
+    assert [r.ok for _a, r in done] == [False]
+    assert told == [("portfolio_drawdown_kill", "hook", "HTTP 503 (gave up)", threading.current_thread().name)]
+    assert router.stats().sink_failures == 1
+    assert router.close_courier() == []
+
+
+def test_courier_when_a_sink_hangs_then_only_its_own_queue_waits() -> None:
+    gate = threading.Event()
+    stuck, free = Remote("stuck", gate), Remote("free")
+    router = AlertRouter([stuck, free], record=lambda a: None)
+    router.courier = AlertCourier(drain_timeout_s=0)
+    try:
+        router.raise_(alert(code="a"))
+        router.raise_(alert(code="b"))
+        done = settled(router, 2)
+        assert [(a.code, r.sink) for a, r in done] == [("a", "free"), ("b", "free")]
+        assert stuck.got == []
+    finally:
+        gate.set()
+        router.close_courier()
+
+
+def test_courier_when_closed_with_a_hanging_sink_then_waits_its_drain_and_reports_what_is_left_in_order() -> None:
+    # Arrange: a sink that hangs on the first of three alerts
+    gate = threading.Event()
+    sink = Remote("hook", gate)
+    courier = AlertCourier(drain_timeout_s=0.2)
+    try:
+        for code in ("a", "b", "c"):
+            courier.put(alert(code=code), sink)
+        assert sink.started.wait(30)  # the first is in flight
+        # Act
+        left = courier.close()
+    finally:
+        gate.set()
+    # Assert: nothing dropped without a word — the one in flight (it may yet arrive), then the two never tried
+    assert [(a.code, r.ok, r.attempts) for a, r in left] == [("a", False, 1), ("b", False, 0), ("c", False, 0)]
+    assert left[0][1].error == "delivery unknown: still in flight when the desk stopped (waited 0.2 s for the sink)"
+    assert left[1][1].error == "not sent: still queued when the desk stopped (waited 0.2 s for the sink)"
+    assert (courier.stats.queued, courier.stats.left, courier.pending) == (3, 3, 0)
+    assert courier.close() == []
+    with pytest.raises(RuntimeError, match="closed"):
+        courier.put(alert(), sink)
+
+
+def test_courier_when_used_as_a_context_then_closing_logs_what_is_left(caplog: pytest.LogCaptureFixture) -> None:
+    gate = threading.Event()
+    sink = Remote("hook", gate)
+    try:
+        with AlertCourier(drain_timeout_s=0) as courier:
+            courier.put(alert(code="a"), sink)
+            courier.put(alert(code="b"), sink)
+    finally:
+        gate.set()
+    lines = [r.getMessage() for r in caplog.records if r.name == "execdesk.alerts"]
+    assert len(lines) == 2
+    assert all(line.startswith("alert ") and "not delivered by hook" in line for line in lines)
+
+
+def test_config_drain_timeout_when_given_then_seconds_and_left_out_of_the_dump_at_its_default() -> None:
+    assert AlertsConfig().drain_timeout == DRAIN_TIMEOUT_S
+    assert "drain_timeout" not in AlertsConfig().model_dump(mode="json")
+    assert AlertsConfig.model_validate({"drain_timeout": "30s"}).model_dump(mode="json")["drain_timeout"] == 30
+    assert AlertsConfig.model_validate({"drain_timeout": 0.5}).drain_timeout == 0.5
+    with pytest.raises(ValidationError, match="drain_timeout"):
+        AlertsConfig.model_validate({"drain_timeout": "soon"})
+    with pytest.raises(ValidationError, match="drain_timeout"):
+        AlertsConfig.model_validate({"drain_timeout": -1})

@@ -28,7 +28,7 @@ from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import dec
 from execdesk.errors import InvalidInput, Refused
 from execdesk.lead.liaison import build_liaison
-from execdesk.monitor.alerts import Alert, AlertRouter, JsonlSink, build_router
+from execdesk.monitor.alerts import Alert, AlertCourier, AlertRouter, JsonlSink, build_router
 from execdesk.risk.config import DrawdownLadder
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import StrategyBundle
@@ -160,7 +160,10 @@ def _first_difference(recorded: dict[str, Any], wanted: dict[str, Any], path: st
 
 def build_loop(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[StrategyBundle], market: MarketView,
                 progress: Callable[[int, int], None] | None, clock: Clock | None,
-                remote: LoopVenue | None = None) -> DeskLoop:
+                remote: LoopVenue | None = None, courier: AlertCourier | None = None) -> DeskLoop:
+    """The desk's loop as the config describes it. ``courier``: the webhooks' worker to share with the loops before
+    and after this one (a live desk's, closed when the desk stops); by default the loop has its own, closed when
+    its run ends (``alerts.drain_timeout``)."""
     # the lanes' exit rules are the backtester's; the fee they count in profits is the venue's
     rules = BacktestConfig(fee=config.venue.fee_bps / 10_000)
     traded = desk_bundles(ledger, config, bundles)
@@ -182,9 +185,12 @@ def build_loop(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[Str
                     drift_policy={str(k): str(v) for k, v in config.lead.drift_policy.items()},
                     control=home / "control", cycle_budget=config.monitor.cycle_budget,
                     human_authorizes=frozenset(config.lead.human_authorizes))
-    # alerts: the config's sinks plus HOME/alerts.jsonl; webhooks only on a wall clock (a replay pages nobody)
+    # alerts: the config's sinks plus HOME/alerts.jsonl; webhooks only on a wall clock (a replay pages nobody),
+    # posted off the loop by the courier, their failures recorded by the loop
     loop.router = desk_router(config, home, loop.record_alert, wall)
     loop.router.on_failure = loop.record_delivery_failure
+    loop.router.courier = courier if courier is not None else AlertCourier(config.alerts.drain_timeout)
+    loop.keep_courier = courier is not None
     return loop
 
 

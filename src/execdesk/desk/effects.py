@@ -11,6 +11,12 @@ the commit never carried it out: nothing is told twice, nothing told is missing 
 
 Webhooks are posted after the commit too, once, when their file is first written; an alert's webhook is not
 posted again after a crash (a page about an old alert would mislead more than it helps), its line is.
+
+The desk's loop *holds* the effects (``attach(hold=True)``): a commit only notes them, and the loop carries them
+out with :meth:`SideEffects.release` once the bar's orders are with the venue — so the closing orders of a
+circuit breaker reach the venue before its EMERGENCY alert reaches any sink, even on a venue for which the ledger
+is committed just before the orders are sent. Alerts go to the local sinks (the log, the JSON-lines files) there
+and then, and to the router's courier for the webhooks (:class:`~execdesk.monitor.alerts.AlertCourier`).
 """
 
 from __future__ import annotations
@@ -54,24 +60,43 @@ class SideEffects:
         self.ledger = ledger
         self.router = router
         self.liaison = liaison
+        self.hold = False
+        self._held: list[Event] = []
 
-    def attach(self) -> None:
+    def attach(self, hold: bool = False) -> None:
         """Defer the router's sends to the commit, listen to the ledger's commits, and catch up on what a
-        desk killed after a commit left undone."""
+        desk killed after a commit left undone. ``hold``: from then on a commit's effects wait for
+        :meth:`release` (the catch-up's own are carried out at once)."""
         self.router.deferred = True
         if self.on_commit not in self.ledger.committed:
             self.ledger.committed.append(self.on_commit)
         self.catch_up()
+        self.hold = hold
 
     def detach(self) -> None:
+        """Stop listening; what is held is carried out."""
         if self.on_commit in self.ledger.committed:
             self.ledger.committed.remove(self.on_commit)
+        self.hold = False
+        self.release()
 
     def on_commit(self, events: Iterable[Event]) -> None:
+        effects = [e for e in events if e.kind in _EFFECTS]
+        if self.hold:
+            self._held += effects
+            return
+        self._carry_out(effects)
+
+    def release(self) -> None:
+        """Carry out, in the ledger's order, the effects of the commits held since the last release."""
+        held, self._held = self._held, []
+        self._carry_out(held)
+
+    def _carry_out(self, events: Iterable[Event]) -> None:
         for e in events:
             if e.kind is EventKind.ALERT_RAISED:
                 self.router.send(Alert.of_event(e.time, e.payload))
-            elif e.kind is EventKind.MESSAGE_SENT:
+            else:
                 self._write(e)
 
     def catch_up(self) -> None:
@@ -112,6 +137,9 @@ class SideEffects:
             self.router.raise_(Alert(e.time, AlertLevel.WARNING, "lead", "outbox_conflict", message.subject
                                      if e.deployment_id else "portfolio", f"message {message.id} not written: {exc}",
                                      {"message": message.id, "kind": message.kind}))
+
+
+_EFFECTS = frozenset({EventKind.ALERT_RAISED, EventKind.MESSAGE_SENT})
 
 
 def _after(alerts: list[Alert], last: tuple[str | None, int | None] | None) -> list[Alert]:

@@ -17,12 +17,13 @@ from execdesk.clock import Clock
 from execdesk.data.timeframes import timeframe_to_seconds
 from execdesk.desk.assembly import build_loop, build_market, deploy_configured, market_pairs_of
 from execdesk.desk.lock import DeskLock
-from execdesk.desk.loop import LoopStats
+from execdesk.desk.loop import DeskLoop, LoopStats
 from execdesk.desk.settings import DeskConfig
 from execdesk.desk.summary import RunSummary, summarize
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.state import DeskState
 from execdesk.domain.types import ClientOrderId
+from execdesk.monitor.alerts import AlertCourier
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import StrategyBundle
 from execdesk.venues.base import Venue, VenueFill, VenueOrder
@@ -65,20 +66,30 @@ def run_live(config: DeskConfig, home: Path, bundles: list[StrategyBundle],
                 "evidence": {"last_bar_before": last, "skipped": missed}}))
             ledger.flush()
         stats = LoopStats()
-        while True:
-            last_close = market.close_time(market.n - 1)
-            if ledger.state.last_bar_time is None or ledger.state.last_bar_time < int(market.time[-1]):
-                loop = build_loop(ledger, home, config, bundles, market, progress, clock,
-                                   RemoteVenue(exchange, v.fee_bps))
-                # the reports of a run's end: daily (at the bar closing at midnight UTC) and at the desk's end
-                loop.end_reports = last_close + tf > end or last_close % 86_400 == 0
-                stats = stats.plus(loop.run())
-                if loop.restart:
-                    continue
-            if last_close + tf > end:
-                break
-            clock.wait_until(last_close + tf)  # the next bar's close
-            market = build_market(config, bundles, exchange, clock.now())
+        # one webhook worker for the desk's loops (one a bar): closed when the desk stops, with a bounded wait
+        with AlertCourier(config.alerts.drain_timeout) as courier:
+            loop: DeskLoop | None = None
+            try:
+                while True:
+                    last_close = market.close_time(market.n - 1)
+                    if ledger.state.last_bar_time is None or ledger.state.last_bar_time < int(market.time[-1]):
+                        loop = build_loop(ledger, home, config, bundles, market, progress, clock,
+                                          RemoteVenue(exchange, v.fee_bps), courier)
+                        # the reports of a run's end: daily (at the bar closing at midnight UTC) and at the desk's end
+                        loop.end_reports = last_close + tf > end or last_close % 86_400 == 0
+                        stats = stats.plus(loop.run())
+                        if loop.restart:
+                            continue
+                    if last_close + tf > end:
+                        break
+                    clock.wait_until(last_close + tf)  # the next bar's close
+                    market = build_market(config, bundles, exchange, clock.now())
+            except BaseException:  # (Ctrl-C too) what the webhooks leave is logged; the ledger keeps what was flushed
+                if loop is not None:
+                    loop.close_alerts(flush=False)
+                raise
+            if loop is not None:
+                loop.close_alerts()  # what the webhooks leave undelivered is recorded
         return summarize(ledger, market, time.perf_counter() - started, stats, home)
 
 

@@ -10,7 +10,11 @@ find a breach (:mod:`execdesk.monitor.equity`). So a replay is exact bar by bar 
 Per eventful bar ``g``: resting orders fill at the bar's open; the monitor marks the close; the
 lead reacts to breaches (halt entries, close a deployment, trip the circuit breaker); lanes due at
 the close send intents through the risk manager to the order manager; then the ledger is flushed
-(with a progress event holding the monitor's watermarks) *before* the venue hears of new orders.
+(with a progress event holding the monitor's watermarks) *before* the venue hears of new orders, and
+only once the venue has them is the outside told what the bar's commits call for (alerts, messages:
+:meth:`DeskLoop.run` holds the side effects until then) — the circuit breaker's closes go out before its
+EMERGENCY alert reaches any sink. Webhooks are posted off the loop by the router's courier
+(:class:`~execdesk.monitor.alerts.AlertCourier`); the loop records what it reports back at each bar's end.
 
 The loop is the engine, not a hub: it asks the roles with narrow inputs and applies their answers itself —
 the monitor's findings (:meth:`DeskLoop.apply_findings`), the lead's decisions (:meth:`DeskLoop.act_on`), the
@@ -230,10 +234,14 @@ class DeskLoop:
     cycle_budget: float = 0.05  # the share of a bar one monitoring cycle may take (see MonitorSection)
     human_authorizes: frozenset[str] = frozenset()  # ladder steps below EMERGENCY a human authorizes (LeadSection)
     end_reports: bool = True  # the run's end sends its reports (a live desk: only its last run's)
+    # the router's courier outlives this loop (a live desk's loops share one, closed when the desk stops): the run's
+    # end takes what it has finished, but does not close it (see close_alerts)
+    keep_courier: bool = False
 
     def __post_init__(self) -> None:
         self.oms = OrderManager(self.ledger, self.venue, self.retry)
         self.router: AlertRouter = self.alerts if self.alerts is not None else AlertRouter([], self.record_alert)
+        self._effects: SideEffects | None = None  # while running: the side effects held until the bar's orders are out
         close_times = self.market.time + self.market.tf_seconds
         self.monitor = Monitor(self.market.close_matrix, (close_times % self.snapshot_every) == 0)
         self.lead = Lead(self.ledger, self.market, LeadSettings(
@@ -262,16 +270,38 @@ class DeskLoop:
     # ---------------------------------------------------------------- driving
     def run(self) -> LoopStats:
         """Process every bar after the last one the ledger has seen; return what was done. The desk's side effects
-        (alert sinks, outbox files) follow the ledger's commits meanwhile (:mod:`execdesk.desk.effects`)."""
+        (alert sinks, outbox files) follow the ledger's commits meanwhile (:mod:`execdesk.desk.effects`), each bar's
+        once its orders are with the venue; at the end what is still held is carried out and, unless
+        :attr:`keep_courier`, the alert courier closed (:meth:`close_alerts`)."""
         effects = SideEffects(self.ledger, self.router, self.liaison)
-        effects.attach()  # (flushes the ledger)
+        effects.attach(hold=True)  # (flushes the ledger)
+        self._effects = effects
         self._messages_sent()
         self.bar_times.begin()
+        ok = False
         try:
-            return self._run()
+            stats = self._run()
+            ok = True
+            return stats
         finally:
-            effects.detach()
+            self._effects = None
+            effects.detach()  # (carries out what the last commits call for)
+            if self.keep_courier:
+                self.router.collect()
+            else:
+                self.close_alerts(flush=ok)
+            if ok:
+                self.ledger.flush()  # (the delivery failures just recorded, if any)
             self.bar_times.end(self._bars_done(), self.market.n, final=not self.restart)
+
+    def close_alerts(self, flush: bool = True) -> None:
+        """Close the router's courier: wait for the webhooks at most its drain timeout, then record what it
+        reports — a failure, or a delivery left queued or in flight — as ``alert.delivery_failed`` (each is logged
+        too); ``flush`` commits them. After an error (``flush=False``) they are only logged: the ledger keeps what
+        was flushed before the error, as after a crash."""
+        self.router.close_courier()
+        if flush:
+            self.ledger.flush()
 
     def _run(self) -> LoopStats:
         state = self.ledger.state
@@ -606,6 +636,8 @@ class DeskLoop:
         if eventful:
             self.record(Event(self.market.close_time(g), EventKind.RUN_PROGRESS, self._progress(g)))
         self.oms.send(self.market.close_time(g))
+        if self._effects is not None:  # the bar's orders are with the venue: now the outside is told
+            self._effects.release()
         self._timed(g, self.watch.after_bar, self.market.close_time(g), self.oms.stats.venue_errors)
         self._report_progress(g)
 
@@ -637,6 +669,7 @@ class DeskLoop:
         return max(self.stats.bars, self.ledger.state.bars_done)
 
     def _report_progress(self, g: int) -> None:
+        self.router.collect()  # what the courier's webhooks came to: failures recorded by the loop, as they come
         self.bar_times.tick(self._bars_done(), self.market.n)
         if self.progress is not None:
             self.progress(g + 1, self.market.n)

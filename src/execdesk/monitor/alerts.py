@@ -17,6 +17,8 @@ Sinks: :class:`LogSink` (python ``logging``), :class:`JsonlSink` (append-only JS
 :class:`WebhookSink` (a JSON POST in the ``generic``, ``slack``, ``discord`` or ``telegram`` format,
 retried on timeouts, 5xx and 429 with the server's Retry-After, never on another 4xx). A sink never
 raises into the desk: its failure is a :class:`SinkResult` in the returned :class:`Delivery`.
+An :class:`AlertCourier` delivers to the remote sinks (webhooks) off the caller's thread — a queue and a worker
+per sink — and hands the results back for the caller to settle; the desk's loop never waits on a webhook.
 Webhook URLs carry secrets (tokens in the path): they are read from environment variables by
 :func:`build_router` and only ever printed as ``scheme://host/***``.
 
@@ -32,10 +34,13 @@ import http.client
 import json
 import logging
 import os
+import queue
 import re
+import threading
 import time as _time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,7 +49,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from execdesk.domain.types import AlertLevel
 from execdesk.errors import InvalidInput, TemporaryError
@@ -190,9 +203,13 @@ class SinkResult:
 class AlertSink:
     """Base of the sinks. ``min_level``: the least level it takes. ``audience``: the recipients it
     reaches (a channel for the risk manager...); ``None`` means the desk's own record (log, file),
-    which takes every level from ``min_level`` whoever is told."""
+    which takes every level from ``min_level`` whoever is told.
+
+    ``remote`` [False]: the sink talks to another machine and may take seconds (a webhook); a router with an
+    :class:`AlertCourier` hands such a sink's alerts to the courier's worker instead of sending them itself."""
 
     name: str = "sink"
+    remote: bool = False
 
     def __init__(self, min_level: AlertLevel = AlertLevel.INFO, audience: Iterable[str] | None = None) -> None:
         self.min_level = AlertLevel(min_level)
@@ -456,7 +473,11 @@ class WebhookSink(AlertSink):
     must not exceed ``max_retry_after_s`` [30]) and 5xx; any other 4xx fails at once. ``headers`` are
     sent but never printed. ``chat_id`` and ``parse_mode`` [HTML] are for ``telegram``. The URL is
     printed only as :func:`redact_url`; error texts are scrubbed of its path and query.
+
+    A remote sink: on the desk it is posted by the router's :class:`AlertCourier`, off the loop.
     """
+
+    remote = True
 
     def __init__(self, url: str, format: WebhookFormat = "generic", *, timeout_s: float = 5.0,
                  retry: RetryPolicy | None = None, headers: Mapping[str, str] | None = None,
@@ -554,6 +575,168 @@ class WebhookSink(AlertSink):
             raise _Retryable(f"{type(exc).__name__}: {exc}") from None
 
 
+# ------------------------------------------------------------------------------------------ courier
+
+#: how long a courier waits, when it is closed, for its sinks to take what it still holds [5 s]
+DRAIN_TIMEOUT_S = 5.0
+
+
+def deliver(sink: AlertSink, alert: Alert) -> SinkResult:
+    """``sink.send(alert)``; never raises: an exception is a failed :class:`SinkResult` (scrubbed when the sink can)."""
+    try:
+        return sink.send(alert)
+    except Exception as exc:  # a sink never breaks the desk
+        scrub = getattr(sink, "scrub", None)
+        text = f"{type(exc).__name__}: {exc}"
+        return SinkResult(sink.name, False, error=scrub(text) if callable(scrub) else text)
+
+
+@dataclass(slots=True)
+class CourierStats:
+    """What a courier was given and what came of it (deliveries: one alert to one sink)."""
+
+    queued: int = 0  # handed to the courier
+    delivered: int = 0  # the sink took it
+    failed: int = 0  # the sink failed it after its retries
+    left: int = 0  # still queued or in flight when the courier was closed (reported as failures)
+
+
+class _Lane:
+    """One sink name's queue and its worker thread: the alerts in the order given, one at a time."""
+
+    def __init__(self, name: str, results: queue.SimpleQueue[tuple[Alert, SinkResult]]) -> None:
+        self.name = name
+        self.results = results
+        self.todo: deque[tuple[Alert, AlertSink]] = deque()
+        self.current: tuple[Alert, AlertSink] | None = None
+        self.cond = threading.Condition()
+        self.closing = False
+        self.abandoned = False
+        self.thread = threading.Thread(target=self._work, name=f"execdesk-alerts:{name}", daemon=True)
+        self.thread.start()
+
+    def put(self, alert: Alert, sink: AlertSink) -> None:
+        with self.cond:
+            self.todo.append((alert, sink))
+            self.cond.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            with self.cond:
+                while not self.todo and not self.closing:
+                    self.cond.wait()
+                if not self.todo:
+                    return
+                job = self.current = self.todo.popleft()
+            result = deliver(job[1], job[0])
+            with self.cond:
+                if not self.abandoned:  # (an abandoned one was reported as left in flight)
+                    self.results.put((job[0], result))
+                self.current = None
+                self.cond.notify_all()
+
+    def close(self, deadline: float) -> tuple[tuple[Alert, AlertSink] | None, list[tuple[Alert, AlertSink]]]:
+        """Let the worker finish its queue until ``deadline`` (``time.monotonic``); what is then left: the one in
+        flight and the ones never tried. The worker ends once its queue is empty (a call in flight ends first)."""
+        with self.cond:
+            self.closing = True
+            self.cond.notify_all()
+            while self.todo or self.current is not None:
+                wait = deadline - _time.monotonic()
+                if wait <= 0:
+                    break
+                self.cond.wait(wait)
+            self.abandoned = True
+            queued = list(self.todo)
+            self.todo.clear()
+            return self.current, queued
+
+
+class AlertCourier:
+    """Delivers alerts to the remote sinks (webhooks) off the desk's loop: a queue and a worker thread per sink
+    (by name: a sink that hangs holds up only its own queue), each sink's alerts in the order they were put.
+
+    :meth:`put` returns at once. What each delivery came to goes back through a queue that the loop drains with
+    :meth:`done` (so a failure is recorded by the loop, on the loop's thread). :meth:`close` stops taking alerts,
+    waits at most ``drain_timeout_s`` [:data:`DRAIN_TIMEOUT_S`] for the queues to empty, and returns the results
+    still due plus a failed :class:`SinkResult` for every delivery left over — ``attempts=0`` for one never
+    tried, ``attempts=1`` for the one in flight (it may yet arrive) — so nothing handed to the courier is
+    dropped without a word. The workers are daemon threads: a process that ends without :meth:`close` (a crash)
+    loses what they had not sent.
+
+    ``put``, ``done`` and ``close`` are called from one thread (the loop's); the workers only call their sink."""
+
+    def __init__(self, drain_timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+        if drain_timeout_s < 0:
+            raise InvalidInput(f"alerts.drain_timeout: got {drain_timeout_s} s; expected >= 0")
+        self.drain_timeout_s = drain_timeout_s
+        self.stats = CourierStats()
+        self.closed = False
+        self._lanes: dict[str, _Lane] = {}
+        self._results: queue.SimpleQueue[tuple[Alert, SinkResult]] = queue.SimpleQueue()
+
+    def put(self, alert: Alert, sink: AlertSink) -> None:
+        """Queue ``alert`` for ``sink`` (its worker is started with the sink's first alert)."""
+        if self.closed:
+            raise RuntimeError("the alert courier is closed")
+        lane = self._lanes.get(sink.name)
+        if lane is None:
+            lane = self._lanes[sink.name] = _Lane(sink.name, self._results)
+        lane.put(alert, sink)
+        self.stats.queued += 1
+
+    @property
+    def pending(self) -> int:
+        """Deliveries queued or in flight, or finished and not yet taken by :meth:`done`."""
+        s = self.stats
+        return s.queued - s.delivered - s.failed - s.left
+
+    def done(self) -> list[tuple[Alert, SinkResult]]:
+        """The deliveries finished since the last call, in the order they finished; never waits."""
+        out: list[tuple[Alert, SinkResult]] = []
+        while not self._results.empty():
+            try:
+                alert, result = self._results.get_nowait()
+            except queue.Empty:
+                break
+            out.append((alert, result))
+            if result.ok:
+                self.stats.delivered += 1
+            else:
+                self.stats.failed += 1
+        return out
+
+    def close(self, timeout_s: float | None = None) -> list[tuple[Alert, SinkResult]]:
+        """Stop taking alerts; wait up to ``timeout_s`` [``drain_timeout_s``] (for all the sinks together) for
+        what is queued; return what :meth:`done` would, then a failure for each delivery left over. Closing
+        again returns nothing."""
+        if self.closed:
+            return self.done()
+        self.closed = True
+        wait = self.drain_timeout_s if timeout_s is None else timeout_s
+        deadline = _time.monotonic() + wait
+        left: list[tuple[Alert, SinkResult]] = []
+        for lane in self._lanes.values():
+            in_flight, queued = lane.close(deadline)
+            if in_flight is not None:
+                left.append((in_flight[0], SinkResult(in_flight[1].name, False, 1, None, (
+                    f"delivery unknown: still in flight when the desk stopped (waited {wait:g} s for the sink)"))))
+            left += [(alert, SinkResult(sink.name, False, 0, None,
+                                        f"not sent: still queued when the desk stopped (waited {wait:g} s for "
+                                        "the sink)")) for alert, sink in queued]
+        out = self.done()
+        self.stats.left += len(left)
+        return out + left
+
+    def __enter__(self) -> AlertCourier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for alert, result in self.close():
+            if not result.ok:
+                log.warning("alert %s/%s not delivered by %s: %s", alert.code, alert.scope, result.sink, result.error)
+
+
 # ------------------------------------------------------------------------------------------- router
 
 
@@ -603,6 +786,11 @@ class AlertRouter:
     :meth:`clear` — and
     before any sink is tried (ledger first). A failing ``record`` raises: the ledger is not a sink.
     Suppressed repeats are counted (:meth:`stats`), not recorded.
+
+    With a :attr:`courier`, the remote sinks (webhooks) are not sent to by the router itself: their alerts are
+    queued for the courier's workers, and what came of them is taken back on the caller's thread by
+    :meth:`collect` (and, when the desk stops, :meth:`close_courier`) — each failure then counted, logged and told
+    to :attr:`on_failure` as a failure of a local sink is at once.
     """
 
     def __init__(self, sinks: Iterable[AlertSink], record: Callable[[Alert], None],
@@ -621,6 +809,8 @@ class AlertRouter:
         #: when set, :meth:`raise_` records only; the sinks hear of an alert by :meth:`send`, which the desk calls
         #: once the alert's event is committed (:mod:`execdesk.desk.effects`)
         self.deferred = False
+        #: when set, the remote sinks' alerts are delivered by it, off the caller's thread (see the class docstring)
+        self.courier: AlertCourier | None = None
 
     def raise_(self, alert: Alert) -> Delivery | None:
         """Send ``alert`` if it is news (see the class docstring); ``None`` when it is a suppressed repeat."""
@@ -642,15 +832,49 @@ class AlertRouter:
 
     def send(self, alert: Alert) -> tuple[SinkResult, ...]:
         """Hand ``alert`` to every sink that takes its level and recipients (what :meth:`raise_` does right after
-        recording, unless :attr:`deferred`: then the desk calls this once the alert's event is committed)."""
+        recording, unless :attr:`deferred`: then the desk calls this once the alert's event is committed), in the
+        sinks' order. The results of the sinks sent to here; a remote sink's alert goes to the :attr:`courier`
+        when there is one (its result comes by :meth:`collect`)."""
         recipients = self.escalation.recipients(alert.level)
-        results = tuple(self._send(sink, alert) for sink in self.sinks if sink.accepts(alert.level, recipients))
-        self._failures += sum(not r.ok for r in results)
-        for failure in (r for r in results if not r.ok):
-            log.warning("alert %s/%s not delivered by %s: %s", alert.code, alert.scope, failure.sink, failure.error)
-            if self.on_failure is not None:
-                self.on_failure(alert, failure)
-        return results
+        results: list[SinkResult] = []
+        for sink in self.sinks:
+            if not sink.accepts(alert.level, recipients):
+                continue
+            if sink.remote and self.courier is not None:
+                self.courier.put(alert, sink)
+            else:
+                results.append(deliver(sink, alert))
+        for result in results:
+            self._settle(alert, result)
+        return tuple(results)
+
+    def collect(self) -> list[tuple[Alert, SinkResult]]:
+        """What the :attr:`courier` delivered or failed since the last call (never waits): each failure counted,
+        logged and told to :attr:`on_failure`, on the caller's thread."""
+        if self.courier is None:
+            return []
+        done = self.courier.done()
+        for alert, result in done:
+            self._settle(alert, result)
+        return done
+
+    def close_courier(self, timeout_s: float | None = None) -> list[tuple[Alert, SinkResult]]:
+        """Close the :attr:`courier` (:meth:`AlertCourier.close`: a bounded wait for what it holds) and settle
+        what it returns as :meth:`collect` does — a delivery it left over is a failure like any other."""
+        if self.courier is None:
+            return []
+        done = self.courier.close(timeout_s)
+        for alert, result in done:
+            self._settle(alert, result)
+        return done
+
+    def _settle(self, alert: Alert, result: SinkResult) -> None:
+        if result.ok:
+            return
+        self._failures += 1
+        log.warning("alert %s/%s not delivered by %s: %s", alert.code, alert.scope, result.sink, result.error)
+        if self.on_failure is not None:
+            self.on_failure(alert, result)
 
     def _reason(self, alert: Alert, standing: _Standing | None) -> DeliveryReason | None:
         if standing is None:
@@ -660,15 +884,6 @@ class AlertRouter:
         if self.repeat_after_s is not None and alert.time - standing.sent_at >= self.repeat_after_s:
             return "repeat"
         return None
-
-    @staticmethod
-    def _send(sink: AlertSink, alert: Alert) -> SinkResult:
-        try:
-            return sink.send(alert)
-        except Exception as exc:  # a sink never breaks the desk
-            scrub = getattr(sink, "scrub", None)
-            text = f"{type(exc).__name__}: {exc}"
-            return SinkResult(sink.name, False, error=scrub(text) if callable(scrub) else text)
 
     def clear(self, code: str, scope: str) -> bool:
         """The condition ``(code, scope)`` is over: its next alert is sent again. Whether it was standing."""
@@ -791,13 +1006,34 @@ class AlertsConfig(BaseModel):
 
     ``sinks`` [one log sink]; ``repeat_after`` [never: a standing condition is sent once, again only when
     it escalates or clears and recurs; e.g. ``6h`` for reminders]; ``escalation``
-    level -> recipients, merged over :data:`DEFAULT_ESCALATION`.
+    level -> recipients, merged over :data:`DEFAULT_ESCALATION`; ``drain_timeout`` [5 s: seconds, or a
+    duration such as ``30s``; 0 waits not at all] — how long the desk, when it stops, waits for the webhooks
+    to take the alerts still queued for them (:class:`AlertCourier`). At its default it is left out of the
+    recorded config (a ledger written before it existed records the same config).
     """
 
     model_config = _STRICT
     sinks: tuple[SinkConfig, ...] = (LogSinkConfig(kind="log"),)
     repeat_after: int | None = None
     escalation: dict[AlertLevel, tuple[str, ...]] = Field(default_factory=dict)
+    drain_timeout: float = Field(DRAIN_TIMEOUT_S, ge=0, le=600)
+
+    @field_validator("drain_timeout", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().replace(".", "", 1).isdigit():
+            match = _DURATION.match(value.strip())
+            if not match:
+                raise ValueError("seconds, or a duration such as 30s or 2m")
+            return int(match.group(1)) * _UNIT[match.group(2)]
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_defaults_added_since(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.drain_timeout == DRAIN_TIMEOUT_S:
+            data.pop("drain_timeout", None)
+        return data
 
     @field_validator("repeat_after", mode="before")
     @classmethod
