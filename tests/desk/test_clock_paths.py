@@ -84,3 +84,31 @@ def test_loop_when_clock_is_replay_then_no_stale_data_alert(write_config: Callab
     run_desk(load_desk_config(write_config()), tmp_path / "replay", clock=ReplayClock())
     with Ledger.for_home(tmp_path / "replay") as ledger:
         assert not [e for e in ledger.events({EventKind.ALERT_RAISED}) if e.payload["code"] == "stale_data"]
+
+
+def test_loop_when_clock_is_live_then_quiet_bars_are_on_disk_as_they_close(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    import json
+    import sqlite3
+
+    home = tmp_path / "live"
+    seen: list[tuple[int, int | None]] = []
+
+    class Watching(SteppingClock):
+        """Reads, as another process would, the last bar the desk has on disk at every 25th wait."""
+
+        def wait_until(self, t: int) -> None:
+            if self.waits % 25 == 24 and (home / "ledger.sqlite").is_file():
+                with sqlite3.connect(home / "ledger.sqlite") as db:
+                    row = db.execute("SELECT payload FROM events WHERE kind = 'run.progress' "
+                                     "ORDER BY seq DESC LIMIT 1").fetchone()
+                seen.append((self.t, None if row is None else int(json.loads(row[0])["bar_time"])))
+            super().wait_until(t)
+
+    run_desk(load_desk_config(write_config()), home, clock=Watching())
+
+    assert len(seen) > 20
+    # from the first bars on, what a reader sees trails the clock by a few bars at most, quiet stretches included
+    lags = [now - bar for now, bar in seen[2:] if bar is not None]
+    assert len(lags) == len(seen) - 2
+    assert max(lags) <= 4 * 3600, max(lags)  # (before: nothing on disk until the run ended — None throughout)

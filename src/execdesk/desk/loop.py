@@ -566,6 +566,12 @@ class DeskLoop:
                 return stop
             self.stats.bars = last + 1
             self._report_progress(last)
+            if not isinstance(self.clock, ReplayClock):  # a desk on the wall's time says how far it got as bars
+                # close (``execdesk status``'s last bar), and what it noted is on disk for any reader
+                self.record(Event(self.market.close_time(last), EventKind.RUN_PROGRESS, self._progress(last)))
+                self.ledger.flush()
+                if self._effects is not None:  # nothing trades in a quiet stretch: what it committed goes out now
+                    self._effects.release()
             a = last + 1
         return None
 
