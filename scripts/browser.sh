@@ -4,13 +4,8 @@
 # with apt-get when it is missing (as root, or with password-less sudo). Under CI=true a machine without it fails.
 set -euo pipefail
 command -v chromium >/dev/null 2>&1 && exit 0
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO="sudo -n"
-if command -v apt-get >/dev/null 2>&1 && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
-  echo "== installing chromium (apt-get)"
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
-fi
+source "$(dirname "$0")/apt.sh"
+apt_install chromium
 if ! command -v chromium >/dev/null 2>&1; then
   echo "no chromium: the dashboard's browser test is skipped (Debian: apt-get install chromium)" >&2
   [ "${CI:-}" = "true" ] && exit 1

@@ -5,13 +5,8 @@
 set -euo pipefail
 has_server() { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
 has_server && exit 0
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO="sudo -n"
-if command -v apt-get >/dev/null 2>&1 && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
-  echo "== installing postgresql (apt-get)"
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
-fi
+source "$(dirname "$0")/apt.sh"
+apt_install postgresql
 if ! has_server; then
   echo "no PostgreSQL server: the PostgreSQL ledger's tests are skipped (Debian: apt-get install postgresql)" >&2
   [ "${CI:-}" = "true" ] && exit 1
