@@ -1,12 +1,13 @@
 """The loop tells the outside only once a bar's orders are with the venue, and never waits on a webhook: the circuit
-breaker of a desk whose pager never answers is flat in the bar it trips, its closes sent before any sink hears of
-its EMERGENCY alert."""
+breaker of a desk whose pager (or the Orchestrator's liaison webhook) never answers is flat in the bar it trips, its
+closes sent before any sink hears of its EMERGENCY alert (or the Orchestrator of its escalation)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from execdesk.clock import WallClock
 from execdesk.desk.runner import run_desk
 from execdesk.desk.settings import load_desk_config
 from execdesk.domain.events import EventKind
+from execdesk.lead.liaison import JsonPoster
+from execdesk.lead.outbox import Outbox
 from execdesk.monitor.alerts import Alert, JsonlSink, LogSink, SinkResult, WebhookSink
 from execdesk.store.ledger import Ledger
 from execdesk.venues.base import VenueOrder
@@ -48,16 +51,17 @@ class InstantWallClock(WallClock):
 
 
 class Silent:
-    """A loopback webhook that takes each request and never answers (until the test ends)."""
+    """A loopback webhook that takes each request and never answers (until the test ends): it notes the alert's code
+    (or the liaison message's kind) of each."""
 
-    def __init__(self, seen: list[tuple[str, ...]]) -> None:
+    def __init__(self, seen: list[tuple[str, ...]], env: str = "EXECDESK_TEST_PAGER") -> None:
         self.release = threading.Event()
         silent = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-                seen.append(("server", body["code"]))
+                seen.append(("server", body["code"] if "code" in body else body["kind"]))
                 silent.release.wait(120)  # no answer: the client waits for its timeout
 
             def log_message(self, format: str, *args: Any) -> None:
@@ -65,6 +69,7 @@ class Silent:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.env = env
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/pager-token"
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
@@ -91,13 +96,28 @@ def timeline(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
             return send(self, alert)
 
         monkeypatch.setattr(cls, "send", sink_send)
+    post = JsonPoster.post
+
+    def poster_post(self: JsonPoster, payload: Mapping[str, Any]) -> SinkResult:
+        seen.append(("post", payload["to"], payload["kind"]))
+        return post(self, payload)
+
+    monkeypatch.setattr(JsonPoster, "post", poster_post)
     return seen
 
 
 @pytest.fixture
 def pager(timeline: list[tuple[str, ...]], monkeypatch: pytest.MonkeyPatch) -> Iterator[Silent]:
     server = Silent(timeline)
-    monkeypatch.setenv("EXECDESK_TEST_PAGER", server.url)
+    monkeypatch.setenv(server.env, server.url)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def orchestrator(timeline: list[tuple[str, ...]], monkeypatch: pytest.MonkeyPatch) -> Iterator[Silent]:
+    server = Silent(timeline, "EXECDESK_TEST_ORCHESTRATOR")
+    monkeypatch.setenv(server.env, server.url)
     yield server
     server.close()
 
@@ -146,3 +166,62 @@ def test_breaker_when_the_pager_never_answers_then_flat_in_its_bar_closes_sent_b
     assert [(f["code"], f["sink"]) for f in failed] == [("portfolio_drawdown_kill", "pager")]
     assert failed[0]["error"].startswith(("delivery unknown: still in flight when the desk stopped",
                                           "not sent: still queued when the desk stopped"))
+
+
+def test_breaker_when_the_orchestrator_webhook_never_answers_then_flat_in_its_bar_and_trading_unchanged(
+        write_config: Callable[..., Path], tmp_path: Path, timeline: list[tuple[str, ...]], orchestrator: Silent,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Arrange: the live-like desk, its messages to the Orchestrator posted to a webhook that takes the request and
+    # never answers: 3 attempts of 60 s each per message if the desk waited for it
+    hook = {"url_env": orchestrator.env, "timeout_s": 60, "retry": {"attempts": 3}}
+    desk = {"risk": BREAKER, "market__end": END, "venue": LIVE_LIKE, "alerts": {"drain_timeout": "1s"}}
+    posted = load_desk_config(write_config(**desk, liaison={"webhooks": {"orchestrator": hook}}))
+    quiet = load_desk_config(write_config(**desk))
+
+    # Act
+    with caplog.at_level(logging.WARNING, logger="execdesk.liaison"):
+        run_desk(posted, tmp_path / "posted", clock=InstantWallClock())
+    seen = list(timeline)
+    run_desk(quiet, tmp_path / "quiet", clock=InstantWallClock())
+
+    # Assert: the breaker tripped, its closes were filled at the breach bar's close, and the desk HALTED flat
+    with Ledger.for_home(tmp_path / "posted") as ledger:
+        state = ledger.state
+        breach = next(iter(ledger.events({EventKind.BREACH_DETECTED})))
+        closes = {o.client_order_id for o in state.orders.values() if o.reason == "circuit_breaker"}
+        halted = next(e for e in ledger.events({EventKind.TRADING_STATE_CHANGED}) if e.payload["to"] == "HALTED")
+        messages = [e.payload for e in ledger.events({EventKind.MESSAGE_SENT})]
+        failed = list(ledger.events({EventKind.ALERT_DELIVERY_FAILED}))
+    assert closes
+    assert {f.time for f in state.fills.values() if f.client_order_id in closes} == {breach.time}
+    assert halted.payload["evidence"]["flat_at"] == breach.time
+    assert not state.open_positions()
+    # ... exactly as the same desk without the webhook: the hanging post changed no order, fill or time, and (a
+    # message's post is not a ledger event) nothing else in the ledger either
+    assert _trading_events(tmp_path / "posted") == _trading_events(tmp_path / "quiet")
+    assert _events_after_configured(tmp_path / "posted") == _events_after_configured(tmp_path / "quiet")
+    assert failed == []
+    # the files are the record: every message to the Orchestrator is in the outbox, the escalation first
+    kinds = [m["kind"] for m in messages if m["to"] == "orchestrator"]
+    assert kinds[0] == "escalation"
+    assert [m.kind for m in Outbox(tmp_path / "posted" / "outbox").list("orchestrator")] == kinds
+    # the closes reached the venue before the escalation was posted; the hanging webhook got it, and the messages
+    # after it waited in its queue (never tried)
+    sent = [i for i, entry in enumerate(seen) if entry[0] == "venue" and entry[1] in closes]
+    assert [entry for entry in seen if entry[0] == "post"] == [("post", "orchestrator", "escalation")]
+    assert max(sent) < seen.index(("post", "orchestrator", "escalation"))
+    assert ("server", "escalation") in seen
+    # the run did not wait for the webhook's timeouts: the escalation was left to it when the desk stopped (after the
+    # bounded drain), the later messages never tried — each logged as not posted, not as a timeout (three minutes)
+    lines = [r.getMessage() for r in caplog.records if r.name == "execdesk.liaison"]
+    assert len(lines) == len(kinds)
+    assert lines[0].startswith("liaison escalation ")
+    assert "delivery unknown: still in flight when the desk stopped" in lines[0]
+    assert all("not sent: still queued when the desk stopped" in line for line in lines[1:])
+
+
+def _events_after_configured(home: Path) -> list[str]:
+    """The ledger's event contents after ``desk.configured`` (which records the config, and so its webhooks)."""
+    with Ledger.for_home(home) as ledger:
+        contents = [c for _seq, c, _h in ledger.event_contents()]
+    return [c for c in contents if c.split("|")[1] != "desk.configured"]

@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,7 +19,7 @@ import pytest
 
 from execdesk.errors import InvalidInput
 from execdesk.lead.inbox import Inbox
-from execdesk.lead.liaison import JsonPoster, LiaisonConfig, build_liaison, post_json
+from execdesk.lead.liaison import JsonPoster, LiaisonConfig, LiaisonCourier, build_liaison, post_json
 from execdesk.lead.outbox import AlreadyAnswered, DecisionRequests, Message, Outbox, OutboxConflict
 from execdesk.retry import RetryPolicy
 from tests.conftest import BUNDLES
@@ -321,6 +322,104 @@ def test_post_json_when_dead_url_then_failed_delivery_redacted_and_not_raised(ca
     for text in texts:
         assert "T0KEN" not in text
         assert "/hooks" not in text
+
+
+@pytest.fixture
+def silent() -> Iterator[tuple[str, threading.Event]]:
+    """A loopback webhook that takes each request and never answers (until the test ends): its URL, and an event
+    set when it has a request."""
+    got, release = threading.Event(), threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            got.set()
+            release.wait(120)  # no answer: the client waits for its timeout
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}{SECRET_PATH}", got
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def _escalation(time: int = T0) -> Message:
+    return Message(time, "orchestrator", "escalation", "portfolio", "circuit breaker: close everything",
+                   {"drawdown": 0.021, "limit": 0.02})
+
+
+def test_liaison_when_courier_and_webhook_hangs_then_send_returns_at_once_and_the_drain_reports_what_is_left(
+        tmp_path: Path, silent: tuple[str, threading.Event], receiver: tuple[str, list[dict[str, Any]]],
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Arrange: the Orchestrator's webhook takes the request and never answers (3 attempts of 60 s if waited for);
+    # Validation's answers
+    hanging, got = silent
+    url, received = receiver
+    config = LiaisonConfig.model_validate({"webhooks": {
+        "orchestrator": {"url_env": "ORCH_HOOK", "timeout_s": 60, "retry": {"attempts": 3}},
+        "validation": {"url_env": "VALIDATION_HOOK"}}})
+    courier = LiaisonCourier(drain_timeout_s=0)
+    liaison = build_liaison(config, tmp_path, {"ORCH_HOOK": hanging, "VALIDATION_HOOK": url}, sleep=_no_sleep,
+                            courier=courier)
+    # Act: the escalation, then a second message to the same recipient, then one to another
+    first = liaison.send(_escalation())
+    # Assert: send returned with the files written and the post queued, not made
+    assert first.queued
+    assert first.delivery is None
+    assert first.written.created
+    assert first.written.json_path.exists()
+    assert got.wait(30)  # (the worker has posted it: in flight at the hanging server)
+    second = liaison.send(_escalation(T0 + 60))
+    feedback = liaison.send(_feedback())
+    assert second.queued
+    assert second.written.json_path.exists()
+    assert feedback.queued
+    # the hanging webhook holds only its recipient's queue: Validation's post comes back, the Orchestrator's do not
+    done: list[tuple[Message, Any]] = []
+    deadline = time.monotonic() + 30
+    while not done and time.monotonic() < deadline:
+        done += liaison.collect()
+        time.sleep(0.005)
+    assert [(m.kind, r.ok, r.status) for m, r in done] == [("live_feedback", True, 200)]
+    assert [m["kind"] for m in received] == ["live_feedback"]
+    assert courier.pending == 2
+    # Act: the caller stops (a drain of 0 s)
+    with caplog.at_level(logging.WARNING, logger="execdesk.liaison"):
+        left = liaison.close_courier()
+    # Assert: nothing dropped without a word — the one in flight (it may yet arrive), the one never tried; logged
+    assert [(m.id, r.ok, r.attempts) for m, r in left] == [(first.message.id, False, 1), (second.message.id, False, 0)]
+    assert (left[0][1].error or "").startswith("delivery unknown: still in flight when the desk stopped")
+    assert (left[1][1].error or "").startswith("not sent: still queued when the desk stopped")
+    lines = [r.getMessage() for r in caplog.records if r.name == "execdesk.liaison"]
+    assert len(lines) == 2
+    assert all(line.startswith("liaison escalation ") and " to orchestrator not posted by " in line for line in lines)
+    assert "T0KEN" not in caplog.text
+    assert (courier.stats.queued, courier.stats.delivered, courier.stats.left, courier.pending) == (3, 1, 2, 0)
+    # the files are the record: both escalations are in the outbox
+    assert [m.id for m in Outbox(tmp_path).list("orchestrator")] == [first.message.id, second.message.id]
+
+
+def test_liaison_when_courier_and_message_already_written_then_nothing_queued(
+        tmp_path: Path, receiver: tuple[str, list[dict[str, Any]]]) -> None:
+    url, received = receiver
+    config = LiaisonConfig.model_validate({"webhooks": {"validation": {"url_env": "VALIDATION_HOOK"}}})
+    courier = LiaisonCourier(drain_timeout_s=30)
+    liaison = build_liaison(config, tmp_path, {"VALIDATION_HOOK": url}, sleep=_no_sleep, courier=courier)
+    liaison.send(_feedback())
+    again = liaison.send(_feedback())
+    done = liaison.close_courier()
+    assert not again.queued
+    assert again.delivery is None
+    assert [(m.kind, r.ok) for m, r in done] == [("live_feedback", True)]
+    assert len(received) == 1
+    assert courier.stats.queued == 1
 
 
 def test_build_liaison_when_env_missing_or_url_inline_then_error_without_secret(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from execdesk.desk.settings import DeskConfig, PairSection, RecordedDesk
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import dec
 from execdesk.errors import InvalidInput, Refused
-from execdesk.lead.liaison import build_liaison
+from execdesk.lead.liaison import LiaisonCourier, build_liaison
 from execdesk.monitor.alerts import Alert, AlertCourier, AlertRouter, JsonlSink, build_router
 from execdesk.risk.config import DrawdownLadder
 from execdesk.store.ledger import Ledger
@@ -160,10 +160,14 @@ def _first_difference(recorded: dict[str, Any], wanted: dict[str, Any], path: st
 
 def build_loop(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[StrategyBundle], market: MarketView,
                 progress: Callable[[int, int], None] | None, clock: Clock | None,
-                remote: LoopVenue | None = None, courier: AlertCourier | None = None) -> DeskLoop:
-    """The desk's loop as the config describes it. ``courier``: the webhooks' worker to share with the loops before
-    and after this one (a live desk's, closed when the desk stops); by default the loop has its own, closed when
-    its run ends (``alerts.drain_timeout``)."""
+                remote: LoopVenue | None = None, courier: AlertCourier | None = None,
+                liaison_courier: LiaisonCourier | None = None) -> DeskLoop:
+    """The desk's loop as the config describes it. ``courier`` and ``liaison_courier`` (both or neither): the
+    webhooks' workers — the alert router's and the liaison's — to share with the loops before and after this one
+    (a live desk's, closed when the desk stops); by default the loop has its own, closed when its run ends
+    (``alerts.drain_timeout``)."""
+    if (courier is None) != (liaison_courier is None):
+        raise ValueError("build_loop: give both couriers (the alerts' and the liaison's) or neither")
     # the lanes' exit rules are the backtester's; the fee they count in profits is the venue's
     rules = BacktestConfig(fee=config.venue.fee_bps / 10_000)
     traded = desk_bundles(ledger, config, bundles)
@@ -180,8 +184,11 @@ def build_loop(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[Str
     wall = isinstance(the_clock, WallClock)
     loop = DeskLoop(ledger, market, lanes, venue, config.risk, the_clock, config.monitor.snapshot_seconds,
                     progress, ladders,
-                    # messages to Validation, the Orchestrator and HR: HOME/outbox/<to>/ (and webhooks on a wall clock)
-                    liaison=build_liaison(config.liaison, home / "outbox", webhooks=wall),
+                    # messages to Validation, the Orchestrator and HR: HOME/outbox/<to>/, written on the loop's thread
+                    # (and webhooks on a wall clock, posted off the loop by the liaison's courier)
+                    liaison=build_liaison(config.liaison, home / "outbox", webhooks=wall, courier=(
+                        liaison_courier if liaison_courier is not None
+                        else LiaisonCourier(config.alerts.drain_timeout))),
                     drift_policy={str(k): str(v) for k, v in config.lead.drift_policy.items()},
                     control=home / "control", cycle_budget=config.monitor.cycle_budget,
                     human_authorizes=frozenset(config.lead.human_authorizes))

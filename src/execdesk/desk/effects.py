@@ -16,7 +16,9 @@ The desk's loop *holds* the effects (``attach(hold=True)``): a commit only notes
 out with :meth:`SideEffects.release` once the bar's orders are with the venue — so the closing orders of a
 circuit breaker reach the venue before its EMERGENCY alert reaches any sink, even on a venue for which the ledger
 is committed just before the orders are sent. Alerts go to the local sinks (the log, the JSON-lines files) there
-and then, and to the router's courier for the webhooks (:class:`~execdesk.monitor.alerts.AlertCourier`).
+and then, and to the router's courier for the webhooks (:class:`~execdesk.monitor.alerts.AlertCourier`); a
+message's files are written there and then, its webhook post queued for the liaison's courier
+(:class:`~execdesk.lead.liaison.LiaisonCourier`).
 """
 
 from __future__ import annotations

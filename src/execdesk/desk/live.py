@@ -23,6 +23,7 @@ from execdesk.desk.summary import RunSummary, summarize
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.state import DeskState
 from execdesk.domain.types import ClientOrderId
+from execdesk.lead.liaison import LiaisonCourier
 from execdesk.monitor.alerts import AlertCourier
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import StrategyBundle
@@ -66,15 +67,17 @@ def run_live(config: DeskConfig, home: Path, bundles: list[StrategyBundle],
                 "evidence": {"last_bar_before": last, "skipped": missed}}))
             ledger.flush()
         stats = LoopStats()
-        # one webhook worker for the desk's loops (one a bar): closed when the desk stops, with a bounded wait
-        with AlertCourier(config.alerts.drain_timeout) as courier:
+        # the webhooks' workers (the alerts', the liaison's) for the desk's loops (one a bar): closed when the desk
+        # stops, with a bounded wait
+        drain = config.alerts.drain_timeout
+        with AlertCourier(drain) as courier, LiaisonCourier(drain) as posts:
             loop: DeskLoop | None = None
             try:
                 while True:
                     last_close = market.close_time(market.n - 1)
                     if ledger.state.last_bar_time is None or ledger.state.last_bar_time < int(market.time[-1]):
                         loop = build_loop(ledger, home, config, bundles, market, progress, clock,
-                                          RemoteVenue(exchange, v.fee_bps), courier)
+                                          RemoteVenue(exchange, v.fee_bps), courier, posts)
                         # the reports of a run's end: daily (at the bar closing at midnight UTC) and at the desk's end
                         loop.end_reports = last_close + tf > end or last_close % 86_400 == 0
                         stats = stats.plus(loop.run())

@@ -13,8 +13,10 @@ the close send intents through the risk manager to the order manager; then the l
 (with a progress event holding the monitor's watermarks) *before* the venue hears of new orders, and
 only once the venue has them is the outside told what the bar's commits call for (alerts, messages:
 :meth:`DeskLoop.run` holds the side effects until then) — the circuit breaker's closes go out before its
-EMERGENCY alert reaches any sink. Webhooks are posted off the loop by the router's courier
-(:class:`~execdesk.monitor.alerts.AlertCourier`); the loop records what it reports back at each bar's end.
+EMERGENCY alert reaches any sink. Webhooks are posted off the loop by couriers — the alert router's
+(:class:`~execdesk.monitor.alerts.AlertCourier`) and the liaison's (:class:`~execdesk.lead.liaison.LiaisonCourier`:
+the outbox file is written on the loop's thread, its post queued); the loop takes what they report back at each
+bar's end (an alert's failed webhook recorded, a message's logged).
 
 The loop is the engine, not a hub: it asks the roles with narrow inputs and applies their answers itself —
 the monitor's findings (:meth:`DeskLoop.apply_findings`), the lead's decisions (:meth:`DeskLoop.act_on`), the
@@ -234,8 +236,8 @@ class DeskLoop:
     cycle_budget: float = 0.05  # the share of a bar one monitoring cycle may take (see MonitorSection)
     human_authorizes: frozenset[str] = frozenset()  # ladder steps below EMERGENCY a human authorizes (LeadSection)
     end_reports: bool = True  # the run's end sends its reports (a live desk: only its last run's)
-    # the router's courier outlives this loop (a live desk's loops share one, closed when the desk stops): the run's
-    # end takes what it has finished, but does not close it (see close_alerts)
+    # the couriers (the router's and the liaison's) outlive this loop (a live desk's loops share them, closed when the
+    # desk stops): the run's end takes what they have finished, but does not close them (see close_alerts)
     keep_courier: bool = False
 
     def __post_init__(self) -> None:
@@ -272,7 +274,7 @@ class DeskLoop:
         """Process every bar after the last one the ledger has seen; return what was done. The desk's side effects
         (alert sinks, outbox files) follow the ledger's commits meanwhile (:mod:`execdesk.desk.effects`), each bar's
         once its orders are with the venue; at the end what is still held is carried out and, unless
-        :attr:`keep_courier`, the alert courier closed (:meth:`close_alerts`)."""
+        :attr:`keep_courier`, the webhooks' couriers closed (:meth:`close_alerts`)."""
         effects = SideEffects(self.ledger, self.router, self.liaison)
         effects.attach(hold=True)  # (flushes the ledger)
         self._effects = effects
@@ -287,7 +289,7 @@ class DeskLoop:
             self._effects = None
             effects.detach()  # (carries out what the last commits call for)
             if self.keep_courier:
-                self.router.collect()
+                self._collect_deliveries()
             else:
                 self.close_alerts(flush=ok)
             if ok:
@@ -295,11 +297,17 @@ class DeskLoop:
             self.bar_times.end(self._bars_done(), self.market.n, final=not self.restart)
 
     def close_alerts(self, flush: bool = True) -> None:
-        """Close the router's courier: wait for the webhooks at most its drain timeout, then record what it
-        reports — a failure, or a delivery left queued or in flight — as ``alert.delivery_failed`` (each is logged
-        too); ``flush`` commits them. After an error (``flush=False``) they are only logged: the ledger keeps what
-        was flushed before the error, as after a crash."""
-        self.router.close_courier()
+        """Close the webhooks' couriers — the router's and the liaison's, within one wait of at most the drain
+        timeout — then record what the router's reports (a failure, or a delivery left queued or in flight) as
+        ``alert.delivery_failed`` (each is logged too); ``flush`` commits them. A message's post that failed or was
+        left over is logged, as a failed post always was (the ledger holds the message: ``lead.message_sent``).
+        After an error (``flush=False``) the alerts' are only logged too: the ledger keeps what was flushed before
+        the error, as after a crash."""
+        courier = self.router.courier
+        until = courier.deadline() if courier is not None else None  # (one bounded wait for both)
+        self.router.close_courier(until=until)
+        if self.liaison is not None:
+            self.liaison.close_courier(until=until)
         if flush:
             self.ledger.flush()
 
@@ -674,8 +682,14 @@ class DeskLoop:
     def _bars_done(self) -> int:
         return max(self.stats.bars, self.ledger.state.bars_done)
 
+    def _collect_deliveries(self) -> None:
+        """What the couriers' webhooks came to, as they come: an alert's failure recorded, a message's logged."""
+        self.router.collect()
+        if self.liaison is not None:
+            self.liaison.collect()
+
     def _report_progress(self, g: int) -> None:
-        self.router.collect()  # what the courier's webhooks came to: failures recorded by the loop, as they come
+        self._collect_deliveries()
         self.bar_times.tick(self._bars_done(), self.market.n)
         if self.progress is not None:
             self.progress(g + 1, self.market.n)

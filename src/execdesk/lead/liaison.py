@@ -6,7 +6,9 @@ behind it; :class:`~execdesk.lead.outbox.Outbox` writes each to
 derived from its recipient, kind, subject, desk time and an optional ``key``, so a replay re-run writes the
 same names and sending again is a no-op; a *different* message at a taken name is an ``OutboxConflict``).
 :class:`Liaison` adds webhook posting (a JSON POST per recipient, the URL read from an environment variable,
-failures returned as a :class:`~execdesk.monitor.alerts.SinkResult`, never raised). Decision requests to the
+failures returned as a :class:`~execdesk.monitor.alerts.SinkResult`, never raised) — with a
+:class:`LiaisonCourier`, off the caller's thread: the file is written at once, the post queued (a queue and a
+worker per recipient), its result taken back by :meth:`Liaison.collect`. Decision requests to the
 Orchestrator are :class:`~execdesk.lead.outbox.DecisionRequests`; bundles from Validation come through
 :class:`~execdesk.lead.inbox.Inbox`.
 
@@ -27,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from execdesk.errors import InvalidInput
 from execdesk.lead.outbox import RECIPIENTS, Message, Outbox, Recipient, Written
-from execdesk.monitor.alerts import SinkResult, WebhookEndpoint, WebhookSink, redact_url
+from execdesk.monitor.alerts import Courier, SinkResult, WebhookEndpoint, WebhookSink, redact_url
 from execdesk.retry import RetryPolicy
 
 log = logging.getLogger("execdesk.liaison")
@@ -90,41 +92,111 @@ class LiaisonConfig(BaseModel):
 @dataclass(frozen=True, slots=True)
 class Sent:
     """A sent message: where it is, whether it was new, and the webhook's result (None: no webhook,
-    or the message was already there, so it was not posted again)."""
+    or the message was already there, so it was not posted again, or ``queued``: handed to the liaison's
+    courier, its result to come by :meth:`Liaison.collect`)."""
 
     message: Message
     written: Written
     delivery: SinkResult | None = None
+    queued: bool = False
+
+
+def _warn_unposted(message: Message, result: SinkResult) -> None:
+    log.warning("liaison %s %s to %s not posted by %s: %s", message.kind, message.id, message.to, result.sink,
+                result.error)
+
+
+class _Post:
+    """A recipient's :class:`JsonPoster` as a courier's carrier: ``send(message)`` posts its webhook payload."""
+
+    def __init__(self, poster: JsonPoster) -> None:
+        self.poster = poster
+        self.name = poster.name
+
+    def send(self, message: Message, /) -> SinkResult:
+        return self.poster.post(webhook_payload(message))
+
+    def scrub(self, text: str) -> str:
+        return self.poster.scrub(text)
+
+
+class LiaisonCourier(Courier[Message]):
+    """Posts the liaison's messages off the caller's thread: a queue and a worker per recipient (a webhook that
+    hangs holds up only its recipient's messages, each recipient's in the order sent), a bounded wait when closed
+    (``drain_timeout_s``, the desk's ``alerts.drain_timeout``), what is left reported (see
+    :class:`~execdesk.monitor.alerts.Courier`)."""
+
+    kind = "liaison"
+
+    def warn(self, item: Message, result: SinkResult) -> None:
+        _warn_unposted(item, result)
 
 
 class Liaison:
     """The outbox plus one optional :class:`JsonPoster` per recipient. A message is posted only when
-    it is first written, so a replay re-run posts nothing twice."""
+    it is first written, so a replay re-run posts nothing twice.
 
-    def __init__(self, outbox: Outbox, posters: Mapping[str, JsonPoster] | None = None) -> None:
+    Without a :attr:`courier` the post is made by :meth:`send` itself (it waits for the webhook, its retries
+    included). With one, :meth:`send` writes the files and queues the post; what the posts came to is taken back
+    on the caller's thread by :meth:`collect` and, when the caller stops, :meth:`close_courier` (a bounded wait,
+    then a failure for each post left over): each failure logged as a warning, as a failed post of
+    :meth:`send`'s own is."""
+
+    def __init__(self, outbox: Outbox, posters: Mapping[str, JsonPoster] | None = None,
+                 courier: LiaisonCourier | None = None) -> None:
         self.outbox = outbox
         self.posters = dict(posters or {})
         unknown = sorted(set(self.posters) - set(RECIPIENTS))
         if unknown:
             raise InvalidInput(f"liaison webhooks: unknown recipient {unknown[0]!r}; expected {', '.join(RECIPIENTS)}")
+        #: when set, the webhooks are posted by it, off the caller's thread (see the class docstring)
+        self.courier = courier
 
     def send(self, message: Message) -> Sent:
+        """Write ``message``'s files; when they are new and its recipient has a webhook, post it (or, with a
+        :attr:`courier`, queue the post: ``Sent.queued``)."""
         written = self.outbox.write(message)
         poster = self.posters.get(message.to)
         if poster is None or not written.created:
             return Sent(message, written)
+        if self.courier is not None:
+            self.courier.put(message, _Post(poster), lane=message.to)
+            return Sent(message, written, queued=True)
         result = poster.post(webhook_payload(message))
         if not result.ok:
-            log.warning("liaison %s %s to %s not posted by %s: %s", message.kind, message.id, message.to,
-                        result.sink, result.error)
+            _warn_unposted(message, result)
         return Sent(message, written, result)
+
+    def collect(self) -> list[tuple[Message, SinkResult]]:
+        """What the :attr:`courier` posted or failed since the last call (never waits); each failure logged."""
+        if self.courier is None:
+            return []
+        return self._settle(self.courier.done())
+
+    def close_courier(self, timeout_s: float | None = None, *,
+                      until: float | None = None) -> list[tuple[Message, SinkResult]]:
+        """Close the :attr:`courier` (a bounded wait, ``timeout_s`` or ``until``: see
+        :meth:`~execdesk.monitor.alerts.Courier.close`) and settle what it returns as :meth:`collect` does — a
+        post it left over is a failure like any other."""
+        if self.courier is None:
+            return []
+        return self._settle(self.courier.close(timeout_s, until=until))
+
+    @staticmethod
+    def _settle(done: list[tuple[Message, SinkResult]]) -> list[tuple[Message, SinkResult]]:
+        for message, result in done:
+            if not result.ok:
+                _warn_unposted(message, result)
+        return done
 
 
 def build_liaison(config: LiaisonConfig, root: Path | str, env: Mapping[str, str] = os.environ, *,
-                  webhooks: bool = True, sleep: Callable[[float], None] = _time.sleep) -> Liaison:
+                  webhooks: bool = True, sleep: Callable[[float], None] = _time.sleep,
+                  courier: LiaisonCourier | None = None) -> Liaison:
     """The :class:`Liaison` for ``config`` writing under ``root``. URLs come from ``env`` (a missing
     variable is an :class:`InvalidInput` naming the key and the variable, never a value);
-    ``webhooks=False`` posts nothing (a replay). ``sleep`` is the retries' wait."""
+    ``webhooks=False`` posts nothing (a replay). ``sleep`` is the retries' wait. ``courier``: the webhooks are
+    posted by it, off the caller's thread (whoever gives it closes it: :meth:`Liaison.close_courier`)."""
 
     def need(where: str, name: str) -> str:
         value = env.get(name)
@@ -144,4 +216,4 @@ def build_liaison(config: LiaisonConfig, root: Path | str, env: Mapping[str, str
                                      max_retry_after_s=wc.max_retry_after_s)
         except InvalidInput:
             raise InvalidInput(f"{where}.url_env: {wc.url_env} does not hold an http(s) URL with a host") from None
-    return Liaison(Outbox(root), posters)
+    return Liaison(Outbox(root), posters, courier)

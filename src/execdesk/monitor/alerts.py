@@ -18,7 +18,8 @@ Sinks: :class:`LogSink` (python ``logging``), :class:`JsonlSink` (append-only JS
 retried on timeouts, 5xx and 429 with the server's Retry-After, never on another 4xx). A sink never
 raises into the desk: its failure is a :class:`SinkResult` in the returned :class:`Delivery`.
 An :class:`AlertCourier` delivers to the remote sinks (webhooks) off the caller's thread — a queue and a worker
-per sink — and hands the results back for the caller to settle; the desk's loop never waits on a webhook.
+per sink — and hands the results back for the caller to settle; the desk's loop never waits on a webhook. (It is a
+:class:`Courier` of alerts; the lead's liaison posts its messages with another.)
 Webhook URLs carry secrets (tokens in the path): they are read from environment variables by
 :func:`build_router` and only ever printed as ``scheme://host/***``.
 
@@ -46,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, Protocol, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -580,11 +581,24 @@ class WebhookSink(AlertSink):
 #: how long a courier waits, when it is closed, for its sinks to take what it still holds [5 s]
 DRAIN_TIMEOUT_S = 5.0
 
+_Item = TypeVar("_Item")
+_Item_contra = TypeVar("_Item_contra", contravariant=True)
 
-def deliver(sink: AlertSink, alert: Alert) -> SinkResult:
-    """``sink.send(alert)``; never raises: an exception is a failed :class:`SinkResult` (scrubbed when the sink can)."""
+
+class Carrier(Protocol[_Item_contra]):
+    """What a :class:`Courier` hands its items to: a ``name`` (in the results) and ``send(item)``, answering with a
+    :class:`SinkResult` (an alert sink is one for alerts; the liaison's poster, for messages)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def send(self, item: _Item_contra, /) -> SinkResult: ...
+
+
+def deliver(sink: Carrier[_Item], item: _Item) -> SinkResult:
+    """``sink.send(item)``; never raises: an exception is a failed :class:`SinkResult` (scrubbed when the sink can)."""
     try:
-        return sink.send(alert)
+        return sink.send(item)
     except Exception as exc:  # a sink never breaks the desk
         scrub = getattr(sink, "scrub", None)
         text = f"{type(exc).__name__}: {exc}"
@@ -593,7 +607,7 @@ def deliver(sink: AlertSink, alert: Alert) -> SinkResult:
 
 @dataclass(slots=True)
 class CourierStats:
-    """What a courier was given and what came of it (deliveries: one alert to one sink)."""
+    """What a courier was given and what came of it (deliveries: one item to one sink)."""
 
     queued: int = 0  # handed to the courier
     delivered: int = 0  # the sink took it
@@ -601,23 +615,23 @@ class CourierStats:
     left: int = 0  # still queued or in flight when the courier was closed (reported as failures)
 
 
-class _Lane:
-    """One sink name's queue and its worker thread: the alerts in the order given, one at a time."""
+class _Lane(Generic[_Item]):
+    """One queue and its worker thread: the items in the order given, one at a time."""
 
-    def __init__(self, name: str, results: queue.SimpleQueue[tuple[Alert, SinkResult]]) -> None:
+    def __init__(self, name: str, results: queue.SimpleQueue[tuple[_Item, SinkResult]]) -> None:
         self.name = name
         self.results = results
-        self.todo: deque[tuple[Alert, AlertSink]] = deque()
-        self.current: tuple[Alert, AlertSink] | None = None
+        self.todo: deque[tuple[_Item, Carrier[_Item]]] = deque()
+        self.current: tuple[_Item, Carrier[_Item]] | None = None
         self.cond = threading.Condition()
         self.closing = False
         self.abandoned = False
-        self.thread = threading.Thread(target=self._work, name=f"execdesk-alerts:{name}", daemon=True)
+        self.thread = threading.Thread(target=self._work, name=name, daemon=True)
         self.thread.start()
 
-    def put(self, alert: Alert, sink: AlertSink) -> None:
+    def put(self, item: _Item, sink: Carrier[_Item]) -> None:
         with self.cond:
-            self.todo.append((alert, sink))
+            self.todo.append((item, sink))
             self.cond.notify_all()
 
     def _work(self) -> None:
@@ -635,7 +649,7 @@ class _Lane:
                 self.current = None
                 self.cond.notify_all()
 
-    def close(self, deadline: float) -> tuple[tuple[Alert, AlertSink] | None, list[tuple[Alert, AlertSink]]]:
+    def close(self, deadline: float) -> tuple[tuple[_Item, Carrier[_Item]] | None, list[tuple[_Item, Carrier[_Item]]]]:
         """Let the worker finish its queue until ``deadline`` (``time.monotonic``); what is then left: the one in
         flight and the ones never tried. The worker ends once its queue is empty (a call in flight ends first)."""
         with self.cond:
@@ -652,19 +666,24 @@ class _Lane:
             return self.current, queued
 
 
-class AlertCourier:
-    """Delivers alerts to the remote sinks (webhooks) off the desk's loop: a queue and a worker thread per sink
-    (by name: a sink that hangs holds up only its own queue), each sink's alerts in the order they were put.
+class Courier(Generic[_Item]):
+    """Delivers items to remote sinks off the caller's thread: a queue and a worker thread per lane (by default
+    the sink's name: a sink that hangs holds up only its own queue), each lane's items in the order they were put.
 
-    :meth:`put` returns at once. What each delivery came to goes back through a queue that the loop drains with
-    :meth:`done` (so a failure is recorded by the loop, on the loop's thread). :meth:`close` stops taking alerts,
-    waits at most ``drain_timeout_s`` [:data:`DRAIN_TIMEOUT_S`] for the queues to empty, and returns the results
-    still due plus a failed :class:`SinkResult` for every delivery left over — ``attempts=0`` for one never
-    tried, ``attempts=1`` for the one in flight (it may yet arrive) — so nothing handed to the courier is
-    dropped without a word. The workers are daemon threads: a process that ends without :meth:`close` (a crash)
-    loses what they had not sent.
+    :meth:`put` returns at once. What each delivery came to goes back through a queue that the caller drains with
+    :meth:`done` (so a failure is settled on the caller's thread). :meth:`close` stops taking items, waits at
+    most ``drain_timeout_s`` [:data:`DRAIN_TIMEOUT_S`] for the queues to empty, and returns the results still due
+    plus a failed :class:`SinkResult` for every delivery left over — ``attempts=0`` for one never tried,
+    ``attempts=1`` for the one in flight (it may yet arrive) — so nothing handed to the courier is dropped without
+    a word. The workers are daemon threads: a process that ends without :meth:`close` (a crash) loses what they
+    had not sent. Used as a context, the courier is closed at its end and what it left is logged (:meth:`warn`).
 
-    ``put``, ``done`` and ``close`` are called from one thread (the loop's); the workers only call their sink."""
+    :class:`AlertCourier` carries alerts (the router's webhooks), :class:`execdesk.lead.liaison.LiaisonCourier`
+    the lead's messages (its webhooks, one lane per recipient). ``put``, ``done`` and ``close`` are called from one
+    thread (the loop's); the workers only call their sink."""
+
+    #: the workers' thread names: ``execdesk-<kind>:<lane>``
+    kind = "deliveries"
 
     def __init__(self, drain_timeout_s: float = DRAIN_TIMEOUT_S) -> None:
         if drain_timeout_s < 0:
@@ -672,17 +691,19 @@ class AlertCourier:
         self.drain_timeout_s = drain_timeout_s
         self.stats = CourierStats()
         self.closed = False
-        self._lanes: dict[str, _Lane] = {}
-        self._results: queue.SimpleQueue[tuple[Alert, SinkResult]] = queue.SimpleQueue()
+        self._lanes: dict[str, _Lane[_Item]] = {}
+        self._results: queue.SimpleQueue[tuple[_Item, SinkResult]] = queue.SimpleQueue()
 
-    def put(self, alert: Alert, sink: AlertSink) -> None:
-        """Queue ``alert`` for ``sink`` (its worker is started with the sink's first alert)."""
+    def put(self, item: _Item, sink: Carrier[_Item], lane: str | None = None) -> None:
+        """Queue ``item`` for ``sink`` on the queue ``lane`` [the sink's name] (its worker is started with the
+        lane's first item)."""
         if self.closed:
-            raise RuntimeError("the alert courier is closed")
-        lane = self._lanes.get(sink.name)
-        if lane is None:
-            lane = self._lanes[sink.name] = _Lane(sink.name, self._results)
-        lane.put(alert, sink)
+            raise RuntimeError(f"the {self.kind} courier is closed")
+        key = sink.name if lane is None else lane
+        queue_ = self._lanes.get(key)
+        if queue_ is None:
+            queue_ = self._lanes[key] = _Lane(f"execdesk-{self.kind}:{key}", self._results)
+        queue_.put(item, sink)
         self.stats.queued += 1
 
     @property
@@ -691,50 +712,73 @@ class AlertCourier:
         s = self.stats
         return s.queued - s.delivered - s.failed - s.left
 
-    def done(self) -> list[tuple[Alert, SinkResult]]:
+    def done(self) -> list[tuple[_Item, SinkResult]]:
         """The deliveries finished since the last call, in the order they finished; never waits."""
-        out: list[tuple[Alert, SinkResult]] = []
+        out: list[tuple[_Item, SinkResult]] = []
         while not self._results.empty():
             try:
-                alert, result = self._results.get_nowait()
+                item, result = self._results.get_nowait()
             except queue.Empty:
                 break
-            out.append((alert, result))
+            out.append((item, result))
             if result.ok:
                 self.stats.delivered += 1
             else:
                 self.stats.failed += 1
         return out
 
-    def close(self, timeout_s: float | None = None) -> list[tuple[Alert, SinkResult]]:
-        """Stop taking alerts; wait up to ``timeout_s`` [``drain_timeout_s``] (for all the sinks together) for
-        what is queued; return what :meth:`done` would, then a failure for each delivery left over. Closing
-        again returns nothing."""
+    def deadline(self, timeout_s: float | None = None) -> float:
+        """The ``time.monotonic`` at which a close begun now stops waiting (``timeout_s`` [``drain_timeout_s``]):
+        for closing several couriers within one bounded wait (``close(until=...)``)."""
+        return _time.monotonic() + (self.drain_timeout_s if timeout_s is None else timeout_s)
+
+    def close(self, timeout_s: float | None = None, *, until: float | None = None) -> list[tuple[_Item, SinkResult]]:
+        """Stop taking items; wait up to ``timeout_s`` [``drain_timeout_s``] (for all the lanes together), or until
+        the ``time.monotonic`` ``until`` (a :meth:`deadline` shared with another courier), for what is queued;
+        return what :meth:`done` would, then a failure for each delivery left over. Closing again returns only
+        what :meth:`done` would."""
         if self.closed:
             return self.done()
         self.closed = True
         wait = self.drain_timeout_s if timeout_s is None else timeout_s
-        deadline = _time.monotonic() + wait
-        left: list[tuple[Alert, SinkResult]] = []
+        deadline = self.deadline(wait) if until is None else until
+        left: list[tuple[_Item, SinkResult]] = []
         for lane in self._lanes.values():
             in_flight, queued = lane.close(deadline)
             if in_flight is not None:
                 left.append((in_flight[0], SinkResult(in_flight[1].name, False, 1, None, (
                     f"delivery unknown: still in flight when the desk stopped (waited {wait:g} s for the sink)"))))
-            left += [(alert, SinkResult(sink.name, False, 0, None,
-                                        f"not sent: still queued when the desk stopped (waited {wait:g} s for "
-                                        "the sink)")) for alert, sink in queued]
+            left += [(item, SinkResult(sink.name, False, 0, None,
+                                       f"not sent: still queued when the desk stopped (waited {wait:g} s for "
+                                       "the sink)")) for item, sink in queued]
         out = self.done()
         self.stats.left += len(left)
         return out + left
 
-    def __enter__(self) -> AlertCourier:
+    def warn(self, item: _Item, result: SinkResult) -> None:
+        """Log a failed delivery (what the context's end does with what the courier left)."""
+        log.warning("%r not delivered by %s: %s", item, result.sink, result.error)
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for alert, result in self.close():
+        for item, result in self.close():
             if not result.ok:
-                log.warning("alert %s/%s not delivered by %s: %s", alert.code, alert.scope, result.sink, result.error)
+                self.warn(item, result)
+
+
+class AlertCourier(Courier[Alert]):
+    """The courier of the alert router's remote sinks (webhooks): a lane per sink name (see :class:`Courier`)."""
+
+    kind = "alerts"
+
+    def warn(self, item: Alert, result: SinkResult) -> None:
+        _warn_undelivered(item, result)
+
+
+def _warn_undelivered(alert: Alert, result: SinkResult) -> None:
+    log.warning("alert %s/%s not delivered by %s: %s", alert.code, alert.scope, result.sink, result.error)
 
 
 # ------------------------------------------------------------------------------------------- router
@@ -858,12 +902,14 @@ class AlertRouter:
             self._settle(alert, result)
         return done
 
-    def close_courier(self, timeout_s: float | None = None) -> list[tuple[Alert, SinkResult]]:
-        """Close the :attr:`courier` (:meth:`AlertCourier.close`: a bounded wait for what it holds) and settle
-        what it returns as :meth:`collect` does — a delivery it left over is a failure like any other."""
+    def close_courier(self, timeout_s: float | None = None, *,
+                      until: float | None = None) -> list[tuple[Alert, SinkResult]]:
+        """Close the :attr:`courier` (:meth:`Courier.close`: a bounded wait for what it holds, ``timeout_s`` or
+        ``until``) and settle what it returns as :meth:`collect` does — a delivery it left over is a failure like
+        any other."""
         if self.courier is None:
             return []
-        done = self.courier.close(timeout_s)
+        done = self.courier.close(timeout_s, until=until)
         for alert, result in done:
             self._settle(alert, result)
         return done
@@ -872,7 +918,7 @@ class AlertRouter:
         if result.ok:
             return
         self._failures += 1
-        log.warning("alert %s/%s not delivered by %s: %s", alert.code, alert.scope, result.sink, result.error)
+        _warn_undelivered(alert, result)
         if self.on_failure is not None:
             self.on_failure(alert, result)
 
@@ -1008,7 +1054,8 @@ class AlertsConfig(BaseModel):
     it escalates or clears and recurs; e.g. ``6h`` for reminders]; ``escalation``
     level -> recipients, merged over :data:`DEFAULT_ESCALATION`; ``drain_timeout`` [5 s: seconds, or a
     duration such as ``30s``; 0 waits not at all] — how long the desk, when it stops, waits for the webhooks
-    to take the alerts still queued for them (:class:`AlertCourier`). At its default it is left out of the
+    to take the alerts still queued for them (:class:`AlertCourier`), and the liaison's webhooks their messages
+    (within the same wait). At its default it is left out of the
     recorded config (a ledger written before it existed records the same config).
     """
 
