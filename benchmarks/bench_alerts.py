@@ -61,7 +61,6 @@ from typing import Any
 
 import yaml
 
-from execdesk.clock import WallClock
 from execdesk.desk.assembly import build_loop, build_market, deploy_configured
 from execdesk.desk.settings import DeskConfig, load_desk_config
 from execdesk.domain.events import EventKind
@@ -72,7 +71,11 @@ from execdesk.store.ledger import Ledger
 from execdesk.strategy import load_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 BUNDLES = ROOT / "src" / "execdesk" / "examples" / "bundles"
+
+from tests.kit import InstantWallClock  # noqa: E402
+
 CODE = "portfolio_drawdown_kill"
 NO_LADDER = {"alert": None, "reduce": None, "trim": None, "kill": None}
 
@@ -103,20 +106,6 @@ def _config(folder: Path, webhook: bool, drain: float | None, liaison: bool = Fa
     path = folder / "desk.yaml"
     path.write_text(yaml.safe_dump(config))
     return load_desk_config(path)
-
-
-class InstantWallClock(WallClock):
-    """A wall clock (the desk pages its webhooks) whose waits pass at once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.t = 0
-
-    def now(self) -> int:
-        return self.t
-
-    def wait_until(self, t: int) -> None:
-        self.t = max(self.t, t)
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from execdesk.backtest.engine import BacktestConfig, run_backtest
+from execdesk.clock import WallClock
 from execdesk.data import PairProfile, generate_market
 from execdesk.data.datadir import write_pair
 from execdesk.desk.identity import Identity
@@ -109,3 +110,18 @@ def token_identity(home: Path, name: str, role: str) -> Identity:
     from execdesk.api.tokens import TokenStore
 
     return TokenStore(home).authenticate(new_token(home, name, role))
+
+
+class InstantWallClock(WallClock):
+    """A wall clock (so the desk pages its webhooks, as a live one does) whose waits pass at once: time moves only
+    when the loop waits for it (tests/desk/test_loop.py, benchmarks/bench_alerts.py)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.t = 0
+
+    def now(self) -> int:
+        return self.t
+
+    def wait_until(self, t: int) -> None:
+        self.t = max(self.t, t)

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from execdesk.clock import WallClock
 from execdesk.desk.runner import run_desk
 from execdesk.desk.settings import load_desk_config
 from execdesk.domain.events import EventKind
@@ -25,6 +24,7 @@ from execdesk.store.ledger import Ledger
 from execdesk.venues.base import VenueOrder
 from execdesk.venues.paper import PaperVenue
 from tests.desk.test_runner import _trading_events
+from tests.kit import InstantWallClock
 
 NO_LADDER = {"alert": None, "reduce": None, "trim": None, "kill": None}
 # the circuit breaker alone, low enough that the small desk trips it in mid-March holding two positions
@@ -34,20 +34,6 @@ END = "2024-03-16T00:00:00Z"  # (it trips on 2024-03-12)
 # a paper venue with its own book (not rebuilt from the ledger): the ledger is committed before every send to it,
 # as before every send to an exchange
 LIVE_LIKE = {"kind": "paper", "fee_bps": 10, "slippage_bps": 5, "persist": True}
-
-
-class InstantWallClock(WallClock):
-    """A wall clock (so the desk pages its webhooks, as live) whose waits pass at once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.t = 0
-
-    def now(self) -> int:
-        return self.t
-
-    def wait_until(self, t: int) -> None:
-        self.t = max(self.t, t)
 
 
 class Silent:
