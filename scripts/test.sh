@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up (first run only), then lint, type-check and run the tests, saying how long each part took.
 #   bash scripts/test.sh            in a terminal: the quick part (-m "not slow and not crash", ~5.5 min on 2 cores)
-#   bash scripts/test.sh --full     the whole suite (~18 min of pytest on 2 cores): what .ci/run runs, and the default
+#   bash scripts/test.sh --full     the whole suite (~19 min of pytest on 2 cores): what .ci/run runs, and the default
 #                                   under CI=true or when the output is not a terminal
 #   bash scripts/test.sh ARGS...    pytest's own arguments (a file, -k, -m ...) instead
 set -euo pipefail
