@@ -108,6 +108,22 @@ def orchestrator(timeline: list[tuple[str, ...]], monkeypatch: pytest.MonkeyPatc
     server.close()
 
 
+def _flat_at_the_breach(home: Path) -> dict[str, Any]:
+    """The circuit breaker's close orders (by client order id), checked: all filled at the close of the bar the
+    breach was detected at, and the desk HALTED flat then."""
+    with Ledger.for_home(home) as ledger:
+        state = ledger.state
+        breach = next(iter(ledger.events({EventKind.BREACH_DETECTED})))
+        closes = {o.client_order_id: o for o in state.orders.values() if o.reason == "circuit_breaker"}
+        halted = next(e for e in ledger.events({EventKind.TRADING_STATE_CHANGED}) if e.payload["to"] == "HALTED")
+    assert closes
+    assert {o.status.value for o in closes.values()} == {"FILLED"}
+    assert {f.time for f in state.fills.values() if f.client_order_id in closes} == {breach.time}
+    assert halted.payload["evidence"]["flat_at"] == breach.time
+    assert not state.open_positions()
+    return closes
+
+
 def test_breaker_when_the_pager_never_answers_then_flat_in_its_bar_closes_sent_before_any_sink_and_run_not_held(
         write_config: Callable[..., Path], tmp_path: Path, timeline: list[tuple[str, ...]], pager: Silent) -> None:
     # Arrange: a live-like desk (a wall clock, so webhooks are posted; a paper venue with its own book, so the
@@ -126,17 +142,9 @@ def test_breaker_when_the_pager_never_answers_then_flat_in_its_bar_closes_sent_b
     run_desk(quiet, tmp_path / "quiet", clock=InstantWallClock())
 
     # Assert: the breaker tripped, its closes were filled at the breach bar's close, and the desk HALTED flat
+    closes = _flat_at_the_breach(tmp_path / "paged")
     with Ledger.for_home(tmp_path / "paged") as ledger:
-        state = ledger.state
-        breach = next(iter(ledger.events({EventKind.BREACH_DETECTED})))
-        closes = {o.client_order_id: o for o in state.orders.values() if o.reason == "circuit_breaker"}
-        halted = next(e for e in ledger.events({EventKind.TRADING_STATE_CHANGED}) if e.payload["to"] == "HALTED")
         failed = [e.payload for e in ledger.events({EventKind.ALERT_DELIVERY_FAILED})]
-    assert closes
-    assert {o.status.value for o in closes.values()} == {"FILLED"}
-    assert {f.time for f in state.fills.values() if f.client_order_id in closes} == {breach.time}
-    assert halted.payload["evidence"]["flat_at"] == breach.time
-    assert not state.open_positions()
     # ... exactly as the same desk without a pager: the hanging sink changed no order, fill or time
     paged_trades = [c for c in _trading_events(tmp_path / "paged") if "alert.delivery_failed" not in c]
     assert paged_trades == _trading_events(tmp_path / "quiet")
@@ -171,17 +179,10 @@ def test_breaker_when_the_orchestrator_webhook_never_answers_then_flat_in_its_ba
     run_desk(quiet, tmp_path / "quiet", clock=InstantWallClock())
 
     # Assert: the breaker tripped, its closes were filled at the breach bar's close, and the desk HALTED flat
+    closes = set(_flat_at_the_breach(tmp_path / "posted"))
     with Ledger.for_home(tmp_path / "posted") as ledger:
-        state = ledger.state
-        breach = next(iter(ledger.events({EventKind.BREACH_DETECTED})))
-        closes = {o.client_order_id for o in state.orders.values() if o.reason == "circuit_breaker"}
-        halted = next(e for e in ledger.events({EventKind.TRADING_STATE_CHANGED}) if e.payload["to"] == "HALTED")
         messages = [e.payload for e in ledger.events({EventKind.MESSAGE_SENT})]
         failed = list(ledger.events({EventKind.ALERT_DELIVERY_FAILED}))
-    assert closes
-    assert {f.time for f in state.fills.values() if f.client_order_id in closes} == {breach.time}
-    assert halted.payload["evidence"]["flat_at"] == breach.time
-    assert not state.open_positions()
     # ... exactly as the same desk without the webhook: the hanging post changed no order, fill or time, and (a
     # message's post is not a ledger event) nothing else in the ledger either
     assert _trading_events(tmp_path / "posted") == _trading_events(tmp_path / "quiet")
