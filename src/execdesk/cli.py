@@ -774,13 +774,18 @@ app.add_typer(token_app, name="token")
 def token_create(name: Annotated[str, typer.Option("--name", help="Whose token (recorded with every command).")],
                  role: Annotated[str, typer.Option("--role", help="viewer, operator, risk, lead or admin.")],
                  home: HomeOpt = DEFAULT_HOME, as_json: JsonOpt = False, debug: DebugOpt = False,
-                 token: TokenOpt = None) -> None:
+                 token: TokenOpt = None,
+                 quiet: Annotated[bool, _flag("--quiet", "Print the token alone (for a script: T=$(execdesk token "
+                                                         "create ... --quiet)).")] = False) -> None:
     """Create a token (shown once; stored hashed in HOME/tokens.json)."""
     from execdesk.api import actions
 
     data = actions.token_create(home, name, role, _identity(home, token))
     if as_json:
         _emit_json(data)
+        return
+    if quiet:
+        print(data["token"])
         return
     out.print(f"token for {data['name']} ({data['role']}), id {data['id']} — shown once, keep it safe:")
     out.print(data["token"])

@@ -121,3 +121,18 @@ def test_tokens_file_when_not_a_token_file_then_invalid_input(tmp_path: Path) ->
     (tmp_path / "tokens.json").write_text("{}")
     with pytest.raises(InvalidInput, match="not a token file"):
         TokenStore(tmp_path).authenticate("edk_" + "0" * 12 + "_" + "A" * 43)
+
+
+def test_token_create_when_quiet_then_the_token_alone_and_it_authenticates(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from execdesk.api.tokens import TokenStore
+    from execdesk.cli import app
+
+    result = CliRunner().invoke(app, ["token", "create", "--name", "bot", "--role", "viewer", "--home",
+                                      str(tmp_path), "--quiet"])
+
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 1
+    who = TokenStore(tmp_path).authenticate(result.stdout.strip())
+    assert (who.name, who.role.value) == ("bot", "viewer")
