@@ -291,7 +291,7 @@ class DeskLoop:
             if self.keep_courier:
                 self._collect_deliveries()
             else:
-                self.close_alerts(flush=ok)
+                self.close_alerts(flush=False)
             if ok:
                 self.ledger.flush()  # (the delivery failures just recorded, if any)
             self.bar_times.end(self._bars_done(), self.market.n, final=not self.restart)

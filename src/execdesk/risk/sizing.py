@@ -184,13 +184,13 @@ def kelly_from_validation(equity: Decimal, report: ValidationReport, price: Deci
 def atr_from_candles(high: Sequence[float] | np.ndarray, low: Sequence[float] | np.ndarray,
                      close: Sequence[float] | np.ndarray, period: int = 14) -> float:
     """The last value of TA-Lib's ATR(period) (Wilder's smoothing); NaN with fewer than period + 1 candles."""
-    h, lo, c = (np.ascontiguousarray(x, dtype=np.float64) for x in (high, low, close))
-    if period < 1 or not h.size == lo.size == c.size or c.size <= period:
+    if period < 1 or not len(high) == len(low) == len(close) or len(close) <= period:
         return math.nan
-    return float(talib.ATR(h, lo, c, timeperiod=period)[-1])
+    return float(atr_series(high, low, close, period)[-1])
 
 
-def atr_series(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> np.ndarray:
+def atr_series(high: Sequence[float] | np.ndarray, low: Sequence[float] | np.ndarray,
+               close: Sequence[float] | np.ndarray, period: int = 14) -> np.ndarray:
     """TA-Lib's ATR(period) at every candle (NaN until ``period`` candles have closed): a desk sizing by
     volatility reads the value of the last candle closed, computed once for the whole series."""
     h, lo, c = (np.ascontiguousarray(x, dtype=np.float64) for x in (high, low, close))
