@@ -337,6 +337,39 @@ def test_assess_when_datadir_lacks_a_live_pair_then_exit_2_naming_it(write_confi
     assert "candlefileforBTC/USDT" in "".join(result.stderr.split())
 
 
+def test_assess_when_datadir_and_a_desk_then_each_correlation_names_its_window_source_and_n(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    # Arrange: a desk trading STR-001 (1h) and STR-004 (4h) since 2024-03-01; a datadir of 1h candles only
+    home = tmp_path / "home"
+    assert runner.invoke(app, ["run", str(write_config()), "--home", str(home)]).exit_code == 0
+    datadir = _assess_datadir(tmp_path, pairs=("BTC/USDT", "ETH/USDT", "SOL/USDT"))
+    args = ["assess", str(BUNDLES / "mean_revert_bbands.yaml"), "--home", str(home), "--datadir", str(datadir)]
+
+    # Act
+    data = _json(runner.invoke(app, [*args, "--json"]))
+    table = runner.invoke(app, args)
+
+    # Assert: the window is the candidate's validation period on the datadir's candles; STR-001's live days
+    # (market data) take precedence on its dates; STR-004 trades 4h candles the datadir does not hold: its live
+    # days alone are measured
+    assert (data["correlation_window"]["start"], data["correlation_window"]["end"]) == ("2024-01-01", "2024-06-30")
+    by_id = {c["deployment_id"]: c for c in data["correlations"]}
+    trend, breakout = by_id["STR-001-v1"], by_id["STR-004-v1"]
+    assert trend["status"] in ("ok", "above limit")
+    assert trend["n"] == 182
+    assert trend["window"] == {"start": "2024-01-01", "end": "2024-06-30"}
+    assert trend["source"].startswith(f"datadir {datadir}: backtests of both strategies; its live ledger returns on")
+    assert breakout["status"] in ("ok", "above limit")
+    assert 20 <= breakout["n"] < 50  # the desk ran 45 days
+    assert breakout["source"].startswith(f"datadir {datadir}: the candidate's backtest; its {breakout['n']} live "
+                                         "ledger days")
+    assert "no 4h spot candle file for BTC/USDT" in breakout["source"]
+    assert table.exit_code in (0, 3), table.output
+    flat = "".join(table.output.split())
+    assert "livedeployment" in flat
+    assert "2024-01-01..2024-06-30" in flat
+
+
 # ---------------------------------------------------------------- the gated pipeline and deployments, as a user runs it
 SOL = {"start_price": 140, "annual_vol": 0.9, "base_volume": 4_000_000}
 
@@ -408,6 +441,46 @@ def test_deploy_when_human_output_then_a_table_of_the_gates(desk_home: Path, tmp
     outcomes = {row["gate"]: row["outcome"] for row in rows}
     assert list(outcomes) == ["intake", "signal_generator", "risk", "approval", "deploy", "monitor"]
     assert outcomes["approval"] == "not_required"  # the paper venue trades no real money
+
+
+def test_deploy_when_it_carries_a_kelly_sizing_then_recorded_with_the_deployment_and_shown_by_status(
+        desk_home: Path, tmp_path: Path) -> None:
+    # Arrange: mean_revert_bbands names no sizing of its own (the desk's fixed fractional)
+    home = _copy(desk_home, tmp_path)
+
+    # Act
+    result = runner.invoke(app, _deploy(home, "--sizing", "{method: kelly, fraction: 0.5, cap: 0.2}", "--json"))
+    status = runner.invoke(app, ["status", "--home", str(home), "--json"])
+    wide = runner.invoke(app, ["status", "--home", str(home), "--wide"], terminal_width=300)
+
+    # Assert: the plan, the ledger and status all carry the deployment's own sizing
+    assert result.exit_code == 0, result.output
+    assert _json(result)["sizing"] == {"method": "kelly", "fraction": 0.5, "cap": 0.2}
+    with Ledger.for_home(home) as ledger:
+        created = next(iter(ledger.events({EventKind.DEPLOYMENT_CREATED}, deployment_id="STR-002-v1")))
+    assert created.payload["sizing"] == {"method": "kelly", "fraction": 0.5, "cap": 0.2}
+    sizing = {d["id"]: d["sizing"] for d in _json(status)["deployments"]}
+    assert sizing["STR-002-v1"] == {"method": "kelly", "fraction": 0.5, "cap": 0.2, "source": "deployment"}
+    assert sizing["STR-001-v1"] is None  # the desk's default
+    assert wide.exit_code == 0, wide.output
+    assert {"kelly", "fraction=0.5", "cap=0.2", "(deployment)", "fixed_fractional"} <= set(wide.stdout.split())
+
+
+@pytest.mark.parametrize(("sizing", "named"), [
+    ("{method: kelly, fraction: 1.5}", "--sizing.fraction: got 1.5; expected less than or equal to 1"),
+    ("{method: kelly, atr_period: 14}", "--sizing.atr_period: got 14; expected a setting of kelly (fraction, cap)"),
+    ("{method: martingale}", "--sizing.method: got 'martingale'"),
+    ("kelly", "--sizing: got 'kelly'; expected a mapping"),
+], ids=["out_of_range", "foreign_setting", "unknown_method", "not_a_mapping"])
+def test_deploy_when_the_sizing_block_is_invalid_then_exit_2_naming_the_field_and_nothing_recorded(
+        desk_home: Path, tmp_path: Path, sizing: str, named: str) -> None:
+    home = _copy(desk_home, tmp_path)
+
+    result = runner.invoke(app, _deploy(home, "--sizing", sizing, "--json"))
+
+    assert result.exit_code == 2, result.output
+    assert named in _json(result)["error"]["message"]
+    assert "STR-002-v1" not in _lifecycles(home)
 
 
 @pytest.mark.parametrize(("args", "gate", "why"), [

@@ -351,8 +351,9 @@ def assess(bundle: Annotated[Path, typer.Argument(help="The strategy bundle (fil
            out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for the assessment files "
                                                                        "(default: HOME/assessments/...).")] = None,
            datadir: Annotated[Path | None, typer.Option("--datadir", help="A Freqtrade datadir with the bundle's "
-                                                        "and the live pairs' candles over the validation period "
-                                                        "(default: generated candles).")] = None,
+                                                        "and the live pairs' candles over the validation period, "
+                                                        "and the live strategies' own timeframes for their "
+                                                        "correlations (default: generated candles).")] = None,
            db_url: DbUrlOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Assess a bundle against the live portfolio: APPROVED, CONDITIONAL (with conditions) or REJECTED (exit 3)."""
     from execdesk.api import actions
@@ -367,6 +368,15 @@ def assess(bundle: Annotated[Path, typer.Argument(help="The strategy bundle (fil
             table.add_row(rule["name"], f"{rule['value']:.4f}" if isinstance(rule["value"], float) else
                           str(rule["value"]), str(rule["limit"]), "yes" if rule["passed"] else "[red]no[/]")
         _show(table)
+        if data.get("correlations"):
+            pairs = _table("live deployment", "correlation", "n", "window", "status", "source")
+            for c in data["correlations"]:
+                window = f"{c['window']['start']}..{c['window']['end']}" if c.get("window") else "-"
+                value = f"{c['correlation']:.4f}" if isinstance(c["correlation"], float) else "-"
+                status = c["status"] if c["passed"] else f"[red]{c['status']}[/]"
+                pairs.add_row(c["deployment_id"], value, str(c["n"]), window, status,
+                              c["source"] + (f" ({c['reason']})" if c.get("reason") else ""))
+            _show(pairs)
         for line in data.get("conditions", []):
             out.print(f"  condition: {line}")
         for line in data.get("reasons", []):
@@ -404,6 +414,9 @@ def status(home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonO
     for waiting in data["waiting_for_a_human"]:
         out.print(f"waiting for a human: {waiting['request_id']} ({waiting['subject']}): {waiting['question']} "
                   f"— execdesk approve|deny {waiting['request_id']} --reason WHY")
+    for m in data.get("unposted_messages", []):
+        out.print(f"not posted yet: {m['kind']} {m['id']} to {m['to']} ({m['error']}); tried again by the next "
+                  "command that sends a message and when the desk starts")
 
 
 #: a lifecycle's usual reason, left out of the compact status table's ``state`` cell (any other reason is shown)
@@ -416,7 +429,7 @@ def _status_table(deployments: list[dict[str, Any]], wide: bool) -> Table:
     ``--wide`` every figure in its own column."""
     if wide:
         table = _table("deployment", "version", "venue", "lifecycle", "state", "reason", "health", "ladder",
-                       "in use", "trades", "realised P&L net of fees", "fees", "open positions")
+                       "in use", "sizing", "trades", "realised P&L net of fees", "fees", "open positions")
     else:
         table = _table("deployment", "lifecycle (reason)", "health", "in use", "trades", "P&L net", "open")
     for d in deployments:
@@ -424,8 +437,10 @@ def _status_table(deployments: list[dict[str, Any]], wide: bool) -> Table:
         in_use = f"{float(d['allocation_in_use']):.0%} of {float(d['allocation']):.0%}"
         pnl, opened = f"{d['realized_pnl_net']:,.2f}", str(len(d["positions"]))
         if wide:
+            sized = d.get("sizing")
             table.add_row(d["id"], f"{d['name']} v{d['version']}", d["venue"], d["lifecycle"], d["state"],
-                          d["state_reason"], health, d["ladder_step"] or "-", in_use, str(d["trades"]), pnl,
+                          d["state_reason"], health, d["ladder_step"] or "-", in_use,
+                          _sizing_text(sized) + (f" ({sized['source']})" if sized else ""), str(d["trades"]), pnl,
                           f"{d['fees']:,.2f}", opened)
             continue
         state = d["lifecycle"]
@@ -543,6 +558,9 @@ def deploy(bundle: Annotated[Path, typer.Argument(help="The validated strategy b
            = None,
            positions: PositionsOpt = "hand_over",
            reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "",
+           sizing: Annotated[str | None, typer.Option("--sizing", help="This deployment's sizing over the bundle's, "
+                                                      "as a YAML mapping (the bundle's sizing schema), e.g. "
+                                                      "'{method: kelly, fraction: 0.5, cap: 0.2}'.")] = None,
            home: HomeOpt = DEFAULT_HOME, db_url: DbUrlOpt = None, as_json: JsonOpt = False,
            debug: DebugOpt = False, command_id: CommandIdOpt = None, token: TokenOpt = None) -> None:
     """Take a bundle through the gates onto the desk: intake, signal generator, risk, approval, deploy, monitor.
@@ -553,7 +571,7 @@ def deploy(bundle: Annotated[Path, typer.Argument(help="The validated strategy b
     from execdesk.api import actions
 
     data = actions.deploy(home, bundle, venue, int(time.time()), allocation, live, at, positions, reason, db_url,
-                          command_id, _identity(home, token))
+                          command_id, _identity(home, token), actions.sizing_option(sizing))
     _show_plan(data, as_json)
 
 
@@ -710,9 +728,19 @@ def _show_plan(data: dict[str, Any], as_json: bool) -> None:
     for gate in data["gates"]:
         table.add_row(gate["gate"], gate["outcome"], gate["reason"])
     _show(table)
+    if data.get("sizing"):
+        out.print(f"sizing: {_sizing_text(data['sizing'])} (this deployment's own, over the bundle's)")
     if data["status"] == "pending_approval":
         out.print(f"waiting for a human: execdesk approve {data['approval_request']} --reason WHY "
                   "(or deny)")
+
+
+def _sizing_text(sizing: dict[str, Any] | None) -> str:
+    """A sizing block in a line: ``kelly fraction=0.5 cap=0.2`` (None: the desk's default)."""
+    if not sizing:
+        return "fixed_fractional (the desk's risk_per_trade)"
+    settings = " ".join(f"{k}={v}" for k, v in sizing.items() if k not in ("method", "source") and v is not None)
+    return f"{sizing['method']}{' ' + settings if settings else ''}"
 
 
 @app.command()

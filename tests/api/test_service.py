@@ -187,6 +187,17 @@ def test_a_deploy_goes_through_intake_at_once_and_the_gates_when_applied(home: P
     assert any("four eyes" in r["error"] and r["identity"]["name"] == "lead-a" for r in refusals)
 
 
+def test_a_deploy_whose_sizing_block_is_invalid_is_refused_at_once_naming_the_field(home: Path,
+                                                                                   client: TestClient) -> None:
+    tokens = make_tokens(home, "ops:operator")
+
+    bad = client.post("/api/commands/deploy", headers=bearer(tokens["ops"]), json={
+        "bundle": bundle(), "reason": "r", "sizing": {"method": "kelly", "fraction": 1.5}})
+
+    assert bad.status_code == 422
+    assert ["body", "sizing", "fraction"] in [e["loc"] for e in bad.json()["detail"]]
+
+
 def test_the_event_stream_resumes_from_a_sequence_number(home: Path, client: TestClient) -> None:
     tokens = make_tokens(home, "viewer")
 
@@ -258,7 +269,11 @@ def test_plans_are_each_requests_way_through_the_gates(home: Path, client: TestC
     token = bearer(make_tokens(home, "viewer")["viewer"])
     every = client.get("/api/plans", headers=token).json()["plans"]
     one = client.get("/api/plans", params={"deployment": "STR-001-v1"}, headers=token).json()["plans"]
-    assert sorted({p["deployment"] for p in every}) == ["STR-001-v1", "STR-002-v1", "STR-003-v1", "STR-004-v1"]
+    # the demo's four, and the fifth the risk gate refused (a second team's copy of STR-001: correlation 1.0)
+    assert sorted({p["deployment"] for p in every}) == ["STR-001-v1", "STR-002-v1", "STR-003-v1", "STR-004-v1",
+                                                          "STR-005-v1"]
+    refused = next(p for p in every if p["deployment"] == "STR-005-v1")
+    assert [(g["gate"], g["outcome"]) for g in refused["plan"]["gates"]][-1] == ("risk", "refused")
     assert [p["deployment"] for p in one] == ["STR-001-v1"]
     assert [g["gate"] for g in one[0]["plan"]["gates"]] == ["intake", "signal_generator", "risk", "approval",
                                                              "deploy", "monitor"]

@@ -441,3 +441,29 @@ def test_first_exit_when_fill_inside_the_first_candle_then_that_candle_is_checke
 
     # Assert: the backtest takes the trade as opened at the candle's open: all of the candle counts
     assert plan == plan_of(3, IntentReason.STOPLOSS, 0, 100 * (1 - 0.004))
+
+
+# ---------------------------------------------------------------- the stop resting at the venue
+def test_stop_level_when_no_trailing_then_the_entry_price_less_the_stoploss_whatever_the_candles() -> None:
+    ln = lane(STOP_ROWS)
+
+    # Assert: 100 x (1 - 0.05) after any number of candles; a tighter stop from the risk manager moves it
+    assert ln.stop_level(Direction.LONG, T0 + H, 100.0, upto_g=0) == pytest.approx(95.0, rel=1e-12)
+    assert ln.stop_level(Direction.LONG, T0 + H, 100.0, upto_g=3) == pytest.approx(95.0, rel=1e-12)
+    assert ln.stop_level(Direction.LONG, T0 + H, 100.0, upto_g=3, stoploss=-0.025) == pytest.approx(97.5)
+    assert ln.stop_level(Direction.SHORT, T0 + H, 100.0, upto_g=2) == pytest.approx(105.0, rel=1e-12)
+
+
+def test_stop_level_when_trailing_then_it_follows_the_highs_once_the_offset_is_reached() -> None:
+    ln = lane(TRAIL_ROWS, bundle(stoploss=-0.10, trailing_stop=TRAIL))
+
+    # Assert: 90 until candle 2's high 104 arms the trail (104 x 0.98), where it stays (no higher high after)
+    assert ln.stop_level(Direction.LONG, T0 + H, 100.0, upto_g=1) == pytest.approx(90.0, rel=1e-12)
+    assert ln.stop_level(Direction.LONG, T0 + H, 100.0, upto_g=2) == pytest.approx(104 * 0.98, rel=1e-12)
+    assert ln.stop_level(Direction.LONG, T0 + H, 100.0, upto_g=4) == pytest.approx(104 * 0.98, rel=1e-12)
+
+
+def test_next_close_when_asked_then_the_lanes_next_candle_close_or_none_at_the_end() -> None:
+    ln = lane(STOP_ROWS)
+    assert ln.next_close(1) == 2
+    assert ln.next_close(4) is None

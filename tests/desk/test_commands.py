@@ -346,3 +346,131 @@ def test_running_desk_when_a_queued_deploy_is_edited_then_its_gates_run_on_what_
     assert "allocation 5.0; expected a fraction of equity in (0, 1]" in alerts[second["command_id"]]["message"]
     assert all("deploy request" in alerts[c]["message"] for c in (second["command_id"], "cmd-forged"))
     assert sorted(r["command_id"] for r in refused) == sorted([second["command_id"], "cmd-forged"])
+
+
+# ------------------------------------------------------------------ a stopped desk's messages reach their webhook
+class Hook:
+    """A loopback webhook: answers each POST with the next status of ``statuses`` (then 200), keeps what it got."""
+
+    def __init__(self, statuses: tuple[int, ...] = ()) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.received: list[dict[str, Any]] = []
+        self.statuses = list(statuses)
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                status = hook.statuses.pop(0) if hook.statuses else 200
+                if status == 200:
+                    hook.received.append(body)
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/orchestrator-T0KEN"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+HOOK_ENV = "EXECDESK_TEST_ORCHESTRATOR_HOOK"
+#: a desk whose every deploy waits for a human, its messages to the Orchestrator posted to a webhook (one attempt)
+APPROVALS = {"lead": {"approve_all": True},
+             "liaison": {"webhooks": {"orchestrator": {"url_env": HOOK_ENV, "timeout_s": 5, "retry": {"attempts": 1}}}}}
+
+
+def _posts(home: Path) -> list[tuple[str, dict[str, Any]]]:
+    with Ledger.for_home(home) as ledger:
+        return [(e.kind.value, e.payload) for e in ledger.events({EventKind.MESSAGE_POSTED,
+                                                                  EventKind.MESSAGE_POST_FAILED})]
+
+
+def test_stopped_desk_when_a_deploy_waits_for_approval_then_its_decision_request_is_posted_to_the_orchestrator(
+        write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Arrange: a stopped desk (no loop runs to post its messages) and the Orchestrator's webhook
+    from execdesk.api import actions
+    from tests.conftest import BUNDLES
+    from tests.lead.test_deploy import _desk
+
+    _config, home = _desk(write_config, tmp_path, **APPROVALS)
+    hook = Hook()
+    monkeypatch.setenv(HOOK_ENV, hook.url)
+    try:
+        # Act: the command is applied by the CLI's process to the ledger directly
+        pending = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", 1_900_000_000, allocation=0.1)
+    finally:
+        hook.close()
+
+    # Assert: the decision request was posted, once, as the outbox holds it; the post is recorded
+    assert pending["status"] == "pending_approval"
+    (posted,) = hook.received
+    assert (posted["kind"], posted["to"], posted["request_id"]) == ("decision_request", "orchestrator",
+                                                                    pending["approval_request"])
+    assert posted["body"]["evidence"]["request_id"] == pending["request_id"]
+    assert len(list((home / "outbox" / "orchestrator").glob(f"*-decision_request-{posted['id'][:8]}.json"))) == 1
+    assert [(k, p["id"], p["sink"].endswith("/***")) for k, p in _posts(home)] == [
+        ("lead.message_posted", posted["id"], True)]
+    assert actions.status(home)["unposted_messages"] == []
+
+
+def test_stopped_desk_when_the_orchestrators_webhook_fails_then_recorded_and_posted_when_the_desk_starts(
+        write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Arrange: the webhook answers 503 to the command's post
+    from execdesk.api import actions
+    from tests.conftest import BUNDLES
+    from tests.lead.test_deploy import _desk, _extend
+
+    config, home = _desk(write_config, tmp_path, **APPROVALS)
+    hook = Hook(statuses=(503,))
+    monkeypatch.setenv(HOOK_ENV, hook.url)
+    try:
+        # Act: the deploy's decision request cannot be posted; then the desk starts again (carried on five days),
+        # then runs once more
+        pending = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", 1_900_000_000, allocation=0.1)
+        failed = _posts(home)
+        unposted = actions.status(home)["unposted_messages"]
+        actions.run_config(_extend(config, "2024-03-25T00:00:00Z"), home, report=False)
+        actions.run_config(_extend(config, "2024-03-26T00:00:00Z"), home, report=False)
+    finally:
+        hook.close()
+
+    # Assert: the command's failed post was recorded (nothing lost: the message and its files are there) ...
+    assert pending["status"] == "pending_approval"
+    ((kind, failure),) = failed
+    assert kind == "lead.message_post_failed"
+    assert (failure["status"], failure["kind"], failure["to"], failure["retry"]) == (
+        503, "decision_request", "orchestrator", False)
+    assert "orchestrator-T0KEN" not in json.dumps(failure)  # the URL's secret path is never recorded
+    assert [(m["id"], m["kind"]) for m in unposted] == [(failure["id"], "decision_request")]
+    # ... and posted when the desk started, once: the next start has nothing left to post
+    (posted,) = hook.received
+    assert (posted["id"], posted["request_id"]) == (failure["id"], pending["approval_request"])
+    assert [(k, p["retry"]) for k, p in _posts(home)] == [("lead.message_post_failed", False),
+                                                        ("lead.message_posted", True)]
+    assert actions.status(home)["unposted_messages"] == []
+
+
+def test_stopped_desk_when_the_webhooks_variable_is_not_set_then_the_deploy_goes_on_and_the_post_waits(
+        write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from execdesk.api import actions
+    from tests.conftest import BUNDLES
+    from tests.lead.test_deploy import _desk
+
+    _config, home = _desk(write_config, tmp_path, **APPROVALS)
+    monkeypatch.delenv(HOOK_ENV, raising=False)
+
+    pending = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "paper", 1_900_000_000, allocation=0.1)
+
+    assert pending["status"] == "pending_approval"
+    ((kind, failure),) = _posts(home)
+    assert kind == "lead.message_post_failed"
+    assert f"environment variable {HOOK_ENV} is not set" in failure["error"]
+    assert [m["id"] for m in actions.status(home)["unposted_messages"]] == [failure["id"]]

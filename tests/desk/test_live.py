@@ -209,3 +209,26 @@ def test_live_desk_when_restarted_after_downtime_then_it_skips_the_missed_bars_a
         assert skipped[0]["evidence"]["skipped"] >= 9
         gap = [o for o in ledger.state.orders.values() if END < o.signal_time < back_at - 60]
         assert gap == []
+
+
+def test_live_desk_when_bars_close_then_the_exchanges_top_of_book_is_read_each_bar_and_recorded_for_the_monitor(
+        exchange: tuple[LiveBinance, SteppedClock], tmp_path: Path) -> None:
+    fake, clock = exchange
+    home = tmp_path / "home"
+    # Act
+    run_desk(load_desk_config(_config(tmp_path, fake)), home, clock=clock)
+    # Assert: at each live bar's close the desk read BTC/USDT's book (the recorded depth: 59999.99 / 60000.01)
+    with Ledger.for_home(home) as ledger:
+        quoted = list(ledger.events({EventKind.QUOTED}))
+        closes = {e.time for e in ledger.events({EventKind.RUN_PROGRESS}) if not e.payload.get("warm_up")}
+    depth = [r for r in fake.requests if r.path == "/api/v3/depth"]
+    assert len(quoted) >= 10
+    assert len(depth) == len(quoted)
+    assert {e.time for e in quoted} <= closes  # at a bar's close
+    assert all(e.time == e.payload["bar_time"] + 60 for e in quoted)
+    assert {(Decimal(q["bid"]), Decimal(q["ask"])) for e in quoted for q in e.payload["quotes"].values()} == {
+        (Decimal("59999.99"), Decimal("60000.01"))}
+    assert all(e.payload["quotes"]["BTC/USDT"]["spread_bps"] == pytest.approx(0.02 / 60_000 * 10_000) for e in quoted)
+    # a steady book is no news: no spread alert
+    with Ledger.for_home(home) as ledger:
+        assert not [e for e in ledger.events({EventKind.ALERT_RAISED}) if e.payload["code"] == "spread_widening"]

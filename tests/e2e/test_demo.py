@@ -181,7 +181,7 @@ def test_demo_when_run_then_the_outbox_holds_the_revalidation_requests_the_escal
     hr = sorted((outbox / "hr").glob("*.json"))
     team = [json.loads(p.read_text()) for p in hr if json.loads(p.read_text())["kind"] == "team_performance"]
     assert len(team) == 1
-    assert team[0]["body"]["signal_generator"]["strategies_generated"] == 4
+    assert team[0]["body"]["signal_generator"]["strategies_generated"] == 5  # STR-005 too: refused after it
     assert all(p.with_suffix(".md").is_file() for p in validation + orchestrator + hr)
     with Ledger.for_home(home) as ledger:
         sent = {e.payload["files"][0] for e in ledger.events({EventKind.MESSAGE_SENT})}
@@ -216,15 +216,28 @@ def test_demo_when_strategy_degrades_then_the_lead_halts_it_with_a_revalidation_
     assert max(deployed) < halted < breaker
 
 
-def test_demo_when_run_then_every_strategy_passed_the_six_gates_in_order(demo_run: tuple[dict[str, Any], Path]) -> None:
+def test_demo_when_run_then_every_strategy_passed_the_six_gates_in_order_but_the_copy_refused_for_correlation(
+        demo_run: tuple[dict[str, Any], Path]) -> None:
     _data, home = demo_run
     with Ledger.for_home(home) as ledger:
         gates: dict[str, list[str]] = {}
+        outcomes: dict[str, list[str]] = {}
         for e in ledger.events({EventKind.GATE}):
             gates.setdefault(e.payload["deployment_id"], []).append(e.payload["gate"])
-            assert e.payload["outcome"] in ("passed", "conditional", "not_required")
-    assert gates == {f"STR-00{i}-v1": ["intake", "signal_generator", "risk", "approval", "deploy", "monitor"]
-                     for i in range(1, 5)}
+            outcomes.setdefault(e.payload["deployment_id"], []).append(e.payload["outcome"])
+            if e.payload["outcome"] == "refused":
+                refusal = e.payload
+        deployed = set(ledger.state.deployments)
+    live = {f"STR-00{i}-v1" for i in range(1, 5)}
+    assert {d: gates[d] for d in live} == {d: ["intake", "signal_generator", "risk", "approval", "deploy", "monitor"]
+                                           for d in live}
+    assert all(o in ("passed", "conditional", "not_required") for d in live for o in outcomes[d])
+    # the second team's copy of STR-001: measured on the same dates, correlation 1.0 > 0.30, refused at the risk gate
+    assert gates["STR-005-v1"] == ["intake", "signal_generator", "risk"]
+    assert refusal["deployment_id"] == "STR-005-v1"
+    assert refusal["evidence"]["rules"]["pairwise_correlation"]["value"] > 0.95
+    assert "correlate 1.0000 with live deployment STR-001-v1" in refusal["reason"]
+    assert deployed == live
 
 
 def test_demo_when_done_then_the_next_commands_it_prints_run_as_printed(demo_run: tuple[dict[str, Any], Path],
@@ -288,3 +301,17 @@ def test_demo_report_when_read_then_each_figure_is_named_once_and_agrees_across_
             assert 0.0 <= psr["p_value"] <= 1.0
             assert cells[2] == f"{psr['p_value']:.3g}"
         assert re.search(r"\| Sharpe per trade \| ", section)
+
+
+def test_demo_when_run_then_its_story_shows_a_stop_resting_at_the_venue_and_the_copy_refused_for_correlation(
+        demo_run: tuple[dict[str, Any], Path]) -> None:
+    data, home = demo_run
+    what = [t["what"] for t in data["timeline"]]
+    assert any(w.startswith("STR-002-v1: its stop rests at the venue: SOL/USDT sell") for w in what)
+    assert any(w.startswith("STR-002-v1: the stop resting at the venue filled inside the bar") for w in what)
+    assert any(w.startswith("lead: STR-005-v1 -> paper refused at the risk gate: REJECTED: pairwise_correlation")
+               for w in what)
+    with Ledger.for_home(home) as ledger:
+        stops = [o for o in ledger.state.orders.values() if o.type == "STOP_MARKET"]
+    assert {o.deployment_id for o in stops} == {"STR-002-v1"}
+    assert any(o.status.value == "FILLED" for o in stops)

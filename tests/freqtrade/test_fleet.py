@@ -20,12 +20,18 @@ from execdesk.domain.events import EventKind
 from execdesk.domain.types import TradingState
 from execdesk.errors import InvalidInput
 from execdesk.freqtrade import fleet
+from execdesk.freqtrade.bot import BotRequestRejected
+from execdesk.lead.team import team_performance
 from execdesk.store.ledger import Ledger
 from tests.conftest import BUNDLES
 from tests.kit import wait_for
 from tests.lead.test_deploy import NOW, _desk
 
 DEP = "STR-002-v1"
+#: a forced entry's stake within the desk's caps: the deployment holds 10% of the desk (~4,945 USDT) and a position
+#: may be 50% of that (the small desk's max_position_fraction); Freqtrade's own stake ("unlimited": the whole
+#: wallet for a one-pair bot) would be refused by the desk's pre-trade check
+STAKE = 1000.0
 
 
 def _trade(trade_id: int, *, is_open: bool, short: bool = False, exit_reason: str | None = None) -> dict[str, Any]:
@@ -99,7 +105,7 @@ def test_bot_when_it_trades_then_synced_into_the_ledger_and_the_lead_pauses_remo
     assert bot.running
     assert actions.bots(home, "status", NOW, DEP)["bots"][0]["running"] is True
     # the bot trades (a forced entry stands in for its strategy's signal, which needs hours of candles)
-    bot.api.forceenter("SOL/USDT")
+    bot.api.forceenter("SOL/USDT", stake_amount=STAKE)
     assert wait_for(lambda: [t for t in bot.api.status() if t["amount"] > 0 and not t["has_open_orders"]])
     synced = actions.bots(home, "sync", NOW)
     assert synced["recorded"] == {DEP: 1}
@@ -132,9 +138,44 @@ def test_bot_when_it_trades_then_synced_into_the_ledger_and_the_lead_pauses_remo
 def test_kill_when_a_bot_holds_a_trade_then_the_bot_is_told_to_close_everything(running_bot: Path) -> None:
     home = running_bot
     bot = fleet.open_bot(home, DEP)
-    bot.api.forceenter("SOL/USDT")
+    bot.api.forceenter("SOL/USDT", stake_amount=STAKE)
     assert wait_for(lambda: [t for t in bot.api.status() if t["amount"] > 0 and not t["has_open_orders"]])
     killed = actions.kill(home, "test", NOW)
     assert [b["bot"] for b in killed["bots"]] == ["told"]
     assert wait_for(lambda: bot.api.status() == [])
     assert actions.bots(home, "sync", NOW)["recorded"] == {DEP: 2}
+
+
+@pytest.mark.slow
+def test_bot_when_an_entry_breaks_the_desks_position_cap_then_the_desk_refuses_it_and_the_bot_has_no_trade(
+        running_bot: Path) -> None:
+    # Arrange: the bot the desk started waits for the desk's check before each entry
+    home = running_bot
+    bot = fleet.open_bot(home, DEP)
+    assert bot.desk_check is not None
+    assert fleet.check_server_pid(bot.folder) is not None
+    source = next((bot.user_data_dir / "strategies").glob("*.py")).read_text()
+    assert "def confirm_trade_entry(" in source
+    # Act: an entry of 4,000 USDT where a position may be 50% of the deployment's ~4,945 (the bot's own stake would be
+    # its whole wallet: also refused)
+    with pytest.raises(BotRequestRejected, match="Failed to enter position"):
+        bot.api.forceenter("SOL/USDT", stake_amount=4000.0)
+    # Assert: no trade on the bot, the denial in the ledger (as the loop records one), the reason in the bot's log
+    assert bot.api.status() == []
+    assert bot.api.trades()["trades"] == []
+    with Ledger.for_home(home) as ledger:
+        [denied] = [e.payload for e in ledger.events({EventKind.ORDER_DENIED}) if e.deployment_id == DEP]
+        assert ledger.state.position(DEP, "SOL/USDT") is None
+        assert team_performance(ledger)["risk_manager"]["denied_by_rule"] == {"max_position_fraction": 1}
+    assert denied["verdict"]["rule"] == "max_position_fraction"
+    assert float(denied["verdict"]["numbers"]["limit"]) < 4000 < float(denied["verdict"]["numbers"]["value"]) + 1
+    assert denied["source"]["venue"] == "freqtrade"
+    assert wait_for(lambda: "refused by the desk's pre-trade check: max_position_fraction" in bot.log_tail(400))
+    assert bot.desk_check.token not in (bot.folder / "check.log").read_text()
+    assert bot.desk_check.token not in bot.log_tail(400)
+    # an entry within the caps is approved: the bot trades
+    bot.api.forceenter("SOL/USDT", stake_amount=STAKE)
+    assert wait_for(lambda: [t for t in bot.api.status() if t["amount"] > 0 and not t["has_open_orders"]])
+    # stopping the bot stops its check server
+    actions.bots(home, "stop", NOW, DEP)
+    assert fleet.check_server_pid(bot.folder) is None

@@ -242,6 +242,9 @@ def test_deploy_when_freqtrade_then_a_dry_run_bot_folder_is_prepared(
     bot = json.loads((home / deploy_gate["evidence"]["config"]).read_text())
     assert bot["dry_run"] is True
     assert bot["exchange"]["pair_whitelist"] == ["SOL/USDT"]
+    # one pair, but as many slots as keep one trade's stake ("unlimited": the wallet over the slots) within the
+    # risk manager's position cap (the small desk's 0.5: two), which the desk's check holds a bot's entries to
+    assert (bot["stake_amount"], bot["max_open_trades"]) == ("unlimited", 2)
     assert (home / deploy_gate["evidence"]["checklist"]).is_file()
     status = actions.status(home)
     assert next(d for d in status["deployments"] if d["id"] == "STR-002-v1")["venue"] == "freqtrade"
@@ -317,6 +320,93 @@ def test_inbox_when_validation_leaves_bundles_then_each_goes_through_the_gates_o
     assert [(g["gate"], g["outcome"]) for g in refused] == [("intake", "refused")]
     assert refused[0]["by"] == "validation-bot"
     assert actions.take_inbox(home, "paper", NOW, identity=bot)["taken"] == 0
+
+
+# ------------------------------------------------------------------------ correlation with live strategies
+def test_deploy_when_the_candidate_clones_a_live_strategy_then_it_correlates_on_the_same_dates_and_is_rejected(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    # Arrange: STR-001 and STR-004 trade on the desk; STR-101 is STR-001 under another id
+    _config, home = _desk(write_config, tmp_path)
+    clone = _version(tmp_path, "trend_ema_cross.yaml", 1, id="STR-101", name="trend_clone")
+    # Act
+    with pytest.raises(Refused, match="risk gate refused it: REJECTED"):
+        actions.deploy(home, clone, "paper", NOW, allocation=0.1)
+    # Assert: measured on the same dates (both backtested over the clone's validation period on the same candles),
+    # far above the 0.30 limit; nothing deployed
+    gate = _gates(home, "STR-101-v1")[-1]
+    assert (gate["gate"], gate["evidence"]["verdict"]) == ("risk", "REJECTED")
+    assert gate["evidence"]["rules"]["pairwise_correlation"]["passed"] is False
+    assessment = yaml.safe_load((home / gate["evidence"]["assessment"]).read_text())
+    pair = next(c for c in assessment["correlations"] if c["deployment_id"] == "STR-001-v1")
+    assert pair["correlation"] > 0.95
+    assert (pair["n"], pair["window"], pair["status"]) == (182, {"start": "2024-01-01", "end": "2024-06-30"},
+                                                           "above limit")
+    assert pair["source"].startswith("generated desk candles (seed 7): backtests of both strategies")
+    assert "correlate" in gate["reason"]
+    assert "STR-001-v1 over 182 days 2024-01-01..2024-06-30" in gate["reason"]
+    with Ledger.for_home(home) as ledger:
+        assert "STR-101-v1" not in ledger.state.deployments
+
+
+def _ledger_with(home: Path, deployments: dict[str, str | None]) -> Ledger:
+    """A ledger in ``home``: a desk of 100,000 USDT and, per deployment id, a deployment of 10% trading the example
+    bundle named (its bundle recorded in its ``deployment.created`` event), or None: one recorded without it."""
+    from decimal import Decimal
+
+    from execdesk.domain.events import Event
+
+    ledger = Ledger.for_home(home)
+    ledger.record(Event(1, EventKind.DESK_CONFIGURED, {"config": {}, "identity": {}, "quote": "USDT",
+                                                       "capital": Decimal(100_000)}))
+    for dep_id, source in deployments.items():
+        bundle = load_bundle(BUNDLES / (source or "trend_ema_cross.yaml"))
+        ledger.record(Event(2, EventKind.DEPLOYMENT_CREATED, {
+            "deployment_id": dep_id, "strategy_id": dep_id.rsplit("-v", 1)[0], "name": bundle.name, "version": 1,
+            "bundle_hash": bundle.bundle_hash, "timeframe": bundle.timeframe, "pairs": list(bundle.pairs),
+            "allocation": Decimal("0.1"), "capital": Decimal(10_000), "stoploss": None,
+            **({"bundle": bundle.to_canonical_dict()} if source is not None else {})}, dep_id))
+    ledger.flush()
+    return ledger
+
+
+def test_assess_bundle_when_a_different_strategy_then_measured_with_n_on_the_same_dates_and_passing(
+        tmp_path: Path) -> None:
+    # Arrange: STR-001 (trend, BTC and ETH) live; the candidate mean-reverts on SOL
+    from execdesk.risk.assessment import AssessmentLimits
+
+    candidate = load_bundle(BUNDLES / "mean_revert_bbands.yaml")
+    with _ledger_with(tmp_path, {"STR-001-v1": "trend_ema_cross.yaml"}) as ledger:
+        # Act
+        data, result = deploy.assess_bundle(candidate, ledger, 0.1, AssessmentLimits())
+    # Assert: measured over the candidate's validation period, on every one of its 182 days, and passing
+    pair = result.correlations[0]
+    assert (pair.deployment_id, pair.status, pair.passed, pair.n) == ("STR-001-v1", "ok", True, 182)
+    assert abs(pair.correlation) <= 0.30
+    assert data["correlation_window"]["start"] == "2024-01-01"
+    assert data["correlation_window"]["end"] == "2024-06-30"
+    assert "generate_market(seed=7)" in data["correlation_window"]["source"]
+    assert result.rule("pairwise_correlation").passed
+    assert result.verdict is Verdict.APPROVED
+
+
+def test_assess_bundle_when_a_live_deployments_bundle_is_missing_then_unmeasured_with_the_reason(
+        tmp_path: Path) -> None:
+    # Arrange: OLD-v1's deployment.created event records no bundle (only its hash); STR-001-v1's does
+    from execdesk.risk.assessment import AssessmentLimits
+
+    candidate = load_bundle(BUNDLES / "mean_revert_bbands.yaml")
+    with _ledger_with(tmp_path, {"OLD-v1": None, "STR-001-v1": "trend_ema_cross.yaml"}) as ledger:
+        # Act
+        _data, result = deploy.assess_bundle(candidate, ledger, 0.1, AssessmentLimits())
+    # Assert: OLD-v1 unmeasured with why, carried as a stated risk; STR-001-v1 measured
+    by_id = {c.deployment_id: c for c in result.correlations}
+    old = by_id["OLD-v1"]
+    assert (old.status, old.passed, old.n) == ("unavailable", False, 0)
+    assert old.reason.startswith("its deployment.created event records no bundle (only its hash")
+    assert by_id["STR-001-v1"].status == "ok"
+    assert result.verdict is Verdict.CONDITIONAL
+    assert [c.text for c in result.conditions] == [
+        f"correlation with OLD-v1 unmeasured (unavailable: {old.reason}): review before deploying"]
 
 
 # ------------------------------------------------------------------------ the risk gate on a hand-made assessment

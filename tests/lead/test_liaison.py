@@ -432,6 +432,47 @@ def test_build_liaison_when_env_missing_or_url_inline_then_error_without_secret(
     assert "T0KEN" not in str(info.value)
 
 
+def test_build_liaison_when_missing_ok_and_a_variable_is_unset_or_no_url_then_its_posts_fail_saying_why(
+        tmp_path: Path) -> None:
+    # Arrange: a command's liaison (a stopped desk): what it cannot post to is a failure to record, not an error
+    config = LiaisonConfig.model_validate({"webhooks": {"hr": {"url_env": "MISSING_HOOK"},
+                                                        "orchestrator": {"url_env": "NOT_A_URL"}}})
+    liaison = build_liaison(config, tmp_path, {"NOT_A_URL": "ftp://h.example/T0KEN"}, missing_ok=True)
+    message = Message(T0, "hr", "capacity_flag", "monitor", "saturated", {"flag": "x"})
+
+    # Act
+    sent = liaison.send(message)
+    orchestrator = liaison.posters["orchestrator"].post({})
+
+    # Assert: the files are written; each post fails with its reason, the URL's secret never in it
+    assert sent.written.created
+    assert sent.delivery is not None
+    assert (sent.delivery.ok, sent.delivery.attempts) == (False, 0)
+    assert "MISSING_HOOK is not set" in str(sent.delivery.error)
+    assert not orchestrator.ok
+    assert "NOT_A_URL does not hold an http(s) URL" in str(orchestrator.error)
+    assert "T0KEN" not in str(orchestrator.error)
+
+
+def test_liaison_post_when_the_files_are_written_already_then_posted_again_and_no_webhook_is_none(
+        tmp_path: Path, receiver: tuple[str, list[dict[str, Any]]]) -> None:
+    # Arrange: a message sent (files written, posted) whose post is to be tried again
+    url, received = receiver
+    config = LiaisonConfig.model_validate({"webhooks": {"validation": {"url_env": "EXECDESK_VALIDATION_HOOK"}}})
+    liaison = build_liaison(config, tmp_path, {"EXECDESK_VALIDATION_HOOK": url}, sleep=_no_sleep)
+    liaison.send(_feedback())
+
+    # Act
+    again = liaison.post(_feedback())
+    nobody = liaison.post(Message(T0, "hr", "capacity_flag", "monitor", "saturated", {"flag": "x"}))
+
+    # Assert: posted again under the same id (the recipient tells the repeat by it); HR has no webhook
+    assert again is not None
+    assert again.ok
+    assert [r["id"] for r in received] == [_feedback().id, _feedback().id]
+    assert nobody is None
+
+
 def test_json_poster_when_bad_url_then_invalid_input_redacted() -> None:
     with pytest.raises(InvalidInput) as info:
         JsonPoster("ftp://h.example/T0KEN")

@@ -60,3 +60,15 @@ def test_is_stale_when_next_bar_overdue_beyond_grace_then_true() -> None:
     last = 10 * h  # the 10:00 bar; the 11:00 bar closes at 12:00
     assert not is_stale(last, 12 * h + 60, h)
     assert is_stale(last, 12 * h + 61, h)
+
+
+def test_spread_widening_when_a_spread_is_not_positive_then_nan_and_left_out_of_the_windows() -> None:
+    # Arrange: a zero spread (a locked book) among steady ones, then a spread four times the usual
+    spreads = np.array([2.0, 2.2, 1.8, 2.1, 1.9] * 10 + [0.0, 8.0])
+
+    # Act
+    z = spread_widening(spreads, window=60, min_periods=20)
+
+    # Assert: the zero is NaN (log scale), and does not dilute the window the widening is measured against
+    assert np.isnan(z[-2])
+    assert z[-1] > 3

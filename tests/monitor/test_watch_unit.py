@@ -16,13 +16,14 @@ import pytest
 
 from execdesk.data.feed import MarketView
 from execdesk.domain.events import Event, EventKind
-from execdesk.domain.marks import PORTFOLIO
+from execdesk.domain.marks import PORTFOLIO, Snapshot
 from execdesk.domain.state import FillRecord
 from execdesk.domain.types import AlertLevel
 from execdesk.monitor.alerts import Alert
 from execdesk.monitor.watch import Cleared, Finding, VerdictChanged, Watch
 from execdesk.store.ledger import Ledger
 from execdesk.strategy.bundle import ValidationReport
+from execdesk.venues.paper import PaperVenue, PaperVenueConfig
 
 DEP = "d1"
 BTC = "BTC/USDT"
@@ -163,6 +164,92 @@ def test_check_stale_when_fresh_again_after_an_alert_then_cleared(watch: Watch) 
 
     # Assert
     assert findings == [Cleared("stale_data", PORTFOLIO)]
+
+
+# ---------------------------------------------------------------- spreads
+def ranging_market(bars: int = 240, wide_at: int | None = 230) -> MarketView:
+    """BTC/USDT opening and closing at 100, ranging 1.0 and 1.2 in turn; bar ``wide_at`` ranges 6 (a shock)."""
+    dates = pd.date_range("2024-01-01", periods=bars, freq="h", tz="UTC")
+    half = pd.Series([0.5, 0.6] * (bars // 2))
+    if wide_at is not None:
+        half[wide_at] = 3.0
+    return MarketView({BTC: pd.DataFrame({"date": dates, "open": 100.0, "high": 100.0 + half, "low": 100.0 - half,
+                                          "close": 100.0, "volume": 1000.0})}, "1h")
+
+
+def spread_alerts(findings: list[Finding]) -> list[Alert]:
+    return [f for f in findings if isinstance(f, Alert) and f.code == "spread_widening"]
+
+
+def test_on_snapshot_when_the_venues_modelled_spread_widens_in_a_bar_then_one_info_alert_that_is_news_each_time(
+        ledger: Ledger) -> None:
+    # Arrange: the paper venue's model of its quote (5 bps slippage: about 10 bps at this pair's usual range)
+    model = PaperVenue("USDT", D(10_000), PaperVenueConfig(slippage_bps=5.0)).quoted_spreads
+    watch = Watch(ledger, ranging_market(), "paper", spreads=model)
+    watch.start_at(0)
+
+    # Act: the snapshot after the wide bar, then the next one
+    findings = watch.on_snapshot(Snapshot(233, 10_000.0, 0.0, {}))
+    later = watch.on_snapshot(Snapshot(239, 10_000.0, 0.0, {}))
+
+    # Assert: one INFO alert naming the pair, the bar and the numbers; cleared at once (an event, not a condition)
+    (alert,) = spread_alerts(findings)
+    assert (alert.level, alert.source, alert.scope, alert.time) == (AlertLevel.INFO, "monitor", PORTFOLIO,
+                                                                    T0 + 234 * HOUR)
+    assert alert.evidence["pair"] == BTC
+    assert alert.evidence["bar_time"] == T0 + 230 * HOUR
+    assert alert.evidence["source"] == "venue_model"
+    assert alert.evidence["spread_bps"] == pytest.approx(2 * 5.0 * 0.06 / 0.011, abs=1e-3)  # range 6% / median 1.1%
+    assert alert.evidence["typical_bps"] == pytest.approx(10.0, abs=1.0)
+    assert alert.evidence["z"] > 3
+    assert "BTC/USDT: quoted spread 54.5 bps in the bar of 2024-01-10 14:00" in alert.message
+    assert findings[findings.index(alert) + 1] == Cleared("spread_widening", PORTFOLIO)
+    assert spread_alerts(later) == []  # the bars after it were looked at once, and are ordinary
+
+
+def test_on_snapshot_when_the_venue_has_no_spread_model_then_no_spread_alert(ledger: Ledger) -> None:
+    # Arrange: a venue with a book of its own (an exchange): its spreads are read, not modelled
+    watch = Watch(ledger, ranging_market(), "ccxt:binance")
+    watch.start_at(0)
+
+    # Act / Assert
+    assert spread_alerts(watch.on_snapshot(Snapshot(233, 10_000.0, 0.0, {}))) == []
+
+
+def quoted(t: int, spread_bps: float, bid: str = "59999.99", ask: str = "60000.01") -> Event:
+    return Event(t, EventKind.QUOTED, {"bar_time": t - HOUR,
+                                       "quotes": {BTC: {"bid": bid, "ask": ask, "spread_bps": spread_bps}}})
+
+
+def test_on_quotes_when_the_exchanges_spread_widens_then_an_info_alert_against_the_readings_before_it(
+        ledger: Ledger) -> None:
+    # Arrange: 30 readings of the exchange's top of book recorded by the desk's earlier runs (about 1.7 bps)
+    for i in range(30):
+        ledger.record(quoted(T0 + (i + 1) * HOUR, 1.6 + 0.1 * (i % 3)))
+    ledger.flush()
+    watch = Watch(ledger, market(), "ccxt:binance")  # (a live desk's watch is rebuilt each bar, from the ledger)
+    usual, wide = quoted(T0 + 31 * HOUR, 1.7), quoted(T0 + 32 * HOUR, 9.0, "59973.00", "60027.00")
+
+    # Act
+    calm = watch.on_quotes(usual)
+    widened = watch.on_quotes(wide)
+
+    # Assert
+    assert calm == []
+    (alert,) = spread_alerts(widened)
+    assert (alert.level, alert.time, alert.scope) == (AlertLevel.INFO, T0 + 32 * HOUR, PORTFOLIO)
+    assert alert.evidence["source"] == "top_of_book"
+    assert (alert.evidence["bid"], alert.evidence["ask"]) == ("59973.00", "60027.00")
+    assert alert.evidence["spread_bps"] == 9.0
+    assert alert.evidence["typical_bps"] == pytest.approx(1.7)
+    assert widened[-1] == Cleared("spread_widening", PORTFOLIO)
+
+
+def test_on_quotes_when_fewer_than_24_readings_before_it_then_no_judgement(ledger: Ledger) -> None:
+    watch = Watch(ledger, market(), "ccxt:binance")
+    for i in range(23):
+        assert watch.on_quotes(quoted(T0 + (i + 1) * HOUR, 1.6 + 0.1 * (i % 3))) == []
+    assert watch.on_quotes(quoted(T0 + 24 * HOUR, 50.0)) == []
 
 
 # ---------------------------------------------------------------- drift (closed round trips)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -18,10 +19,12 @@ from execdesk.risk.assessment import (
     Candidate,
     LiveDeployment,
     PortfolioSnapshot,
+    SameDates,
     StatedRisk,
     StoplossCap,
     Verdict,
     assess,
+    daily_correlations,
     max_drawdown,
 )
 
@@ -162,6 +165,78 @@ def test_assess_when_fewer_than_20_common_days_then_insufficient_overlap_not_a_p
     assert result.verdict is Verdict.CONDITIONAL
     assert result.conditions == (StatedRisk("correlation with A unmeasured (insufficient overlap, 5 common days): "
                                             "review before deploying"),)
+
+
+# ---------------------------------------------------------------- correlation on the same dates
+def test_daily_correlations_when_series_overlap_in_part_then_n_and_window_are_the_common_days() -> None:
+    # Arrange: x = p + q over 24 days from Jan 1; y = p from Jan 9 (16 common days, Jan 9..24: 4 whole cycles);
+    # z: 3 days; w constant over the common days
+    x = _pattern(1.0, 1.0)
+    y = _pattern(1.0, 0.0, n=40)
+    y.index = y.index + pd.Timedelta(days=8)
+    z = _series([0.01, 0.0, -0.01], start="2026-01-05")
+    w = _series([0.002] * 24)
+
+    # Act
+    (r_xy, n_xy, window_xy), (r_xz, n_xz, window_xz), (r_xw, n_xw, _), (_, n_none, window_none) = daily_correlations(
+        x, [y, z, w, _series([0.01] * 5, start="2027-01-01")])
+
+    # Assert: on 4 whole cycles corr(p + q, p) = 1 / sqrt(2); p's phase over Jan 9.. is that of Jan 1..
+    assert (n_xy, window_xy) == (16, (date(2026, 1, 9), date(2026, 1, 24)))
+    assert r_xy == pytest.approx(1 / math.sqrt(2))
+    # three days: x = (0.02, 0, 0) on Jan 5..7 against z = (0.01, 0, -0.01); centred x = (2, -1, -1) / 300,
+    # centred z = (1, 0, -1) / 100 -> corr = 3 / (sqrt(6) x sqrt(2)) = sqrt(3) / 2
+    assert (n_xz, window_xz) == (3, (date(2026, 1, 5), date(2026, 1, 7)))
+    assert r_xz == pytest.approx(math.sqrt(3) / 2)
+    assert (n_xw, math.isnan(r_xw)) == (24, True)  # a constant series: undefined
+    assert (n_none, window_none) == (0, None)
+
+
+def _same_dates(candidate: pd.Series, **deployments: pd.Series) -> SameDates:
+    return SameDates(candidate, date(2026, 1, 1), date(2026, 1, 24), deployments,
+                     {k: "generated desk candles (seed 7): backtests of both strategies" for k in deployments},
+                     {"A": "its deployment.created event records no bundle"} if "A" not in deployments else {})
+
+
+def test_assess_when_same_dates_given_then_correlations_measured_on_them_with_window_source_and_n() -> None:
+    # Arrange: A's own returns never meet the candidate's (2025), the same-dates series are a clone of the candidate
+    portfolio, _, limits = _scenario()
+    cand = Candidate("C", 100.0, {"ETH": 100.0}, _series([0.01, -0.01] * 12, start="2025-01-01"), (0.01,), 0.05)
+    same = _same_dates(_pattern(1.0, 0.5), A=_pattern(1.0, 0.5))
+
+    # Act
+    without, result = assess(portfolio, cand, limits, CORR), assess(portfolio, cand, limits, CORR, same)
+
+    # Assert: unmeasured on the given returns; a clone on the same dates is rejected
+    assert (without.correlations[0].status, without.correlations[0].n) == ("insufficient overlap", 0)
+    pair = result.correlations[0]
+    assert (pair.status, pair.n, pair.window) == ("above limit", 24, (date(2026, 1, 1), date(2026, 1, 24)))
+    assert pair.correlation == pytest.approx(1.0)
+    assert pair.source == "generated desk candles (seed 7): backtests of both strategies"
+    assert result.verdict is Verdict.REJECTED
+    assert "daily returns correlate 1.0000 with live deployment A over 24 days 2026-01-01..2026-01-24 (limit 0.3)" \
+        in result.reasons
+    assert result.as_dict()["correlations"] == [{  # type: ignore[comparison-overlap]
+        "deployment_id": "A", "correlation": pytest.approx(1.0), "n": 24,
+        "window": {"start": "2026-01-01", "end": "2026-01-24"}, "source": pair.source, "status": "above limit",
+        "passed": False, "reason": ""}]
+
+
+def test_assess_when_a_deployment_has_no_same_dates_series_then_unavailable_with_its_reason() -> None:
+    # Arrange
+    portfolio, candidate, limits = _scenario()
+
+    # Act
+    result = assess(portfolio, candidate, limits, CORR, _same_dates(_pattern(1.0, 0.5)))
+
+    # Assert: unmeasured, not a pass, carried as a stated risk naming why
+    pair = result.correlations[0]
+    assert (pair.status, pair.n, pair.passed, pair.window) == ("unavailable", 0, False,
+                                                               (date(2026, 1, 1), date(2026, 1, 24)))
+    assert pair.reason == "its deployment.created event records no bundle"
+    assert result.verdict is Verdict.CONDITIONAL
+    assert result.conditions == (StatedRisk("correlation with A unmeasured (unavailable: its deployment.created "
+                                            "event records no bundle): review before deploying"),)
 
 
 def test_assess_when_no_trade_returns_then_conditional_review_not_approved() -> None:

@@ -485,3 +485,28 @@ def test_load_bundle_when_libyaml_unavailable_then_example_loads_identically(mon
     with_libyaml = load_bundle(EXAMPLES / "trend_ema_cross.yaml").bundle_hash
     monkeypatch.setattr(yaml, "__with_libyaml__", False)
     assert load_bundle(EXAMPLES / "trend_ema_cross.yaml").bundle_hash == with_libyaml
+
+
+# -- order types ----------------------------------------------------------------------------------
+
+
+def test_order_types_when_given_then_kept_and_hashed_and_absent_keeps_old_hashes(valid: dict[str, Any]) -> None:
+    before = validate_bundle(valid, "t").bundle_hash
+    with_types = validate_bundle({**valid, "order_types": {"stoploss_on_exchange": True, "exit": "limit"}}, "t")
+    assert with_types.order_types is not None
+    assert (with_types.order_types.stoploss_on_exchange, with_types.order_types.exit) == (True, "limit")
+    assert with_types.order_types.exit_timeout_candles == 1
+    assert with_types.bundle_hash != before
+    assert validate_bundle(valid, "t").order_types is None
+
+
+@pytest.mark.parametrize(("order_types", "path", "expected"), [
+    ({"exit": "stop"}, "order_types.exit", "'market' or 'limit'"),
+    ({"stoploss_on_exchange": "yes"}, "order_types.stoploss_on_exchange", "bool"),
+    ({"exit_timeout_candles": 0}, "order_types.exit_timeout_candles", "greater than or equal to 1"),
+    ({"entry": "limit"}, "order_types.entry", ""),
+], ids=["exit-kind", "not-a-bool", "timeout", "unknown-key"])
+def test_order_types_when_invalid_then_the_field_is_named(
+        valid: dict[str, Any], write_yaml: WriteYaml, order_types: dict[str, Any], path: str, expected: str) -> None:
+    issue = issue_at(load_issues(write_yaml({**valid, "order_types": order_types})), path)
+    assert expected.lower() in issue.expected.lower()

@@ -49,7 +49,8 @@ class Fault:
 
 
 class FakeBinance:
-    """Binance spot v3 from recorded responses: markets, tickers, an order book of what it was sent."""
+    """Binance spot v3 from recorded responses: markets, tickers, the top of each pair's book (``books``: a test
+    may change one), an order book of what it was sent."""
 
     def __init__(self) -> None:
         self.requests: list[Request] = []
@@ -58,6 +59,9 @@ class FakeBinance:
         self._ids = 1000
         self._lock = threading.Lock()
         self._ticker = fixture("ticker_24hr")
+        depth = fixture("depth")
+        self._depth = depth["body"]
+        self.books: dict[str, dict[str, list[list[str]]]] = depth["books"]
         trades = fixture("my_trades")
         self._trades: list[dict[str, Any]] = trades["body"]
         for o in trades["orders"]:
@@ -110,6 +114,12 @@ class FakeBinance:
                 if last is None:
                     return self._error("invalid_symbol")
                 return 200, {**self._ticker["body"], "symbol": p["symbol"], "lastPrice": last}
+            case ("GET", "/api/v3/depth"):
+                book = self.books.get(p.get("symbol", ""))
+                if book is None:
+                    return self._error("invalid_symbol")
+                limit = int(p.get("limit", 100))
+                return 200, {**self._depth, "bids": book["bids"][:limit], "asks": book["asks"][:limit]}
             case ("POST", "/api/v3/order"):
                 return self._place(p)
             case ("GET", "/api/v3/order"):

@@ -436,3 +436,50 @@ def test_venue_when_called_then_the_process_decimal_context_is_untouched(fake: F
     assert venue.qty_on_step("BTC/USDT", D("0.0123456789")) == D("0.01234")
     after = decimal.getcontext()
     assert (after.rounding, after.prec, dict(after.traps)) == (before.rounding, before.prec, dict(before.traps))
+
+
+# ---------------------------------------------------------------- top of book
+def test_top_of_book_when_binance_serves_its_depth_then_best_bid_and_ask_and_their_spread(
+        fake: FakeBinance, venue: CcxtVenue) -> None:
+    # Act
+    quote = venue.top_of_book("BTC/USDT")
+
+    # Assert: the first level of each side of the recorded book (59999.99 / 60000.01: 0.02 on a 60000 mid)
+    assert (quote.pair, quote.bid, quote.ask) == ("BTC/USDT", D("59999.99"), D("60000.01"))
+    assert quote.spread_bps == pytest.approx(0.02 / 60_000 * 10_000)
+    (depth,) = [r for r in fake.requests if r.path == "/api/v3/depth"]
+    assert (depth.params["symbol"], depth.params["limit"]) == ("BTCUSDT", "5")
+    assert not any(r.path == "/api/v3/ticker/24hr" for r in fake.requests)  # the book was enough
+
+
+def test_top_of_book_when_a_side_of_the_book_is_empty_then_the_tickers_bid_and_ask(fake: FakeBinance,
+                                                                                    venue: CcxtVenue) -> None:
+    # Arrange: nobody bids
+    fake.books["BTCUSDT"] = {"bids": [], "asks": fake.books["BTCUSDT"]["asks"]}
+
+    # Act
+    quote = venue.top_of_book("BTC/USDT")
+
+    # Assert: the ask from the book, the bid from the 24 h ticker (59999.99 in the recorded ticker)
+    assert (quote.bid, quote.ask) == (D("59999.99"), D("60000.01"))
+    assert any(r.path == "/api/v3/ticker/24hr" for r in fake.requests)
+
+
+def test_top_of_book_when_rate_limited_then_venue_unavailable_with_retry_after(fake: FakeBinance,
+                                                                               venue: CcxtVenue) -> None:
+    # Arrange
+    venue.top_of_book("ETH/USDT")  # (markets loaded)
+    fake.fail_next("GET", "/api/v3/depth", "too_many_requests", headers={"Retry-After": "3"})
+
+    # Act
+    with pytest.raises(VenueUnavailable) as err:
+        venue.top_of_book("ETH/USDT")
+
+    # Assert: a temporary error the caller's retry policy waits out; the next read answers
+    assert err.value.retry_after == 3.0
+    assert venue.top_of_book("ETH/USDT").spread_bps == pytest.approx(0.2 / 3000 * 10_000)
+
+
+def test_top_of_book_when_the_pair_is_not_the_venues_then_invalid_input(venue: CcxtVenue) -> None:
+    with pytest.raises(InvalidInput, match="SOL/USDT is not one of this venue's pairs"):
+        venue.top_of_book("SOL/USDT")

@@ -1192,3 +1192,42 @@ def test_on_trade_when_limit_resting_then_a_trade_at_its_price_fills_it_as_maker
     (fill,) = v.on_trade(PAIR, H + 2, 99.0, 5.0)
     # a trade at the limit meets the resting order: filled at the limit, maker fee 2 bps
     assert (fill.price, fill.liquidity, fill.fee) == (D(99), "maker", D("0.0198"))
+
+
+# ---------------------------------------------------------------- the quoted spread (the monitor's, in a replay)
+def test_quoted_spread_when_a_bar_ranges_four_times_the_usual_then_four_times_the_spread() -> None:
+    # Arrange: 200 bars opening at 100 and ranging 1% (99.5-100.5); bar 180 ranges 4%, bar 190 only 0.1%
+    import numpy as np
+
+    from execdesk.venues.paper import quoted_spread_bps
+
+    open_ = np.full(200, 100.0)
+    high, low = open_ + 0.5, open_ - 0.5
+    high[180], low[180] = 102.0, 98.0
+    high[190], low[190] = 100.05, 99.95
+
+    # Act
+    spread = quoted_spread_bps(open_, high, low, slippage_bps=5.0)
+
+    # Assert: 2 x 5 bps at the typical range; x4 in the wide bar; the floor (a quarter) in the narrow one; the wide
+    # bar does not move the median of the week before the next bars
+    assert spread[0] == 10.0  # no bar before it: its own range is the typical one
+    assert spread[179] == 10.0
+    assert spread[180] == 40.0
+    assert spread[181] == 10.0
+    assert spread[190] == 2.5
+
+
+def test_quoted_spreads_when_asked_of_the_venue_then_the_model_at_its_slippage_and_the_same_every_time() -> None:
+    import numpy as np
+
+    venue = PaperVenue("USDT", D(10_000), PaperVenueConfig(slippage_bps=7.0))
+    rng = np.random.default_rng(3)
+    open_ = 100 + rng.normal(0, 1, 300).cumsum()
+    high, low = open_ + rng.uniform(0.1, 1.0, 300), open_ - rng.uniform(0.1, 1.0, 300)
+
+    first = venue.quoted_spreads(open_, high, low)
+
+    assert first[0] == 14.0  # 2 x 7 bps
+    assert np.array_equal(first, venue.quoted_spreads(open_, high, low))  # deterministic
+    assert (first >= 14.0 * 0.25).all()

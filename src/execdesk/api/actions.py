@@ -156,6 +156,7 @@ def status(home: Path, db_url: str | None = None) -> dict[str, Any]:
 
 def status_of(ledger: Any, home: Path) -> dict[str, Any]:
     """The status of the desk whose ledger is open (``execdesk status``, the API's ``/api/status``)."""
+    from execdesk.desk.effects import unposted
     from execdesk.domain.events import EventKind
     from execdesk.domain.marks import step_name
     from execdesk.lead.lifecycle import lifecycle as lifecycle_of
@@ -164,6 +165,11 @@ def status_of(ledger: Any, home: Path) -> dict[str, Any]:
     health: dict[str, str] = {}  # the monitor's latest verdict against the approved backtest
     decision: dict[str, str] = {}  # the lead's latest strategy-halt decision
     failures = [e.payload for e in ledger.events({EventKind.ALERT_DELIVERY_FAILED})]
+    sizing: dict[str, dict[str, Any] | None] = {}  # how each deployment sizes its entries (None: the desk's default)
+    for e in ledger.events({EventKind.DEPLOYMENT_CREATED}):
+        own, bundle = e.payload.get("sizing"), (e.payload.get("bundle") or {}).get("sizing")
+        sizing.setdefault(e.payload["deployment_id"], {**own, "source": "deployment"} if own
+                          else {**bundle, "source": "bundle"} if bundle else None)
     for e in ledger.events({EventKind.DRIFT_ASSESSED, EventKind.STRATEGY_REVIEWED}):
         target = health if e.kind is EventKind.DRIFT_ASSESSED else decision
         target[e.payload["deployment_id"]] = e.payload["verdict" if target is health else "decision"]
@@ -177,6 +183,7 @@ def status_of(ledger: Any, home: Path) -> dict[str, Any]:
                             "wins": d.wins, "realized_pnl": _money(d.realized_pnl), "fees": _money(d.fees),
                             "realized_pnl_net": _money(d.realized_pnl - d.fees),
                             "allocation": float(d.allocation), "allocation_in_use": float(d.stage_fraction),
+                            "sizing": sizing.get(d.id),
                             "ladder_step": step_name(d.ladder_step), "health": health.get(d.id, "continue"),
                             "lead_decision": decision.get(d.id), "positions": positions})
     return {
@@ -187,6 +194,9 @@ def status_of(ledger: Any, home: Path) -> dict[str, Any]:
         "pending_requests": sorted(p.name for p in (home / "control").glob("*.json")),
         "waiting_for_a_human": _waiting_decisions(home),
         "alert_delivery_failures": {"count": len(failures), "last": failures[-1] if failures else None},
+        # messages a command on the stopped desk could not post to their webhook: tried again (see desk.effects)
+        "unposted_messages": [{"id": m.id, "to": m.to, "kind": m.kind, "subject": m.subject,
+                               "error": failure.get("error")} for m, failure in unposted(ledger)],
         "open_orders": [{"client_order_id": o.client_order_id, "deployment_id": o.deployment_id, "pair": o.pair,
                          "side": o.side, "qty": float(o.qty), "status": o.status.value} for o in s.open_orders()],
     }
@@ -228,9 +238,12 @@ def assess(bundle_path: Path, home: Path, allocation: float = 0.10, db_url: str 
     the candles of the Freqtrade ``datadir`` when given (which must hold the bundle's and the live
     deployments' pairs in the bundle's timeframe over the whole period, see
     :func:`~execdesk.codegen.pipeline.validation_market_from_datadir`); the same candles give the
-    asset correlations. The portfolio is the ledger's (an empty one of 100,000 when the home has no
-    desk yet). Writes ``assessment.yaml`` and ``assessment.json`` to a new folder and, when
-    the home has a ledger, records a ``risk.assessed`` event with the verdict and its numbers.
+    asset correlations. Its correlation with each live deployment is measured on the same dates: both
+    strategies backtested over the validation period on the same candles (each correlation names its
+    window, source and number of days ``n``; see :func:`~execdesk.lead.deploy.assess_bundle`). The
+    portfolio is the ledger's (an empty one of 100,000 when the home has no desk yet). Writes
+    ``assessment.yaml`` and ``assessment.json`` to a new folder and, when the home has a ledger, records
+    a ``risk.assessed`` event with the verdict and its numbers.
     """
     import json
 
@@ -373,7 +386,7 @@ def team(home: Path, db_url: str | None = None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- the gated pipeline and deployments
 def deploy(home: Path, bundle_path: Path, venue: str, now: int, allocation: float = 0.10, live: bool = False,
            at: str | None = None, positions: str = "hand_over", reason: str = "", db_url: str | None = None,
-           command_id: str | None = None, identity: Identity | None = None) -> dict[str, Any]:
+           command_id: str | None = None, identity: Identity | None = None, sizing: Any = None) -> dict[str, Any]:
     """``execdesk deploy``: a bundle through the gates (see :mod:`execdesk.lead.deploy`) onto this home's desk.
 
     The command carries its intent only — the bundle itself, the venue, the allocation asked, who and why — and
@@ -382,12 +395,15 @@ def deploy(home: Path, bundle_path: Path, venue: str, now: int, allocation: floa
     decision request to answer with ``execdesk approve|deny``) or ``refused`` — which raises
     :class:`~execdesk.errors.Refused` (exit 3) naming the gate and its reason, after the gates are recorded.
     ``at``: an ISO 8601 time to start trading (scheduled); ``positions``: what a version this one replaces does
-    with its positions; ``command_id``: the command's id (applying one id twice is a no-op; default: a new one)."""
+    with its positions; ``command_id``: the command's id (applying one id twice is a no-op; default: a new one);
+    ``sizing``: the deployment's own sizing over the bundle's (a mapping in the bundle's ``sizing`` schema, or a
+    :class:`~execdesk.strategy.bundle.Sizing`; invalid: :class:`~execdesk.errors.InvalidInput` naming the field)."""
     from execdesk.desk.settings import RecordedDesk
-    from execdesk.lead.deploy import POLICIES, DeployIntent, VenueTarget
+    from execdesk.lead.deploy import POLICIES, DeployIntent, VenueTarget, sizing_of
     from execdesk.strategy import load_bundle
 
     target = VenueTarget.parse(venue, live)
+    own_sizing = sizing_of(sizing, "--sizing")
     who = identity or local_identity()
     if not 0 < allocation <= 1:
         raise InvalidInput(f"--allocation: got {allocation}; expected a fraction of equity in (0, 1]")
@@ -405,7 +421,7 @@ def deploy(home: Path, bundle_path: Path, venue: str, now: int, allocation: floa
     intent = DeployIntent.from_dict({
         "bundle": bundle, "source": str(bundle_path), "venue": str(target), "allocation": allocation,
         "start_at": start_at, "positions": positions, "by": who.name, "reason": reason or "requested",
-        "requested_at": desk_now}, "deploy")
+        "requested_at": desk_now, "sizing": own_sizing}, "deploy")
     body = {"action": "deploy", **intent.as_dict(), "identity": who.as_dict(),
             **({"command_id": command_id} if command_id else {})}
     return _apply_deploy(home, db_url, "deploy", now, body, intent)
@@ -529,6 +545,22 @@ def rollback(home: Path, strategy: str, reason: str, now: int, positions: str = 
     return run_or_queue(home, db_url, "rollback", now, body, lambda ledger, t: apply_lifecycle(ledger, home, body, t))
 
 
+def sizing_option(text: str | None, option: str = "--sizing") -> dict[str, Any] | None:
+    """A sizing block given on the command line as a YAML (or JSON) mapping, e.g. ``'{method: kelly, fraction:
+    0.5}'``, read into a mapping (validated by :func:`execdesk.lead.deploy.sizing_of` where the command enters)."""
+    import yaml
+
+    if text is None:
+        return None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{option}: got {text[:80]!r}; expected a mapping like '{{method: kelly, fraction: 0.5}}'")
+    return value
+
+
 def _parse_time(text: str, option: str) -> int:
     import pandas as pd
 
@@ -600,7 +632,7 @@ def bots(home: Path, action: str, now: int, deployment: str | None = None, datad
             with open_existing(home, db_url) as ledger:
                 return load_bundle_of(ledger, dep)
 
-        return {"bots": [fleet.start_bot(home, d, partial(bundle_of, d), datadir) for d in chosen]}
+        return {"bots": [fleet.start_bot(home, d, partial(bundle_of, d), datadir, db_url) for d in chosen]}
     if action == "stop":
         return {"bots": [fleet.stop_bot(home, d) for d in chosen]}
     out = []

@@ -221,7 +221,7 @@ def _deploy(desk: Desk, who: Identity, a: DeployBody) -> dict[str, Any]:
 
     path = bundle_path(desk.home, a)  # intake now: a bundle that does not validate names what is wrong
     return _outcome(actions.deploy(desk.home, path, a.venue, desk.now(), a.allocation, a.live, a.at, a.positions,
-                                   a.reason, desk.db_url, a.command_id, who))
+                                   a.reason, desk.db_url, a.command_id, who, a.own_sizing()))
 
 
 def _decide(decision: str) -> Run:

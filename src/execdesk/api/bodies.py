@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from execdesk.errors import InvalidInput
+from execdesk.strategy.bundle import Sizing
 
 #: a request body is at most this many bytes (a bundle upload included)
 MAX_BODY = 1 << 20
@@ -37,7 +38,13 @@ class DeployBody(_Body):
     at: str | None = Field(None, max_length=40, description="Start trading at this ISO 8601 time")
     positions: Literal["hand_over", "close"] = "hand_over"
     reason: str = Field("requested", max_length=2000)
+    sizing: Sizing | None = Field(None, description="This deployment's sizing over the bundle's (the bundle's sizing "
+                                  "schema: method fixed_fractional, kelly or volatility_target and its settings)")
     command_id: CommandId = None
+
+    def own_sizing(self) -> dict[str, Any] | None:
+        """The sizing block as given (the settings named, no defaults filled in)."""
+        return self.sizing.model_dump(mode="json", exclude_none=True) if self.sizing is not None else None
 
 
 class DecisionBody(_Body):

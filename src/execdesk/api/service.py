@@ -348,7 +348,7 @@ def create_app(home: Path, db_url: str | None = None, view: DeskView | None = No
         path = bundle_path(home, body)
         return submit("deploy", who, body.command_id, lambda cid: actions.deploy(
             home, path, body.venue, now(), body.allocation, body.live, body.at, body.positions, body.reason, db_url,
-            cid, who))
+            cid, who, body.own_sizing()))
 
     def decision(action: str) -> Callable[..., Any]:
         def decide(body: DecisionBody, who: Annotated[Identity, Depends(right(action))]) -> Any:

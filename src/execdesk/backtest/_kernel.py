@@ -298,6 +298,31 @@ def scan_exit(
 
 
 @njit(cache=True)
+def stop_after(
+    o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, entry: int, upto: int, open_rate: float,
+    fee: float, is_short: bool, price_inv: float, stoploss: float,
+    trailing: bool, ts_positive: float, ts_offset: float, ts_only: bool,
+) -> float:
+    """The stop of a trade entered on candle ``entry`` at ``open_rate`` once candles ``entry .. upto`` have
+    moved it (a trailing stop follows their highs, lows, as :func:`scan_exit` moves it); the initial stop
+    when ``upto < entry``. Arguments as :func:`scan_exit`'s."""
+    sl = abs(stoploss)
+    rules = (0, sl, trailing, ts_positive, ts_offset, ts_only, fee, False, False, 0.0, False)
+    value, stop = _open_trade(is_short, open_rate, 1.0, fee, sl, price_inv)
+    stop_pct = sl
+    trailed = False
+    pending = False
+    pending_rate = 0.0
+    reason = NO_EXIT
+    for k in range(max(entry, 0), min(upto + 1, o.shape[0])):
+        stop, stop_pct, trailed, pending, pending_rate, reason, _filled = _exit_step(
+            False, rules, -1, 0.0, is_short, 0, o[k], h[k], lo[k], c[k], False, False,
+            open_rate, 1.0, value, price_inv, stop, stop_pct, trailed, pending, pending_rate, reason,
+        )
+    return stop
+
+
+@njit(cache=True)
 def simulate(
     o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
     enter_long: np.ndarray, exit_long: np.ndarray, enter_short: np.ndarray, exit_short: np.ndarray,

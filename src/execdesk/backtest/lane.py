@@ -16,8 +16,9 @@ Timing: the desk decides at a candle's close and its market orders fill at the n
 exit signal of candle *k - 1* is what the backtest fills at candle *k*'s open: the lane reports it
 as decided at the close of *k - 1*. A stop, ROI or trailing-stop exit happens inside candle *k* in
 the backtest: the lane reports it at the close of *k* (the desk's market order then fills at the
-next open; the paper venue has no stop or limit orders yet) with the backtest's rate, so the desk
-can measure its slippage against the backtest.
+next open) with the backtest's rate, so the desk can measure its slippage against the backtest. A
+strategy whose stoploss rests at the venue (its bundle's ``order_types``) asks :meth:`Lane.stop_level`
+where the stop is after each candle instead: the venue fills it inside the bar that trades through it.
 
 Signals are computed once over all candles at hand: TA-Lib's indicators and the expression language
 are causal (a value at candle *i* uses candles <= *i* only), so this is the same as evaluating bar by
@@ -146,3 +147,27 @@ class Lane:
         # an exit signal of candle k - 1 fills at candle k's open: the desk decides it at k - 1's close
         candle = int(k) - 1 if code == _kernel.EXIT_SIGNAL else int(k)
         return ExitPlan(int(self.candles.close_index[candle]), EXIT_REASONS[int(code)], candle, float(rate))
+
+    def stop_level(self, direction: Direction, entry_time: int, entry_price: float, upto_g: int,
+                   stoploss: float | None = None) -> float:
+        """The position's stop price once the lane's candles closing by grid index ``upto_g`` have moved it (the
+        initial stop, ``entry_price`` x (1 - |stoploss|) for a long, unless a trailing stop has followed the
+        highs since the entry candle); ``stoploss`` as in :meth:`first_exit`."""
+        ts = self.trailing
+        sl = abs(self.stoploss if stoploss is None else stoploss)
+        if ts is None:  # (the kernel's initial stop, without its walk over the candles: nothing moves it)
+            return entry_price * (1.0 + sl) if direction is Direction.SHORT else entry_price * (1.0 - sl)
+        o = self.candles.ohlcv
+        k_entry = max(int(np.searchsorted(o.time, entry_time, side="right")) - 1, 0)
+        upto = int(np.searchsorted(self.candles.close_index, upto_g, side="right")) - 1
+        return float(_kernel.stop_after(
+            o.open, o.high, o.low, o.close, k_entry, upto, float(entry_price), float(self.config.fee),
+            direction is Direction.SHORT, 0.0, self.stoploss if stoploss is None else stoploss,
+            ts is not None, 0.0 if ts is None else float(ts.positive), 0.0 if ts is None else float(ts.offset),
+            bool(ts is not None and ts.only_offset_is_reached),
+        ))
+
+    def next_close(self, after_g: int) -> int | None:
+        """The grid index of the lane's first candle close after ``after_g`` (None: no more in the data)."""
+        k = int(np.searchsorted(self.candles.close_index, after_g, side="right"))
+        return int(self.candles.close_index[k]) if k < len(self.candles.close_index) else None

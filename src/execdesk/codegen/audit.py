@@ -29,6 +29,20 @@ these rules, each with its line and column:
 * **strings**: outside docstrings, a string constant must be short and plain
   (``[A-Za-z0-9_./:-]``), and bare expression statements other than docstrings are not allowed.
 * **class**: exactly one class, deriving from ``IStrategy`` with no keywords (no metaclass).
+
+A strategy rendered with the desk's pre-trade check (``AuditNames.desk_check``) may also hold exactly that
+check, and only inside its method ``confirm_trade_entry`` (:data:`~execdesk.codegen.render.DESK_CHECK_METHOD`):
+
+* the imports ``import json``, ``import logging``, ``import urllib.request`` (no alias; ``urllib`` stays a
+  forbidden module for every other strategy and anywhere else);
+* ``try``/``except Exception as <name>`` and ``not in``; calls of ``int`` and ``str``; ``desk[...]`` and
+  ``answer[...]`` with a plain string key;
+* ``urllib.request.urlopen`` only, and only on ``"http://127.0.0.1:" + str(int(...)) + "/pretrade"`` (the
+  host is fixed in code, the port an integer); ``json.dumps``/``json.loads``; ``logging.getLogger``;
+* the check's names, attributes and keyword arguments (:data:`~execdesk.codegen.render.DESK_CHECK_NAMES`,
+  ``..._ATTRIBUTES``, ``..._KEYWORDS``) — outside the method they are refused like any unknown name;
+* the check's two log lines (:data:`~execdesk.codegen.render.DESK_CHECK_MESSAGES`), exactly, as the only
+  strings with spaces.
 """
 
 from __future__ import annotations
@@ -38,7 +52,19 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from execdesk.codegen.render import AuditNames
+from execdesk.codegen.render import (
+    DESK_CHECK_ATTRIBUTES,
+    DESK_CHECK_HOST,
+    DESK_CHECK_IMPORTS,
+    DESK_CHECK_KEYWORDS,
+    DESK_CHECK_MESSAGES,
+    DESK_CHECK_METHOD,
+    DESK_CHECK_NAMES,
+    DESK_CHECK_PATH,
+    TEMPLATE_ATTRIBUTES,
+    TEMPLATE_NAMES,
+    AuditNames,
+)
 
 #: ``from <module> import <name>`` pairs the template may use.
 ALLOWED_FROM_IMPORTS: Final = frozenset(
@@ -57,6 +83,7 @@ ANNOTATION_ONLY: Final = frozenset({"datetime", "DataFrame", "dict", "str", "flo
 NOT_REBINDABLE: Final = frozenset(
     {"abs", "min", "len", "int", "float", "str", "dict", "object", "np", "ta", "IStrategy", "DataFrame"}
     | {"datetime", "annotations", "self", "dataframe", "metadata"}
+    | {"json", "logging", "urllib", "bool", "Exception"}
 )
 #: Builtins the template calls by name.
 CALLABLE_NAMES: Final = frozenset({"abs", "min", "len"})
@@ -159,6 +186,18 @@ _ALLOWED_NODES: Final[tuple[type[ast.AST], ...]] = (
 )
 _PLAIN_STRING = re.compile(r"[A-Za-z0-9_./:-]{0,64}")
 
+# -- the desk's pre-trade check: what it may use, inside its method only ------------------------------------
+_DESK_NODES: Final[tuple[type[ast.AST], ...]] = (ast.Try, ast.ExceptHandler, ast.NotIn)
+#: its own names, attributes and keywords (those the rest of the template uses as well are not restricted)
+_DESK_ONLY_NAMES: Final = DESK_CHECK_NAMES - TEMPLATE_NAMES - {DESK_CHECK_METHOD, "bool"}
+_DESK_ONLY_ATTRIBUTES: Final = DESK_CHECK_ATTRIBUTES - TEMPLATE_ATTRIBUTES
+_DESK_CALLABLE: Final = frozenset({"int", "str"})
+#: the attributes each of its modules may be used for
+_DESK_MODULE_ATTRIBUTES: Final = {"json": frozenset({"dumps", "loads"}), "logging": frozenset({"getLogger"}),
+                                  "urllib": frozenset({"request"})}
+_DESK_SUBSCRIPTED: Final = frozenset({"desk", "answer"})
+_DESK_MESSAGES: Final = frozenset(DESK_CHECK_MESSAGES.values())
+
 
 @dataclass(frozen=True, slots=True)
 class AuditFinding:
@@ -192,6 +231,8 @@ class _Auditor:
         self.findings: list[AuditFinding] = []
         self.annotation_nodes: set[int] = set()
         self.docstrings: set[int] = set()
+        self.desk_nodes: set[int] = set()  # the nodes of the desk check's method (desk_check strategies)
+        self.desk_callees: set[int] = set()  # the ``int``/``str`` names it calls
 
     def add(self, node: ast.AST, rule: str, message: str) -> None:
         line = getattr(node, "lineno", 0)
@@ -212,6 +253,15 @@ class _Auditor:
         return self.findings
 
     def _mark(self, tree: ast.Module) -> None:
+        if self.allowed.desk_check:
+            for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+                for method in cls.body:
+                    if isinstance(method, ast.FunctionDef) and method.name == DESK_CHECK_METHOD:
+                        self.desk_nodes.update(id(n) for n in ast.walk(method))
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                        and node.func.id in _DESK_CALLABLE and id(node) in self.desk_nodes):
+                    self.desk_callees.add(id(node.func))
         for node in ast.walk(tree):
             if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef):
                 body = node.body
@@ -232,7 +282,18 @@ class _Auditor:
                 if annotation is not None:
                     self.annotation_nodes.update(id(n) for n in ast.walk(annotation))
 
+    def _in_desk(self, node: ast.AST) -> bool:
+        return id(node) in self.desk_nodes
+
+    def _desk_log(self, node: ast.Expr) -> bool:
+        """``log.warning(...)`` as a statement of the desk check (its log lines)."""
+        return self._in_desk(node) and isinstance(node.value, ast.Call) and _dotted(node.value.func) == "log.warning"
+
     def _visit(self, node: ast.AST, tree: ast.Module) -> None:
+        if isinstance(node, _DESK_NODES) and self._in_desk(node):
+            if isinstance(node, ast.ExceptHandler):
+                self._except_handler(node)
+            return
         if not isinstance(node, _ALLOWED_NODES):
             self.add(node, "nodes", f"{type(node).__name__} is not allowed in a generated strategy")
             return
@@ -257,7 +318,7 @@ class _Auditor:
         elif isinstance(node, ast.Call):
             self._call(node)
         elif isinstance(node, ast.Expr):
-            if id(node) not in self.docstrings:
+            if id(node) not in self.docstrings and not self._desk_log(node):
                 self.add(node, "nodes", "a bare expression statement (other than a docstring) is not allowed")
         elif isinstance(node, ast.Constant):
             self._constant(node)
@@ -269,6 +330,8 @@ class _Auditor:
             self.add(node, "imports", "imports are allowed at module level only")
         for alias in node.names:
             root = alias.name.split(".")[0]
+            if self.allowed.desk_check and alias.name in DESK_CHECK_IMPORTS and alias.asname is None:
+                continue  # the desk check's own imports, used in its method only (see _name)
             if root in FORBIDDEN_MODULES:
                 self.add(node, "modules", f"import of forbidden module {alias.name!r}")
             elif ALLOWED_IMPORTS.get(alias.name) != alias.asname:
@@ -318,9 +381,20 @@ class _Auditor:
         if args.defaults or args.kw_defaults:
             self.add(node, "nodes", "default argument values are not allowed")
 
+    def _except_handler(self, node: ast.ExceptHandler) -> None:
+        if not (isinstance(node.type, ast.Name) and node.type.id == "Exception") or node.name is None:
+            self.add(node, "nodes", "the desk check catches only 'except Exception as <name>'")
+        else:
+            self._identifier(node, node.name, "exception name")
+
     def _identifier(self, node: ast.AST, ident: str, what: str) -> bool:
         if ident.startswith("__"):
             self.add(node, "dunder", f"dunder {what} {ident!r} is not allowed")
+            return False
+        if ident in _DESK_ONLY_NAMES and ident in self.allowed.names:
+            if self._in_desk(node):
+                return True
+            self.add(node, "names", f"{what} {ident!r} is allowed in {DESK_CHECK_METHOD} only")
             return False
         if ident in FORBIDDEN_MODULES:
             self.add(node, "modules", f"{what} {ident!r} names a forbidden module")
@@ -337,6 +411,8 @@ class _Auditor:
             self.add(node, "dunder", f"dunder keyword argument {node.arg!r} is not allowed")
         elif node.arg not in self.allowed.keywords:
             self.add(node, "names", f"keyword argument {node.arg!r} is not on the whitelist")
+        elif node.arg in DESK_CHECK_KEYWORDS and not self._in_desk(node):
+            self.add(node, "names", f"keyword argument {node.arg!r} is allowed in {DESK_CHECK_METHOD} only")
 
     def _name(self, node: ast.Name) -> None:
         ident = node.id
@@ -348,7 +424,7 @@ class _Auditor:
             return
         if not self._identifier(node, ident, "name"):
             return
-        if ident in ANNOTATION_ONLY and id(node) not in self.annotation_nodes:
+        if ident in ANNOTATION_ONLY and id(node) not in self.annotation_nodes and id(node) not in self.desk_callees:
             self.add(node, "names", f"{ident!r} may appear in annotations only")
 
     def _attribute(self, node: ast.Attribute) -> None:
@@ -357,6 +433,17 @@ class _Auditor:
             self.add(node, "dunder", f"dunder attribute {attr!r} is not allowed")
             return
         owner = node.value.id if isinstance(node.value, ast.Name) else None
+        if attr in _DESK_ONLY_ATTRIBUTES and attr in self.allowed.attributes and not self._in_desk(node):
+            self.add(node, "names", f"attribute {attr!r} is allowed in {DESK_CHECK_METHOD} only")
+            return
+        if owner in _DESK_MODULE_ATTRIBUTES and self.allowed.desk_check:
+            if attr not in _DESK_MODULE_ATTRIBUTES[owner]:
+                self.add(node, "names", f"'{owner}.{attr}' is not allowed in the desk check")
+            return
+        if _dotted(node.value) == "urllib.request":
+            if attr != "urlopen":
+                self.add(node, "names", f"'urllib.request.{attr}' is not allowed (only urlopen, on loopback)")
+            return
         if owner == "ta":
             if attr not in self.allowed.talib_functions:
                 self.add(node, "names", f"TA-Lib function 'ta.{attr}' is not one the bundle declares")
@@ -372,6 +459,11 @@ class _Auditor:
             if not (isinstance(node.value, ast.Name) and node.value.id == "dict"):
                 self.add(node, "nodes", "only dict[...] may be subscripted in an annotation")
             return
+        if isinstance(node.value, ast.Name) and node.value.id in _DESK_SUBSCRIPTED and self._in_desk(node):
+            key = node.slice
+            if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+                self.add(node, "nodes", f"a {node.value.id}[...] key must be a string constant")
+            return
         if not (isinstance(node.value, ast.Name) and node.value.id == "dataframe"):
             self.add(node, "nodes", "only dataframe[...] may be subscripted")
             return
@@ -386,6 +478,8 @@ class _Auditor:
         if isinstance(func, ast.Name):
             if func.id in FORBIDDEN_CALLS or func.id.startswith("__"):
                 self.add(node, "calls", f"call to {func.id!r} is not allowed")
+            elif id(func) in self.desk_callees:
+                pass  # int(...) and str(...) in the desk check
             elif func.id not in CALLABLE_NAMES:
                 self.add(
                     node, "calls", f"call to {func.id!r} is not allowed (only {', '.join(sorted(CALLABLE_NAMES))})"
@@ -393,6 +487,9 @@ class _Auditor:
         elif isinstance(func, ast.Attribute):
             if func.attr in FORBIDDEN_CALLS:
                 self.add(node, "calls", f"call to .{func.attr}() is not allowed")
+            elif _dotted(func) == "urllib.request.urlopen" and not _loopback_url(node):
+                self.add(node, "calls", f"urllib.request.urlopen may only open {DESK_CHECK_HOST!r} + "
+                         f"str(int(<port>)) + {DESK_CHECK_PATH!r}")
         else:
             self.add(node, "calls", "only names and attributes may be called")
         for arg in node.args:
@@ -407,5 +504,37 @@ class _Auditor:
             isinstance(value, str)
             and id(node) not in self.docstrings
             and (not _PLAIN_STRING.fullmatch(value) or "__" in value)
+            and not (value in _DESK_MESSAGES and self._in_desk(node))
         ):
             self.add(node, "strings", f"string constant {value[:40]!r} is not a plain name")
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for a chain of attributes on a name (None for anything else)."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(parts)])
+
+
+def _loopback_url(call: ast.Call) -> bool:
+    """Whether ``urlopen``'s URL is exactly ``DESK_CHECK_HOST + str(int(<expr>)) + DESK_CHECK_PATH``."""
+    if not call.args:
+        return False
+    url = call.args[0]
+    if not (isinstance(url, ast.BinOp) and isinstance(url.op, ast.Add) and isinstance(url.left, ast.BinOp)
+            and isinstance(url.left.op, ast.Add)):
+        return False
+    host, port, path = url.left.left, url.left.right, url.right
+    return (isinstance(host, ast.Constant) and host.value == DESK_CHECK_HOST
+            and isinstance(path, ast.Constant) and path.value == DESK_CHECK_PATH
+            and _calls(port, "str") and _calls(port.args[0], "int"))  # type: ignore[attr-defined]
+
+
+def _calls(node: ast.expr, name: str) -> bool:
+    """Whether ``node`` is ``name(<one positional argument>)``."""
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
+            and len(node.args) == 1 and not node.keywords)

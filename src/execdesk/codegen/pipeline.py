@@ -6,9 +6,9 @@ Re-exported by :mod:`execdesk.codegen` (see its docstring for the steps).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
 from typing import Any, Final
@@ -30,6 +30,8 @@ GENERATED_SEED: Final = 7
 MAX_GENERATED_CANDLES: Final = 50_000
 #: Generated data covers at least the strategy's startup candles plus this many.
 MIN_TRADED_CANDLES: Final = 500
+#: Generated candles of a correlation window start this many days before it (a multiple, for longer warm-ups).
+WINDOW_WARM_UP_DAYS: Final = 60
 # Start prices and daily volumes (base units) of the generated market; other bases get 100 / 500k.
 _PROFILES: Final = {
     "BTC": (60_000.0, 1_000.0),
@@ -295,3 +297,137 @@ def validation_market_from_datadir(
     source += (f", cut to the validation period {start.isoformat()} to {end.isoformat()}"
                f" (after up to {bundle.startup_candles} warm-up candles)")
     return cut, source
+
+
+@dataclass(frozen=True, slots=True)
+class WindowMarket:
+    """Candles of several strategies over one common window of days (:func:`window_market`).
+
+    ``start``/``end``: the window, 00:00 UTC of its first day to 00:00 UTC after its last (each strategy's
+    warm-up candles lie before ``start``); ``label``: the candles in a few words (``generated desk candles
+    (seed 7)`` or ``datadir PATH``), ``source``: how they were had, in a sentence; ``market_data``: True for a
+    datadir's candles (market data), False for generated ones; ``frames``: per bundle, in the order given, its
+    candles (pair -> its timeframe's frame, warm-up to ``end``) or why there are none (a sentence).
+    """
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    label: str
+    source: str
+    market_data: bool
+    frames: tuple[dict[str, pd.DataFrame] | str, ...]
+
+    @property
+    def days(self) -> tuple[date, date]:
+        """The window's first and last day."""
+        return self.start.date(), (self.end - pd.Timedelta(days=1)).date()
+
+
+def window_market(bundles: Sequence[StrategyBundle], first_day: date, last_day: date, datadir: Path | None = None,
+                  seed: int = GENERATED_SEED, max_candles: int = MAX_GENERATED_CANDLES) -> WindowMarket:
+    """The candles ``bundles`` are all backtested on over the days ``first_day``..``last_day`` (see
+    :class:`WindowMarket`), so that their daily returns fall on the same dates.
+
+    Without ``datadir`` they are generated like :func:`market_for_bundle`'s (the same seed and price profiles)
+    for every pair of every bundle at 1h, or at the finest of their timeframes that divides the first bundle's
+    when that is finer (or the first bundle's does not divide into hours), and
+    resampled to each coarser one: one market, so two bundles trading the same pair see the same prices. The
+    generated candles start :data:`WINDOW_WARM_UP_DAYS` (60) days before the window (twice, three times as many
+    for a bundle whose startup candles need more), so each bundle trades from the window's first day; when they
+    would be more than ``max_candles`` the window keeps its most recent days. A bundle whose timeframe is not a
+    whole multiple of that one gets no candles (its entry says why). A pair's candles depend on the window
+    alone (the seed, 1h unless a bundle needs finer, the warm-up in whole blocks of 60 days), not on which
+    bundles are compared: the same two strategies measure the same correlation whatever else is live.
+
+    With ``datadir`` each bundle reads its own timeframe's candles of its pairs (:func:`execdesk.data.load_pair`)
+    over the window, after up to its startup candles before it; a missing file, or no candle in the window,
+    gives that bundle no candles (its entry says why): a file covering part of the window gives returns on
+    part of its days.
+
+    Raises :class:`~execdesk.errors.InvalidInput` for no bundle, a window ending before it starts, or a
+    ``datadir`` that is not a folder.
+    """
+    from execdesk.data import PairProfile, generate_market, load_pair, resample, timeframe_to_seconds
+
+    if not bundles:
+        raise InvalidInput("window market: no strategy to get candles for")
+    if last_day < first_day:
+        raise InvalidInput(f"window market: the window's last day {last_day} is before its first {first_day}")
+    start = pd.Timestamp(first_day, tz="UTC")
+    end = pd.Timestamp(last_day, tz="UTC") + pd.Timedelta(days=1)
+    window = f"{first_day}..{last_day}"
+    if datadir is not None:
+        if not datadir.is_dir():
+            raise InvalidInput(f"--datadir {datadir} is not a folder (expected a Freqtrade datadir)")
+        read: dict[tuple[str, str], pd.DataFrame | str] = {}
+
+        def own(bundle: StrategyBundle) -> dict[str, pd.DataFrame] | str:
+            cut: dict[str, pd.DataFrame] = {}
+            for pair in bundle.pairs:
+                key = (pair, bundle.timeframe)
+                if key not in read:
+                    try:
+                        read[key] = load_pair(datadir, pair, bundle.timeframe)
+                    except InvalidInput as exc:
+                        read[key] = str(exc).splitlines()[0]
+                frame = read[key]
+                if isinstance(frame, str):
+                    return f"datadir {datadir}: {frame}"
+                first, last = int(frame["date"].searchsorted(start)), int(frame["date"].searchsorted(end))
+                if first >= last:
+                    return f"datadir {datadir}: no {bundle.timeframe} candle of {pair} in the window {window}"
+                cut[pair] = frame.iloc[max(first - bundle.startup_candles, 0):last].reset_index(drop=True)
+            return cut
+
+        frames = tuple(own(b) for b in bundles)
+        source = (f"Freqtrade datadir {datadir}: each strategy's own timeframe and pairs over the window {window}, "
+                  "after up to its startup candles before it (market data)")
+        return WindowMarket(start, end, f"datadir {datadir}", source, True, frames)
+
+    steps = [timeframe_to_seconds(b.timeframe) for b in bundles]
+    # 1h unless the first bundle's timeframe or a finer one of the others needs less: a pair's candles then depend
+    # on the window alone, not on which other strategies are compared with it
+    base = min(step for step in (*steps, 3600) if steps[0] % step == 0)
+    base_tf = "1h" if base == 3600 else bundles[steps.index(base)].timeframe
+    usable = [i for i, step in enumerate(steps) if step % base == 0]
+    block = WINDOW_WARM_UP_DAYS * 86_400
+    warm_up = block * max(1, -(-max(bundles[i].startup_candles * steps[i] for i in usable) // block))
+    notes: list[str] = []
+
+    def first_candle(at: pd.Timestamp) -> pd.Timestamp:
+        return at - pd.Timedelta(seconds=warm_up)
+
+    if (end - first_candle(start)) / pd.Timedelta(seconds=base) > max_candles:
+        start = (end - pd.Timedelta(seconds=base * max_candles - warm_up)).ceil("D")
+        if start >= end:
+            raise InvalidInput(f"window market: the strategies' warm-up ({warm_up // 86_400} days) leaves no day of "
+                               f"the window {window} within {max_candles} generated {base_tf} candles")
+        notes.append(f"cut to its last {(end - start).days} days (at most {max_candles} {base_tf} candles)")
+    begin = first_candle(start)
+    pairs = sorted({p for i in usable for p in bundles[i].pairs})
+    profiles = {}
+    for pair in pairs:
+        price, volume = _PROFILES.get(pair.split("/")[0], (100.0, 500_000.0))
+        profiles[pair] = PairProfile(start_price=price, base_volume=volume)
+    market = generate_market(profiles, base_tf, begin.to_pydatetime(), end.to_pydatetime(), seed)
+    out: list[dict[str, pd.DataFrame] | str] = []
+    resampled: set[str] = set()
+    for i, bundle in enumerate(bundles):
+        if i not in usable:
+            out.append(f"its timeframe {bundle.timeframe} is not a whole multiple of {base_tf}, the timeframe of the "
+                       "candles generated for the comparison")
+        elif bundle.timeframe == base_tf:
+            out.append({p: market[p] for p in bundle.pairs})
+        else:
+            resampled.add(bundle.timeframe)
+            out.append({p: resample(market[p], bundle.timeframe, from_tf=base_tf, pair=p) for p in bundle.pairs})
+    if resampled:
+        notes.append(f"resampled to {', '.join(sorted(resampled, key=timeframe_to_seconds))} for the strategies "
+                     "trading those")
+    days = f"{start.date()}..{(end - pd.Timedelta(days=1)).date()}"
+    source = (f"generated with execdesk.data.generate_market(seed={seed}) for {', '.join(pairs)} {base_tf} from "
+              f"{begin.isoformat()} to {end.isoformat()}: the window {days}"
+              + (f" (of {window}; " + "; ".join(notes) + ")" if notes and start > pd.Timestamp(first_day, tz="UTC")
+                 else f" ({'; '.join(notes)})" if notes else "")
+              + " after every strategy's warm-up, not market data")
+    return WindowMarket(start, end, f"generated desk candles (seed {seed})", source, False, tuple(out))

@@ -11,6 +11,13 @@ Everything that reaches the generated Python is built here from *validated, stru
   shape is fixed by validation (bundle id, pair, timeframe, column names);
 * the free-text ``description`` goes into the README only (inside a fenced block), never into code.
 
+With ``desk_check`` (a bot the desk deploys: :mod:`execdesk.freqtrade.deskcheck`) the strategy also gets a
+``confirm_trade_entry`` that asks the desk's pre-trade check before every entry (HTTP on loopback, failing
+closed) — only when the bot's config holds :data:`DESK_CHECK_KEY`, and only in live and dry-run trading. Its
+text is fixed (no bundle value reaches it); the audit accepts its imports, nodes and names in that one method
+only (:mod:`execdesk.codegen.audit`). Without ``desk_check`` the output is the same, byte for byte, as before
+the option existed.
+
 Rendering is deterministic: the same bundle (and sizing) gives the same bytes — no timestamps,
 no dict-order dependence (the bundle's mappings are already canonically ordered).
 
@@ -97,6 +104,7 @@ TEMPLATE_NAMES: Final = frozenset(
         "use_exit_signal",
         "exit_profit_only",
         "ignore_roi_if_entry_signal",
+        "order_types",
         "populate_indicators",
         "populate_entry_trend",
         "populate_exit_trend",
@@ -136,6 +144,71 @@ TEMPLATE_ATTRIBUTES: Final = frozenset(
 IMPORT_MODULE_NAMES: Final = frozenset({"__future__", "datetime", "numpy", "talib", "freqtrade", "strategy", "pandas"})
 #: Columns the template writes besides the indicator outputs.
 SIGNAL_COLUMNS: Final = ("enter_long", "exit_long", "enter_short", "exit_short")
+
+# -- the desk's pre-trade check (render_strategy(..., desk_check=True)) ----------------------------------------
+
+#: The bot config key that carries the check's address and secret: {"port", "deployment_id", "token",
+#: "timeout_s"}. A strategy whose config lacks it never calls anything.
+DESK_CHECK_KEY: Final = "execdesk_pretrade"
+#: The only host the check may call: the URL is this constant + the configured port (as an int) + the path.
+DESK_CHECK_HOST: Final = "http://127.0.0.1:"
+DESK_CHECK_PATH: Final = "/pretrade"
+#: The method that holds the check; the audit accepts the check's imports, names and nodes inside it only.
+DESK_CHECK_METHOD: Final = "confirm_trade_entry"
+#: The check's log lines (the audit accepts exactly these strings with spaces: nothing else may hold one).
+DESK_CHECK_MESSAGES: Final = {
+    "no_answer": "entry of %s refused: the desk's pre-trade check gave no usable answer (%r)",
+    "denied": "entry of %s refused by the desk's pre-trade check: %s (%s)",
+}
+#: The modules the check imports (``import json``, ``import logging``, ``import urllib.request``: no alias).
+DESK_CHECK_IMPORTS: Final = frozenset({"json", "logging", "urllib.request"})
+#: Identifiers of the check: its imports, builtins, parameters and locals (allowed inside its method only,
+#: except the method's own name and the annotation ``bool``).
+DESK_CHECK_NAMES: Final = frozenset(
+    {
+        "json",
+        "logging",
+        "urllib",
+        "Exception",
+        "bool",
+        "int",
+        "str",
+        "confirm_trade_entry",
+        "order_type",
+        "amount",
+        "rate",
+        "time_in_force",
+        "desk",
+        "log",
+        "body",
+        "reply",
+        "answer",
+        "approved",
+        "rule",
+        "reason",
+        "error",
+    }
+)
+#: Attributes the check uses (after a dot).
+DESK_CHECK_ATTRIBUTES: Final = frozenset(
+    {
+        "config",
+        "get",
+        "getLogger",
+        "dp",
+        "runmode",
+        "value",
+        "request",
+        "urlopen",
+        "dumps",
+        "loads",
+        "encode",
+        "read",
+        "warning",
+    }
+)
+#: Keyword arguments of the check's calls.
+DESK_CHECK_KEYWORDS: Final = frozenset({"data", "timeout"})
 
 _CLASS_RE = re.compile(r"[A-Z][A-Za-z0-9]{0,127}")
 _SIDES: Final = ("long", "short")
@@ -216,7 +289,8 @@ class AuditNames:
     ``names``: identifiers (variables, parameters, class attributes, functions, imports);
     ``attributes``: names after a dot; ``columns``: string keys of ``dataframe[...]``;
     ``talib_functions``: TA-Lib functions the strategy calls (``ta.<fn>``); ``keywords``: keyword
-    argument names of those calls (``timeperiod``, ...).
+    argument names of those calls (``timeperiod``, ...). ``desk_check``: the strategy carries the desk's
+    pre-trade check (its imports, names and nodes are then accepted in :data:`DESK_CHECK_METHOD` only).
     """
 
     names: frozenset[str]
@@ -224,19 +298,21 @@ class AuditNames:
     columns: frozenset[str]
     talib_functions: frozenset[str]
     keywords: frozenset[str]
+    desk_check: bool = False
 
     def identifiers(self) -> frozenset[str]:
         """Every identifier token the source may contain (module names of the imports included)."""
         return self.names | self.attributes | self.talib_functions | self.keywords | IMPORT_MODULE_NAMES
 
-    def as_dict(self) -> dict[str, list[str]]:
-        """JSON-safe form (sorted lists)."""
+    def as_dict(self) -> dict[str, list[str] | bool]:
+        """JSON-safe form (sorted lists; ``desk_check`` only when set)."""
         return {
             "names": sorted(self.names),
             "attributes": sorted(self.attributes),
             "columns": sorted(self.columns),
             "talib_functions": sorted(self.talib_functions),
             "keywords": sorted(self.keywords),
+            **({"desk_check": True} if self.desk_check else {}),
         }
 
 
@@ -247,7 +323,8 @@ class GeneratedStrategy:
     ``source`` is the Python file, ``readme`` the README.md beside it; ``pairs`` and ``timeframe``
     are the bundle's. ``expected`` holds the
     attribute values Freqtrade should see once it loads the class (the review cross-checks them),
-    ``allowed`` the audit whitelist derived from the bundle.
+    ``allowed`` the audit whitelist derived from the bundle. ``desk_check``: rendered with the desk's
+    pre-trade check (see the module docstring).
     """
 
     class_name: str
@@ -262,6 +339,17 @@ class GeneratedStrategy:
     timeframe: str = ""
     expected: Mapping[str, object] = field(default_factory=dict)
     sizing: StakeSizing | None = None
+    desk_check: bool = False
+
+
+def freqtrade_order_types(bundle: StrategyBundle) -> dict[str, str | bool] | None:
+    """The bundle's ``order_types`` as Freqtrade's (entries at market; exits as the bundle asks; the stoploss a
+    market order, resting on the exchange when the bundle asks), or None: Freqtrade's defaults."""
+    types = bundle.order_types
+    if types is None:
+        return None
+    return {"entry": "market", "exit": types.exit, "stoploss": "market",
+            "stoploss_on_exchange": types.stoploss_on_exchange}
 
 
 def class_name_for(bundle: StrategyBundle) -> str:
@@ -281,10 +369,14 @@ def class_name_for(bundle: StrategyBundle) -> str:
     return camel
 
 
-def render_strategy(bundle: StrategyBundle, sizing: StakeSizing | None = None) -> GeneratedStrategy:
+def render_strategy(
+    bundle: StrategyBundle, sizing: StakeSizing | None = None, *, desk_check: bool = False
+) -> GeneratedStrategy:
     """Render ``bundle`` as a Freqtrade strategy (INTERFACE_VERSION 3) plus its README.
 
-    See the module docstring for what goes into the code and how. Raises :class:`InvalidInput`
+    ``desk_check``: add the desk's pre-trade check (``confirm_trade_entry``, active only in a bot whose
+    config holds :data:`DESK_CHECK_KEY`); for the bots the desk deploys. Plain ``execdesk codegen`` output
+    has none. See the module docstring for what goes into the code and how. Raises :class:`InvalidInput`
     when the bundle cannot be rendered (a class name that is no identifier, pairs with different
     quote currencies, attribute names colliding).
     """
@@ -296,6 +388,7 @@ def render_strategy(bundle: StrategyBundle, sizing: StakeSizing | None = None) -
     signals = _signal_blocks(bundle)
     can_short = "entry.short" in bundle.expressions
     trailing = bundle.trailing_stop
+    order_types = freqtrade_order_types(bundle)
     attribute_names = {p.attribute for p in params} | set(TEMPLATE_NAMES)
     if len(attribute_names) != len(params) + len(TEMPLATE_NAMES):
         raise InvalidInput(f"bundle {bundle.id}: indicator parameter attributes collide with the template's names")
@@ -319,6 +412,8 @@ def render_strategy(bundle: StrategyBundle, sizing: StakeSizing | None = None) -
         "trailing_positive": None if trailing is None else repr(float(trailing.positive)),
         "trailing_offset": None if trailing is None else repr(float(trailing.offset)),
         "trailing_only_offset": None if trailing is None else repr(bool(trailing.only_offset_is_reached)),
+        "order_types": None if order_types is None else "{" + ", ".join(
+            f"{_py_str(k)}: {_py_str(v) if isinstance(v, str) else repr(v)}" for k, v in order_types.items()) + "}",
         "can_short": can_short,
         "startup": bundle.startup_candles,
         "params": params,
@@ -336,6 +431,11 @@ def render_strategy(bundle: StrategyBundle, sizing: StakeSizing | None = None) -
         + "-"
         + bundle.validation.period.end.strftime("%Y%m%d"),
         "trading_mode": "futures" if (can_short or any(":" in p for p in bundle.pairs)) else "spot",
+        "desk_check": desk_check,
+        "desk_key": DESK_CHECK_KEY,
+        "desk_host": DESK_CHECK_HOST,
+        "desk_path": DESK_CHECK_PATH,
+        "desk_messages": DESK_CHECK_MESSAGES,
     }
     env = _environment()
     source = env.get_template("strategy.py.j2").render(context)
@@ -351,12 +451,14 @@ def render_strategy(bundle: StrategyBundle, sizing: StakeSizing | None = None) -
             *(REGISTRY[spec.fn].extra_kwargs or {}),
         )
     )
+    desk = (DESK_CHECK_NAMES, DESK_CHECK_ATTRIBUTES, DESK_CHECK_KEYWORDS) if desk_check else (frozenset(),) * 3
     allowed = AuditNames(
-        names=frozenset(TEMPLATE_NAMES) | frozenset(p.attribute for p in params) | frozenset({class_name}),
-        attributes=frozenset(TEMPLATE_ATTRIBUTES) | frozenset(p.attribute for p in params) | talib_functions,
+        names=frozenset(TEMPLATE_NAMES) | frozenset(p.attribute for p in params) | frozenset({class_name}) | desk[0],
+        attributes=frozenset(TEMPLATE_ATTRIBUTES) | frozenset(p.attribute for p in params) | talib_functions | desk[1],
         columns=columns,
         talib_functions=talib_functions,
-        keywords=talib_keywords,
+        keywords=talib_keywords | desk[2],
+        desk_check=desk_check,
     )
     expected: dict[str, object] = {
         "timeframe": bundle.timeframe,
@@ -368,6 +470,8 @@ def render_strategy(bundle: StrategyBundle, sizing: StakeSizing | None = None) -
         "process_only_new_candles": True,
         "INTERFACE_VERSION": 3,
     }
+    if order_types is not None:
+        expected["order_types"] = order_types
     if trailing is not None:
         expected.update(
             {
@@ -389,6 +493,7 @@ def render_strategy(bundle: StrategyBundle, sizing: StakeSizing | None = None) -
         timeframe=bundle.timeframe,
         expected=expected,
         sizing=sizing,
+        desk_check=desk_check,
     )
 
 

@@ -25,7 +25,8 @@ from execdesk.data.timeframes import timeframe_to_seconds
 from execdesk.desk.loop import DeskLoop, LoopVenue
 from execdesk.desk.settings import DeskConfig, PairSection, RecordedDesk
 from execdesk.domain.events import Event, EventKind
-from execdesk.domain.types import dec
+from execdesk.domain.marks import PORTFOLIO
+from execdesk.domain.types import AlertLevel, dec
 from execdesk.errors import InvalidInput, Refused
 from execdesk.lead.liaison import LiaisonCourier, build_liaison
 from execdesk.monitor.alerts import Alert, AlertCourier, AlertRouter, JsonlSink, build_router
@@ -87,7 +88,8 @@ def market_pairs_of(config: DeskConfig, bundles: list[StrategyBundle]) -> list[s
 def deploy_configured(ledger: Ledger, home: Path, config: DeskConfig, bundles: list[StrategyBundle], t: int,
             market_pairs: set[str]) -> None:
     """Configure the desk (once) and take each strategy of the config through the gated pipeline
-    (:mod:`execdesk.lead.deploy`) that is not deployed yet; a refused gate refuses the run (exit 3)."""
+    (:mod:`execdesk.lead.deploy`) that is not deployed yet; a refused gate refuses the run (exit 3), unless the
+    strategy's entry says ``if_refused: skip`` (the refusal recorded once, with a WARNING; the desk runs without it)."""
     from execdesk.lead.deploy import commit, plan_deployment, review_ahead
 
     state = ledger.state
@@ -99,19 +101,29 @@ def deploy_configured(ledger: Ledger, home: Path, config: DeskConfig, bundles: l
         difference = _first_difference(recorded_identity(state.config), config.identity())
         raise InvalidInput(f"the home's ledger holds a desk configured differently ({difference}); "
                            "use another --home, or run the config the ledger was started with")
+    refused = {e.payload["deployment_id"] for e in ledger.events({EventKind.GATE})
+               if e.payload.get("outcome") == "refused"}
     todo = [(b, e) for b, e in zip(bundles, config.strategies, strict=True)
-            if deployment_id(b) not in state.deployments]
+            if deployment_id(b) not in state.deployments
+            and not (e.if_refused == "skip" and deployment_id(b) in refused)]  # (skipped once: skipped for good)
     if len(todo) > 1:
         review_ahead(home, [b for b, _e in todo])
     for _bundle, entry in todo:
         recorded = RecordedDesk.of(state)
         plan = plan_deployment(home, state, ledger, entry.bundle, recorded.venue_target(), entry.allocation,
                                risk=config.risk, now=t, by="config", reason="listed in the desk config",
-                               drawdown=entry.drawdown.model_dump() if entry.drawdown is not None else None)
+                               drawdown=entry.drawdown.model_dump() if entry.drawdown is not None else None,
+                               sizing=entry.sizing.model_dump(mode="json", exclude_none=True)
+                               if entry.sizing is not None else None)
         commit(ledger, home, plan, t, recorded.facts(state, market_pairs), config.risk.staging,
                capital=config.desk.capital)
         refusal = plan.refusal
-        if refusal is not None:
+        if refusal is not None and entry.if_refused == "skip":
+            alert = Alert(t, AlertLevel.WARNING, "lead", "deployment_refused", PORTFOLIO,
+                          f"{plan.deployment_id}: the {refusal.gate} gate refused it: {refusal.reason}; the desk runs "
+                          "without it (if_refused: skip)", {"deployment_id": plan.deployment_id, **refusal.as_dict()})
+            ledger.record(Event(t, EventKind.ALERT_RAISED, alert.ledger_payload()))
+        elif refusal is not None:
             raise Refused(f"{plan.deployment_id}: the {refusal.gate} gate refused it: {refusal.reason}")
     ledger.flush()
 
@@ -144,7 +156,7 @@ def desk_bundles(ledger: Ledger, config: DeskConfig, bundles: list[StrategyBundl
             out.append(by_config[p["deployment_id"]])
             continue
         ladder = DrawdownLadder.model_validate(p["drawdown"]) if p.get("drawdown") else None
-        out.append((as_deployed(p["bundle"], p.get("stoploss")), ladder))
+        out.append((as_deployed(p["bundle"], p.get("stoploss"), p.get("sizing")), ladder))
     return out
 
 
@@ -206,6 +218,18 @@ def desk_router(config: DeskConfig, home: Path, record: Callable[[Alert], None],
     router = build_router(config.alerts, record, webhooks=webhooks)
     router.sinks.append(JsonlSink(home / "alerts.jsonl"))
     return router
+
+
+def post_unposted_messages(ledger: Ledger, home: Path, config: DeskConfig) -> None:
+    """As the desk starts: the messages the commands on the stopped desk could not post (their webhook failed, or
+    its variable was not set) posted again with the desk's liaison, waiting for each, what came of each recorded
+    (:func:`execdesk.desk.effects.post_unposted`)."""
+    from execdesk.desk.commands import desk_time
+    from execdesk.desk.effects import post_unposted, unposted
+
+    if unposted(ledger):
+        post_unposted(ledger, build_liaison(config.liaison, home / "outbox", missing_ok=True),
+                      desk_time(ledger.state))
 
 
 def catch_up(ledger: Ledger, home: Path, config: DeskConfig) -> None:

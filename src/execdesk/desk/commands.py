@@ -374,7 +374,7 @@ def plan_of_intent(home: Path, ledger: Ledger, intent: DeployIntent) -> DeployPl
     return plan_deployment(home, state, ledger, Path(intent.source), VenueTarget.from_str(intent.venue),
                            intent.allocation, risk=recorded.risk, now=intent.requested_at, start_at=intent.start_at,
                            positions=intent.positions, by=intent.by, reason=intent.reason or "requested",
-                           approve_all=recorded.lead.approve_all, intent=intent)
+                           approve_all=recorded.lead.approve_all, intent=intent, sizing=intent.sizing)
 
 
 def approval_request_of(plan: DeployPlan, intent: DeployIntent) -> Message:
@@ -390,16 +390,24 @@ def approval_request_of(plan: DeployPlan, intent: DeployIntent) -> Message:
 def send_recorded(ledger: Ledger, home: Path, message: Message) -> None:
     """A message sent by a command on a stopped desk, as the desk sends one: recorded whole
     (``lead.message_sent``) and committed, then written to the outbox (a desk started later writes it again if
-    this process died in between: :mod:`execdesk.desk.effects`)."""
-    from execdesk.desk.effects import message_payload
-    from execdesk.lead.outbox import Outbox
+    this process died in between: :mod:`execdesk.desk.effects`) — and, there being no loop to post it, posted to
+    its recipient's webhook here (the recorded desk config's ``liaison``, the URL from this process's environment),
+    waiting for it. What came of the post is recorded (``lead.message_posted`` / ``lead.message_post_failed``); a
+    failed one is tried again by the next command that sends a message and by the desk when it starts
+    (:func:`~execdesk.desk.effects.post_unposted`), as are the earlier ones still unposted."""
+    from execdesk.desk.effects import message_payload, post_unposted, record_post
+    from execdesk.lead.liaison import build_liaison
 
-    outbox = Outbox(home / "outbox")
-    ledger.record(Event(desk_time(ledger.state), EventKind.MESSAGE_SENT,
-                        message_payload(message, outbox.names(message)),
+    t = desk_time(ledger.state)
+    liaison = build_liaison(RecordedDesk.of(ledger.state).liaison, home / "outbox", missing_ok=True)
+    ledger.record(Event(t, EventKind.MESSAGE_SENT, message_payload(message, liaison.outbox.names(message)),
                         message.subject if message.subject in ledger.state.deployments else None))
     ledger.flush()
-    outbox.write(message)
+    sent = liaison.send(message)  # (its files; the post when they are new and the recipient has a webhook)
+    if sent.delivery is not None:
+        record_post(ledger, message, sent.delivery, t)
+        ledger.flush()
+    post_unposted(ledger, liaison, t, skip=frozenset({message.id}))
 
 
 class RunningDesk(Protocol):

@@ -12,6 +12,13 @@ the commit never carried it out: nothing is told twice, nothing told is missing 
 Webhooks are posted after the commit too, once, when their file is first written; an alert's webhook is not
 posted again after a crash (a page about an old alert would mislead more than it helps), its line is.
 
+A message a command sends on a stopped desk (a deployment's decision request to the Orchestrator) has no loop to
+post it: the command posts it itself, waiting for the webhook, and records what came of it
+(:func:`record_post`: ``lead.message_posted``, or ``lead.message_post_failed`` with the sink's error). A failed
+post is not lost: :func:`post_unposted` tries every message whose last post failed again — the next command that
+sends a message does, and so does the desk when it starts — until one gets through. At least once: a post whose
+answer was lost is posted again, under the same message id, by which the recipient tells a repeat.
+
 The desk's loop *holds* the effects (``attach(hold=True)``): a commit only notes them, and the loop carries them
 out with :meth:`SideEffects.release` once the bar's orders are with the venue — so the closing orders of a
 circuit breaker reach the venue before its EMERGENCY alert reaches any sink, even on a venue for which the ledger
@@ -30,7 +37,7 @@ from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import AlertLevel
 from execdesk.lead.liaison import Liaison
 from execdesk.lead.outbox import KINDS, Message, OutboxConflict
-from execdesk.monitor.alerts import Alert, AlertRouter, JsonlSink
+from execdesk.monitor.alerts import Alert, AlertRouter, JsonlSink, SinkResult
 from execdesk.store.ledger import Ledger
 
 
@@ -53,6 +60,51 @@ def message_of(event: Event) -> Message | None:
         return None
     return Message(event.time, p["to"], p["kind"], p["subject"], p["summary"], p["body"],
                    tuple(p.get("options", ())), p.get("key", ""))
+
+
+def record_post(ledger: Ledger, message: Message, result: SinkResult, t: int, retry: bool = False) -> None:
+    """What came of a command's post of ``message`` to its webhook: ``lead.message_posted``, or
+    ``lead.message_post_failed`` (the sink, the attempts, the HTTP status, the scrubbed error); ``retry``: a post of
+    one that failed before."""
+    kind = EventKind.MESSAGE_POSTED if result.ok else EventKind.MESSAGE_POST_FAILED
+    payload: dict[str, Any] = {"id": message.id, "to": message.to, "kind": message.kind, "subject": message.subject,
+                               "sink": result.sink, "attempts": result.attempts, "retry": retry}
+    if not result.ok:
+        payload.update(status=result.status, error=result.error)
+    ledger.record(Event(t, kind, payload, message.subject if message.subject in ledger.state.deployments else None))
+
+
+def unposted(ledger: Ledger) -> list[tuple[Message, dict[str, Any]]]:
+    """The messages whose last post failed (each with that failure's payload), in the order they were sent."""
+    last: dict[str, Event] = {}
+    for e in ledger.events({EventKind.MESSAGE_POSTED, EventKind.MESSAGE_POST_FAILED}):
+        last[e.payload["id"]] = e
+    failed = {i: e.payload for i, e in last.items() if e.kind is EventKind.MESSAGE_POST_FAILED}
+    if not failed:
+        return []
+    out = []
+    for e in ledger.events({EventKind.MESSAGE_SENT}):
+        message = message_of(e)
+        if message is not None and message.id in failed:
+            out.append((message, failed.pop(message.id)))
+    return out
+
+
+def post_unposted(ledger: Ledger, liaison: Liaison, t: int, skip: frozenset[str] = frozenset()) -> int:
+    """Post again, waiting for each, every message whose last post failed (but those in ``skip``) to its
+    recipient's webhook, recording what came of each (:func:`record_post`); the ledger is flushed. How many got
+    through. A recipient the liaison has no webhook for (taken out of the config since) is left as it is."""
+    through = 0
+    for message, _failure in unposted(ledger):
+        if message.id in skip:
+            continue
+        result = liaison.post(message)
+        if result is None:
+            continue
+        record_post(ledger, message, result, t, retry=True)
+        ledger.flush()
+        through += result.ok
+    return through
 
 
 class SideEffects:

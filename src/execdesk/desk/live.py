@@ -15,7 +15,13 @@ from types import SimpleNamespace
 
 from execdesk.clock import Clock
 from execdesk.data.timeframes import timeframe_to_seconds
-from execdesk.desk.assembly import build_loop, build_market, deploy_configured, market_pairs_of
+from execdesk.desk.assembly import (
+    build_loop,
+    build_market,
+    deploy_configured,
+    market_pairs_of,
+    post_unposted_messages,
+)
 from execdesk.desk.lock import DeskLock
 from execdesk.desk.loop import DeskLoop, LoopStats
 from execdesk.desk.settings import DeskConfig
@@ -27,7 +33,7 @@ from execdesk.lead.liaison import LiaisonCourier
 from execdesk.monitor.alerts import AlertCourier
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import StrategyBundle
-from execdesk.venues.base import Venue, VenueFill, VenueOrder
+from execdesk.venues.base import Quote, Venue, VenueFill, VenueOrder
 
 
 def run_live(config: DeskConfig, home: Path, bundles: list[StrategyBundle],
@@ -52,6 +58,7 @@ def run_live(config: DeskConfig, home: Path, bundles: list[StrategyBundle],
             for pair in b.pairs:
                 market.lane_candles(pair, b.timeframe)
         deploy_configured(ledger, home, config, bundles, int(market.time[0]), set(market.pairs))
+        post_unposted_messages(ledger, home, config)  # (what the commands on the stopped desk could not post)
         last = ledger.state.last_bar_time
         if last is None:  # the history up to now is warm-up: trading starts now
             ledger.record(Event(market.close_time(market.n - 1), EventKind.RUN_PROGRESS, {
@@ -100,7 +107,8 @@ class RemoteVenue:
     """A venue outside the desk's process (an exchange through ccxt) as the desk's loop drives it: the order
     manager's calls go to it; the paper venue's bar hooks do nothing (the exchange fills on its own, its fills
     come back through ``fills_since``); the orders the ledger holds open are its pending pairs, so the loop
-    looks for their fills at the next bar."""
+    looks for their fills at the next bar. ``top_of_book`` (when the venue has one, as the ccxt venue does): the
+    loop reads every pair's spread at its bars' close, for the monitor."""
 
     embedded = False
 
@@ -109,6 +117,7 @@ class RemoteVenue:
         self.name = venue.name
         self.config = SimpleNamespace(fee_bps=fee_bps)
         self._state: DeskState | None = None
+        self.top_of_book: Callable[[str], Quote] | None = getattr(venue, "top_of_book", None)
 
     def restore(self, state: DeskState) -> None:
         self._state = state

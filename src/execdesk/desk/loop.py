@@ -2,14 +2,17 @@
 -> monitor -> lead. The same loop runs a replay (a :class:`~execdesk.clock.ReplayClock`) and, bar by
 bar as they close, a live feed (a :class:`~execdesk.clock.WallClock`).
 
-The loop only stops at *eventful* bars: a lane's signal or exit condition, a resting order's fill,
-or a drawdown limit reached. The quiet bars between are still evaluated, all at once: the lanes'
-signals were computed over every candle, and the monitor marks every bar to market with numpy to
-find a breach (:mod:`execdesk.monitor.equity`). So a replay is exact bar by bar and fast.
+The loop only stops at *eventful* bars: a lane's signal or exit condition, a resting order's fill
+(on the paper venue: the first bar whose range reaches it, :func:`~execdesk.desk.resting.trigger_bar`), a
+trailing stop resting at the venue to move, or a drawdown limit reached. The quiet bars between are still
+evaluated, all at once: the lanes' signals were computed over every candle, and the monitor marks every bar to
+market with numpy to find a breach (:mod:`execdesk.monitor.equity`). So a replay is exact bar by bar and fast.
 
 Per eventful bar ``g``: resting orders fill at the bar's open; the monitor marks the close; the
 lead reacts to breaches (halt entries, close a deployment, trip the circuit breaker); lanes due at
-the close send intents through the risk manager to the order manager; then the ledger is flushed
+the close send intents through the risk manager to the order manager; the stops that rest at the venue
+(a strategy's ``order_types.stoploss_on_exchange``) are placed, moved or cancelled as the positions now want
+them (:meth:`DeskLoop._protect`); then the ledger is flushed
 (with a progress event holding the monitor's watermarks) *before* the venue hears of new orders, and
 only once the venue has them is the outside told what the bar's commits call for (alerts, messages:
 :meth:`DeskLoop.run` holds the side effects until then) — the circuit breaker's closes go out before its
@@ -33,6 +36,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,11 +47,12 @@ from execdesk.clock import Clock, ReplayClock
 from execdesk.data.feed import MarketView
 from execdesk.desk.commands import REJECTED, apply_request, read_request, receive, set_aside
 from execdesk.desk.effects import SideEffects, message_of, message_payload
+from execdesk.desk.resting import STOP_REASONS, resting_stops, stop_wanted, trigger_bar
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.marks import MARK_EVENTS, PORTFOLIO, Holding, Holdings, Snapshot, Watermarks, fold_marks
 from execdesk.domain.state import FillRecord
-from execdesk.domain.types import AlertLevel, Direction, IntentReason, OrderIntent, TradingState, dec
-from execdesk.errors import InvalidInput
+from execdesk.domain.types import AlertLevel, Direction, IntentReason, OrderIntent, OrderType, TradingState, dec
+from execdesk.errors import ExecdeskError, InvalidInput
 from execdesk.execution.oms import OrderManager
 from execdesk.lead.decisions import (
     CancelOpen,
@@ -72,7 +77,8 @@ from execdesk.risk.config import DrawdownLadder, RiskConfig
 from execdesk.risk.pretrade import Context, PreTrade
 from execdesk.risk.sizing import atr_series
 from execdesk.store.ledger import Ledger
-from execdesk.venues.base import Venue
+from execdesk.venues.base import Venue, VenueOrder
+from execdesk.venues.paper import PaperVenue
 
 NEVER = np.iinfo(np.int64).max
 
@@ -206,11 +212,26 @@ class BarTimes:
         self._began = time.perf_counter()
 
 
+@dataclass(frozen=True, slots=True)
+class _Amend:
+    """A visit to move a trailing stop resting at the venue (the lane's candle closes: the stop may have moved)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Timeout:
+    """A visit to a limit exit still open after its timeout: cancelled, the exit sent at market."""
+
+    client_order_id: str
+
+
+_AMEND = _Amend()
+
+
 @dataclass(slots=True)
 class _LaneSlot:
     lane: Lane
     next_g: int = NEVER
-    plan: ExitPlan | tuple[int, Direction] | None = None
+    plan: ExitPlan | tuple[int, Direction] | _Amend | _Timeout | None = None
 
 
 @dataclass
@@ -253,6 +274,10 @@ class DeskLoop:
         # the strategies that size their entries their own way (the bundle's sizing), by (deployment, pair)
         self._sized = {(lane.deployment_id, lane.pair): lane for lane in self.lanes if lane.bundle.sizing}
         self._atr: dict[tuple[str, str], np.ndarray] = {}  # their ATR per candle, computed once
+        # the lanes whose stoploss rests at the venue (order_types.stoploss_on_exchange), by index
+        self._protected = [i for i, s in enumerate(self._slots)
+                           if s.lane.bundle.order_types is not None and s.lane.bundle.order_types.stoploss_on_exchange]
+        self._triggers: dict[str, tuple[int, Decimal]] = {}  # resting orders: coid -> (trigger bar, filled then)
         self._holdings: Holdings | None = None
         state = self.ledger.state
         deployments = list(dict.fromkeys([*state.deployments, *(lane.deployment_id for lane in self.lanes)]))
@@ -263,6 +288,7 @@ class DeskLoop:
         self._t0 = 0  # the time of the run's first bar
         self._starts: list[tuple[int, str]] = []  # scheduled deployments: (start time, id), soonest first
         self._settle_at: int | None = None  # the bar at which the lead settles what a stopped desk left closing
+        self._protect_at: int | None = None  # the run's first bar, when stops may rest (see _protect)
         self._resting = False  # whether any order other than a market order was ever sent (then poll them)
         self._sent: dict[str, str] | None = None  # the messages the ledger holds, by id (see send_message)
         self._adopted: list[FillRecord] = []  # fills the reconciliation at the run's start adopted
@@ -322,7 +348,9 @@ class DeskLoop:
         self.venue.restore(state)
         self.oms.reset_cursor()
         self._resting = any(o.type != "MARKET" for o in state.open_orders())
-        self.watch = Watch(self.ledger, self.market, self.venue.name)  # the run so far, as the monitor saw it
+        # the run so far, as the monitor saw it (with the venue's model of its quoted spread, the paper venue's)
+        self.watch = Watch(self.ledger, self.market, self.venue.name,
+                           spreads=getattr(self.venue, "quoted_spreads", None))
         report = self.oms.reconcile(self._time(start))
         # fills the venue made while the desk was down (at the open of this bar, or before): news to the monitor and
         # the lead at the run's first bar, as they would have been had the desk not stopped
@@ -343,6 +371,8 @@ class DeskLoop:
         n = self.market.n
         # what a stopped desk was told to close (remove, a new version, rollback) closes at the run's first bar
         self._settle_at = start if start < n and self.lead.needs_settling() else None
+        # the stops resting at the venue as the ledger wants them now (a pause or a kill made while it was stopped)
+        self._protect_at = start if start < n and self._protected else None
         while cur < n - 1 and not self.restart:
             nxt = min(self._next_event(cur), n)
             if nxt > cur + 1:
@@ -361,6 +391,8 @@ class DeskLoop:
         if n and not isinstance(self.clock, ReplayClock):
             self.apply_findings(self.watch.check_stale(int(self.market.time[n - 1]), int(self.clock.now()),
                                                        self.market.tf_seconds))
+            if start < n:
+                self._read_quotes(n - 1)
         if n:
             # every lane candle closing in this run's bars was evaluated (most of them in vectorised stretches)
             self.stats.evaluations = sum(s.lane.evaluations_from(start) for s in self._slots)
@@ -647,6 +679,11 @@ class DeskLoop:
                 return
 
     def _end_bar(self, g: int, eventful: bool) -> None:
+        if self._protected:
+            self._protect_at = None
+            seq = self.ledger.state.last_seq
+            self._protect(g)
+            eventful = eventful or self.ledger.state.last_seq != seq
         if eventful:
             self.record(Event(self.market.close_time(g), EventKind.RUN_PROGRESS, self._progress(g)))
         self.oms.send(self.market.close_time(g))
@@ -654,6 +691,26 @@ class DeskLoop:
             self._effects.release()
         self._timed(g, self.watch.after_bar, self.market.close_time(g), self.oms.stats.venue_errors)
         self._report_progress(g)
+
+    def _read_quotes(self, g: int) -> None:
+        """A venue with a book of its own (an exchange): its top of book for every pair as bar ``g`` closed, read
+        through the order manager's retries and recorded (``market.quoted``: bid, ask and spread per pair, and why a
+        pair could not be read), then handed to the monitor (a spread widening)."""
+        top_of_book = getattr(self.venue, "top_of_book", None)
+        if top_of_book is None:
+            return
+        quotes: dict[str, dict[str, Any]] = {}
+        unread: dict[str, str] = {}
+        for pair in sorted(self.market.pairs):
+            try:
+                q = self.oms.retry.call(partial(top_of_book, pair))
+            except ExecdeskError as exc:  # (a temporary error after its retries, or a refusal) no reading this bar
+                unread[pair] = str(exc)
+                continue
+            quotes[pair] = {"bid": q.bid, "ask": q.ask, "spread_bps": round(q.spread_bps, 10)}
+        event = self.record(Event(self.market.close_time(g), EventKind.QUOTED, {
+            "bar_time": int(self.market.time[g]), "quotes": quotes, **({"unread": unread} if unread else {})}))
+        self._timed(g, self.watch.on_quotes, event)
 
     def _timed(self, g: int, fn: Callable[..., list[Finding]], *args: Any) -> None:
         """One piece of the monitor's cycle, timed with its findings applied; a piece over its budget
@@ -727,12 +784,28 @@ class DeskLoop:
             nxt = min(nxt, self._adopted_at)
         if self._settle_at is not None:
             nxt = min(nxt, self._settle_at)
+        if self._protect_at is not None:
+            nxt = min(nxt, self._protect_at)
         if self._starts:  # a scheduled deployment starts at the bar closing at or after its start time
             due = int(np.searchsorted(self.market.time + self.market.tf_seconds, self._starts[0][0]))
             nxt = min(nxt, max(cur + 1, due))
-        for pair in self.venue.pending_pairs():
-            nxt = min(nxt, int(self.market.pairs[pair].next_bar[max(cur, 0)]) if cur >= 0 else 0)
+        if isinstance(self.venue, PaperVenue):  # resting orders: the first bar that can fill them
+            ttl = self.venue.config.limit_ttl_s
+            for order in self.venue.open_orders():
+                nxt = min(nxt, self._trigger(order, cur, ttl))
+        else:
+            for pair in self.venue.pending_pairs():
+                nxt = min(nxt, int(self.market.pairs[pair].next_bar[max(cur, 0)]) if cur >= 0 else 0)
         return int(nxt)
+
+    def _trigger(self, order: VenueOrder, cur: int, ttl: int | None) -> int:
+        """:func:`~execdesk.desk.resting.trigger_bar`, kept per order until the loop passes it."""
+        known = self._triggers.get(order.client_order_id)
+        if known is not None and known[0] > cur and known[1] == order.filled_qty:
+            return known[0]
+        at = trigger_bar(order, self.market.pairs[order.pair], self.market.time, cur, ttl)
+        self._triggers[order.client_order_id] = (at, order.filled_qty)
+        return at
 
     def _schedule(self, i: int, after_g: int) -> None:
         """Work out when lane ``i`` next needs the loop, from the ledger's state."""
@@ -741,7 +814,11 @@ class DeskLoop:
         state = self.ledger.state
         slot.next_g, slot.plan = NEVER, None
         if (lane.deployment_id, lane.pair) in state.open_orders_by_key:
-            return  # waiting for a fill
+            waiting = [o for o in state.open_orders_of(lane.deployment_id, lane.pair)
+                       if o.type != OrderType.STOP_MARKET]  # (a resting stop waits with the position)
+            if waiting:
+                self._schedule_timeout(slot, waiting, after_g)
+                return  # waiting for a fill
         pos = state.position(lane.deployment_id, lane.pair)
         if pos is not None and pos.qty != 0:
             direction = Direction.LONG if pos.qty > 0 else Direction.SHORT
@@ -749,11 +826,28 @@ class DeskLoop:
                                    self.lead.stoploss_of(lane.deployment_id))
             if plan is not None:
                 slot.next_g, slot.plan = plan.g, plan
+            if lane.trailing is not None and i in self._protected:  # the stop at the venue follows the trail
+                amend = lane.next_close(after_g)
+                if amend is not None and amend < slot.next_g:
+                    slot.next_g, slot.plan = amend, _AMEND
             return
         if self.lead.may_enter(lane.deployment_id):
             entry = lane.next_entry(after_g)
             if entry is not None:
                 slot.next_g, slot.plan = entry[0], entry
+
+    def _schedule_timeout(self, slot: _LaneSlot, waiting: list[Any], after_g: int) -> None:
+        """A limit exit among the orders the lane waits for: a visit at the close of the lane's candle its timeout
+        (``order_types.exit_timeout_candles``) ends with."""
+        lane = slot.lane
+        limit = next((o for o in waiting if o.type == OrderType.LIMIT and o.reason != IntentReason.ENTRY_SIGNAL), None)
+        if limit is None or lane.bundle.order_types is None:
+            return
+        sent = int(np.searchsorted(self.market.time + self.market.tf_seconds, limit.created_at))
+        k = (int(np.searchsorted(lane.candles.close_index, sent, side="right"))
+             + lane.bundle.order_types.exit_timeout_candles - 1)
+        if k < len(lane.candles.close_index):
+            slot.next_g, slot.plan = max(int(lane.candles.close_index[k]), after_g + 1), _Timeout(limit.client_order_id)
 
     def _act_on_lane(self, i: int, g: int) -> None:
         slot = self._slots[i]
@@ -762,12 +856,32 @@ class DeskLoop:
         t = self.market.close_time(g)
         if isinstance(plan, ExitPlan):
             held = self.closable(lane.deployment_id, lane.pair)
-            if held != 0:
+            if held != 0 and not (plan.reason in STOP_REASONS and resting_stops(self.ledger.state, lane.deployment_id,
+                                                                                  lane.pair)):
+                # (a stop resting at the venue takes care of a stoploss: it fills inside the bar that reaches it)
                 direction = Direction.LONG if held > 0 else Direction.SHORT
                 backtest = dec(plan.rate) if math.isfinite(plan.rate) else None
-                self.submit(OrderIntent(lane.deployment_id, lane.pair, direction.exit_side, direction, plan.reason,
-                                        t, price, abs(held), backtest), g)
-        elif plan is not None:
+                intent = OrderIntent(lane.deployment_id, lane.pair, direction.exit_side, direction, plan.reason,
+                                     t, price, abs(held), backtest)
+                types = lane.bundle.order_types
+                if types is not None and types.exit == "limit" and plan.reason in (IntentReason.EXIT_SIGNAL,
+                                                                                   IntentReason.ROI):
+                    # at the backtest's ROI price; an exit signal's at the close that decided it
+                    limit = backtest if plan.reason is IntentReason.ROI and backtest is not None else price
+                    self.submit(intent, g, OrderType.LIMIT, price=limit)
+                else:
+                    self.submit(intent, g)
+        elif isinstance(plan, _Timeout):
+            rec = self.ledger.state.orders[plan.client_order_id]
+            if rec.status.is_open:
+                self.oms.cancel(plan.client_order_id, "limit exit unfilled after its timeout: sent at market", t)
+                self.after_cancels()
+                held = self.closable(lane.deployment_id, lane.pair)
+                if held != 0 and not self.ledger.state.orders[plan.client_order_id].status.is_open:
+                    direction = Direction.LONG if held > 0 else Direction.SHORT
+                    self.submit(OrderIntent(lane.deployment_id, lane.pair, direction.exit_side, direction,
+                                            IntentReason(rec.reason), t, price, abs(held), rec.backtest_price), g)
+        elif isinstance(plan, tuple):
             _g, direction = plan
             self.submit(OrderIntent(lane.deployment_id, lane.pair, direction.entry_side, direction,
                                     IntentReason.ENTRY_SIGNAL, t, price), g)
@@ -790,8 +904,15 @@ class DeskLoop:
         return replace(ctx, sizing=sizing, validation=lane.bundle.validation, atr=atr)
 
     # ---------------------------------------------------------------- orders
-    def submit(self, intent: OrderIntent, g: int) -> bool:
-        """Risk-check ``intent`` and hand it to the order manager (or record the denial)."""
+    def submit(self, intent: OrderIntent, g: int, order_type: OrderType = OrderType.MARKET,
+               price: Decimal | None = None, stop_price: Decimal | None = None) -> bool:
+        """Risk-check ``intent`` and hand it to the order manager (or record the denial). An exit other than a stop
+        first cancels the stop resting for the position (the two must never both fill). A stop is not held in the
+        risk book: it does not reduce the position until it fills."""
+        stop = order_type is OrderType.STOP_MARKET
+        if intent.reduce_only and not stop:
+            self._cancel_stops(intent.deployment_id, intent.pair, self.market.close_time(g),
+                               f"replaced by the {intent.reason.value} exit")
         if self._marked_g != g:  # the book marks exposure at this bar's closes, once per bar
             self.pretrade.mark(self.closes(g))
             self._marked_g = g
@@ -809,14 +930,52 @@ class DeskLoop:
                            replace(verdict, approved=False, rule="venue_step", qty=Decimal(0),
                                    reason=f"{verdict.qty} is below one amount step of {self.venue.name}"))
         if verdict.approved:
-            coid = self.oms.submit(intent, verdict, t)
+            coid = self.oms.submit(intent, verdict, t, order_type, price, stop_price)
             if coid is not None:
                 self.stats.orders += 1
-                self.pretrade.commit(coid, intent, verdict)
+                self._resting = self._resting or order_type is not OrderType.MARKET
+                if not stop:
+                    self.pretrade.commit(coid, intent, verdict)
             return True
         self.oms.deny(intent, verdict, t)
         self.stats.denied += 1
         return False
+
+    def _cancel_stops(self, deployment_id: str, pair: str, t: int, reason: str) -> None:
+        stops = resting_stops(self.ledger.state, deployment_id, pair)
+        for order in stops:
+            self.oms.cancel(order.client_order_id, reason, t)
+        if stops:
+            self.after_cancels()
+
+    def _protect(self, g: int) -> None:
+        """The stops resting at the venue as the positions want them (:func:`~execdesk.desk.resting.stop_wanted`):
+        placed for a new position, moved with a trailing stop, a tighter stop or a smaller position (cancelled and
+        placed again), cancelled when none is wanted (flat, paused, halted)."""
+        state = self.ledger.state
+        t = self.market.close_time(g)
+        for i in self._protected:
+            lane = self._slots[i].lane
+            dep, pair = lane.deployment_id, lane.pair
+            if (dep, pair) not in state.open_position_keys and (dep, pair) not in state.open_orders_by_key:
+                continue  # flat, nothing resting
+            stops = resting_stops(state, dep, pair)
+            want, why = stop_wanted(state, dep, pair)
+            if want is None:
+                if stops:
+                    self._cancel_stops(dep, pair, t, why)
+                continue
+            pos = state.position(dep, pair)
+            assert pos is not None
+            level = dec(lane.stop_level(want.direction, pos.opened_at, float(pos.avg_price), g,
+                                        self.lead.stoploss_of(dep)))
+            if len(stops) == 1 and stops[0].qty - stops[0].filled_qty == want.qty and stops[0].stop_price == level:
+                continue
+            if stops:
+                self._cancel_stops(dep, pair, t, f"moved to {level} for {want.qty}")
+            close = dec(float(self.market.pairs[pair].close[g]))
+            self.submit(OrderIntent(dep, pair, want.side, want.direction, IntentReason.STOPLOSS, t, close, want.qty,
+                                    level), g, OrderType.STOP_MARKET, stop_price=level)
 
     def closable(self, deployment_id: str, pair: str) -> Decimal:
         """The lane's position (signed) less the exits already on their way."""

@@ -9,7 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from execdesk.clock import Clock, WallClock
-from execdesk.desk.assembly import build_loop, build_market, catch_up, deploy_configured, deployment_id
+from execdesk.desk.assembly import (
+    build_loop,
+    build_market,
+    catch_up,
+    deploy_configured,
+    deployment_id,
+    post_unposted_messages,
+)
 from execdesk.desk.live import run_live
 from execdesk.desk.lock import DeskLock
 from execdesk.desk.loop import LoopStats
@@ -47,6 +54,7 @@ def run_desk(config: DeskConfig, home: Path, progress: Callable[[int, int], None
     # an error drops what the loop had not flushed: see DeskLoop
     with DeskLock.for_run(home), Ledger.for_home(home, db_url) as ledger:
         deploy_configured(ledger, home, config, bundles, int(market.time[0]), set(market.pairs))
+        post_unposted_messages(ledger, home, config)  # (what the commands on the stopped desk could not post)
         state = ledger.state
         done = state.completed and state.last_bar_time is not None and state.last_bar_time >= int(market.time[-1])
         stats = LoopStats(bars=market.n)

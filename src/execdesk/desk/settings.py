@@ -17,6 +17,7 @@ monitor: {snapshot_every: 1d}
 strategies:
   - {bundle: bundles/trend_ema_cross.yaml, allocation: 0.3}
   - {bundle: bundles/breakout_4h.yaml, allocation: 0.2, drawdown: {reduce: 0.08, kill: 0.12}}
+  - {bundle: bundles/mean_revert_bbands.yaml, allocation: 0.1, sizing: {method: kelly, fraction: 0.5}}
 ```
 
 Relative paths are relative to the config file. Pairs that strategies trade but ``market.pairs``
@@ -26,12 +27,21 @@ does not describe get a default profile.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from execdesk.data.generator import PairProfile, RegimeSpan, Shock
 from execdesk.data.timeframes import TIMEFRAMES, timeframe_to_seconds
@@ -43,6 +53,7 @@ from execdesk.monitor.alerts import AlertsConfig, JsonlSinkConfig
 from execdesk.risk.config import DrawdownLadder, RiskConfig
 from execdesk.strategy._documents import read_document
 from execdesk.strategy._issues import issues_from_validation_error
+from execdesk.strategy.bundle import Sizing
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -210,12 +221,28 @@ class LeadSection(BaseModel):
 
 class StrategyEntry(BaseModel):
     """One deployment: its bundle, its share of the desk's capital, and optionally its own drawdown ladder
-    (default: ``risk.deployment_drawdown``)."""
+    (default: ``risk.deployment_drawdown``) and its own sizing (the bundle's ``sizing`` schema; default: the
+    bundle's, else fixed fractional at ``risk.risk_per_trade``)."""
 
     model_config = _STRICT
     bundle: Path
     allocation: float = Field(gt=0, le=1)
     drawdown: DrawdownLadder | None = None
+    sizing: Sizing | None = None
+    # a gate refusing it: ``stop`` the run (exit 3), or ``skip`` it (the refusal recorded, a WARNING, the desk runs
+    # without it; its allocation stays unused)
+    if_refused: Literal["stop", "skip"] = "stop"
+
+    @model_serializer(mode="wrap")
+    def _without_unset_sizing(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # an entry without a sizing of its own (or the default if_refused) is recorded as before there was one
+        # (desk.configured, the identity)
+        data: dict[str, Any] = handler(self)
+        if data.get("sizing") is None:
+            data.pop("sizing", None)
+        if data.get("if_refused") == "stop":
+            data.pop("if_refused", None)
+        return data
 
 
 class DeskConfig(BaseModel):
@@ -301,6 +328,8 @@ class RecordedDesk:
     lead: LeadSection
     venue: VenueSection
     market: MarketSection | None
+    #: where its messages are posted (the environment variables naming the webhooks; a commands' liaison)
+    liaison: LiaisonConfig = field(default_factory=LiaisonConfig)
 
     @classmethod
     def of(cls, state: DeskState) -> RecordedDesk:
@@ -314,10 +343,14 @@ class RecordedDesk:
             market: MarketSection | None = MarketSection.model_validate(section("market"))
         except ValidationError:
             market = None
+        try:
+            liaison = LiaisonConfig.model_validate(section("liaison"))
+        except ValidationError:  # (an older record this version does not read: no webhooks)
+            liaison = LiaisonConfig()
         capital = section("desk").get("capital")
         return cls(float(capital) if capital is not None else None, RiskConfig.model_validate(section("risk")),
                    LeadSection.model_validate(section("lead")), VenueSection.model_validate(section("venue")),
-                   market)
+                   market, liaison)
 
     def venue_target(self) -> VenueTarget:
         """The venue the desk's loop trades."""
@@ -332,7 +365,8 @@ class RecordedDesk:
     def facts(self, state: DeskState, market_pairs: set[str] | None = None) -> DeskFacts:
         """What the deploy gate checks (``market_pairs``: the running market's, default the recorded ones)."""
         return DeskFacts(self.venue_target(), self.market.timeframe if self.market is not None else None,
-                         self.market_pairs(state) if market_pairs is None else market_pairs)
+                         self.market_pairs(state) if market_pairs is None else market_pairs,
+                         self.risk.max_position_fraction)
 
     def time(self, state: DeskState) -> int:
         """The desk's time for a command on a stopped desk: the close of its last bar (the time of the run's last

@@ -98,7 +98,8 @@ def deployment_summary(state: DeskState, dep: Any, closes: dict[str, float], mar
 
 _TIMELINE_KINDS = {EventKind.ALERT_RAISED, EventKind.TRADING_STATE_CHANGED, EventKind.BREACH_DETECTED,
                    EventKind.BREACH_CONFIRMED, EventKind.BREACH_AUTHORIZED, EventKind.ALLOCATION_STAGED,
-                   EventKind.GATE, EventKind.DEPLOYMENT_STATE_CHANGED, EventKind.POSITIONS_HANDED_OVER}
+                   EventKind.GATE, EventKind.DEPLOYMENT_STATE_CHANGED, EventKind.POSITIONS_HANDED_OVER,
+                   EventKind.ORDER_SUBMITTED, EventKind.ORDER_FILLED, EventKind.ORDER_DENIED}
 
 
 _OUTCOME_WORDS = {"passed": "ok", "not_required": "not required"}
@@ -106,14 +107,42 @@ _OUTCOME_WORDS = {"passed": "ok", "not_required": "not required"}
 
 def timeline(ledger: Ledger) -> list[dict[str, Any]]:
     """What the desk decided, in order: deployments through the gates, alerts, the circuit breaker's steps,
-    the lifecycle of deployments (scheduled, paused, removed, rolled back) and the desk's state changes."""
+    the lifecycle of deployments (scheduled, paused, removed, rolled back) and the desk's state changes; of the
+    orders, a deployment's first stop resting at the venue and each fill of one, and the first entry the risk
+    manager denied by each rule for each deployment."""
     from execdesk.lead.lifecycle import LIFECYCLE_REASONS
 
     out = []
     gates: dict[str, list[str]] = {}
+    stops: dict[str, dict[str, Any]] = {}  # the stop orders, by client order id
+    denied: set[tuple[str, str]] = set()
     for e in ledger.events(_TIMELINE_KINDS):
         p = e.payload
-        if e.kind is EventKind.GATE:
+        if e.kind is EventKind.ORDER_SUBMITTED:
+            if p["type"] != "STOP_MARKET":
+                continue
+            first = not any(x["deployment_id"] == p["deployment_id"] for x in stops.values())
+            stops[p["client_order_id"]] = p
+            if not first:
+                continue
+            what = (f"{p['deployment_id']}: its stop rests at the venue: {p['pair']} {p['side'].lower()} "
+                    f"{_num(p['qty'])} if the price reaches {_num(p['stop_price'])} (stoploss on the exchange; "
+                    "moved with the position, cancelled before any other exit)")
+        elif e.kind is EventKind.ORDER_FILLED:
+            stop = stops.get(p["client_order_id"])
+            if stop is None:
+                continue
+            what = (f"{stop['deployment_id']}: the stop resting at the venue filled inside the bar: {stop['pair']} "
+                    f"{_num(p['qty'])} at {_num(p['price'])} (stop {_num(stop['stop_price'])}, "
+                    f"{float(p['slippage_bps']):+.1f} bps)")
+        elif e.kind is EventKind.ORDER_DENIED:
+            rule = str(p["verdict"].get("rule", ""))
+            if (p["deployment_id"], rule) in denied:
+                continue
+            denied.add((p["deployment_id"], rule))
+            what = (f"risk denies {p['deployment_id']}'s {p['reason'].replace('_', ' ')} on {p['pair']}: {rule}, "
+                    f"{p['verdict'].get('reason', '')} (the first {rule} denial of {p['deployment_id']})")
+        elif e.kind is EventKind.GATE:
             words = p["reason"].split(":")[0] if p["gate"] == "risk" and p["outcome"] != "refused" else None
             seen = gates.setdefault(p["request_id"], [])
             seen.append(f"{p['gate']} {words or _OUTCOME_WORDS.get(p['outcome'], p['outcome'])}")
@@ -160,6 +189,11 @@ def timeline(ledger: Ledger) -> list[dict[str, Any]]:
         out.append({"seq": e.seq, "time": pd.Timestamp(e.time, unit="s", tz="UTC").isoformat(), "kind": e.kind.value,
                     "deployment_id": e.deployment_id, "what": what})
     return out
+
+
+def _num(value: Any) -> str:
+    """A recorded decimal for people: 6 significant digits."""
+    return f"{float(value):,.6g}"
 
 
 def state_paths(ledger: Ledger) -> dict[str, str]:

@@ -32,6 +32,7 @@ class EventKind(StrEnum):
     ORDER_EXPIRED = "order.expired"
     RECONCILED = "venue.reconciled"
     MONITOR_BASELINE = "monitor.baseline"
+    QUOTED = "market.quoted"  # a live desk's reading of the exchange's top of book per pair (the monitor's spreads)
     DRIFT_ASSESSED = "monitor.drift"
     EQUITY_SNAPSHOT = "equity.snapshot"
     ALERT_RAISED = "alert.raised"
@@ -47,6 +48,8 @@ class EventKind(StrEnum):
     REARMED = "lead.rearmed"
     STRATEGY_REVIEWED = "lead.strategy_reviewed"
     MESSAGE_SENT = "lead.message_sent"
+    MESSAGE_POSTED = "lead.message_posted"  # a command's message reached its webhook (stopped desk; see effects)
+    MESSAGE_POST_FAILED = "lead.message_post_failed"  # ... or did not: tried again later (at least once)
     GATE = "lead.gate"
     APPROVAL_REQUESTED = "lead.approval_requested"
     APPROVAL_DECIDED = "lead.approval_decided"

@@ -189,12 +189,13 @@ class DeskState:
         return [self.orders[c] for c in self.open_order_ids]
 
     def closable(self, deployment_id: str, pair: str) -> Decimal:
-        """The deployment's position in ``pair`` (signed) less the exits already on their way."""
+        """The deployment's position in ``pair`` (signed) less the exits already on their way (a stop resting at the
+        venue is not on its way: it waits for a price, and is cancelled before any other exit is sent)."""
         pos = self.position(deployment_id, pair)
         closable = pos.qty if pos is not None else Decimal(0)
         if closable != 0:
             for order in self.open_orders_of(deployment_id, pair):
-                if order.reason != "entry_signal":
+                if order.reason != "entry_signal" and order.type != "STOP_MARKET":
                     remaining = order.qty - order.filled_qty
                     closable -= remaining if closable > 0 else -remaining
         return closable

@@ -209,6 +209,11 @@ class OrderManager:
             count += self._cancel_one(order.client_order_id, reason, time)
         return count
 
+    def cancel(self, coid: str, reason: str, time: int) -> int:
+        """Cancel one open order; 1 when the cancel (or the order's end at the venue) is recorded (see
+        :meth:`cancel_open`)."""
+        return self._cancel_one(coid, reason, time)
+
     def _cancel_one(self, coid: str, reason: str, time: int | None) -> int:
         rec = self.ledger.state.orders[coid]
         self._cancels.pop(coid, None)
@@ -381,9 +386,11 @@ def _venue_order(rec: OrderRecord) -> VenueOrder:
 
 
 def _quality(fill: VenueFill, order: OrderRecord) -> dict[str, str]:
-    """Execution quality of one fill: adverse move from the price the desk saw and from the backtest's
-    assumed fill, in basis points (positive = worse), and the time from the order to the fill."""
-    out = {"slippage_bps": _bps(fill.price, order.ref_price, fill.side), "latency_s": str(fill.time - order.created_at)}
+    """Execution quality of one fill: adverse move from the price the desk saw (a stop's: its stop, the price it
+    was meant to fill at) and from the backtest's assumed fill, in basis points (positive = worse), and the time
+    from the order to the fill."""
+    seen = order.stop_price if order.stop_price is not None else order.ref_price
+    out = {"slippage_bps": _bps(fill.price, seen, fill.side), "latency_s": str(fill.time - order.created_at)}
     if order.backtest_price is not None:
         out["backtest_slippage_bps"] = _bps(fill.price, order.backtest_price, fill.side)
     return out

@@ -27,6 +27,12 @@ and the desk's controls are the bot's: stop entries, force-exit all, stop.
 This module never imports Freqtrade (it costs ~2 s and ~280 MB); the REST client is plain
 ``urllib``. The API credentials are generated with :mod:`secrets`, written only to
 ``config.json`` (0600), and never logged, put in a repr or in an exception message.
+
+A bot prepared with a ``desk_check`` (:class:`~execdesk.freqtrade.deskcheck.CheckLink`: what
+:func:`execdesk.freqtrade.fleet.start_bot` gives every desk deployment's bot) has that link in its
+``config.json`` (key ``execdesk_pretrade``, with its secret token) and should run the strategy rendered
+with ``desk_check=True``: its entries then wait for the desk's pre-trade check (see
+:mod:`execdesk.freqtrade.deskcheck`).
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ import jinja2
 import execdesk
 from execdesk.codegen.render import GeneratedStrategy, StakeSizing, render_strategy
 from execdesk.errors import ExecdeskError, InvalidInput, TemporaryError
+from execdesk.freqtrade.deskcheck import CONFIG_KEY as DESK_CHECK_KEY
+from execdesk.freqtrade.deskcheck import CheckLink
 from execdesk.freqtrade.runner import TESTED_FREQTRADE_VERSION
 from execdesk.strategy import StrategyBundle, load_bundle
 
@@ -327,6 +335,7 @@ class FreqtradeBot:
         *,
         datadir: Path | None,
         offline: bool,
+        desk_check: CheckLink | None = None,
     ) -> None:
         self.folder = folder
         self.class_name = class_name
@@ -335,6 +344,7 @@ class FreqtradeBot:
         self.settings = settings
         self.datadir = datadir
         self.offline = offline
+        self.desk_check = desk_check  # the desk's pre-trade check this bot's entries wait for (None: none)
         self.name = f"freqtrade:{class_name}"
         self.api = BotApi(f"http://127.0.0.1:{settings.api_port}", credentials, settings.request_timeout_s)
         self._process: subprocess.Popen[bytes] | None = None
@@ -394,6 +404,7 @@ class FreqtradeBot:
         class_name: str | None = None,
         sizing: StakeSizing | None = None,
         offline: bool = True,
+        desk_check: CheckLink | None = None,
     ) -> FreqtradeBot:
         """Write the bot's folder and return the (not yet started) bot.
 
@@ -404,7 +415,9 @@ class FreqtradeBot:
         passed the codegen review and verification already (the execution lead's gate).
         ``pairs``/``timeframe`` default to the bundle's. ``datadir``: the Freqtrade datadir whose
         candles the offline bot replays (required offline). ``offline=False`` prepares a bot that
-        :meth:`start` runs as plain ``freqtrade trade`` against the real exchange.
+        :meth:`start` runs as plain ``freqtrade trade`` against the real exchange. ``desk_check``:
+        the desk's pre-trade check, written into ``config.json`` (the strategy must be one rendered
+        with ``desk_check=True`` for it to be asked).
         An existing folder is reused: its files are replaced (with new API credentials), its
         database is kept, so Freqtrade resumes the dry-run trades it holds.
         Raises :class:`~execdesk.errors.InvalidInput` naming what is wrong.
@@ -436,7 +449,8 @@ class FreqtradeBot:
             assert strategy_file is not None  # _resolve_source returns one of the two
             filename = strategy_file.name
             (strategies / filename).write_bytes(strategy_file.read_bytes())
-        bot = cls(folder, name, pairs, timeframe, settings, _Credentials.generate(), datadir=data, offline=offline)
+        bot = cls(folder, name, pairs, timeframe, settings, _Credentials.generate(), datadir=data, offline=offline,
+                  desk_check=desk_check)
         _write_private(bot.config_file, json.dumps(bot.build_config(quotes[0]), indent=2) + "\n")
         context = bot._template_context(quotes[0], filename)
         env = _templates()
@@ -464,7 +478,8 @@ class FreqtradeBot:
                                exchange=str(config["exchange"]["name"]), api_port=int(api["listen_port"]))
         bot = cls(folder, str(config["strategy"]), config["exchange"]["pair_whitelist"], str(config["timeframe"]),
                   settings, _Credentials(str(api["username"]), str(api["password"]), str(api["jwt_secret_key"])),
-                  datadir=Path(harness["datadir"]) if harness else None, offline=harness is not None)
+                  datadir=Path(harness["datadir"]) if harness else None, offline=harness is not None,
+                  desk_check=CheckLink.from_config(config))
         bot._adopted = _alive_pid(folder / PID_FILE)
         return bot
 
@@ -472,6 +487,7 @@ class FreqtradeBot:
         """The Freqtrade config of this bot (dry run, API on loopback with the generated login)."""
         s = self.settings
         credentials = self.api._credentials
+        desk = {DESK_CHECK_KEY: self.desk_check.as_config()} if self.desk_check is not None else {}
         return {
             "bot_name": f"execdesk-{self.class_name}",
             "strategy": self.class_name,
@@ -511,6 +527,7 @@ class FreqtradeBot:
             "user_data_dir": str(self.user_data_dir),
             "dataformat_ohlcv": "feather",
             "internals": {"process_throttle_secs": s.process_throttle_secs},
+            **desk,
         }
 
     def _template_context(self, stake_currency: str, strategy_file: str) -> dict[str, Any]:
@@ -534,6 +551,7 @@ class FreqtradeBot:
             "max_open_trades": s.max_open_trades,
             "tradable_balance_ratio": s.tradable_balance_ratio,
             "dry_run_wallet": s.dry_run_wallet,
+            "desk_check_port": self.desk_check.port if self.desk_check is not None else None,
         }
 
     # -- process supervision ---------------------------------------------------------------------

@@ -5,28 +5,43 @@ there the lead drives it with Freqtrade's own REST API (see :mod:`execdesk.freqt
 
 * :func:`start_bot` — ``freqtrade trade`` in dry run, supervised in its own process group (offline: the
   replay seam fed by a datadir; online: the exchange named in its config); its pid in ``bot.pid`` so
-  later commands take it up.
+  later commands take it up. The bot runs its strategy rendered with the desk's pre-trade check, and the
+  check's server (:mod:`execdesk.desk.bot_check`, pid in ``check.pid``) runs beside it for as long
+  as it runs.
 * :func:`sync` — the bot's trades into the ledger: each filled entry and each exit becomes the
   deployment's order and fill (client order ids ``ft-<deployment>-<trade id>-entry|exit``, the bot's
   rates, amounts and fees), once — so the monitor watches a bot's deployment like any other.
 * :func:`tell_bot` — the lead's decisions reach the bot: pause -> ``stopentry``, resume -> ``start``,
   remove (and the kill switch, the circuit breaker) -> ``forceexit all``; remove also stops it.
 
-The strategy inside the bot decides its own orders (the risk manager's pre-trade check is the bot's
-stake and slot limits, written into its config from the allocation); the desk records what it did.
+The strategy inside the bot decides its own orders — its stake and slots come from its config, written from
+the allocation — but none is placed before the desk's pre-trade check approves it: every entry is a request to
+the check server, which syncs the bot's trades into the ledger, runs the risk manager's check
+(:meth:`~execdesk.risk.pretrade.PreTrade.check_sized`: the portfolio's caps on the bot's own amount) and records
+a denial as an ``order.denied`` event. No answer refuses the entry (see :mod:`execdesk.freqtrade.deskcheck`).
+The desk records what the bot did.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import execdesk
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.types import dec
 from execdesk.errors import InvalidInput, TemporaryError
+from execdesk.freqtrade.deskcheck import DEFAULT_TIMEOUT_S, CheckLink
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,6 +51,8 @@ if TYPE_CHECKING:
     from execdesk.strategy import StrategyBundle
 
 CLOSE_WAIT_S = 30.0  # how long a removal waits for the bot's exits to fill
+CHECK_MODULE = "execdesk.desk.bot_check"
+CHECK_PID_FILE, CHECK_LOG_FILE, CHECK_ARGS_FILE = "check.pid", "check.log", "check-args.json"
 #: Freqtrade's exit reasons as the desk's (anything else: the strategy's own exit signal)
 _EXIT_REASONS = {"stop_loss": "stoploss", "stoploss_on_exchange": "stoploss", "liquidation": "stoploss",
                  "trailing_stop_loss": "trailing_stop", "roi": "roi", "force_exit": "deployment_halt",
@@ -57,34 +74,135 @@ def open_bot(home: Path, deployment_id: str) -> FreqtradeBot:
 
 
 def start_bot(home: Path, deployment_id: str, bundle_of: Callable[[], StrategyBundle],
-              datadir: Path | None = None) -> dict[str, Any]:
-    """Start the deployment's bot (offline on ``datadir``'s candles when given, else against its exchange);
-    ``bundle_of``: the bundle it was deployed with (its strategy is written again for the offline seam)."""
+              datadir: Path | None = None, db_url: str | None = None,
+              check_timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
+    """Start the deployment's bot (offline on ``datadir``'s candles when given, else against its exchange) under
+    the desk's pre-trade check; ``bundle_of``: the bundle it was deployed with.
+
+    Its folder is written again (same folder: its trades are kept): the strategy rendered with ``desk_check`` and
+    audited, a new :class:`~execdesk.freqtrade.deskcheck.CheckLink` (a free loopback port, a new secret token,
+    ``check_timeout_s``) in its ``config.json``, new API credentials. The check server is started first (on the
+    home's ledger, ``db_url``), then the bot; a bot that does not come up takes its check server down with it."""
+    from execdesk.codegen.audit import audit_source
     from execdesk.codegen.render import render_strategy
-    from execdesk.freqtrade.bot import BotSettings, FreqtradeBot
+    from execdesk.errors import ExecdeskError
+    from execdesk.freqtrade.bot import PID_FILE, BotSettings, FreqtradeBot, free_loopback_port
 
     bot = open_bot(home, deployment_id)
     if bot.running:
-        return {"deployment": deployment_id, "pid": bot.pid, "port": bot.port, "started": False,
-                "note": "running already"}
-    if datadir is not None or bot.offline:  # (re)written for the replay seam, in the same folder (its trades kept)
-        bundle = bundle_of()
-        s = bot.settings
-        settings = BotSettings(stake_amount=s.stake_amount, max_open_trades=s.max_open_trades,
-                               dry_run_wallet=s.dry_run_wallet, tradable_balance_ratio=s.tradable_balance_ratio,
-                               exchange=s.exchange)
-        bot = FreqtradeBot.prepare(render_strategy(bundle, None), bot.folder, settings,
-                                   datadir=datadir or bot.datadir, offline=True)
-    bot.start()
+        out: dict[str, Any] = {"deployment": deployment_id, "pid": bot.pid, "port": bot.port, "started": False,
+                               "note": "running already"}
+        if bot.desk_check is not None and check_server_pid(bot.folder) is None:
+            out["check"] = {"port": bot.desk_check.port, "restarted": True,  # its check server had gone
+                            "pid": start_check_server(home, bot.folder, bot.desk_check, db_url)}
+        return out
+    generated = render_strategy(bundle_of(), None, desk_check=True)
+    findings = audit_source(generated.source, generated.allowed)
+    if findings:  # the review passed the plain rendering; this one is audited before it is written
+        raise ExecdeskError(f"{deployment_id}: the strategy with the desk's check fails the AST audit: "
+                            + "; ".join(str(f) for f in findings[:5]))
+    offline = datadir is not None or bot.offline
+    s = bot.settings
+    settings = BotSettings(stake_amount=s.stake_amount, max_open_trades=s.max_open_trades,
+                           dry_run_wallet=s.dry_run_wallet, tradable_balance_ratio=s.tradable_balance_ratio,
+                           exchange=s.exchange)
+    link = CheckLink.generate(deployment_id, free_loopback_port(), check_timeout_s)
+    bot = FreqtradeBot.prepare(generated, bot.folder, settings, datadir=(datadir or bot.datadir) if offline else None,
+                               offline=offline, desk_check=link)
+    (bot.folder / PID_FILE).unlink(missing_ok=True)  # a crashed run's: the check server ends when its bot has gone
+    check_pid = start_check_server(home, bot.folder, link, db_url)
+    try:
+        bot.start()
+    except BaseException:
+        stop_check_server(bot.folder)
+        raise
     return {"deployment": deployment_id, "pid": bot.pid, "port": bot.port, "started": True,
-            "offline": bot.offline, "start_seconds": round(bot.start_seconds or 0.0, 3)}
+            "offline": bot.offline, "start_seconds": round(bot.start_seconds or 0.0, 3),
+            "check": {"port": link.port, "pid": check_pid, "timeout_s": link.timeout_s}}
 
 
 def stop_bot(home: Path, deployment_id: str) -> dict[str, Any]:
+    """Stop the deployment's bot, then its check server."""
     bot = open_bot(home, deployment_id)
     was = bot.running
     bot.stop()
+    stop_check_server(bot.folder)
     return {"deployment": deployment_id, "stopped": was}
+
+
+# -- the check server's process -------------------------------------------------------------------------------
+
+
+def start_check_server(home: Path, folder: Path, link: CheckLink, db_url: str | None = None,
+                       start_timeout_s: float = 30.0) -> int:
+    """Run the desk's check server for the bot in ``folder`` (``python -m execdesk.desk.bot_check``, its
+    own process group, output in ``check.log``) and wait until it answers ``/ping``; its pid (also in
+    ``check.pid``). The token is not passed: the server reads it from the bot's ``config.json``; the arguments
+    (``check-args.json``: the home, the ledger's URL, the bot's folder) are written 0600.
+    :class:`~execdesk.errors.ExecdeskError` with the log's tail when it does not come up (it is then stopped)."""
+    from execdesk.errors import ExecdeskError
+    from execdesk.freqtrade.bot import _write_private
+
+    stop_check_server(folder)
+    args = {"home": str(home.resolve()), "db_url": db_url, "bot_folder": str(folder.resolve())}
+    _write_private(folder / CHECK_ARGS_FILE, json.dumps(args, indent=2) + "\n")  # a ledger URL may hold a password
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    src = str(Path(execdesk.__file__).resolve().parent.parent)  # the server imports this very execdesk
+    env["PYTHONPATH"] = os.pathsep.join([src, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+    fd = os.open(folder / CHECK_LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log:
+        process = subprocess.Popen(  # noqa: S603 — fixed argv: this interpreter and our module
+            [sys.executable, "-m", CHECK_MODULE, f"@{folder / CHECK_ARGS_FILE}"], cwd=folder, env=env,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    (folder / CHECK_PID_FILE).write_text(f"{process.pid}\n", encoding="utf-8")
+    deadline = time.monotonic() + start_timeout_s
+    while not _check_pings(link):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_check_server(folder)
+            raise ExecdeskError(f"the desk's check server for {link.deployment_id} did not come up on port "
+                                f"{link.port}; {folder / CHECK_LOG_FILE} ends:\n{_tail(folder / CHECK_LOG_FILE)}")
+        time.sleep(0.05)
+    return process.pid
+
+
+def check_server_pid(folder: Path) -> int | None:
+    """The pid of the bot's check server when it runs (from ``check.pid``)."""
+    from execdesk.freqtrade.bot import _alive_pid
+
+    return _alive_pid(folder / CHECK_PID_FILE)
+
+
+def stop_check_server(folder: Path, timeout_s: float = 10.0) -> bool:
+    """Stop the bot's check server (one SIGTERM to its group, SIGKILL after ``timeout_s``); whether one ran."""
+    from execdesk.freqtrade.bot import _pid_alive, _signal_group
+
+    pid = check_server_pid(folder)
+    if pid is not None:
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _pid_alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)  # our child when this process started it: reaped, not left a zombie
+    (folder / CHECK_PID_FILE).unlink(missing_ok=True)
+    return pid is not None
+
+
+def _check_pings(link: CheckLink) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{link.port}/ping", timeout=1) as reply:
+            return bool(json.loads(reply.read()).get("status") == "pong")
+    except (OSError, ValueError):
+        return False
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").rstrip().splitlines()[-lines:])
+    except OSError:
+        return "(no log file)"
 
 
 @dataclass

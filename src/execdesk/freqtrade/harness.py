@@ -296,6 +296,8 @@ def _strategy_attributes(strategy: Any) -> dict[str, Any]:
     )
     attrs: dict[str, Any] = {name: getattr(strategy, name, None) for name in names}
     attrs["minimal_roi"] = {str(k): v for k, v in dict(getattr(strategy, "minimal_roi", {}) or {}).items()}
+    if "order_types" in type(strategy).__dict__:  # the strategy's own (else Freqtrade's defaults: not reported)
+        attrs["order_types"] = dict(strategy.order_types)
     from freqtrade.strategy import IStrategy  # type: ignore[import-untyped]
 
     attrs["custom_stake_amount"] = type(strategy).custom_stake_amount is not IStrategy.custom_stake_amount

@@ -284,6 +284,7 @@ def backtest_strategy(
     *,
     signals: bool = False,
     work_dir: Path | None = None,
+    extra_config: Mapping[str, Any] | None = None,
 ) -> FtBacktest:
     """Backtest ``class_name`` with Freqtrade, offline, on ``frames`` (pair -> candles).
 
@@ -292,7 +293,9 @@ def backtest_strategy(
     The candles are written to a fresh datadir with :func:`~execdesk.data.datadir.write_pair`
     (validated there), the config built by :func:`build_config`. With ``signals`` the result also
     lists every signal Freqtrade's populate methods set. ``work_dir`` keeps the run's folder (for
-    inspection); by default a temporary one is removed afterwards.
+    inspection); by default a temporary one is removed afterwards. ``extra_config``: more top-level
+    config keys (e.g. a bot's ``execdesk_pretrade``, to prove a backtest never asks the desk); a key the
+    config sets already is refused.
     """
     settings = settings or FreqtradeSettings()
     if not frames:
@@ -300,6 +303,10 @@ def backtest_strategy(
     strategy_file = Path(strategy_file)
     pairs = list(frames)
     config = build_config(class_name, pairs, timeframe, settings)
+    for key, value in (extra_config or {}).items():
+        if key in config:
+            raise FreqtradeRunError(f"extra_config: {key!r} is set by the desk's own config")
+        config[key] = value
     if config["trading_mode"] == "futures":
         raise FreqtradeRunError(
             f"futures pairs ({', '.join(p for p in pairs if ':' in p)}): offline Freqtrade backtests support spot "

@@ -23,6 +23,11 @@ its reason). The gates:
   (:mod:`execdesk.freqtrade.fleet`). A live ccxt loop is not built: such deployments are refused here, by name.
 * **monitor** — the backtest's trade returns are the monitor's baseline (``monitor.baseline``).
 
+A deployment may size its entries its own way: a ``sizing`` block (the bundle's schema: fixed_fractional, kelly
+or volatility_target with their settings) in the desk config's ``strategies:`` entry or on ``execdesk deploy``
+overrides the bundle's; it is validated where it enters (:func:`sizing_of`), kept in the plan, recorded in
+``deployment.created`` and applied to the strategy the desk trades (:func:`as_deployed`).
+
 A new version replaces the one trading (``superseded``) and takes over its positions or closes them
 (``positions``: ``hand_over`` — same pairs handed over at their entry price, the rest closed — or
 ``close``); rollback does the reverse (see :mod:`execdesk.lead.lifecycle`).
@@ -58,6 +63,7 @@ from execdesk.phases import phase
 
 if TYPE_CHECKING:
     from execdesk.domain.state import DeskState
+    from execdesk.risk.assessment import PortfolioSnapshot, SameDates
     from execdesk.risk.config import RiskConfig, StagingConfig
     from execdesk.store.ledger import Ledger
     from execdesk.strategy import StrategyBundle
@@ -108,7 +114,8 @@ class DeployIntent:
     bundle itself (its fields, validated again by the intake gate: nothing is read from a path named in a request);
     ``source``: where it was read from (evidence only); ``requested_at``: the desk time the command was given
     (its plan and decision request ids derive from it); ``approval``: an answer to the approval gate of the deploy
-    that asked it (``request_id``, ``decision`` approve | deny, ``by``, ``reason``)."""
+    that asked it (``request_id``, ``decision`` approve | deny, ``by``, ``reason``); ``sizing``: the deployment's
+    own sizing, over the bundle's (its canonical form, see :func:`sizing_of`)."""
 
     bundle: dict[str, Any]
     source: str
@@ -120,9 +127,11 @@ class DeployIntent:
     reason: str
     requested_at: int
     approval: dict[str, str] | None = None
+    sizing: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
+        # (no sizing of its own: left out, so an intent without one reads as it always did)
+        return {k: getattr(self, k) for k in self.__slots__ if k != "sizing" or self.sizing is not None}
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "deploy request") -> DeployIntent:
@@ -160,7 +169,30 @@ class DeployIntent:
                                    "by and reason")
             approval = {k: str(approval[k]) for k in ("request_id", "decision", "by", "reason")}
         return cls(need("bundle", dict), need("source", str)[:1000], venue, allocation, start_at, positions, by, reason,
-                   requested_at, approval)
+                   requested_at, approval, sizing_of(data.get("sizing"), f"{where}: sizing"))
+
+
+def sizing_of(value: Any, where: str = "sizing") -> dict[str, Any] | None:
+    """A deployment's own sizing block, validated where it enters against the bundle's ``sizing`` schema
+    (:class:`~execdesk.strategy.bundle.Sizing`: a method and only its own settings): its canonical form (the
+    settings given, no defaults filled in), or None for none. :class:`InvalidInput` in one line naming the field:
+    ``deploy: sizing.fraction: got 1.5; expected a ratio in (0, 1]``."""
+    from pydantic import ValidationError
+
+    from execdesk.strategy._issues import issues_from_validation_error
+    from execdesk.strategy.bundle import Sizing
+
+    if value is None:
+        return None
+    if not isinstance(value, (dict, Sizing)):
+        raise InvalidInput(f"{where}: got {str(value)[:80]!r}; expected a mapping like "
+                           "{method: kelly, fraction: 0.5, cap: 0.2}")
+    try:
+        sizing = value if isinstance(value, Sizing) else Sizing.model_validate(value)
+    except ValidationError as exc:
+        issue = issues_from_validation_error(exc, Sizing)[0]
+        raise InvalidInput(f"{where}.{issue}" if issue.path != "<root>" else f"{where}: {issue}") from None
+    return sizing.model_dump(mode="json", exclude_none=True)
 
 
 @dataclass(slots=True)
@@ -202,6 +234,7 @@ class DeployPlan:
     recorded: int = 0  # how many gates are in the ledger already
     approval_request: str | None = None  # the decision request id while a human is asked
     intent: dict[str, Any] | None = None  # the command it answers (DeployIntent.as_dict): an approval re-runs it
+    sizing: dict[str, Any] | None = None  # the deployment's own sizing, over the bundle's (None: the bundle's)
 
     @property
     def deployment_id(self) -> str:
@@ -220,7 +253,7 @@ class DeployPlan:
         return any(g.gate == "monitor" for g in self.gates)
 
     def strategy(self) -> StrategyBundle:
-        return as_deployed(self.bundle, self.stoploss)
+        return as_deployed(self.bundle, self.stoploss, self.sizing)
 
     def as_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__slots__ if k != "gates"}
@@ -249,15 +282,21 @@ class DeployPlan:
         return {"request_id": self.request_id, "deployment_id": self.deployment_id, "venue": self.venue,
                 "status": status, "allocation_requested": self.allocation,
                 "allocation": self.applied_allocation, "stoploss": self.stoploss, "start_at": self.start_at,
-                "approval_request": self.approval_request, "gates": [g.as_dict() for g in self.gates],
+                "sizing": self.sizing, "approval_request": self.approval_request,
+                "gates": [g.as_dict() for g in self.gates],
                 "refused": refusal.as_dict() if refusal is not None else None}
 
 
-def as_deployed(bundle: dict[str, Any], stoploss: float | None) -> StrategyBundle:
-    """A deployment's strategy: its bundle, with the tighter stoploss the risk gate applied (None: the bundle's)."""
+def as_deployed(bundle: dict[str, Any], stoploss: float | None, sizing: dict[str, Any] | None = None
+                ) -> StrategyBundle:
+    """A deployment's strategy: its bundle, with the tighter stoploss the risk gate applied (None: the bundle's) and
+    the deployment's own sizing (None: the bundle's)."""
     from execdesk.strategy import validate_bundle
+    from execdesk.strategy.bundle import Sizing
 
     strategy = validate_bundle(bundle, f"deployment {bundle.get('id')}-v{bundle.get('version')}")
+    if sizing is not None:
+        strategy = strategy.model_copy(update={"sizing": Sizing.model_validate(sizing)})
     if stoploss is None:
         return strategy
     # a plan recorded before the sign was fixed holds the stop's distance (positive): it is the same stop
@@ -290,7 +329,7 @@ def load_bundle_of(ledger: Ledger, deployment_id: str) -> StrategyBundle:
     """The strategy a deployment trades, as its ``deployment.created`` event recorded it (conditions applied): the
     ledger, never a file in the home, says what was deployed."""
     for e in ledger.events({EventKind.DEPLOYMENT_CREATED}, deployment_id=deployment_id):
-        return as_deployed(e.payload["bundle"], e.payload.get("stoploss"))
+        return as_deployed(e.payload["bundle"], e.payload.get("stoploss"), e.payload.get("sizing"))
     raise InvalidInput(f"{deployment_id}: no such deployment in this home's ledger")
 
 
@@ -316,21 +355,25 @@ def plan_deployment(home: Path, state: DeskState, ledger: Ledger, bundle_path: P
                     allocation: float, *, risk: RiskConfig, now: int, start_at: int | None = None,
                     positions: str = "hand_over", by: str = "lead", reason: str = "",
                     drawdown: dict[str, Any] | None = None, review_freqtrade: bool = True,
-                    approve_all: bool = False, intent: DeployIntent | None = None) -> DeployPlan:
+                    approve_all: bool = False, intent: DeployIntent | None = None,
+                    sizing: dict[str, Any] | None = None) -> DeployPlan:
     """Run the gates up to the human approval (see the module docstring) and return the plan; nothing is
-    recorded in the ledger here (see :func:`commit`). ``approve_all``: a human approves whatever the venue."""
+    recorded in the ledger here (see :func:`commit`). ``approve_all``: a human approves whatever the venue.
+    ``sizing``: the deployment's own sizing block (validated here: :func:`sizing_of`), over the bundle's."""
     from execdesk.strategy import load_bundle, validate_bundle
 
     if not 0 < allocation <= 1:
         raise InvalidInput(f"--allocation: got {allocation}; expected a fraction of equity in (0, 1]")
     if positions not in POLICIES:
         raise InvalidInput(f"--positions: got {positions!r}; expected one of {', '.join(POLICIES)}")
-    key = f"{bundle_path}|{venue}|{now}|{allocation}"
+    sizing = sizing_of(sizing)
+    key = f"{bundle_path}|{venue}|{now}|{allocation}" + (f"|{json.dumps(sizing, sort_keys=True)}" if sizing else "")
     request_id = "dp-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
     def plan_for(bundle: dict[str, Any]) -> DeployPlan:
         return DeployPlan(request_id, bundle, str(venue), allocation, allocation, None, start_at, positions, by,
-                          reason, now, drawdown, intent=intent.as_dict() if intent is not None else None)
+                          reason, now, drawdown, intent=intent.as_dict() if intent is not None else None,
+                          sizing=sizing)
 
     # intake (a command's intent holds the bundle itself: it is validated again here, nothing read from the path)
     try:
@@ -513,7 +556,18 @@ def assess_bundle(bundle: StrategyBundle, ledger: Ledger | None, allocation: flo
                   datadir: Path | None = None, exclude: set[str] | None = None) -> tuple[dict[str, Any], Any]:
     """The risk manager's pre-deployment assessment of ``bundle`` at ``allocation`` (a fraction of
     equity) against the ledger's portfolio (an empty one of 100,000 without a ledger); ``exclude``:
-    deployments to leave out (the version this one replaces). Returns the data and the assessment."""
+    deployments to leave out (the version this one replaces). Returns the data and the assessment.
+
+    The candidate's figures (its returns for the worst case, its trades for the bootstrap) come from its
+    backtest over its validation period. Its pairwise correlations are measured on the same dates as the live
+    deployments': the window is the candidate's validation period, and the candidate's strategy and each live
+    deployment's (rebuilt from its ``deployment.created`` event, as deployed) are backtested by the native
+    engine on the same candles over it (:func:`~execdesk.codegen.pipeline.window_market`: the ``datadir``'s,
+    else generated ones), their daily returns marked to market
+    (:func:`~execdesk.risk.portfolio.window_returns`); a deployment's live ledger returns on days of the window
+    take precedence on market data (:func:`~execdesk.risk.portfolio.same_dates`). A deployment whose strategy
+    cannot be rebuilt, or has no candles, is unmeasured with the reason.
+    """
     from execdesk.codegen.pipeline import market_for_bundle, validation_market_from_datadir
     from execdesk.risk.assessment import PortfolioSnapshot
     from execdesk.risk.assessment import assess as assess_candidate
@@ -539,13 +593,94 @@ def assess_bundle(bundle: StrategyBundle, ledger: Ledger | None, allocation: flo
     own = {p: frames[p] for p in bundle.pairs}
     phase("backtesting it over its validation period")
     candidate, backtest_trades = candidate_from_bundle(bundle, allocation * portfolio.equity, own)
+    same, window = _on_same_dates(bundle, ledger, portfolio, datadir)
     phase("correlating it with the live deployments; its worst case")
-    result = assess_candidate(portfolio, candidate, limits, asset_correlation(frames))
+    result = assess_candidate(portfolio, candidate, limits, asset_correlation(frames), same)
     data = {"bundle": {"id": bundle.id, "version": bundle.version, "hash": bundle.bundle_hash},
             "allocation_fraction": allocation, "equity": portfolio.equity, "data_source": data_source,
-            "backtest_trades": backtest_trades,
+            "backtest_trades": backtest_trades, "correlation_window": window,
             "live_deployments": [d.id for d in portfolio.deployments], **result.as_dict()}
     return data, result
+
+
+def _on_same_dates(bundle: StrategyBundle, ledger: Ledger | None, portfolio: PortfolioSnapshot,
+                   datadir: Path | None) -> tuple[SameDates | None, dict[str, Any] | None]:
+    """The series the candidate's pairwise correlations are measured on (see :func:`assess_bundle`), and the window
+    as the assessment's data shows it (its days, its candles' source, the deployments not compared); None and None
+    without live deployments."""
+    import pandas as pd
+
+    from execdesk.codegen.pipeline import window_market
+    from execdesk.risk.assessment import SameDates
+    from execdesk.risk.portfolio import same_dates, window_returns
+
+    if not portfolio.deployments:
+        return None, None
+    period = bundle.validation.period
+    # a deployment being closed for good (removed, superseded, rolled back) trades no more: not compared
+    records = ledger.state.deployments if ledger is not None else {}
+    closing = {d.id: records[d.id].state_reason for d in portfolio.deployments
+               if d.id in records and records[d.id].state_reason in RETIRING}
+    window: dict[str, Any] = {"start": period.start.isoformat(), "end": period.end.isoformat(), "source": None,
+                              "not_compared": {dep_id: f"{why}: being closed, it trades no more"
+                                               for dep_id, why in closing.items()}}
+    compared = [d.id for d in portfolio.deployments if d.id not in closing]
+    if ledger is None or not compared:
+        return SameDates(pd.Series(dtype=float), period.start, period.end), window
+    phase("backtesting it and the live deployments' strategies on the same dates")
+    strategies = live_strategies(ledger, compared)
+
+    def key(strategy: StrategyBundle) -> str:
+        return json.dumps(strategy.to_canonical_dict(), sort_keys=True, default=str)
+
+    # one backtest per distinct strategy, the candidate's first (its candles are always had)
+    distinct = {key(bundle): bundle}
+    for strategy in strategies.values():
+        if not isinstance(strategy, str):
+            distinct.setdefault(key(strategy), strategy)
+    candles = window_market(list(distinct.values()), period.start, period.end, datadir)
+
+    def backtest(strategy: StrategyBundle, got: dict[str, pd.DataFrame] | str) -> pd.Series | str:
+        if isinstance(got, str):
+            return got
+        try:
+            return window_returns(strategy, got, candles.start, candles.end)
+        except InvalidInput as exc:
+            return f"its backtest over the window failed: {str(exc).splitlines()[0][:300]}"
+
+    returns = {k: backtest(strategy, got) for (k, strategy), got in zip(distinct.items(), candles.frames, strict=True)}
+    mine = returns[key(bundle)]
+    if isinstance(mine, str):
+        raise InvalidInput(f"{bundle.id}: no candles to backtest it on over {period.start}..{period.end}: {mine}")
+    by_deployment = {dep_id: strategy if isinstance(strategy, str) else returns[key(strategy)]
+                     for dep_id, strategy in strategies.items()}
+    window.update(start=candles.days[0].isoformat(), end=candles.days[1].isoformat(), source=candles.source)
+    return same_dates(mine, by_deployment, portfolio, candles.days, candles.label, candles.market_data), window
+
+
+def live_strategies(ledger: Ledger, deployment_ids: list[str]) -> dict[str, StrategyBundle | str]:
+    """Each of ``deployment_ids``' strategy as its ``deployment.created`` event recorded it (its bundle, with the
+    stoploss the risk gate applied), or why it cannot be rebuilt (one sentence)."""
+    wanted = set(deployment_ids)
+    created: dict[str, dict[str, Any]] = {}
+    for e in ledger.events({EventKind.DEPLOYMENT_CREATED}):
+        dep_id = e.payload.get("deployment_id")
+        if dep_id in wanted and dep_id not in created:
+            created[dep_id] = e.payload
+    out: dict[str, StrategyBundle | str] = {}
+    for dep_id in deployment_ids:
+        payload = created.get(dep_id)
+        if payload is None:
+            out[dep_id] = "no deployment.created event of it in the ledger"
+        elif not isinstance(payload.get("bundle"), dict):
+            out[dep_id] = ("its deployment.created event records no bundle (only its hash "
+                           f"{str(payload.get('bundle_hash'))[:12]}): its strategy cannot be rebuilt")
+        else:
+            try:
+                out[dep_id] = as_deployed(payload["bundle"], payload.get("stoploss"))
+            except InvalidInput as exc:  # a SpecError too
+                out[dep_id] = f"its recorded bundle does not rebuild: {str(exc).splitlines()[0][:300]}"
+    return out
 
 
 # ------------------------------------------------------------------------ into the ledger
@@ -557,6 +692,7 @@ class DeskFacts:
     venue: VenueTarget
     timeframe: str | None
     market_pairs: set[str] | None
+    max_position_fraction: float | None = None  # the risk manager's per-position cap (a bot's stake keeps to it)
 
 
 def commit(ledger: Ledger, home: Path, plan: DeployPlan, t: int, desk: DeskFacts,
@@ -622,7 +758,11 @@ def _deploy_gate(home: Path, plan: DeployPlan, facts: DeskFacts, equity: float) 
         from execdesk.freqtrade.bot import BotSettings, FreqtradeBot
 
         folder = deployment_folder(home, plan.deployment_id) / "bot"
-        settings = BotSettings(max_open_trades=len(bundle.pairs), stake_amount="unlimited",
+        # Freqtrade's "unlimited" stake splits the wallet over the open-trade slots: enough slots that one trade's
+        # stake stays within the risk manager's position cap, which the desk's check refuses entries above
+        cap = facts.max_position_fraction
+        slots = max(len(bundle.pairs), math.ceil(1.0 / cap - 1e-9) if cap else 1)
+        settings = BotSettings(max_open_trades=slots, stake_amount="unlimited",
                                dry_run_wallet=round(plan.applied_allocation * equity, 2))
         bot = FreqtradeBot.prepare(render_strategy(bundle, None), folder, settings, offline=False)
         evidence.update({"bot_folder": _rel(home, folder), "config": _rel(home, bot.config_file),
@@ -659,7 +799,8 @@ def _create(ledger: Ledger, plan: DeployPlan, t: int, capital: float | None, sta
         "allocation": dec(plan.applied_allocation), "capital": dec(equity) * dec(plan.applied_allocation),
         "validation": bundle.validation.model_dump(mode="json"), "venue": plan.venue, "start_at": plan.start_at,
         "bundle": plan.bundle, "stoploss": plan.stoploss, "drawdown": plan.drawdown, "request_id": plan.request_id,
-        "by": plan.by, "replaces": replaced.id if replaced is not None else None, "positions": plan.positions},
+        "by": plan.by, "replaces": replaced.id if replaced is not None else None, "positions": plan.positions,
+        **({"sizing": plan.sizing} if plan.sizing is not None else {})},
         dep_id))
     if later:
         ledger.record(Event(t, EventKind.DEPLOYMENT_STATE_CHANGED, {

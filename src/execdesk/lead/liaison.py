@@ -23,7 +23,7 @@ import time as _time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,6 +68,32 @@ def post_json(url: str, payload: Mapping[str, Any], retry: RetryPolicy | None = 
     return poster.post(payload)
 
 
+class Poster(Protocol):
+    """What posts a recipient's messages: a :class:`JsonPoster`, or an :class:`UnsetWebhook`."""
+
+    name: str
+
+    def post(self, payload: Mapping[str, Any]) -> SinkResult: ...
+
+    def scrub(self, text: str) -> str: ...
+
+
+class UnsetWebhook:
+    """A recipient's webhook this process cannot post to (its environment variable is not set, or holds no http(s)
+    URL): every post fails, saying why — a liaison built with ``missing_ok`` (a command on a stopped desk): the
+    message is recorded and written, its post recorded as failed and tried again later."""
+
+    def __init__(self, to: str, error: str) -> None:
+        self.name = f"webhook:{to}"
+        self.error = error
+
+    def post(self, payload: Mapping[str, Any]) -> SinkResult:
+        return SinkResult(self.name, False, 0, None, self.error)
+
+    def scrub(self, text: str) -> str:
+        return text
+
+
 def webhook_payload(message: Message) -> dict[str, Any]:
     """What is posted: the message record plus ``text`` (one line, for chat webhooks) and ``markdown``."""
     return {**message.to_dict(), "text": f"[{message.kind}] {message.subject}: {message.summary}",
@@ -109,7 +135,7 @@ def _warn_unposted(message: Message, result: SinkResult) -> None:
 class _Post:
     """A recipient's :class:`JsonPoster` as a courier's carrier: ``send(message)`` posts its webhook payload."""
 
-    def __init__(self, poster: JsonPoster) -> None:
+    def __init__(self, poster: Poster) -> None:
         self.poster = poster
         self.name = poster.name
 
@@ -142,7 +168,7 @@ class Liaison:
     then a failure for each post left over): each failure logged as a warning, as a failed post of
     :meth:`send`'s own is."""
 
-    def __init__(self, outbox: Outbox, posters: Mapping[str, JsonPoster] | None = None,
+    def __init__(self, outbox: Outbox, posters: Mapping[str, Poster] | None = None,
                  courier: LiaisonCourier | None = None) -> None:
         self.outbox = outbox
         self.posters = dict(posters or {})
@@ -166,6 +192,18 @@ class Liaison:
         if not result.ok:
             _warn_unposted(message, result)
         return Sent(message, written, result)
+
+    def post(self, message: Message) -> SinkResult | None:
+        """Post ``message`` to its recipient's webhook now, whatever its files (a post that failed before, tried
+        again), waiting for it (never through the :attr:`courier`); None when the recipient has no webhook. A
+        failure is logged and returned, never raised."""
+        poster = self.posters.get(message.to)
+        if poster is None:
+            return None
+        result = poster.post(webhook_payload(message))
+        if not result.ok:
+            _warn_unposted(message, result)
+        return result
 
     def collect(self) -> list[tuple[Message, SinkResult]]:
         """What the :attr:`courier` posted or failed since the last call (never waits); each failure logged."""
@@ -192,11 +230,13 @@ class Liaison:
 
 def build_liaison(config: LiaisonConfig, root: Path | str, env: Mapping[str, str] = os.environ, *,
                   webhooks: bool = True, sleep: Callable[[float], None] = _time.sleep,
-                  courier: LiaisonCourier | None = None) -> Liaison:
+                  courier: LiaisonCourier | None = None, missing_ok: bool = False) -> Liaison:
     """The :class:`Liaison` for ``config`` writing under ``root``. URLs come from ``env`` (a missing
     variable is an :class:`InvalidInput` naming the key and the variable, never a value);
     ``webhooks=False`` posts nothing (a replay). ``sleep`` is the retries' wait. ``courier``: the webhooks are
-    posted by it, off the caller's thread (whoever gives it closes it: :meth:`Liaison.close_courier`)."""
+    posted by it, off the caller's thread (whoever gives it closes it: :meth:`Liaison.close_courier`).
+    ``missing_ok``: a recipient whose variables are missing or hold no URL gets an :class:`UnsetWebhook` instead
+    of the error (its posts fail, saying why: a command on a stopped desk records them to be tried again)."""
 
     def need(where: str, name: str) -> str:
         value = env.get(name)
@@ -204,16 +244,22 @@ def build_liaison(config: LiaisonConfig, root: Path | str, env: Mapping[str, str
             raise InvalidInput(f"{where}: environment variable {name} is not set")
         return value
 
-    posters: dict[str, JsonPoster] = {}
+    posters: dict[str, Poster] = {}
     for seed, (to, wc) in enumerate(sorted(config.webhooks.items()) if webhooks else []):
         where = f"liaison.webhooks.{to}"
-        url = need(f"{where}.url_env", wc.url_env)
-        headers = {h: need(f"{where}.headers_env.{h}", var) for h, var in wc.headers_env.items()}
-        retry = RetryPolicy(attempts=wc.retry.attempts, base_delay_s=wc.retry.base_delay_s,
-                            max_delay_s=wc.retry.max_delay_s, seed=seed, sleep=sleep)
         try:
-            posters[to] = JsonPoster(url, timeout_s=wc.timeout_s, retry=retry, headers=headers,
-                                     max_retry_after_s=wc.max_retry_after_s)
-        except InvalidInput:
-            raise InvalidInput(f"{where}.url_env: {wc.url_env} does not hold an http(s) URL with a host") from None
+            url = need(f"{where}.url_env", wc.url_env)
+            headers = {h: need(f"{where}.headers_env.{h}", var) for h, var in wc.headers_env.items()}
+            retry = RetryPolicy(attempts=wc.retry.attempts, base_delay_s=wc.retry.base_delay_s,
+                                max_delay_s=wc.retry.max_delay_s, seed=seed, sleep=sleep)
+            try:
+                posters[to] = JsonPoster(url, timeout_s=wc.timeout_s, retry=retry, headers=headers,
+                                         max_retry_after_s=wc.max_retry_after_s)
+            except InvalidInput:
+                raise InvalidInput(f"{where}.url_env: {wc.url_env} does not hold an http(s) URL with a host"
+                                   ) from None
+        except InvalidInput as exc:
+            if not missing_ok:
+                raise
+            posters[to] = UnsetWebhook(to, str(exc))
     return Liaison(Outbox(root), posters, courier)

@@ -5,8 +5,10 @@ Each is a pure function of numbers, so the monitor can run it per bar or over a 
 * :func:`volume_spikes` — a bar whose volume is more than ``z`` (3) standard deviations above the
   mean of the ``window`` bars before it, on log volume (volume is heavy-tailed; a log scale keeps one
   spike from hiding the next);
-* :func:`spread_widening` — the same test on quoted spreads, when quotes are available (bid/ask; the
-  bundled replay feeds carry candles only, so the desk runs it only for feeds that give quotes);
+* :func:`spread_widening` — the same test on quoted spreads (in basis points, on a log scale too: spreads
+  are positive and heavy-tailed): a live desk's are read from the exchange's top of book at each bar's close
+  (``market.quoted``), a replay's are the paper venue's model of its quote, derived from each bar
+  (:func:`execdesk.venues.paper.quoted_spread_bps`: it widens with the bar's range, so in a shock);
 * :func:`losing_streak_limit` — the longest run of losing trades the backtest's win rate makes
   plausible over a number of trades: the smallest ``k`` with ``n x (1 - win_rate)^k <= alpha`` (a
   union bound over the trades a run could start at), so a longer streak has probability below
@@ -56,18 +58,24 @@ def volume_spikes(volume: FloatArray, window: int = 168, z: float = 3.0, min_per
     Returns the z-score array (NaN where there is not enough history or the volume is not positive);
     callers compare it with ``z`` (kept in the signature so the default is documented in one place).
     """
-    vol = np.asarray(volume, dtype=np.float64)
-    logs = np.where(vol > 0, np.log(np.where(vol > 0, vol, 1.0)), np.nan)
-    valid = ~np.isnan(logs)
-    out = np.full(len(vol), np.nan)
-    if valid.any():
-        out[valid] = _trailing_z(logs[valid], window, min_periods)
-    return out
+    return _log_z(volume, window, min_periods)
 
 
 def spread_widening(spread_bps: FloatArray, window: int = 168, z: float = 3.0, min_periods: int = 24) -> FloatArray:
-    """z-scores of quoted spreads against the trailing window (see :func:`volume_spikes`)."""
-    return _trailing_z(np.asarray(spread_bps, dtype=np.float64), window, min_periods)
+    """z-scores of log quoted spreads (bps) against the trailing window; a widening is where the result exceeds
+    ``z`` (see :func:`volume_spikes`: NaN where there is not enough history or the spread is not positive)."""
+    return _log_z(spread_bps, window, min_periods)
+
+
+def _log_z(values: FloatArray, window: int, min_periods: int) -> FloatArray:
+    """:func:`_trailing_z` of the logs of the positive values (the others NaN, and left out of the windows)."""
+    vals = np.asarray(values, dtype=np.float64)
+    logs = np.where(vals > 0, np.log(np.where(vals > 0, vals, 1.0)), np.nan)
+    valid = ~np.isnan(logs)
+    out = np.full(len(vals), np.nan)
+    if valid.any():
+        out[valid] = _trailing_z(logs[valid], window, min_periods)
+    return out
 
 
 def losing_streak_limit(win_rate: float, n_trades: int, alpha: float = 0.01) -> int:

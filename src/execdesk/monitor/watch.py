@@ -20,15 +20,18 @@ decides what it means:
   report's own figure when it gives no sample) — independent of position sizing,
   which differs between a backtest and the desk; equity drawdowns including unrealised P&L are the
   risk manager's (its ladders); volume spikes beyond 3 sigma on any
-  pair since the last snapshot; a losing streak longer than the backtest's win rate allows;
-* after each bar: venue calls that failed after their retries (connectivity).
+  pair since the last snapshot, and spreads widening beyond 3 sigma — the venue's model of its quoted spread in
+  each bar (``spreads``: the paper venue's, in a replay); a losing streak longer than the backtest's win rate allows;
+* after each bar: venue calls that failed after their retries (connectivity);
+* at each reading of the exchange's top of book (a live desk's ``market.quoted``, at its bars' close): a spread
+  beyond 3 sigma of the pair's readings before it.
 
 Alert de-duplication is the router's: a standing condition is not re-sent every bar.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +45,13 @@ from execdesk.domain.reader import LedgerReader
 from execdesk.domain.state import FillRecord
 from execdesk.domain.types import AlertLevel
 from execdesk.monitor.alerts import Alert
-from execdesk.monitor.anomalies import current_losing_streak, is_stale, losing_streak_limit, volume_spikes
+from execdesk.monitor.anomalies import (
+    current_losing_streak,
+    is_stale,
+    losing_streak_limit,
+    spread_widening,
+    volume_spikes,
+)
 from execdesk.monitor.baseline import DRAWDOWN_MIN_TRADES, baseline_of, bootstrap_drawdown, trade_path_drawdown
 from execdesk.monitor.drift import (
     METRICS,
@@ -58,6 +67,9 @@ from execdesk.strategy.bundle import ValidationReport
 
 _LEVEL = {Status.WARN: AlertLevel.WARNING, Status.CRITICAL: AlertLevel.CRITICAL}
 VOLUME_WINDOW = 168
+SPREAD_WINDOW = 168  # bars (a replay's modelled spreads) or readings (a live desk's top of book)
+#: a venue's model of its quoted spread (bps) in each of a pair's consecutive bars, from their open, high and low
+SpreadModel = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +97,19 @@ Finding = Alert | Cleared | VerdictChanged
 
 class Watch:
     """See the module docstring. Built by the desk at the start of a run from the ledger and the market (and
-    rebuilt on a restart: the trades so far are replayed into the book without alerting)."""
+    rebuilt on a restart: the trades so far are replayed into the book without alerting). ``spreads``: the venue's
+    model of its quoted spread, when it has one (a live desk's spreads are its readings, ``market.quoted``)."""
 
-    def __init__(self, ledger: LedgerReader, market: MarketView, venue: str, config: DriftConfig | None = None
-                 ) -> None:
+    def __init__(self, ledger: LedgerReader, market: MarketView, venue: str, config: DriftConfig | None = None,
+                 spreads: SpreadModel | None = None) -> None:
         self.ledger = ledger
         self.market = market
         self.venue = venue
+        self.spread_model = spreads
+        self._quoted: dict[str, list[float]] = {}  # pair -> the spreads read from the top of book so far (bps)
+        for e in ledger.events({EventKind.QUOTED}):
+            for pair, q in sorted(e.payload["quotes"].items()):
+                self._quoted.setdefault(pair, []).append(float(q["spread_bps"]))
         self._out: list[Finding] = []
         validations: dict[str, ValidationReport] = {}
         samples: dict[str, dict[str, Any]] = {}
@@ -152,7 +170,7 @@ class Watch:
             if g < self.market.n and int(closes[g]) == e.time:
                 self._observe()
                 self._assess(e.time, list(self.ids))
-                self._volume(e.time, g)
+                self._market_anomalies(e.time, g)
                 self._snapshots += 1
         take()
         self._out.clear()
@@ -183,12 +201,31 @@ class Watch:
         self.trips.hand_over(source, target, pairs)
 
     def on_snapshot(self, snap: Snapshot) -> list[Finding]:
-        """An equity snapshot: every deployment assessed; volume spikes since the last one."""
+        """An equity snapshot: every deployment assessed; volume spikes and modelled spread widenings since the
+        last one."""
         t = self.market.close_time(snap.g)
         self._observe()
         self._assess(t, list(self.ids))
-        self._volume(t, snap.g)
+        self._market_anomalies(t, snap.g)
         self._snapshots += 1
+        return self._answer()
+
+    def on_quotes(self, event: Event) -> list[Finding]:
+        """A reading of the exchange's top of book (the ``market.quoted`` event the desk recorded): a pair whose
+        spread is more than 3 sigma above its readings before it (log scale, the last ``SPREAD_WINDOW``; from the
+        24th on) is an INFO ``spread_widening`` — news each time, as a volume spike."""
+        t = event.time
+        for pair, q in sorted(event.payload["quotes"].items()):
+            history = self._quoted.setdefault(pair, [])
+            history.append(float(q["spread_bps"]))
+            del history[:-(SPREAD_WINDOW + 1)]  # only the window before the newest matters
+            spreads = np.asarray(history)
+            z = float(spread_widening(spreads, window=SPREAD_WINDOW)[-1])
+            if np.isfinite(z) and z > 3.0:
+                self._spread_alert(t, pair, z, spreads, {"time": t, "bid": q.get("bid"), "ask": q.get("ask"),
+                                                         "source": "top_of_book"},
+                                   f"at {pd.Timestamp(t, unit='s', tz='UTC'):%Y-%m-%d %H:%M} "
+                                   f"(bid {q.get('bid')}, ask {q.get('ask')})", "readings")
         return self._answer()
 
     def _observe(self) -> None:
@@ -320,6 +357,14 @@ class Watch:
                     {"streak": streak, "limit": limit, "trades": n, "win_rate": baseline.win_rate})
 
     # ---------------------------------------------------------------- market
+    def _market_anomalies(self, t: int, g: int) -> None:
+        """The market's bars since the last look (from ``_volume_from``) up to ``g``: volume spikes, then the
+        venue's modelled spreads widening (when it has a model)."""
+        self._volume(t, g)
+        if self.spread_model is not None:
+            self._spreads(t, g, self.spread_model)
+        self._volume_from = g + 1
+
     def _volume(self, t: int, g: int) -> None:
         market = self.market
         lo = max(self._volume_from, 0)
@@ -341,7 +386,41 @@ class Watch:
                             f"{float(np.nanmax(zr)):.1f} sigma above its last {VOLUME_WINDOW} bars",
                             {"pair": pair, "z": round(float(np.nanmax(zr)), 3), "bar_time": int(market.time[at])})
                 self._out.append(Cleared("volume_spike", PORTFOLIO))  # an event, not a condition: each one is news
-        self._volume_from = g + 1
+
+    def _spreads(self, t: int, g: int, model: SpreadModel) -> None:
+        """Each pair's modelled spread in its bars since the last look, against the ``SPREAD_WINDOW`` bars before
+        each (the model's own typical range looks as far back again: both are taken, so a look gives the same
+        answer wherever a run was resumed)."""
+        market = self.market
+        lo = max(self._volume_from, 0)
+        start = max(lo - 2 * SPREAD_WINDOW, 0)
+        for pair, track in market.pairs.items():
+            bars = np.flatnonzero(track.has_bar[start: g + 1]) + start
+            recent = bars >= lo
+            if not recent.any():
+                continue
+            spreads = np.asarray(model(track.open[bars], track.high[bars], track.low[bars]), dtype=np.float64)
+            zr = spread_widening(spreads, window=SPREAD_WINDOW)[recent]
+            if not (np.isfinite(zr).any() and np.nanmax(zr) > 3.0):
+                continue
+            k = int(np.flatnonzero(recent)[int(np.nanargmax(zr))])
+            at = int(market.time[bars[k]])
+            self._spread_alert(t, pair, float(np.nanmax(zr)), spreads[: k + 1],
+                               {"bar_time": at, "source": "venue_model"},
+                               f"in the bar of {pd.Timestamp(at, unit='s', tz='UTC'):%Y-%m-%d %H:%M}", "bars")
+
+    def _spread_alert(self, t: int, pair: str, z: float, spreads: np.ndarray, evidence: dict[str, Any], when: str,
+                      what: str) -> None:
+        """INFO ``spread_widening``: ``spreads`` ends with the one that widened; news each time (an event, not a
+        standing condition), as a volume spike."""
+        spread = float(spreads[-1])
+        typical = float(np.median(spreads[-(SPREAD_WINDOW + 1):-1])) if len(spreads) > 1 else spread
+        self._alert(t, AlertLevel.INFO, "spread_widening", PORTFOLIO,
+                    f"{pair}: quoted spread {spread:.1f} bps {when} is {z:.1f} sigma above its last {SPREAD_WINDOW} "
+                    f"{what} (typically {typical:.1f} bps)",
+                    {"pair": pair, "z": round(z, 3), "spread_bps": round(spread, 3), "typical_bps": round(typical, 3),
+                     **evidence})
+        self._out.append(Cleared("spread_widening", PORTFOLIO))
 
     def _alert(self, t: int, level: AlertLevel, code: str, scope: str, message: str, evidence: dict[str, Any],
                source: str = "monitor") -> None:

@@ -16,9 +16,14 @@ Rules (each reported as name, value, limit, passed):
   Value: the largest correlated(a) <= ``max_correlated_exposure``. Assets missing from the matrix
   correlate only with themselves.
 * ``pairwise_correlation``: Pearson correlation of the candidate's daily returns with each live
-  deployment's, on their common dates (NaN dropped). Fewer than ``min_overlap_days`` (20) common days
-  is "insufficient overlap" and a constant series "undefined": neither is a pass. Value: the largest
-  measured correlation, <= ``max_pairwise_correlation``.
+  deployment's, on the days both hold a return (NaN dropped); its sample size ``n`` is that number of
+  days, its ``window`` their first and last day, its ``source`` how the series were made. The series
+  are the :class:`SameDates` given (the candidate and every live deployment over one common window:
+  :func:`execdesk.lead.deploy.assess_bundle` backtests them all on the same candles), else the
+  candidate's and the deployments' own ``returns``. Fewer than ``min_overlap_days`` (20) days is
+  "insufficient overlap", a constant series "undefined", a deployment without a series "unavailable"
+  (with its reason): none is a pass. Value: the largest measured correlation, <=
+  ``max_pairwise_correlation``.
 * ``worst_case_drawdown`` = max(historical, worst_case_p99) <= ``max_worst_case_drawdown``, where
 
   - the portfolio's daily return is sum(allocation_i x r_i(t)) / equity on the union of dates (a
@@ -50,8 +55,9 @@ returns, whose bootstrap is counted as 0). The conditions are typed (:data:`Cond
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 from typing import TypeAlias
 
@@ -162,13 +168,52 @@ class Rule:
     detail: str = ""
 
 
+#: The source of a correlation measured on the candidate's and the deployment's own ``returns`` (no SameDates).
+GIVEN_RETURNS = "the candidate's and the deployment's daily returns as given, on their common days"
+
+
+@dataclass(frozen=True)
+class SameDates:
+    """What the pairwise correlations are measured on: the candidate's daily returns and each live deployment's
+    over one common window of days (``start``..``end``, both included), each deployment's series with how it
+    was made (``sources``), or why none could be made (``unavailable``: its correlation is then unmeasured,
+    status "unavailable"). A live deployment in neither mapping is not compared (one being closed for good, say)."""
+
+    candidate: pd.Series
+    start: date
+    end: date
+    deployments: Mapping[str, pd.Series] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError(f"window end {self.end} is before its start {self.start}")
+
+
 @dataclass(frozen=True)
 class PairCorrelation:
+    """The candidate's daily-return correlation with one live deployment: ``n`` the days both series hold a
+    return (the sample size), ``window`` the first and last of them (the stated window when there are none),
+    ``source`` how the series were made, ``reason`` why the correlation is unmeasured (empty when measured)."""
+
     deployment_id: str
     correlation: float  # NaN when unmeasured
-    common_days: int
-    status: str  # "ok", "above limit", "insufficient overlap", "undefined"
+    n: int
+    status: str  # "ok", "above limit", "insufficient overlap", "undefined", "unavailable"
     passed: bool
+    window: tuple[date, date] | None = None
+    source: str = ""
+    reason: str = ""
+
+    @property
+    def common_days(self) -> int:
+        """``n`` by its former name."""
+        return self.n
+
+    @property
+    def window_text(self) -> str:
+        return f"{self.window[0]}..{self.window[1]}" if self.window is not None else "no days"
 
 
 @dataclass(frozen=True)
@@ -273,8 +318,10 @@ class Assessment:
             "allocation_limits": {k: _num(v) for k, v in self.allocation_limits.items()},
             "rules": [{"name": r.name, "value": _num(r.value), "limit": _num(r.limit), "passed": r.passed,
                        "detail": r.detail} for r in self.rules],
-            "correlations": [{"deployment_id": c.deployment_id, "correlation": _num(c.correlation),
-                              "common_days": c.common_days, "status": c.status, "passed": c.passed}
+            "correlations": [{"deployment_id": c.deployment_id, "correlation": _num(c.correlation), "n": c.n,
+                              "window": None if c.window is None else {"start": c.window[0].isoformat(),
+                                                                       "end": c.window[1].isoformat()},
+                              "source": c.source, "status": c.status, "passed": c.passed, "reason": c.reason}
                              for c in self.correlations],
             "clusters": [{"asset": c.asset, "direction": c.direction, "members": list(c.members),
                           "exposure": _num(c.exposure), "fraction": _num(c.fraction)} for c in self.clusters],
@@ -334,13 +381,16 @@ def _floor(value: float, digits: int) -> float:
     return math.floor(value * scale + 1e-6) / scale
 
 
-def _correlations(portfolio: PortfolioSnapshot, candidate: Candidate, limits: AssessmentLimits
-                  ) -> tuple[PairCorrelation, ...]:
-    deployments = portfolio.deployments
-    if not deployments:
-        return ()
-    cand = _daily(candidate.returns)
-    frame = pd.concat([_daily(d.returns) for d in deployments], axis=1, keys=range(len(deployments)))
+def daily_correlations(candidate: pd.Series, others: Sequence[pd.Series]
+                       ) -> list[tuple[float, int, tuple[date, date] | None]]:
+    """Pearson correlation of ``candidate``'s daily returns with each of ``others``' on the days both hold a finite
+    return (dates taken as UTC days, two returns of one day compounded): per series its value (NaN with fewer than
+    two such days or a constant series), the number of those days ``n`` and their first and last day (None
+    when there are none)."""
+    if not others:
+        return []
+    cand = _daily(candidate)
+    frame = pd.concat([_daily(o) for o in others], axis=1, keys=range(len(others)), sort=True)
     x = frame.reindex(cand.index).to_numpy(dtype=np.float64)
     c = cand.to_numpy(dtype=np.float64)[:, None]
     mask = np.isfinite(x) & np.isfinite(c)
@@ -353,17 +403,57 @@ def _correlations(portfolio: PortfolioSnapshot, candidate: Candidate, limits: As
     var = (dx * dx).sum(axis=0) * (dc * dc).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = (dx * dc).sum(axis=0) / np.sqrt(var)
+    days = cand.index
+    out: list[tuple[float, int, tuple[date, date] | None]] = []
+    for i in range(len(others)):
+        rows = np.flatnonzero(mask[:, i])
+        span = (days[rows[0]].date(), days[rows[-1]].date()) if rows.size else None
+        value = float(np.clip(corr[i], -1.0, 1.0)) if n[i] >= 2 and var[i] > 0 and math.isfinite(corr[i]) \
+            else math.nan
+        out.append((value, int(n[i]), span))
+    return out
+
+
+def _in_window(series: pd.Series, same: SameDates) -> pd.Series:
+    daily = _daily(series)
+    return daily[(daily.index >= pd.Timestamp(same.start)) & (daily.index <= pd.Timestamp(same.end))]
+
+
+def _correlations(portfolio: PortfolioSnapshot, candidate: Candidate, limits: AssessmentLimits,
+                  same: SameDates | None) -> tuple[PairCorrelation, ...]:
+    deployments = portfolio.deployments
+    if not deployments:
+        return ()
+    stated: tuple[date, date] | None = None
+    if same is None:
+        cand = candidate.returns
+        series: dict[str, pd.Series] = {d.id: d.returns for d in deployments}
+        sources = {d.id: GIVEN_RETURNS for d in deployments}
+    else:
+        stated = (same.start, same.end)
+        cand = _in_window(same.candidate, same)
+        series = {d.id: _in_window(same.deployments[d.id], same) for d in deployments if d.id in same.deployments}
+        sources = {d.id: same.sources.get(d.id, "") for d in deployments}
+    measured = dict(zip(series, daily_correlations(cand, list(series.values())), strict=True))
     out = []
-    for i, d in enumerate(deployments):
-        days = int(n[i])
+    for d in deployments:
+        if d.id not in measured:
+            if same is not None and d.id in same.unavailable:
+                out.append(PairCorrelation(d.id, math.nan, 0, "unavailable", False, stated, sources[d.id],
+                                           same.unavailable[d.id]))
+            continue
+        value, days, span = measured[d.id]
+        window = span or stated
         if days < limits.min_overlap_days:
-            out.append(PairCorrelation(d.id, math.nan, days, "insufficient overlap", False))
-        elif not (var[i] > 0 and math.isfinite(corr[i])):
-            out.append(PairCorrelation(d.id, math.nan, days, "undefined", False))
+            out.append(PairCorrelation(d.id, math.nan, days, "insufficient overlap", False, window, sources[d.id],
+                                       f"{days} days hold both returns, fewer than {limits.min_overlap_days}"))
+        elif not math.isfinite(value):
+            out.append(PairCorrelation(d.id, math.nan, days, "undefined", False, window, sources[d.id],
+                                       "a constant series (no trade, or no change, over those days)"))
         else:
-            value = float(np.clip(corr[i], -1.0, 1.0))
             above = value > limits.max_pairwise_correlation
-            out.append(PairCorrelation(d.id, value, days, "above limit" if above else "ok", not above))
+            out.append(PairCorrelation(d.id, value, days, "above limit" if above else "ok", not above, window,
+                                       sources[d.id]))
     return tuple(out)
 
 
@@ -452,8 +542,10 @@ class _Drawdowns:
 
 # ------------------------------------------------------------------------------------------------ assess
 def assess(portfolio: PortfolioSnapshot, candidate: Candidate, limits: AssessmentLimits,
-           asset_correlation: pd.DataFrame) -> Assessment:
-    """Assess ``candidate`` against ``portfolio``; see the module docstring for every rule and formula."""
+           asset_correlation: pd.DataFrame, same_dates: SameDates | None = None) -> Assessment:
+    """Assess ``candidate`` against ``portfolio``; see the module docstring for every rule and formula.
+    ``same_dates``: the series the pairwise correlations are measured on (None: the candidate's and the live
+    deployments' own ``returns``)."""
     equity, requested = portfolio.equity, candidate.allocation
     live_capital = float(sum(d.allocated for d in portfolio.deployments))
 
@@ -483,14 +575,14 @@ def assess(portfolio: PortfolioSnapshot, candidate: Candidate, limits: Assessmen
         return exposure.fraction(x) <= limits.max_correlated_exposure
 
     # pairwise correlation
-    correlations = _correlations(portfolio, candidate, limits)
+    correlations = _correlations(portfolio, candidate, limits, same_dates)
     measured = [c for c in correlations if math.isfinite(c.correlation)]
     unmeasured = [c for c in correlations if not math.isfinite(c.correlation)]
     top = max(measured, key=lambda c: c.correlation, default=None)
     pair_rule = Rule(
         "pairwise_correlation", top.correlation if top else math.nan, limits.max_pairwise_correlation,
         all(c.passed for c in correlations),
-        (f"max with {top.deployment_id} over {top.common_days} days" if top else
+        (f"max with {top.deployment_id} over {top.n} days ({top.window_text})" if top else
          "no live deployment measured")
         + (f"; {len(unmeasured)} unmeasured" if unmeasured else ""))
 
@@ -531,7 +623,7 @@ def assess(portfolio: PortfolioSnapshot, candidate: Candidate, limits: Assessmen
     if above:
         verdict = Verdict.REJECTED
         reasons.extend(f"daily returns correlate {c.correlation:.4f} with live deployment {c.deployment_id} "
-                       f"(limit {limits.max_pairwise_correlation})" for c in above)
+                       f"over {c.n} days {c.window_text} (limit {limits.max_pairwise_correlation})" for c in above)
     elif not caps_pass and offered <= 0:
         verdict = Verdict.REJECTED
         reasons.append("no positive allocation satisfies the deployed, correlated and worst-case caps")
@@ -546,8 +638,10 @@ def assess(portfolio: PortfolioSnapshot, candidate: Candidate, limits: Assessmen
                                       candidate.stoploss), 4)
             if 0 < loosest < candidate.stoploss:
                 conditions.append(StoplossCap(loosest, candidate.stoploss))
-        conditions.extend(StatedRisk(f"correlation with {c.deployment_id} unmeasured ({c.status}, {c.common_days} "
-                                     f"common days): review before deploying") for c in unmeasured)
+        conditions.extend(StatedRisk(f"correlation with {c.deployment_id} unmeasured ("
+                                     + (f"unavailable: {c.reason}" if c.status == "unavailable" else
+                                        f"{c.status}, {c.n} common days") + "): review before deploying")
+                          for c in unmeasured)
         if not drawdowns.trades.size:
             conditions.append(StatedRisk("no per-trade returns: the bootstrap worst case is unmeasured (counted "
                                          "as 0); review before deploying"))

@@ -130,6 +130,8 @@ class PreTrade:
         for pos in ledger.open_positions():
             self._positions[self._lane(pos.deployment_id, pos.pair)] = float(pos.qty)
         for order in ledger.open_orders():
+            if order.type == "STOP_MARKET":
+                continue  # a resting stop reduces nothing until it fills
             self._hold(order.client_order_id, order.deployment_id, order.pair, order.side,
                        float(order.qty - order.filled_qty), float(order.ref_price), order.reason == "entry_signal")
         window = self.limits.throttle_window_s
@@ -312,6 +314,40 @@ class PreTrade:
             rule = caps[-1].split(":")[0] if caps else "size"
             return Verdict(False, rule, "no room for a position of useful size", Decimal(0), numbers, sized)
         return Verdict(True, "approved", "within limits", qty, numbers, sized)
+
+    def check_sized(self, intent: OrderIntent, ctx: Context) -> Verdict:
+        """Check an entry sized elsewhere — ``intent.qty``, e.g. a Freqtrade bot's amount — without resizing it:
+        the fast path's rules on that qty (trading state, open positions, the exposure caps, free cash, throttle,
+        price band), then sizing's per-position cap (the lane's position plus the entry at most
+        ``max_position_fraction`` x the deployment's equity in use, cut by the drawdown ladder's size multiplier).
+        Approved: the qty asked for; denied: the first rule that failed, with its numbers."""
+        rs = self.view()
+        d, a = self.dep_index[intent.deployment_id], self.pair_index[intent.pair]
+        rs.set_state(FAST_PORTFOLIO, ctx.portfolio_state)
+        rs.set_state(d, ctx.deployment_state)
+        equity_in_use = ctx.deployment_equity * ctx.allocation_fraction
+        rs.set_equity(ctx.portfolio_equity)
+        rs.set_equity(equity_in_use, d)
+        side = 1 if intent.side.value == "BUY" else -1
+        price, qty = float(intent.ref_price), float(intent.qty or 0)
+        notional = qty * price
+        numbers = {"deployment_equity": _money(ctx.deployment_equity),
+                   "allocation_fraction": repr(ctx.allocation_fraction), "equity_in_use": _money(equity_in_use),
+                   "portfolio_equity": _money(ctx.portfolio_equity), "gross_exposure": _money(rs.gross),
+                   "deployment_exposure": _money(rs.dep_exposure[d]), "free_cash": _money(rs.cash),
+                   "notional": _money(notional)}
+        denial = check(FastOrder(d, a, side, qty, price, False, float(intent.signal_time)), rs, self.limits)
+        if denial is not None:
+            numbers.update(denial.as_numbers())
+            return Verdict(False, denial.rule, denial.describe(), Decimal(0), numbers)
+        cap = equity_in_use * self.cfg.max_position_fraction * ctx.size_multiplier
+        position = (abs(rs.position(d, a)) * price if rs.position(d, a) * side > 0 else 0.0) + notional
+        if position > cap * (1.0 + _HAIR):
+            numbers.update({"value": repr(position), "limit": repr(cap)})
+            return Verdict(False, "max_position_fraction", f"max_position_fraction: position above "
+                           f"{self.cfg.max_position_fraction} x equity in use x size multiplier {ctx.size_multiplier} "
+                           f"({position:.6g} vs limit {cap:.6g})", Decimal(0), numbers)
+        return Verdict(True, "approved", "within limits", intent.qty or Decimal(0), numbers)
 
     def commit(self, client_order_id: str, intent: OrderIntent, verdict: Verdict) -> None:
         """An approved order was sent: hold it in the book and count it against the throttle."""

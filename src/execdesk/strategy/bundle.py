@@ -211,6 +211,20 @@ class Sizing(_Model):
         return SIZING_SETTINGS[self.method][name] if value is None else value
 
 
+class OrderTypes(_Model):
+    """Which orders carry the strategy's exits (as Freqtrade's ``order_types``). Without it, every exit is a
+    market order sent at the close of the candle that decided it.
+
+    ``stoploss_on_exchange``: the stoploss rests at the venue as a stop order from the bar the entry filled in,
+    amended as a trailing stop moves, cancelled when another exit goes out, on pause and by the kill switch.
+    ``exit``: ``limit`` sends exit signals and ROI exits as limit orders at the backtest's price; one still open
+    ``exit_timeout_candles`` candles later is cancelled and the exit sent at market."""
+
+    exit: Literal["market", "limit"] = Field(default="market", description="market or limit")
+    stoploss_on_exchange: StrictBool = False
+    exit_timeout_candles: StrictInt = Field(default=1, ge=1, le=1000, description="an integer in [1, 1000]")
+
+
 class SideExpressions(_Model):
     """A condition per side; None means the side is not traded (entry) or not signalled (exit)."""
 
@@ -236,6 +250,7 @@ class StrategyBundle(_Model):
     )
     trailing_stop: TrailingStop | None = None
     sizing: Sizing | None = None
+    order_types: OrderTypes | None = None
     validation: ValidationReport = Field(description="the backtest report (period, trades, ...)")
 
     _exprs: dict[str, Expr] | None = PrivateAttr(default=None)

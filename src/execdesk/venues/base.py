@@ -85,6 +85,23 @@ class VenueFill:
     liquidity: str = "taker"
 
 
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """The top of a pair's book as a venue quoted it: the best bid and ask, and when the venue says it was so
+    (epoch seconds; None when it does not say)."""
+
+    pair: str
+    bid: Decimal
+    ask: Decimal
+    time: int | None = None
+
+    @property
+    def spread_bps(self) -> float:
+        """``(ask - bid) / mid`` in basis points (0 for a book without two sides)."""
+        mid = (self.bid + self.ask) / 2
+        return float((self.ask - self.bid) / mid * 10_000) if self.bid > 0 and self.ask > 0 else 0.0
+
+
 @runtime_checkable
 class Venue(Protocol):
     """Submit, cancel, and read back orders, fills, balances and positions."""

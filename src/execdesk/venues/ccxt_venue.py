@@ -74,7 +74,7 @@ import ccxt  # type: ignore[import-untyped]
 
 from execdesk.domain.types import ClientOrderId, OrderStatus, OrderType, Side, dec
 from execdesk.errors import ExecdeskError, InvalidInput
-from execdesk.venues.base import OrderRejected, VenueFill, VenueOrder, VenueUnavailable
+from execdesk.venues.base import OrderRejected, Quote, VenueFill, VenueOrder, VenueUnavailable
 
 log = logging.getLogger(__name__)
 HTTP_LOG = logging.getLogger(__name__ + ".http")
@@ -245,6 +245,28 @@ class CcxtVenue:
                         for r in fresh)
             cursor = int(fresh[-1][0]) + 1
         return rows
+
+    @_own_decimal_context
+    def top_of_book(self, pair: str) -> Quote:
+        """The best bid and ask of ``pair`` now: the top of the exchange's order book (``fetch_order_book``, its
+        first levels), or its ticker's bid and ask where ccxt has no order book for the exchange or a side is empty.
+        A read like the others: through ccxt's rate limiter, its errors :class:`VenueUnavailable` (retry: the
+        caller's :class:`~execdesk.retry.RetryPolicy`), a book without both sides too."""
+        self._markets()
+        if pair not in self.config.pairs:
+            raise InvalidInput(f"{pair} is not one of this venue's pairs {list(self.config.pairs)}")
+        bid = ask = None
+        stamp = None
+        if self._exchange.has.get("fetchOrderBook"):
+            book = self._read(partial(self._exchange.fetch_order_book, pair, 5))
+            bid, ask, stamp = _best(book, "bids"), _best(book, "asks"), book.get("timestamp")
+        if bid is None or ask is None:
+            ticker = self._read(partial(self._exchange.fetch_ticker, pair))
+            bid, ask = bid or _num(ticker.get("bid")), ask or _num(ticker.get("ask"))
+            stamp = stamp or ticker.get("timestamp")
+        if bid is None or ask is None or bid <= 0 or ask < bid:
+            raise VenueUnavailable(self.name, f"no usable bid and ask for {pair} (bid {bid}, ask {ask})")
+        return Quote(pair, bid, ask, int(stamp) // 1000 if stamp else None)
 
     # ---------------------------------------------------------------- Venue protocol: orders
     @_own_decimal_context
@@ -680,6 +702,18 @@ def _num(value: object) -> Decimal | None:
     if isinstance(value, float | int | str | Decimal):
         return dec(value)
     raise TypeError(f"{type(value).__name__} where a number was expected")
+
+
+def _best(book: Mapping[str, Any], side: str) -> Decimal | None:
+    """The best price on one side of a ccxt order book (None: the side is empty); an unreadable level is a
+    :class:`VenueUnavailable` like any malformed answer to a read."""
+    levels = book.get(side) or []
+    if not levels:
+        return None
+    try:
+        return _num(levels[0][0])
+    except (IndexError, KeyError, TypeError, ValueError, InvalidOperation):
+        raise VenueUnavailable("ccxt", f"bad_response: unreadable {side} in the order book") from None
 
 
 def _point_at(urls: Any, target: SplitResult) -> None:

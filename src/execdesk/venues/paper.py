@@ -27,6 +27,11 @@ in the desk's process and is rebuilt from the ledger on restart (:meth:`PaperVen
 embedded mode a replay uses), or persists on its own in a SQLite file (``store``), committed at every
 call, so that a desk killed at any moment finds the venue as it left it — orders it accepted, fills it
 made — and reconciles its ledger against it.
+
+Its quote (:func:`quoted_spread_bps`, what the monitor watches for a spread widening in a replay): a spread of
+``2 x slippage_bps`` at a bar of the pair's typical range, scaled by the bar's high-low range over the median range
+of the pair's ``window`` bars before it (never below a quarter of it) — so it widens in a shock. Fills do not read
+it: market and stop fills keep their ``slippage_bps`` (half the spread at a typical bar) and impact.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
 from execdesk.domain.state import DeskState
 from execdesk.domain.types import QUANTUM, ClientOrderId, OrderStatus, OrderType, Side, dec
 from execdesk.errors import InvalidInput
@@ -47,6 +56,8 @@ from execdesk.venues.base import OrderRejected, VenueFill, VenueOrder
 
 BPS = Decimal("0.0001")
 ZERO = Decimal(0)
+SPREAD_WINDOW = 168  # bars: the pair's typical range for the quoted spread is their median
+SPREAD_FLOOR = 0.25  # the quoted spread never narrows below this share of the typical bar's
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +227,11 @@ class PaperVenue:
     # ---------------------------------------------------------------- market data
     def has_pending(self) -> bool:
         return bool(self._pending)
+
+    def quoted_spreads(self, open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The spread this venue quotes in each of a pair's bars (consecutive, oldest first), in basis points:
+        :func:`quoted_spread_bps` at its ``slippage_bps``."""
+        return quoted_spread_bps(open_, high, low, self.config.slippage_bps)
 
     def pending_pairs(self) -> set[str]:
         return {self._orders[c].pair for c in self._pending}
@@ -442,3 +458,27 @@ def _fill_to(f: VenueFill) -> dict[str, Any]:
 def _fill_from(d: dict[str, Any]) -> VenueFill:
     return VenueFill(d["fill_id"], ClientOrderId(d["coid"]), d["pair"], Side(d["side"]), Decimal(d["qty"]),
                      Decimal(d["price"]), Decimal(d["fee"]), int(d["time"]), d["liquidity"])
+
+
+def quoted_spread_bps(open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike, slippage_bps: float,
+                      window: int = SPREAD_WINDOW) -> npt.NDArray[np.float64]:
+    """The paper venue's quoted spread (bps) in each of a pair's consecutive bars: ``2 x slippage_bps x
+    max(r / typical, SPREAD_FLOOR)``, where ``r`` is the bar's range relative to its open, ``(high - low) / open``,
+    and ``typical`` the median ``r`` of the ``window`` bars before it (the bar's own while it has none before it:
+    the first bar quotes ``2 x slippage_bps``). Deterministic: the same bars give the same quotes.
+
+    Worked: slippage 5 bps, the pair's bars ranging 1% of their price for a week, then one ranging 4%: quoted
+    10 bps until then, 40 bps in that bar; a bar ranging 0.1% quotes 2.5 bps (the floor, a quarter of 10).
+    """
+    o, h, lo = (np.asarray(a, dtype=np.float64) for a in (open_, high, low))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.where(o > 0, (h - lo) / o, np.nan)
+    if len(rel) == 0:
+        return np.zeros(0)
+    # the median of the ``window`` bars before each (pandas' rolling median: a skip list, not a sort per bar)
+    typical = pd.Series(rel).rolling(window, min_periods=1).median().shift(1).to_numpy(dtype=np.float64)
+    typical = np.where(np.isfinite(typical) & (typical > 0), typical, rel)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(typical > 0, rel / typical, 1.0)
+    ratio = np.maximum(np.where(np.isfinite(ratio), ratio, 1.0), SPREAD_FLOOR)
+    return np.asarray(2.0 * slippage_bps * ratio, dtype=np.float64)
