@@ -148,7 +148,7 @@ def test_window_market_when_more_candles_than_allowed_then_the_window_keeps_its_
     assert len(frames["BTC/USDT"]) <= 3000
     assert int(frames["BTC/USDT"]["date"].searchsorted(market.start)) == 60 * 24
     assert market.days[0] == date(2024, 4, 27)  # 3,000 - 1,440 candles of warm-up = 65 days
-    assert f"cut to its last 65 days (at most 3000 1h candles)" in market.source
+    assert "cut to its last 65 days (at most 3000 1h candles)" in market.source
     assert "(of 2024-01-01..2024-06-30;" in market.source
 
 

@@ -20,8 +20,8 @@ from execdesk.domain.events import Event, EventKind
 from execdesk.freqtrade.bot import BotUnavailable, free_loopback_port
 from execdesk.freqtrade.deskcheck import CheckLink, EntryRequest
 from execdesk.store.ledger import Ledger
+from tests.freqtrade.test_deskcheck import DEP, _body, _link, _raw
 
-DEP = "STR-900-v1"
 T0 = 1_700_000_000
 
 
@@ -31,21 +31,6 @@ class _Clock:
 
     def wait_until(self, t: int) -> None:
         pass
-
-
-def _link(port: int = 50_000) -> CheckLink:
-    return CheckLink.generate(DEP, port, timeout_s=2.0)
-
-
-def _body(link: CheckLink, **overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"deployment_id": link.deployment_id, "token": link.token, "pair": "SOL/USDT",
-                            "side": "long", "amount": 2.0, "rate": 100.0}
-    body.update(overrides)
-    return body
-
-
-def _raw(body: Any) -> bytes:
-    return json.dumps(body).encode()
 
 
 # -- the endpoint -----------------------------------------------------------------------------------------------

@@ -14,15 +14,6 @@ from execdesk.errors import InvalidInput
 from execdesk.freqtrade.deskcheck import CheckLink, CheckRequestError, EntryRequest, parse_request
 
 DEP = "STR-900-v1"
-T0 = 1_700_000_000
-
-
-class _Clock:
-    def now(self) -> int:
-        return T0 + 3600
-
-    def wait_until(self, t: int) -> None:
-        pass
 
 
 def _link(port: int = 50_000) -> CheckLink:
