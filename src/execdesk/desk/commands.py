@@ -432,6 +432,8 @@ class RunningDesk(Protocol):
 
     def watch_fills(self, t: int, fills: list[FillRecord]) -> None: ...
 
+    def sync_bots(self, g: int, sync: Callable[[], Any] | None = None) -> None: ...
+
     def send_message(self, t: int, kind: str, subject: str, summary: str, body: dict[str, Any],
                      options: tuple[str, ...] = (), key: str = "") -> Message: ...
 
@@ -471,14 +473,8 @@ def apply_request(loop: RunningDesk, g: int, request: dict[str, Any]) -> None:
                                  news=True)
             return
         seq_before = loop.ledger.state.last_seq
-        if action == "sync_bots":
-            before = set(loop.ledger.state.fills)
-            apply_sync(loop.ledger, home, request)
-            state = loop.ledger.state
-            booked = [f for c, f in state.fills.items() if c not in before]
-            if booked:  # the bots' trades: the monitor watches them, the risk book counts them
-                loop.watch_fills(t, booked)
-                loop.rebuild_books(g)
+        if action == "sync_bots":  # the bots' trades: the monitor watches them, the risk book counts them
+            loop.sync_bots(g, lambda: apply_sync(loop.ledger, home, request))
             return
         if action == "rearm":
             apply_rearm(loop.ledger, request, t)

@@ -281,14 +281,19 @@ class DeskLoop:
         self._holdings: Holdings | None = None
         state = self.ledger.state
         deployments = list(dict.fromkeys([*state.deployments, *(lane.deployment_id for lane in self.lanes)]))
-        self.pretrade = PreTrade(self.risk, deployments, list(self.market.pairs),
-                                 dec(self.venue.config.fee_bps) / 10000, float(state.cash()))
+        # the market's pairs, then those only a Freqtrade bot trades (the desk has no candles for them: a bot's
+        # position there is valued at its cost, see _book_prices)
+        pairs = list(self.market.pairs)
+        pairs += sorted({p for d in state.deployments.values() for p in d.pairs} - set(pairs))
+        self.pretrade = PreTrade(self.risk, deployments, pairs, dec(self.venue.config.fee_bps) / 10000,
+                                 float(state.cash()))
         self._marked_g = -1
         self._over_budget = False
         self._t0 = 0  # the time of the run's first bar
         self._starts: list[tuple[int, str]] = []  # scheduled deployments: (start time, id), soonest first
         self._settle_at: int | None = None  # the bar at which the lead settles what a stopped desk left closing
         self._protect_at: int | None = None  # the run's first bar, when stops may rest (see _protect)
+        self._bots_each_bar = False  # a desk on the wall's time with Freqtrade bots: their trades taken every bar
         self._resting = False  # whether any order other than a market order was ever sent (then poll them)
         self._sent: dict[str, str] | None = None  # the messages the ledger holds, by id (see send_message)
         self._adopted: list[FillRecord] = []  # fills the reconciliation at the run's start adopted
@@ -348,6 +353,9 @@ class DeskLoop:
         self.venue.restore(state)
         self.oms.reset_cursor()
         self._resting = any(o.type != "MARKET" for o in state.open_orders())
+        self._bots_each_bar = (self.control is not None and not isinstance(self.clock, ReplayClock)
+                               and any(d.venue == "freqtrade" and d.state is not TradingState.HALTED
+                                       for d in state.deployments.values()))
         # the run so far, as the monitor saw it (with the venue's model of its quoted spread, the paper venue's)
         self.watch = Watch(self.ledger, self.market, self.venue.name,
                            spreads=getattr(self.venue, "quoted_spreads", None))
@@ -357,7 +365,7 @@ class DeskLoop:
         self._adopted = [state.fills[f] for f in report.adopted_fills]
         self._adopted_at = start if self._adopted else None
         self.act_on(self.lead.on_reconciled(report, self._time(start)))
-        self.pretrade.rebuild(state, self.closes(max(start - 1, 0)), self._time(start))
+        self.pretrade.rebuild(state, self._book_prices(max(start - 1, 0)), self._time(start))
         self._starts = self.lead.scheduled_starts()
         self.record(Event(self._time(start), EventKind.RUN_STARTED, {
             "from_bar": start, "bars": self.market.n,
@@ -554,6 +562,24 @@ class DeskLoop:
     def marks(self, value: Watermarks) -> None:
         self.monitor.marks = value
 
+    def sync_bots(self, g: int, sync: Callable[[], Any] | None = None) -> None:
+        """The Freqtrade bots' trades into the ledger (``sync``, default :func:`~execdesk.freqtrade.fleet.sync` of
+        every bot of the desk; a bot that does not answer is left for the next bar): the monitor watches the new
+        fills and the risk book counts them, so every cap sees the bots' positions (a desk on the wall's time does
+        this at every bar; ``execdesk bots sync`` asks for it)."""
+        before = set(self.ledger.state.fills)
+        if sync is not None:
+            sync()
+        elif self.control is not None:
+            from execdesk.freqtrade.fleet import sync as sync_all
+
+            sync_all(self.ledger, self.control.parent)
+        state = self.ledger.state
+        booked = [f for c, f in state.fills.items() if c not in before]
+        if booked:
+            self.watch_fills(self.market.close_time(g), booked)
+            self.rebuild_books(g)
+
     def watch_fills(self, t: int, fills: Sequence[FillRecord]) -> None:
         """Fills booked outside the bar's own (a bot's trades): the monitor watches them."""
         self.apply_findings(self.watch.on_fills(t, fills))
@@ -592,8 +618,8 @@ class DeskLoop:
         waiting for each piece's last bar to close.
         """
         while a <= b:
-            if self._pending_control():  # a human's request is acted on at the next bar, not after the stretch
-                self._bar(a)
+            if self._pending_control() or self._bots_each_bar:  # a human's request is acted on at the next bar, not
+                self._bar(a)  # after the stretch; the bots' trades are taken at every bar
                 return a
             last = self._closed_until(a, b)
             stop, breaches, snaps = self.monitor.advance(self.holdings(), a, last, self.lead.armed_limits())
@@ -638,6 +664,8 @@ class DeskLoop:
         if breaches:
             self.act_on(self.lead.on_breaches(g, breaches))
         self._controls(g)
+        if self._bots_each_bar:
+            self.sync_bots(g)
         self.act_on(self.lead.check_answers(g))
         if self._settle_at == g:
             self._settle_at = None
@@ -985,6 +1013,13 @@ class DeskLoop:
         """Orders were cancelled: the risk book lets go of what they held."""
         self.pretrade.settle(self.ledger.state)
 
+    def _book_prices(self, g: int) -> dict[str, float]:
+        """The prices the risk book is rebuilt at: every pair's close at bar ``g``; a position in a pair the market
+        has no candles for (a Freqtrade bot's) at its average cost."""
+        closes = self.closes(g)
+        unmarked = {p.pair: float(p.avg_price) for p in self.ledger.state.open_positions() if p.pair not in closes}
+        return {**unmarked, **closes} if unmarked else closes
+
     def closes(self, g: int) -> dict[str, float]:
         """Every pair's close at bar ``g``."""
         return self.market.closes(g)
@@ -1002,7 +1037,7 @@ class DeskLoop:
     def rebuild_books(self, g: int) -> None:
         """Positions moved without fills (a hand-over): the risk book and the holdings are built again."""
         self._holdings = None
-        self.pretrade.rebuild(self.ledger.state, self.closes(g), self.market.close_time(g))
+        self.pretrade.rebuild(self.ledger.state, self._book_prices(g), self.market.close_time(g))
         self.reschedule_all(g)
 
     def reschedule_all(self, after_g: int) -> None:
@@ -1016,12 +1051,17 @@ class DeskLoop:
             rows = {p: t.index for p, t in self.market.pairs.items()}
             per_dep: dict[str, list[Holding]] = {d: [] for d in state.deployments}
             portfolio = []
+            at_cost = 0.0  # positions in pairs the market has no candles for (a Freqtrade bot's): held at their cost
             for pos in state.open_positions():
-                h = Holding(rows[pos.pair], float(pos.qty), float(pos.avg_price))
+                row = rows.get(pos.pair)
+                if row is None:
+                    at_cost += float(pos.qty) * float(pos.avg_price)
+                    continue
+                h = Holding(row, float(pos.qty), float(pos.avg_price))
                 portfolio.append(h)
                 per_dep[pos.deployment_id].append(h)
             base = {d.id: float(d.capital + d.realized_pnl - d.fees) for d in state.deployments.values()}
-            self._holdings = Holdings(float(state.cash()), tuple(portfolio), base,
+            self._holdings = Holdings(float(state.cash()) + at_cost, tuple(portfolio), base,
                                       {d: tuple(v) for d, v in per_dep.items()})
         return self._holdings
 

@@ -78,7 +78,8 @@ def summarize(ledger: Ledger, market: MarketView, wall: float, stats: LoopStats,
     paths = state_paths(ledger)
     deployments = [deployment_summary(state, d, closes, marks, paths.get(d.id, "")) for d in state.deployments.values()]
     capital = RecordedDesk.of(state).capital or 0.0
-    equity = float(state.cash()) + sum(float(p.qty) * closes[p.pair] for p in state.open_positions())
+    equity = float(state.cash()) + sum(float(p.qty) * closes.get(p.pair, float(p.avg_price))  # (a bot's pair: at cost)
+                                       for p in state.open_positions())
     return RunSummary(home, ledger.location, deployments, state.trading_state.value,
                       state.trading_reason, equity, capital, marks.max_drawdown.get(PORTFOLIO, 0.0),
                       market.n, stats, wall, timeline(ledger), already_complete=already_complete)

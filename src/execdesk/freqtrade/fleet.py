@@ -10,7 +10,8 @@ there the lead drives it with Freqtrade's own REST API (see :mod:`execdesk.freqt
   as it runs.
 * :func:`sync` — the bot's trades into the ledger: each filled entry and each exit becomes the
   deployment's order and fill (client order ids ``ft-<deployment>-<trade id>-entry|exit``, the bot's
-  rates, amounts and fees), once — so the monitor watches a bot's deployment like any other.
+  rates, amounts and fees), once — so the monitor watches a bot's deployment like any other (a desk running on
+  the wall's time calls it at every bar: :meth:`execdesk.desk.loop.DeskLoop.sync_bots`).
 * :func:`tell_bot` — the lead's decisions reach the bot: pause -> ``stopentry``, resume -> ``start``,
   remove (and the kill switch, the circuit breaker) -> ``forceexit all``; remove also stops it.
 
