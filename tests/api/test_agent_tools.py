@@ -146,7 +146,10 @@ def test_deploy_when_the_risk_gate_refuses_then_a_tool_error_with_its_reason_and
     assert rearmed.structured_content is not None
     assert rearmed.structured_content["outcome"] == "applied"
     assert deployed.is_error
-    assert "STR-009-v1: the risk gate refused it: no capital left to allocate" in text(deployed)
+    # (the demo leaves 1% unallocated, the refused STR-005's: the whole equity asked is over the deployed cap, and
+    # the bundle, a copy of STR-002, correlates 1.0 with it)
+    assert "STR-009-v1: the risk gate refused it: REJECTED: deployed_fraction" in text(deployed)
+    assert "correlate 1.0000 with live deployment STR-002-v1" in text(deployed)
     gates = [g for g in events(home, EventKind.GATE) if g["deployment_id"] == "STR-009-v1"]
     assert [(g["gate"], g["outcome"]) for g in gates][-1] == ("risk", "refused")
     assert gates[-1]["by"] == "ops"
