@@ -170,12 +170,14 @@ class _StubStrategy:
     wallets: Any = None
 
 
-def _load_class(generated: GeneratedStrategy, monkeypatch: pytest.MonkeyPatch) -> type[Any]:
-    """Execute the (audited) generated module against a stub ``freqtrade.strategy``."""
+def _load_class(generated: GeneratedStrategy, monkeypatch: pytest.MonkeyPatch, base: type[Any] | None = None
+                ) -> type[Any]:
+    """Execute the (audited) generated module against a stub ``freqtrade.strategy`` whose ``IStrategy`` is ``base``
+    (default: one with ``wallets`` only)."""
     assert audit_source(generated.source, generated.allowed) == []
     package = types.ModuleType("freqtrade")
     module = types.ModuleType("freqtrade.strategy")
-    module.IStrategy = _StubStrategy  # type: ignore[attr-defined]
+    module.IStrategy = base or _StubStrategy  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "freqtrade", package)
     monkeypatch.setitem(sys.modules, "freqtrade.strategy", module)
     namespace: dict[str, Any] = {"__name__": "generated_under_test"}

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import sys
 import threading
 import time
 import types
@@ -18,12 +17,12 @@ from typing import Any, ClassVar
 
 import pytest
 
-from execdesk.codegen.audit import audit_source
 from execdesk.codegen.render import GeneratedStrategy, render_strategy
 from execdesk.desk.bot_check import CheckAnswer, CheckServer
 from execdesk.freqtrade.bot import free_loopback_port
 from execdesk.freqtrade.deskcheck import CheckLink, EntryRequest
 from execdesk.strategy import load_bundle
+from tests.codegen.test_render import _load_class
 from tests.conftest import BUNDLES
 
 DEP = "STR-002-v1"
@@ -43,15 +42,7 @@ def generated() -> GeneratedStrategy:
 
 @pytest.fixture
 def strategy_class(generated: GeneratedStrategy, monkeypatch: pytest.MonkeyPatch) -> type[Any]:
-    assert audit_source(generated.source, generated.allowed) == []
-    package = types.ModuleType("freqtrade")
-    module = types.ModuleType("freqtrade.strategy")
-    module.IStrategy = _StubStrategy  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "freqtrade", package)
-    monkeypatch.setitem(sys.modules, "freqtrade.strategy", module)
-    namespace: dict[str, Any] = {"__name__": "generated_under_test"}
-    exec(compile(generated.source, generated.filename, "exec"), namespace)  # the audited generated module
-    return namespace[generated.class_name]  # type: ignore[no-any-return]
+    return _load_class(generated, monkeypatch, _StubStrategy)
 
 
 def _strategy(cls: type[Any], link: CheckLink | None, runmode: str = "dry_run") -> Any:
