@@ -116,3 +116,18 @@ def test_replay_desk_when_it_has_a_bot_then_the_bot_is_not_asked(desk_with_a_bot
     actions.run_config(carried, home, report=False)  # a replay: the bot runs on the wall's time, not the replay's
 
     assert bot.gets == []
+
+
+def test_live_desk_when_its_bots_folder_is_gone_then_it_runs_on_with_one_standing_warning(
+        desk_with_a_bot: tuple[Path, Path, _Bot]) -> None:
+    carried, home, _bot = desk_with_a_bot
+    (home / "deployments" / "STR-002-v1" / "bot" / "config.json").unlink()
+
+    run_desk(load_desk_config(carried), home, clock=SteppingClock())
+
+    with Ledger.for_home(home) as ledger:
+        assert ledger.state.completed
+        alerts = [e.payload for e in ledger.events({EventKind.ALERT_RAISED}) if e.payload["code"] == "bots_unreadable"]
+    assert len(alerts) == 1, "raised once, then standing (not repeated at every bar)"
+    assert alerts[0]["level"] == "WARNING"
+    assert "no Freqtrade bot prepared" in alerts[0]["message"]

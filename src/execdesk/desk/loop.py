@@ -573,7 +573,12 @@ class DeskLoop:
         elif self.control is not None:
             from execdesk.freqtrade.fleet import sync as sync_all
 
-            sync_all(self.ledger, self.control.parent)
+            try:
+                sync_all(self.ledger, self.control.parent)
+            except ExecdeskError as exc:  # a bot folder gone or unreadable: the desk runs on, the alert stands
+                self.raise_alert(self.market.close_time(g), AlertLevel.WARNING, "bots_unreadable",
+                                 f"the desk could not take its Freqtrade bots' trades: {exc}", {"error": str(exc)},
+                                 source="executor")
         state = self.ledger.state
         booked = [f for c, f in state.fills.items() if c not in before]
         if booked:
