@@ -125,3 +125,25 @@ class InstantWallClock(WallClock):
 
     def wait_until(self, t: int) -> None:
         self.t = max(self.t, t)
+
+
+def example_with(tmp_path: Path, name: str, **fields: Any) -> Path:
+    """The example bundle ``name`` with ``fields`` set (e.g. ``sizing``, ``order_types``), written into ``tmp_path``."""
+    from tests.conftest import BUNDLES
+
+    spec = yaml.safe_load((BUNDLES / name).read_text())
+    spec.update(fields)
+    path = tmp_path / f"{'-'.join(sorted(fields))}-{name}"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def run_config_to(config: Path, home: Path, end: str) -> None:
+    """Carry the desk of ``config`` on in ``home`` until ``end`` (its market's end moved there)."""
+    from execdesk.api import actions
+
+    data = yaml.safe_load(config.read_text())
+    data["market"]["end"] = end
+    path = config.with_name(f"{config.stem}-{end[:10]}.yaml")
+    path.write_text(yaml.safe_dump(data))
+    actions.run_config(path, home, report=False)

@@ -15,16 +15,16 @@ import pytest
 from execdesk.codegen.audit import audit_source
 from execdesk.codegen.render import (
     DESK_CHECK_KEY,
-    LINE_LENGTH,
     GeneratedStrategy,
     StakeSizing,
     render_strategy,
 )
-from execdesk.codegen.review import _ruff, review
+from execdesk.codegen.review import review
 from execdesk.freqtrade.runner import backtest_strategy
 from execdesk.strategy import load_bundle
 
 from .conftest import EXAMPLE_FILES, EXAMPLES, make_bundle, market
+from .test_render import assert_compiles_passes_ruff_and_audit
 
 SIZINGS = (None, StakeSizing.risk(0.01, 0.25))
 
@@ -63,13 +63,7 @@ def test_render_when_plain_then_no_desk_check_and_with_it_the_same_code_plus_the
 def test_render_when_desk_check_then_compiles_passes_ruff_and_audit(name: str, sizing: StakeSizing | None,
                                                                     tmp_path: Path) -> None:
     generated = render_strategy(load_bundle(EXAMPLES / name), sizing, desk_check=True)
-    compile(generated.source, generated.filename, "exec")
-    assert audit_source(generated.source, generated.allowed) == []
-    path = tmp_path / generated.filename
-    path.write_text(generated.source)
-    ruff = _ruff(path)
-    assert ruff.passed, ruff.detail
-    assert all(len(line) <= LINE_LENGTH for line in generated.source.splitlines())
+    assert_compiles_passes_ruff_and_audit(generated, tmp_path)
     tokens = {t.string for t in tokenize.generate_tokens(io.StringIO(generated.source).readline)
               if t.type == tokenize.NAME}
     assert tokens <= generated.allowed.identifiers() | {"True", "False", "None", "is", "not", "in", "if", "return",

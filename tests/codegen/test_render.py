@@ -42,7 +42,11 @@ def test_render_when_same_bundle_twice_then_same_bytes(name: str) -> None:
 
 @pytest.mark.parametrize("name", EXAMPLE_FILES)
 def test_render_when_example_then_compiles_passes_ruff_and_audit(name: str, tmp_path: Path) -> None:
-    generated = render_strategy(load_bundle(EXAMPLES / name))
+    assert_compiles_passes_ruff_and_audit(render_strategy(load_bundle(EXAMPLES / name)), tmp_path)
+
+
+def assert_compiles_passes_ruff_and_audit(generated: GeneratedStrategy, tmp_path: Path) -> None:
+    """The generated source compiles, passes the AST audit and ruff, and keeps to the line length."""
     compile(generated.source, generated.filename, "exec")
     assert audit_source(generated.source, generated.allowed) == []
     path = tmp_path / generated.filename

@@ -29,25 +29,19 @@ from execdesk.domain.types import OrderStatus
 from execdesk.store.ledger import Ledger
 from execdesk.strategy import load_bundle
 from tests.conftest import BUNDLES, small_desk
+from tests.kit import example_with, run_config_to
 
 NOW = 1_900_000_000
 STOP, LIMIT = "STOP_MARKET", "LIMIT"
 
 
-def _bundle(tmp_path: Path, name: str, order_types: dict[str, Any]) -> Path:
-    spec = yaml.safe_load((BUNDLES / name).read_text())
-    spec["order_types"] = order_types
-    path = tmp_path / f"resting-{name}"
-    path.write_text(yaml.safe_dump(spec))
-    return path
-
-
 def _config(tmp_path: Path, **overrides: Any) -> Path:
     """The small desk: STR-001 (stop 5%, no trailing) and STR-004 (trailing, exits as limits), both stops resting."""
     strategies = [
-        {"bundle": str(_bundle(tmp_path, "trend_ema_cross.yaml", {"stoploss_on_exchange": True})), "allocation": 0.5},
-        {"bundle": str(_bundle(tmp_path, "breakout_4h.yaml", {"stoploss_on_exchange": True, "exit": "limit"})),
-         "allocation": 0.3},
+        {"bundle": str(example_with(tmp_path, "trend_ema_cross.yaml", order_types={"stoploss_on_exchange": True})),
+         "allocation": 0.5},
+        {"bundle": str(example_with(tmp_path, "breakout_4h.yaml",
+                                    order_types={"stoploss_on_exchange": True, "exit": "limit"})), "allocation": 0.3},
     ]
     path = tmp_path / "resting-desk.yaml"
     path.write_text(yaml.safe_dump(small_desk(tmp_path, strategies=strategies, **overrides)))
@@ -166,7 +160,8 @@ def test_desk_when_exits_are_limits_then_they_rest_at_the_price_that_decided_the
 
 def test_desk_when_a_limit_exit_is_not_filled_in_time_then_it_is_cancelled_and_sent_at_market(
         tmp_path: Path) -> None:
-    strategies = [{"bundle": str(_bundle(tmp_path, "trend_ema_cross.yaml", {"exit": "limit"})), "allocation": 0.5}]
+    limits = example_with(tmp_path, "trend_ema_cross.yaml", order_types={"exit": "limit"})
+    strategies = [{"bundle": str(limits), "allocation": 0.5}]
     config = tmp_path / "limits.yaml"
     config.write_text(yaml.safe_dump(small_desk(tmp_path, strategies=strategies)))
     actions.run_config(config, tmp_path / "h", report=False)
@@ -201,14 +196,6 @@ def _stopped_with_a_resting_stop(tmp_path: Path, after_day: int = 3) -> tuple[Pa
     raise AssertionError("STR-001-v1 never had a stop resting at a day's end in March")
 
 
-def _carry_on(config: Path, home: Path, end: str) -> None:
-    data = yaml.safe_load(config.read_text())
-    data["market"]["end"] = end
-    path = config.with_name(f"{config.stem}-{end[:10]}.yaml")
-    path.write_text(yaml.safe_dump(data))
-    actions.run_config(path, home, report=False)
-
-
 @pytest.mark.parametrize("how", ["pause", "kill"])
 def test_desk_when_paused_or_killed_then_the_resting_stop_is_cancelled_at_the_runs_first_bar(
         tmp_path: Path, how: str) -> None:
@@ -222,7 +209,7 @@ def test_desk_when_paused_or_killed_then_the_resting_stop_is_cancelled_at_the_ru
         else:
             actions.kill(home, "drill", NOW)
         day = int(end[8:10])
-        _carry_on(config, home, f"2024-03-{day + 2:02d}T00:00:00Z")
+        run_config_to(config, home, f"2024-03-{day + 2:02d}T00:00:00Z")
         with Ledger.for_home(home) as ledger:
             state = ledger.state
         first_close = int(np.datetime64(end[:-1], "s").astype(np.int64)) + 3600

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from execdesk.desk.runner import run_desk
 from execdesk.desk.settings import load_desk_config
@@ -16,14 +15,7 @@ from execdesk.domain.events import EventKind
 from execdesk.errors import SpecError
 from execdesk.store.ledger import Ledger
 from tests.conftest import BUNDLES
-
-
-def _with_sizing(tmp_path: Path, name: str, sizing: dict[str, Any]) -> Path:
-    bundle = yaml.safe_load((BUNDLES / name).read_text())
-    bundle["sizing"] = sizing
-    path = tmp_path / f"sized-{name}"
-    path.write_text(yaml.safe_dump(bundle))
-    return path
+from tests.kit import example_with
 
 
 @pytest.mark.parametrize(("sizing", "formula"), [
@@ -32,7 +24,7 @@ def _with_sizing(tmp_path: Path, name: str, sizing: dict[str, Any]) -> Path:
 ], ids=["kelly", "volatility_target"])
 def test_desk_when_a_bundle_names_its_sizing_then_every_entry_carries_that_methods_arithmetic(
         write_config: Callable[..., Path], tmp_path: Path, sizing: dict[str, Any], formula: str) -> None:
-    sized = _with_sizing(tmp_path, "trend_ema_cross.yaml", sizing)
+    sized = example_with(tmp_path, "trend_ema_cross.yaml", sizing=sizing)
     config = write_config(strategies=[{"bundle": str(sized), "allocation": 0.5},
                                       {"bundle": str(BUNDLES / "breakout_4h.yaml"), "allocation": 0.3}])
 

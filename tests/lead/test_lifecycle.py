@@ -22,7 +22,7 @@ from execdesk.store.ledger import Ledger
 from execdesk.store.projections import all_projection_rows
 from execdesk.strategy import load_bundle
 from tests.conftest import BUNDLES
-from tests.kit import replay_fills, token_identity
+from tests.kit import replay_fills, run_config_to, token_identity
 
 NOW = 1_900_000_000
 END = "2024-04-15T00:00:00Z"
@@ -33,14 +33,6 @@ def _desk(write_config: Callable[..., Path], tmp_path: Path, end: str) -> tuple[
     home = tmp_path / "home"
     actions.run_config(config, home, report=False)
     return config, home
-
-
-def _run_to(config: Path, home: Path, end: str) -> None:
-    data = yaml.safe_load(config.read_text())
-    data["market"]["end"] = end
-    path = config.with_name(f"{config.stem}-{end[:10]}.yaml")
-    path.write_text(yaml.safe_dump(data))
-    actions.run_config(path, home, report=False)
 
 
 def _v2(tmp_path: Path, **changes: Any) -> Path:
@@ -75,7 +67,7 @@ def test_pause_when_paused_then_no_new_entries_until_resumed(write_config: Calla
     config, home = _desk(write_config, tmp_path, "2024-03-10T00:00:00Z")
     paused = actions.lifecycle(home, "pause", "STR-001-v1", "looks off", NOW)
     assert (paused["state"], paused["reason"]) == ("REDUCING", "paused")
-    _run_to(config, home, "2024-03-25T00:00:00Z")
+    run_config_to(config, home, "2024-03-25T00:00:00Z")
     with Ledger.for_home(home) as ledger:
         since = ledger.state.deployments["STR-001-v1"]
         entries = [o for o in ledger.state.orders.values()
@@ -85,7 +77,7 @@ def test_pause_when_paused_then_no_new_entries_until_resumed(write_config: Calla
         assert since.state is TradingState.REDUCING
     resumed = actions.lifecycle(home, "resume", "STR-001-v1", "checked", NOW)
     assert resumed["state"] == "ACTIVE"
-    _run_to(config, home, END)
+    run_config_to(config, home, END)
     with Ledger.for_home(home) as ledger:
         later = [o for o in ledger.state.orders.values() if o.deployment_id == "STR-001-v1"
                  and o.reason == "entry_signal" and o.signal_time > int(pd_ts("2024-03-25T00:00:00Z"))]
@@ -112,7 +104,7 @@ def test_remove_when_holding_then_closed_at_the_next_runs_first_bar_and_halted_o
         write_config: Callable[..., Path], tmp_path: Path) -> None:
     config, home, end = _mid_trade(write_config, tmp_path)
     actions.lifecycle(home, "remove", "STR-001-v1", "strategy retired", NOW)
-    _run_to(config, home, END)
+    run_config_to(config, home, END)
     with Ledger.for_home(home) as ledger:
         dep = ledger.state.deployments["STR-001-v1"]
         assert (dep.state, dep.state_reason) == (TradingState.HALTED, "removed")
@@ -140,7 +132,7 @@ def test_new_version_when_deployed_then_it_takes_over_the_positions_and_rollback
     status = {d["id"]: d for d in actions.status(home)["deployments"]}
     assert status["STR-001-v1"]["lifecycle"] == "closing"  # superseded: HALTED at the next run, being flat
     assert status["STR-001-v2"]["lifecycle"] == "live"
-    _run_to(config, home, "2024-03-30T00:00:00Z")
+    run_config_to(config, home, "2024-03-30T00:00:00Z")
     # Act 2: rollback
     back = actions.rollback(home, "STR-001", "v2 misbehaves", NOW, identity=ana)
     # Assert 2: v1 trades again with what v2 held; v2 is rolled back
@@ -153,7 +145,7 @@ def test_new_version_when_deployed_then_it_takes_over_the_positions_and_rollback
         assert handed[0]["from"] == "STR-001-v1"
         assert handed[0]["to"] == "STR-001-v2"
         assert all(p["by"] == "ana" for p in handed)  # the token's identity, both the deploy's and the rollback's
-    _run_to(config, home, END)
+    run_config_to(config, home, END)
     with Ledger.for_home(home) as ledger:
         state = ledger.state
         assert state.deployments["STR-001-v2"].state is TradingState.HALTED
@@ -181,7 +173,7 @@ def test_rollback_when_close_policy_then_the_rolled_back_version_closes_its_posi
     config, home, _end = _mid_trade(write_config, tmp_path)
     actions.deploy(home, _v2(tmp_path), "paper", NOW, allocation=0.5, positions="close")
     assert _open_positions(home, "STR-001-v2") == {}
-    _run_to(config, home, END)
+    run_config_to(config, home, END)
     with Ledger.for_home(home) as ledger:
         v1 = ledger.state.deployments["STR-001-v1"]
         assert (v1.state, v1.state_reason) == (TradingState.HALTED, "superseded")
@@ -217,7 +209,7 @@ def test_new_version_when_scheduled_then_the_old_one_trades_until_the_new_one_st
                    at=pd.Timestamp(start, unit="s", tz="UTC").isoformat())
     status = {d["id"]: d["lifecycle"] for d in actions.status(home)["deployments"]}
     assert (status["STR-001-v1"], status["STR-001-v2"]) == ("live", "scheduled")
-    _run_to(config, home, END)
+    run_config_to(config, home, END)
     with Ledger.for_home(home) as ledger:
         superseded = next(e for e in ledger.events({EventKind.DEPLOYMENT_STATE_CHANGED}, deployment_id="STR-001-v1")
                           if e.payload["reason"] == "superseded")
@@ -257,7 +249,7 @@ def test_deploy_when_a_deployment_waited_for_approval_then_the_desk_still_runs(
     pending = actions.deploy(home, BUNDLES / "mean_revert_bbands.yaml", "ccxt:binance", NOW, live=True,
                              allocation=0.1)
     assert pending["status"] == "pending_approval"
-    _run_to(config, home, "2024-03-20T00:00:00Z")  # the lead reads the approval events back without tripping
+    run_config_to(config, home, "2024-03-20T00:00:00Z")  # the lead reads the approval events back without tripping
     with Ledger.for_home(home) as ledger:
         assert ledger.state.last_bar_time is not None
         assert ledger.state.last_bar_time >= int(pd_ts("2024-03-19T23:00:00Z"))

@@ -101,8 +101,10 @@ def deploy_configured(ledger: Ledger, home: Path, config: DeskConfig, bundles: l
         difference = _first_difference(recorded_identity(state.config), config.identity())
         raise InvalidInput(f"the home's ledger holds a desk configured differently ({difference}); "
                            "use another --home, or run the config the ledger was started with")
-    refused = {e.payload["deployment_id"] for e in ledger.events({EventKind.GATE})
-               if e.payload.get("outcome") == "refused"}
+    refused: set[str] = set()  # (read only when an entry may have been skipped)
+    if any(e.if_refused == "skip" for e in config.strategies):
+        refused = {e.payload["deployment_id"] for e in ledger.events({EventKind.GATE})
+                   if e.payload.get("outcome") == "refused"}
     todo = [(b, e) for b, e in zip(bundles, config.strategies, strict=True)
             if deployment_id(b) not in state.deployments
             and not (e.if_refused == "skip" and deployment_id(b) in refused)]  # (skipped once: skipped for good)

@@ -943,7 +943,7 @@ class DeskLoop:
         first cancels the stop resting for the position (the two must never both fill). A stop is not held in the
         risk book: it does not reduce the position until it fills."""
         stop = order_type is OrderType.STOP_MARKET
-        if intent.reduce_only and not stop:
+        if self._protected and intent.reduce_only and not stop:  # (only those lanes' stops rest at the venue)
             self._cancel_stops(intent.deployment_id, intent.pair, self.market.close_time(g),
                                f"replaced by the {intent.reason.value} exit")
         if self._marked_g != g:  # the book marks exposure at this bar's closes, once per bar

@@ -116,16 +116,17 @@ def timeline(ledger: Ledger) -> list[dict[str, Any]]:
     out = []
     gates: dict[str, list[str]] = {}
     stops: dict[str, dict[str, Any]] = {}  # the stop orders, by client order id
+    stopped: set[str] = set()  # the deployments whose first stop is told
     denied: set[tuple[str, str]] = set()
     for e in ledger.events(_TIMELINE_KINDS):
         p = e.payload
         if e.kind is EventKind.ORDER_SUBMITTED:
             if p["type"] != "STOP_MARKET":
                 continue
-            first = not any(x["deployment_id"] == p["deployment_id"] for x in stops.values())
             stops[p["client_order_id"]] = p
-            if not first:
+            if p["deployment_id"] in stopped:
                 continue
+            stopped.add(p["deployment_id"])
             what = (f"{p['deployment_id']}: its stop rests at the venue: {p['pair']} {p['side'].lower()} "
                     f"{_num(p['qty'])} if the price reaches {_num(p['stop_price'])} (stoploss on the exchange; "
                     "moved with the position, cancelled before any other exit)")
