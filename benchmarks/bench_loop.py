@@ -6,7 +6,16 @@ Run: ``.venv/bin/python benchmarks/bench_loop.py [--quick]`` (or ``benchmarks/ru
    exits, risk pre-trade, order manager, paper venue, ledger on SQLite, monitor, lead). A
    bar-strategy evaluation is one strategy evaluated on one of its candles; the figure counts every
    candle of every lane, divided by the wall time of building the lanes (indicators and signals) plus
-   running the loop. Market generation is timed separately.
+   running the loop. Market generation is timed separately. The monitor watches and records its
+   verdicts, but the lead's drift policy is "continue" for every verdict (``OBSERVE_ONLY``): the
+   generated 5m market is not the one the example bundles were validated on, and a lead acting on
+   the drift it sees would pause every deployment within ~10k bars, leaving a "dense" benchmark
+   that no longer trades. The drawdown ladders are out of reach for the same reason. Every named
+   configuration checks its work (orders, fills, denials, eventful bars) against the figures it
+   was recorded with and exits non-zero when they moved: a figure measured on other work is not
+   the figure this benchmark names.
+   ``--scaling``: 10 / 100 / 1,000 deployments on 2 pairs, the candles cut so that each size makes
+   about as many orders; the figure compared is microseconds of loop per order.
 2. ledger: orders per second recorded by the order manager (an ``order.submitted`` event and its
    projection row each) and flushed in batches, into SQLite in WAL mode.
 3. real data: the same loop over Freqtrade's real 5m test candles, when ../shared is present.
@@ -40,6 +49,10 @@ from execdesk.venues.paper import PaperVenue
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = ROOT / "src" / "execdesk" / "examples" / "bundles"
+
+
+#: the monitor's verdicts are recorded but not acted on: the dense configuration trades for its whole length
+OBSERVE_ONLY = {"review": "continue", "pause": "continue", "stop": "continue"}
 
 
 def _deploy(ledger: Ledger, bundles: list[Any], capital: Decimal) -> list[str]:
@@ -98,19 +111,64 @@ def _run_loop(frames: dict[str, Any], timeframe: str, deployments: int, names: l
         far = DrawdownLadder(alert=None, reduce=0.9, trim=None, kill=0.95)  # limits that do not fire here
         risk = RiskConfig(portfolio_drawdown=far, deployment_drawdown=far, max_open_positions=100_000,
                           throttle_count=1000, staging=StagingConfig(enabled=False))
-        loop = DeskLoop(ledger, market, lanes, venue, risk, ReplayClock())
+        loop = DeskLoop(ledger, market, lanes, venue, risk, ReplayClock(), drift_policy=OBSERVE_ONLY)
         t0 = time.perf_counter()
         stats = loop.run()
         t_loop = time.perf_counter() - t0
+        tenth = int(market.time[market.n * 9 // 10])  # orders in the last tenth of bars: still trading at the end
+        last_tenth = sum(1 for o in ledger.state.orders.values() if o.created_at >= tenth)
         ledger.close()
     evaluations = sum(lane.evaluations for lane in lanes)
     total = t_lanes + t_loop
-    return {"quiet": quiet, "candles_per_pair": market.n, "pairs": len(names), "deployments": deployments,
-            "lanes": len(lanes),
-            "evaluations": evaluations, "orders": stats.orders, "fills": stats.fills,
-            "eventful_bars": stats.eventful_bars, "generate_s": round(t_gen, 3), "market_view_s": round(t_market, 3),
-            "signals_s": round(t_lanes, 3), "loop_s": round(t_loop, 3),
-            "evaluations_per_s": round(evaluations / total)}
+    result = {"quiet": quiet, "candles_per_pair": market.n, "pairs": len(names), "deployments": deployments,
+              "lanes": len(lanes),
+              "evaluations": evaluations, "orders": stats.orders, "last_tenth_orders": last_tenth,
+              "fills": stats.fills, "denied": stats.denied,
+              "eventful_bars": stats.eventful_bars, "generate_s": round(t_gen, 3),
+              "market_view_s": round(t_market, 3), "signals_s": round(t_lanes, 3), "loop_s": round(t_loop, 3),
+              "evaluations_per_s": round(evaluations / total),
+              "loop_us_per_order": round(t_loop / stats.orders * 1e6, 1) if stats.orders else None}
+    check_work(result)
+    return result
+
+
+#: the work of each named configuration (candles, deployments, pairs, quiet) as recorded: counters that must not
+#: move unless the desk's behaviour did (then re-record them here and say why in docs/BENCHMARKS.md)
+EXPECTED: dict[tuple[int, int, int, bool], dict[str, int]] = {
+    (100_000, 20, 5, False): {"orders": 135_648, "fills": 121_555},
+    (100_000, 20, 5, True): {"orders": 0, "fills": 0},
+    (10_000, 3, 2, False): {},
+    (10_000, 3, 2, True): {"orders": 0, "fills": 0},
+}
+TOLERANCE = 0.01  # +-1%: the counters are deterministic; the margin only spares a re-record for a rounding change
+
+
+def check_work(result: dict[str, Any]) -> None:
+    """Fail loudly when the benchmark did other work than it names: a dense configuration must trade for its whole
+    length (orders in its last tenth of bars), and a named configuration must make the orders and fills it was
+    recorded with."""
+    key = (result["candles_per_pair"], result["deployments"], result["pairs"], result["quiet"])
+    name = "quiet" if result["quiet"] else "dense"
+    if not result["quiet"] and result.get("last_tenth_orders", 1) == 0:
+        raise SystemExit(f"bench_loop: the {name} run made no order in its last tenth of bars: it is not dense")
+    for counter, want in EXPECTED.get(key, {}).items():
+        got = result[counter]
+        if abs(got - want) > want * TOLERANCE:
+            raise SystemExit(f"bench_loop: {name} {key}: {counter} {got:,} where {want:,} were recorded (+-"
+                             f"{TOLERANCE:.0%}): the work this benchmark measures changed")
+
+
+def bench_scaling(sizes: tuple[int, ...] = (10, 100, 1_000), evaluations: int = 4_000_000, pairs: int = 2
+                  ) -> dict[str, Any]:
+    """The loop's cost per order at each number of deployments, on about the same number of bar-strategy
+    evaluations (the candles cut as deployments grow): linear cost gives the same microseconds per order."""
+    runs = {}
+    for d in sizes:
+        runs[str(d)] = bench_loop(max(evaluations // (d * pairs), 500), d, pairs)
+    per_order = [r["loop_us_per_order"] for r in runs.values()]
+    spread = max(per_order) / min(per_order) - 1
+    return {"runs": runs, "us_per_order": dict(zip(runs, per_order, strict=True)),
+            "max_over_min": round(spread, 3), "linear_within_20pct": spread <= 0.2}
 
 
 def bench_ledger(orders: int, batch: int) -> dict[str, Any]:
@@ -146,16 +204,20 @@ def bench_real(datadir: Path) -> dict[str, Any] | None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    parser.add_argument("--scaling", action="store_true", help="only the cost per order at 10 / 100 / 1,000 "
+                                                               "deployments")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args()
     results: dict[str, Any] = {}
-    if args.quick:
+    if args.scaling:
+        results["scaling"] = bench_scaling(evaluations=400_000 if args.quick else 4_000_000)
+    elif args.quick:
         results["loop"] = bench_loop(10_000, 3, 2)
         results["ledger"] = bench_ledger(20_000, 1_000)
     else:
         results["loop"] = bench_loop(100_000, 20, 5)
         results["ledger"] = bench_ledger(200_000, 1_000)
-    real = bench_real(ROOT.parent / "shared" / "data" / "freqtrade-testdata")
+    real = None if args.scaling else bench_real(ROOT.parent / "shared" / "data" / "freqtrade-testdata")
     if real is not None:
         results["loop_real_data"] = real
     text = json.dumps(results, indent=2)

@@ -12,6 +12,8 @@ from scipy import stats
 from execdesk.errors import InvalidInput
 from execdesk.monitor.drift import (
     METRICS,
+    SMALL_BATCH,
+    SMALL_ROWS,
     Baseline,
     DriftBook,
     DriftConfig,
@@ -207,6 +209,92 @@ def test_drift_book_when_fed_in_pieces_then_equals_fed_at_once() -> None:
     a, b = whole.evaluate_arrays(), pieces.evaluate_arrays()
     for key in ("status", "live", "drift", "p_value", "ph_warn_at", "ph_critical_at"):
         np.testing.assert_allclose(a[key], b[key], rtol=1e-9, equal_nan=True)
+
+
+_STATE = ("sums", "wins", "dur_n", "dur_sum", "dur_sq", "ph_m", "ph_max", "ph_warn_at", "ph_critical_at", "n",
+          "ks_counts")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_drift_book_when_few_trades_at_a_time_then_the_same_state_to_the_bit_as_the_vectorised_path(seed: int) -> None:
+    """Batches of up to SMALL_BATCH trades take the plain-float path; the same trades through the vectorised path
+    (one batch over SMALL_BATCH) leave every running array equal, exactly: equal floats, not close ones."""
+    rng = np.random.default_rng(seed)
+    k = 4
+    bases = [baseline(returns=np.round(rng.normal(0.001, 0.01, 60), 4)) for _ in range(k)]  # ties: KS cells hit
+    small, vector = DriftBook(list("abcd"), bases), DriftBook(list("abcd"), bases)
+    for _ in range(30):
+        size = int(rng.integers(1, SMALL_BATCH + 1))
+        rows = rng.integers(0, k, size)
+        r = np.where(rng.random(size) < 0.3, rng.choice(bases[0].returns, size), rng.normal(0.0, 0.03, size))
+        d = rng.exponential(300, size)
+        d[rng.random(size) < 0.1] = np.nan  # a trade without its duration
+        small.add_trades(rows, r, d)
+        _vectorised(vector, rows, r, d)
+        for name in _STATE:
+            assert np.array_equal(getattr(small, name), getattr(vector, name)), name
+    a, b = small.evaluate_arrays(), vector.evaluate_arrays()
+    for key in ("status", "live", "drift", "p_value", "ph_warn_at", "ph_critical_at"):
+        assert np.array_equal(a[key], b[key], equal_nan=True), key
+
+
+_ANSWER = ("status", "verdict", "backtest", "live", "drift", "p_value", "min_sample_met", "n", "ph_warn_at",
+           "ph_critical_at")
+
+
+def _books(seed: int) -> DriftBook:
+    """A book of 8 deployments in every state the rules distinguish: no trades, a few, many; with and without a
+    backtest sample; identical returns (no variance); durations missing; no fills; a baseline of zero figures."""
+    rng = np.random.default_rng(seed)
+    bases = [baseline(returns=rng.normal(0.001, 0.01, 80)), baseline(), baseline(returns=rng.normal(0, 0.02, 40)),
+             baseline(returns=np.round(rng.normal(0.002, 0.01, 120), 3), win_rate=0.0),
+             baseline(sharpe=0.0, max_drawdown=0.0, avg_trade_duration_min=0.0, slippage_budget_bps=0.0),
+             baseline(returns=rng.normal(-0.001, 0.01, 50)), baseline(returns=rng.normal(0.001, 0.01, 30)),
+             baseline(returns=rng.normal(0.003, 0.02, 200), win_rate=1.0)]
+    book = DriftBook([f"d{i}" for i in range(8)], bases, DriftConfig(psr_benchmark_error=bool(seed % 2)))
+    counts = [0, 1, 3, 25, 40, 60, 200, 35]
+    for row, count in enumerate(counts):
+        if not count:
+            continue
+        r = np.full(count, 0.004) if row == 2 else rng.normal(0.0005 * (row - 4), 0.015, count)
+        d = rng.exponential(240, count) if row != 3 else np.full(count, np.nan)
+        _vectorised(book, np.full(count, row), r, d)
+    book.observe(np.arange(8), max_drawdown=rng.choice([np.nan, 0.0, 0.05, 0.5], 8),
+                 slippage_bps_mean=rng.choice([np.nan, 0.0, 2.0, 40.0], 8), fills=rng.choice([0, 5, 100], 8),
+                 sharpe=rng.choice([np.nan, -1.0, 0.5, 3.0], 8))
+    return book
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_evaluate_when_a_few_rows_then_the_same_answer_to_the_bit_as_the_vectorised_path(seed: int) -> None:
+    import execdesk.monitor.drift as drift
+
+    for k in range(25):
+        _same_answers(drift, _books(seed * 25 + k), np.random.default_rng(seed * 25 + k).permutation(8))
+
+
+def _same_answers(drift: object, book: DriftBook, rows: np.ndarray) -> None:
+    for cut in (rows[:1], rows[:3], rows[:SMALL_ROWS]):
+        few = book.evaluate_arrays(cut)
+        before, drift.SMALL_ROWS = drift.SMALL_ROWS, -1  # type: ignore[attr-defined]
+        try:
+            whole = book.evaluate_arrays(cut)
+        finally:
+            drift.SMALL_ROWS = before  # type: ignore[attr-defined]
+        for key in _ANSWER:
+            assert few[key].dtype == whole[key].dtype, key
+            assert np.array_equal(few[key], whole[key], equal_nan=True), (key, few[key], whole[key])
+
+
+def _vectorised(book: DriftBook, rows: np.ndarray, r: np.ndarray, d: np.ndarray) -> None:
+    """``book.add_trades`` forced through its vectorised path."""
+    import execdesk.monitor.drift as drift
+
+    before, drift.SMALL_BATCH = drift.SMALL_BATCH, 0
+    try:
+        book.add_trades(rows, r, d)
+    finally:
+        drift.SMALL_BATCH = before
 
 
 # ------------------------------------------------------------------------------------------ simulations

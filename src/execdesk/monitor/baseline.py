@@ -46,6 +46,28 @@ def trade_path_drawdown(returns: Sequence[float]) -> float:
     return float(np.max(1.0 - path / peaks))
 
 
+class TradePath:
+    """:func:`trade_path_drawdown` kept up to date one trade at a time (O(1) a trade, the same figure to the bit:
+    the running product is what ``cumprod`` computes, the peak starts at 1.0 as its ``[1.0]`` prefix does)."""
+
+    __slots__ = ("drawdown", "n", "peak", "value")
+
+    def __init__(self) -> None:
+        self.value = 1.0
+        self.peak = 1.0
+        self.drawdown = 0.0
+        self.n = 0
+
+    def add(self, ratio: float) -> None:
+        self.value = value = self.value * (1.0 + ratio)
+        if value > self.peak:
+            self.peak = value
+        dd = 1.0 - value / self.peak
+        if dd > self.drawdown or self.n == 0:
+            self.drawdown = dd
+        self.n += 1
+
+
 def bootstrap_drawdown(sample: Sequence[float], n: int, cache: dict[int, float], paths: int = 1000,
                        quantile: float = 0.999) -> float:
     """The drawdown the backtest's trade returns reach over ``n`` trades in all but 0.1% of orderings: the

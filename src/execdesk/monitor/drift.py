@@ -75,6 +75,7 @@ state in O(D) plus O(D x K) for KS (K: backtest sample size), without looking at
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -83,13 +84,17 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+from scipy import special, stats
 
 from execdesk.errors import InvalidInput
 from execdesk.strategy.bundle import ValidationReport
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+#: batches of at most this many trades go into the book in plain floats (numpy's fixed cost dominates below it)
+SMALL_BATCH = 16
+#: questions about at most this many deployments are answered row by row in plain floats (see DriftBook)
+SMALL_ROWS = 8
 
 
 class Status(StrEnum):
@@ -313,7 +318,7 @@ def probabilistic_sharpe_ratio(sr: FloatArray | float, sr_benchmark: FloatArray 
     sr, sr_b = np.asarray(sr, np.float64), np.asarray(sr_benchmark, np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         score = (sr - sr_b) / np.sqrt(sharpe_variance(sr, n, skew, kurtosis) + np.asarray(benchmark_variance))
-    return np.asarray(stats.norm.cdf(score), dtype=np.float64)
+    return np.asarray(special.ndtr(score), dtype=np.float64)
 
 
 def page_hinkley(z: Sequence[float] | FloatArray, delta: float = _DEFAULTS.ph_delta,
@@ -385,6 +390,7 @@ class DriftBook:
                 self.ks_cdf[i, : u.size + 1] = np.concatenate(([0.0], np.searchsorted(np.sort(sample), u, "right")
                                                                / sample.size))
         self.ks_counts = np.zeros((size, 2 * width + 1), dtype=np.int32)
+        self._ks_rows: dict[int, list[float]] = {}  # rows of ks_values as lists, for the few-trades path
         # running state
         self.n = np.zeros(size, np.int64)
         self.sums = np.zeros((4, size))  # sum z, z^2, z^3, z^4
@@ -419,6 +425,10 @@ class DriftBook:
             return
         if rows_in.min() < 0 or rows_in.max() >= len(self.ids) or not np.all(np.isfinite(r_in)):
             raise InvalidInput("drift book: a row is out of range or a return is not finite")
+        if rows_in.size <= SMALL_BATCH:  # the loop's usual batch: a bar's closed trades
+            self._add_few(rows_in.tolist(), r_in.tolist(),
+                          None if durations_min is None else np.asarray(durations_min, np.float64).tolist())
+            return
         order = np.argsort(rows_in, kind="stable")
         rows_s, r = rows_in[order], r_in[order]
         size = len(self.ids)
@@ -438,6 +448,67 @@ class DriftBook:
         self.n += np.bincount(rows_s, minlength=size)
         cells = _search(self.ks_values, rows_s, r, right=False) + _search(self.ks_values, rows_s, r, right=True)
         np.add.at(self.ks_counts, (rows_s, cells), 1)
+
+    def _add_few(self, rows: list[int], returns: list[float], durations: list[float] | None) -> None:
+        """:meth:`add_trades` for a few trades, row by row in plain floats: the same operations in the same order as
+        the vectorised path (sums within a row from 0.0 then added, as ``bincount`` does; powers as repeated
+        products; Page-Hinkley's cumulative sum added to the running m), so the state is the same to the bit."""
+        c = self.config
+        by_row: dict[int, list[int]] = {}
+        for i, row in enumerate(rows):
+            by_row.setdefault(row, []).append(i)
+        for row in sorted(by_row):
+            mu, sd = float(self.mu[row]), float(self.sd[row])
+            acc = [0.0, 0.0, 0.0, 0.0]
+            wins = 0
+            d_n, d_sum, d_sq = 0, 0.0, 0.0
+            n0 = int(self.n[row])
+            ph_m, ph_max = float(self.ph_m[row]), float(self.ph_max[row])
+            cum, running = 0.0, -math.inf
+            warn_at, critical_at = int(self.ph_warn_at[row]), int(self.ph_critical_at[row])
+            values = self._ks_row(row)
+            for k, i in enumerate(by_row[row]):
+                r = returns[i]
+                z = (r - mu) / sd
+                power = z
+                for p in range(4):
+                    acc[p] += power
+                    power *= z
+                wins += r > 0
+                if durations is not None and math.isfinite(durations[i]):
+                    d_n += 1
+                    d_sum += durations[i]
+                    d_sq += durations[i] * durations[i]
+                step = min(max(z, -c.ph_clip), c.ph_clip) + c.ph_delta
+                cum = step if k == 0 else cum + step
+                m = ph_m + cum
+                running = max(running, m)
+                stat = max(ph_max, running) - m
+                trade_no = n0 + 1 + k
+                if trade_no >= c.ph_min_trades:
+                    if warn_at < 0 and stat > c.ph_warn:
+                        warn_at = trade_no
+                    if critical_at < 0 and stat > c.ph_critical:
+                        critical_at = trade_no
+                self.ks_counts[row, bisect.bisect_left(values, r) + bisect.bisect_right(values, r)] += 1
+            for p in range(4):
+                self.sums[p, row] += acc[p]
+            self.wins[row] += wins
+            if durations is not None:
+                self.dur_n[row] += d_n
+                self.dur_sum[row] += d_sum
+                self.dur_sq[row] += d_sq
+            self.ph_m[row] = ph_m + cum
+            self.ph_max[row] = max(ph_max, running)
+            self.ph_warn_at[row], self.ph_critical_at[row] = warn_at, critical_at
+            self.n[row] += len(by_row[row])
+
+    def _ks_row(self, row: int) -> list[float]:
+        """Row ``row`` of the KS table as a list (for :mod:`bisect`), made once."""
+        values = self._ks_rows.get(row)
+        if values is None:
+            values = self._ks_rows[row] = self.ks_values[row].tolist()
+        return values
 
     def _page_hinkley(self, rows_s: IntArray, z: FloatArray) -> None:
         c = self.config
@@ -486,6 +557,8 @@ class DriftBook:
         """
         c = self.config
         idx = np.arange(len(self.ids)) if rows is None else np.asarray(rows, np.int64)
+        if idx.size <= SMALL_ROWS:  # the loop's usual question: the deployments a bar's trades closed in
+            return self._evaluate_few(idx)
         k = len(METRICS)
         shape = (idx.size, k)
         backtest, live, drift, p_value = (np.full(shape, np.nan) for _ in range(4))
@@ -530,7 +603,7 @@ class DriftBook:
             drift[:, j] = live[:, j] / backtest[:, j] - 1.0
             p_bt = self.wr_bt[idx]
             spread = p_bt * (1 - p_bt) * (1 / n + np.where(self.wr_m[idx] > 0, 1 / self.wr_m[idx], 0.0))
-            p_value[:, j] = stats.norm.cdf((live[:, j] + 0.5 / n - p_bt) / np.sqrt(spread))
+            p_value[:, j] = special.ndtr((live[:, j] + 0.5 / n - p_bt) / np.sqrt(spread))
             met[:, j] = enough
             level[:, j] = enough & (drift[:, j] < -c.win_rate_warn) & (p_value[:, j] < c.confirm_alpha)
 
@@ -540,7 +613,7 @@ class DriftBook:
             sd_d = np.sqrt(np.maximum(self.dur_sq[idx] / dn - mean_d**2, 0.0) * dn / np.maximum(dn - 1, 1))
             backtest[:, j], live[:, j] = self.dur_bt[idx], mean_d
             drift[:, j] = mean_d / backtest[:, j] - 1.0
-            p_value[:, j] = 2 * stats.norm.sf(np.abs(mean_d - backtest[:, j]) / (sd_d / np.sqrt(dn)))
+            p_value[:, j] = 2 * special.ndtr(-(np.abs(mean_d - backtest[:, j]) / (sd_d / np.sqrt(dn))))
             met[:, j] = dn >= c.min_trades
             level[:, j] = met[:, j] & (np.abs(drift[:, j]) > c.duration_warn) & (p_value[:, j] < c.confirm_alpha)
 
@@ -567,13 +640,115 @@ class DriftBook:
             j = col["ks"]
             d_stat = self._ks_statistic(idx)
             m = self.ks_m[idx]
-            p_value[:, j] = stats.kstwobign.sf(d_stat * np.sqrt(n * m / (n + m)))
+            p_value[:, j] = special.kolmogorov(d_stat * np.sqrt(n * m / (n + m)))
             live[:, j] = drift[:, j] = np.where(sample, d_stat, np.nan)
             met[:, j] = sample & (n >= c.ks_min_trades)
             level[:, j] = met[:, j] & (p_value[:, j] < c.ks_alpha)
         return {"rows": idx, "status": level, "verdict": verdict_of(level), "backtest": backtest, "live": live,
                 "drift": drift, "p_value": p_value, "min_sample_met": met, "n": self.n[idx],
                 "ph_warn_at": self.ph_warn_at[idx], "ph_critical_at": self.ph_critical_at[idx]}
+
+    def _evaluate_few(self, idx: IntArray) -> dict[str, Any]:
+        """:meth:`evaluate_arrays` for a few rows, row by row in plain floats: the same operations in the same order
+        (IEEE division by zero and NaN where numpy gives them, ``x * x`` for numpy's ``x ** 2``, the same ``ndtr``
+        and ``kolmogorov``), so every figure is the same to the bit; answered as the same arrays."""
+        c = self.config
+        k = len(METRICS)
+        col = {m: i for i, m in enumerate(METRICS)}
+        cells = {name: [[math.nan] * k for _ in range(idx.size)] for name in ("backtest", "live", "drift", "p_value")}
+        level = [[0] * k for _ in range(idx.size)]
+        met = [[False] * k for _ in range(idx.size)]
+        d_stats = self._ks_statistic(idx).tolist() if idx.size else []
+        nan = math.nan
+        for i, row in enumerate(idx.tolist()):
+            bt, lv, dr, pv, lev, ok = (cells["backtest"][i], cells["live"][i], cells["drift"][i], cells["p_value"][i],
+                                       level[i], met[i])
+            n = float(self.n[row])
+            sample = bool(self.has_sample[row])
+            s1, s2, s3, s4 = (_div(float(self.sums[p, row]), n) for p in range(4))
+            var = _max(s2 - s1 * s1, 0.0)
+            m3 = s3 - 3 * s1 * s2 + 2 * s1**3
+            m4 = s4 - 4 * s1 * s3 + 6 * (s1 * s1) * s2 - 3 * s1**4
+            mu, sd = float(self.mu[row]), float(self.sd[row])
+            sr_live = _div(mu + sd * s1, sd * _sqrt(var))
+            skew, kurt = _div(m3, _pow(var, 1.5)), _div(m4, var * var)
+            sr_bt = float(self.sr_bt[row])
+            bt_var = float(self.sr_bt_var[row]) if c.psr_benchmark_error else 0.0
+            spread_sr = 1.0 - skew * sr_live + (kurt - 1.0) / 4.0 * (sr_live * sr_live)
+            var_sr = _div(_max(spread_sr, 1e-12), n - 1.0)
+            psr = float(special.ndtr(_div(sr_live - sr_bt, _sqrt(var_sr + bt_var))))
+            enough = n >= c.min_trades
+            evidence = 2 if psr < c.critical_alpha else (1 if psr < c.confirm_alpha else 0)
+
+            j = col["sharpe"]
+            bt[j] = sr_bt if sample else float(self.sharpe_bt[row])
+            lv[j] = sr_live if sample else float(self.live_sharpe[row])
+            dr[j] = _div(lv[j] - bt[j], abs(bt[j]))
+            pv[j] = psr if sample else nan
+            size = 2 if dr[j] <= -c.sharpe_critical else (1 if dr[j] <= -c.sharpe_warn else 0)
+            ok[j] = enough and math.isfinite(lv[j])
+            lev[j] = min(size, evidence if sample else 1) if ok[j] else 0
+
+            j = col["max_drawdown"]
+            bt[j], lv[j] = float(self.dd_bt[row]), float(self.live_drawdown[row])
+            dr[j] = _div(lv[j], bt[j]) - 1.0
+            ok[j] = math.isfinite(lv[j])
+            lev[j] = (2 if lv[j] > bt[j] * c.drawdown_critical_multiple else
+                      1 if lv[j] > bt[j] * c.drawdown_warn_multiple else 0)
+
+            j = col["win_rate"]
+            p_bt = float(self.wr_bt[row])
+            bt[j], lv[j] = p_bt, _div(float(self.wins[row]), n)
+            dr[j] = _div(lv[j], bt[j]) - 1.0
+            wr_m = float(self.wr_m[row])
+            spread = p_bt * (1 - p_bt) * (_div(1, n) + (_div(1, wr_m) if wr_m > 0 else 0.0))
+            pv[j] = float(special.ndtr(_div(lv[j] + _div(0.5, n) - p_bt, _sqrt(spread))))
+            ok[j] = enough
+            lev[j] = int(enough and dr[j] < -c.win_rate_warn and pv[j] < c.confirm_alpha)
+
+            j = col["avg_trade_duration"]
+            dn = float(self.dur_n[row])
+            mean_d = _div(float(self.dur_sum[row]), dn)
+            sd_d = _sqrt(_max(_div(float(self.dur_sq[row]), dn) - mean_d * mean_d, 0.0) * dn / _max(dn - 1, 1))
+            bt[j], lv[j] = float(self.dur_bt[row]), mean_d
+            dr[j] = _div(mean_d, bt[j]) - 1.0
+            pv[j] = 2 * float(special.ndtr(-_div(abs(mean_d - bt[j]), _div(sd_d, _sqrt(dn)))))
+            ok[j] = dn >= c.min_trades
+            lev[j] = int(ok[j] and abs(dr[j]) > c.duration_warn and pv[j] < c.confirm_alpha)
+
+            j = col["slippage_bps"]
+            bt[j], lv[j] = float(self.budget[row]), float(self.slippage_mean[row])
+            dr[j] = _div(lv[j], bt[j]) - 1.0
+            ok[j] = bool(self.fills[row] >= c.min_fills) and math.isfinite(lv[j])
+            lev[j] = int(ok[j] and lv[j] > bt[j] * c.slippage_warn_multiple)
+
+            j = col["page_hinkley"]
+            stat = float(self.ph_max[row]) - float(self.ph_m[row])
+            bt[j], lv[j], dr[j] = 0.0, s1 if sample else nan, stat if sample else nan
+            ok[j] = sample and n >= c.ph_min_trades
+            lev[j] = (2 if stat > c.ph_critical else 1 if stat > c.ph_warn else 0) if ok[j] else 0
+
+            j = col["psr"]
+            bt[j] = sr_bt
+            lv[j] = sr_live if sample else nan
+            dr[j] = lv[j] - bt[j]
+            pv[j] = psr if sample else nan
+            ok[j] = sample and enough
+            lev[j] = (2 if psr < c.psr_critical else 1 if psr < c.psr_warn else 0) if ok[j] else 0
+
+            j = col["ks"]
+            d_stat = d_stats[i]
+            m = float(self.ks_m[row])
+            pv[j] = float(special.kolmogorov(d_stat * _sqrt(_div(n * m, n + m))))
+            lv[j] = dr[j] = d_stat if sample else nan
+            ok[j] = sample and n >= c.ks_min_trades
+            lev[j] = int(ok[j] and pv[j] < c.ks_alpha)
+        status = np.array(level, np.int8).reshape(idx.size, k)
+        out: dict[str, Any] = {"rows": idx, "status": status, "verdict": verdict_of(status)}
+        out.update({name: np.array(v, np.float64).reshape(idx.size, k) for name, v in cells.items()})
+        out.update({"min_sample_met": np.array(met, bool).reshape(idx.size, k), "n": self.n[idx],
+                    "ph_warn_at": self.ph_warn_at[idx], "ph_critical_at": self.ph_critical_at[idx]})
+        return out
 
     def _ks_statistic(self, idx: IntArray) -> FloatArray:
         """sup |F_live - F_bt| from the histogram: cell 2k holds values in (u_k, u_k+1), cell 2k-1 those = u_k."""
@@ -628,6 +803,34 @@ class DriftBook:
             "ks": f"two-sample KS p < {c.ks_alpha} warn; n >= {c.ks_min_trades}",
         }
         return rules[metric]
+
+
+def _div(a: float, b: float) -> float:
+    """``a / b`` as numpy divides floats: by zero, an infinity with the signs' sign, or NaN for 0 / 0 and NaN."""
+    if b != 0 or math.isnan(b):
+        return a / b
+    if a == 0 or math.isnan(a):
+        return math.nan
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
+def _sqrt(x: float) -> float:
+    """``np.sqrt`` of one float: NaN below zero."""
+    return math.sqrt(x) if x >= 0 or math.isnan(x) else math.nan
+
+
+def _max(a: float, b: float) -> float:
+    """``np.maximum`` of two floats: NaN if either is."""
+    return a if math.isnan(a) or a >= b else b
+
+
+def _pow(x: float, e: float) -> float:
+    """``np.power`` of one float (C ``pow``): NaN for a negative base with a fractional exponent."""
+    try:
+        value = x**e
+    except ZeroDivisionError:
+        return math.inf
+    return value if isinstance(value, float) else math.nan
 
 
 def _num(value: float) -> float | None:

@@ -52,7 +52,7 @@ from execdesk.monitor.anomalies import (
     spread_widening,
     volume_spikes,
 )
-from execdesk.monitor.baseline import DRAWDOWN_MIN_TRADES, baseline_of, bootstrap_drawdown, trade_path_drawdown
+from execdesk.monitor.baseline import DRAWDOWN_MIN_TRADES, TradePath, baseline_of, bootstrap_drawdown
 from execdesk.monitor.drift import (
     METRICS,
     VERDICTS,
@@ -126,13 +126,18 @@ class Watch:
         self.book = DriftBook(self.ids, self.baselines, config)
         self.trips = RoundTrips()
         self.returns: dict[str, list[float]] = {d: [] for d in self.ids}
+        self._paths = [TradePath() for _ in self.ids]  # each one's compounded closed-trade path, kept per trade
+        self._observed_n = np.full(len(self.ids), -1, np.int64)  # the trade count each one was last observed at
         self._slip_sum = np.zeros(len(self.ids))
         self._fills = np.zeros(len(self.ids), dtype=np.int64)
         self._verdict: dict[str, str] = {}
         state = ledger.state
         self._venue_errors = 0
         self._volume_from = 0
-        self._dd_cache: dict[str, dict[int, float]] = {}
+        # the bootstrap's figures by sample (deployments of one strategy share a sample) and grid size
+        self._dd_cache: dict[bytes, dict[int, float]] = {}
+        self._sample_key = [np.asarray(b.returns, dtype=np.float64).tobytes() if b.returns is not None else b""
+                            for b in self.baselines]
         self._status: dict[tuple[str, str], int] = {}  # (deployment, rule) -> the last status alerted on
         self._snapshots = 0  # equity snapshots seen (the volume checks run from the bar after the last one)
         self._replay(state)
@@ -231,18 +236,20 @@ class Watch:
     def _observe(self) -> None:
         rows = np.arange(len(self.ids))
         # the strategy's drawdown as its backtest measures it: on the compounded closed-trade returns (sizing
-        # and unrealised swings are the risk manager's: its ladders watch equity)
+        # and unrealised swings are the risk manager's: its ladders watch equity), kept trade by trade
         # (nothing is judged on fewer than DRAWDOWN_MIN_TRADES live trades, nor against a backtest of fewer
         # trades than the drift rules' minimum sample: a handful of trades says nothing either way)
-        drawdown = np.array([trade_path_drawdown(self.returns[d]) if len(self.returns[d]) >= DRAWDOWN_MIN_TRADES
-                             else np.nan for d in self.ids])
-        for d in self.ids:  # the backtest's drawdown over as many trades as the live ones
-            row, n = self.row[d], len(self.returns[d])
-            sample = self.baselines[row].returns
-            if sample is not None and n > 0:
-                self.book.dd_bt[row] = bootstrap_drawdown(sample, n, self._dd_cache.setdefault(d, {}))
-            elif self.baselines[row].trades < self.book.config.min_trades:
+        drawdown = np.array([p.drawdown if p.n >= DRAWDOWN_MIN_TRADES else np.nan for p in self._paths])
+        min_trades = self.book.config.min_trades
+        for row, path in enumerate(self._paths):  # the backtest's drawdown over as many trades as the live ones
+            n, baseline = path.n, self.baselines[row]
+            if baseline.returns is not None and n > 0:
+                if n != self._observed_n[row]:  # (only a deployment with new trades has a new figure)
+                    cache = self._dd_cache.setdefault(self._sample_key[row], {})
+                    self.book.dd_bt[row] = bootstrap_drawdown(baseline.returns, n, cache)
+            elif baseline.trades < min_trades:
                 drawdown[row] = np.nan
+            self._observed_n[row] = n
         with np.errstate(invalid="ignore", divide="ignore"):
             slippage = np.where(self._fills > 0, self._slip_sum / np.maximum(self._fills, 1), np.nan)
         self.book.observe(rows, max_drawdown=drawdown, slippage_bps_mean=slippage, fills=self._fills)
@@ -290,6 +297,7 @@ class Watch:
                 returns.append(float(trip["profit_ratio"]))  # type: ignore[arg-type]
                 durations.append(float(trip["trade_duration"]))  # type: ignore[arg-type]
                 self.returns[f.deployment_id].append(returns[-1])
+                self._paths[row].add(returns[-1])
         if not rows:
             return
         self.book.add_trades(rows, returns, durations)
