@@ -286,3 +286,28 @@ def test_advance_when_drawdown_equals_the_limit_in_floats_then_it_is_reached() -
     # Assert
     assert stop == 1
     assert [b.level for b in breaches] == ["halt"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_advance_when_bar_by_bar_then_the_same_snapshots_breach_and_marks_to_the_bit_as_one_stretch(seed: int) -> None:
+    """One bar at a time (the loop's eventful bars take the one-bar path) gives what a stretch gives: the same
+    snapshots, the same first breach, the same watermarks, exactly."""
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (3, 400)), axis=1))
+    mask = rng.random(400) < 0.1
+    h = Holdings(1000.0, (Holding(0, 5.0, 100.0), Holding(2, -3.0, 100.0)), {"d": 500.0, "e": 700.0},
+                 {"d": (Holding(0, 5.0, 100.0),), "e": (Holding(2, -3.0, 100.0),)})
+    limits = [Limit(PORTFOLIO, "kill", 0.2), Limit("d", "reduce", 0.25), Limit("x", "alert", 0.0)]
+    whole, single = Monitor(close, mask), Monitor(close, mask)
+    stop, breaches, snaps = whole.advance(h, 0, 399, limits)
+    single_snaps: list[object] = []
+    single_stop, single_breaches = None, []
+    for g in range(400):
+        single_stop, single_breaches, s = single.advance(h, g, g, limits)
+        single_snaps += s
+        if single_stop is not None:
+            break
+    assert (single_stop, single_breaches) == (stop, breaches)
+    assert single_snaps == snaps
+    assert single.marks.as_payload() == whole.marks.as_payload()
+    assert single.marks.last_equity == whole.marks.last_equity

@@ -271,6 +271,9 @@ class DeskLoop:
             self.risk, self.ladders, {lane.deployment_id: float(lane.bundle.stoploss) for lane in self.lanes},
             self.human_authorizes, self.drift_policy), self.liaison)
         self._slots = [_LaneSlot(lane) for lane in self.lanes]
+        self._slot_of: dict[tuple[str, str], list[int]] = {}  # (deployment, pair) -> its lanes' indices
+        for i, slot in enumerate(self._slots):
+            self._slot_of.setdefault((slot.lane.deployment_id, slot.lane.pair), []).append(i)
         # the strategies that size their entries their own way (the bundle's sizing), by (deployment, pair)
         self._sized = {(lane.deployment_id, lane.pair): lane for lane in self.lanes if lane.bundle.sizing}
         self._atr: dict[tuple[str, str], np.ndarray] = {}  # their ATR per candle, computed once
@@ -805,9 +808,8 @@ class DeskLoop:
         booked = adopted + booked
         self._timed(g, self.watch.on_fills, t, booked)
         touched = {(f.deployment_id, f.pair) for f in booked}
-        for i, slot in enumerate(self._slots):
-            if (slot.lane.deployment_id, slot.lane.pair) in touched:
-                self._schedule(i, g - 1)
+        for i in sorted(i for key in touched for i in self._slot_of.get(key, ())):  # (in the lanes' order)
+            self._schedule(i, g - 1)
         self.act_on(self.lead.after_fills(g, t))
 
     # ---------------------------------------------------------------- lanes
