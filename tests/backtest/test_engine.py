@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from execdesk.backtest import _kernel
+from execdesk.backtest import _kernel, engine
 from execdesk.backtest.engine import (
     EXIT_REASONS,
     TRADE_COLUMNS,
@@ -526,3 +526,111 @@ def test_property_no_overlap_per_pair_and_never_above_max_open_trades(
     for t in times:
         still_open = ((trades["open_date"] <= t) & (trades["close_date"] > t)).sum()
         assert still_open <= max_open
+
+
+# ---------------------------------------------------------------- reuse across runs
+def random_market(seed: int, n: int = 400, pairs: int = 3, frozen: bool = True) -> dict[str, OHLCV]:
+    """Candles with full-precision prices; frozen: read-only arrays (as to_arrays makes them)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, OHLCV] = {}
+    for i in range(pairs):
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+        open_ = np.concatenate([[100.0], close[:-1]])
+        high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.02, n))
+        low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.02, n))
+        arrays = [T0 + np.arange(n, dtype=np.int64) * H, open_, high, low, close, np.ones(n)]
+        for a in arrays:
+            a.setflags(write=not frozen)
+        out[f"P{i}/USDT"] = OHLCV(*arrays)
+    return out
+
+
+def random_signals(candles: dict[str, OHLCV], seed: int) -> dict[str, Signals]:
+    rng = np.random.default_rng(seed)
+    return {p: Signals(*(rng.random(len(c)) < 0.1 for _ in range(4))) for p, c in candles.items()}
+
+
+def copied(candles: dict[str, OHLCV]) -> dict[str, OHLCV]:
+    return {p: OHLCV(*(np.array(getattr(c, f)) for f in ("time", "open", "high", "low", "close", "volume")))
+            for p, c in candles.items()}
+
+
+def same_trades(a: Any, b: Any) -> bool:
+    fields = ("pair", "open_time", "close_time", "open_rate", "close_rate", "amount", "profit_abs", "exit_reason")
+    return len(a) == len(b) and all(getattr(a, f).tobytes() == getattr(b, f).tobytes() for f in fields)
+
+
+def test_price_step_table_expands_to_the_inverses() -> None:
+    candles = random_market(1, n=2000, pairs=1)["P0/USDT"]
+    prices = {k: getattr(candles, k) for k in ("open", "high", "low", "close")}
+    rows, inverses = engine.price_step_table(candles.time, prices, 1e8)
+    per_candle = price_step_inverses(candles.time, prices, 1e8)
+    assert list(np.repeat(inverses, np.diff(np.append(rows, len(candles))))) == list(per_candle)
+
+
+def test_frozen_means_nobody_can_write() -> None:
+    owner = np.arange(5.0)
+    assert not engine._frozen(owner)
+    owner.setflags(write=False)
+    assert engine._frozen(owner)
+    assert engine._frozen(owner[1:])
+    writable = np.arange(5.0)
+    view = writable[1:]
+    view.setflags(write=False)
+    assert not engine._frozen(view)  # its memory can still change through `writable`
+
+
+def test_runs_on_the_same_frozen_candles_reuse_their_steps_and_agree() -> None:
+    candles = random_market(2)
+    signals = random_signals(candles, 2)
+    b = bundle(tuple(candles), minimal_roi={"0": 0.03})
+    config = BacktestConfig(max_open_trades=2, round_prices=True)
+    first = run_backtest_arrays(b, candles, config, signals=signals)
+    cached = len(engine._step_cache)
+    again = run_backtest_arrays(b, candles, config, signals=signals)
+    assert len(engine._step_cache) == cached  # nothing new to compute
+    fresh = run_backtest_arrays(b, copied(candles), config, signals=signals)  # writable copies: computed anew
+    assert len(first) > 0
+    assert same_trades(first, again)
+    assert same_trades(first, fresh)
+
+
+def test_other_candles_in_between_are_not_taken_for_the_first() -> None:
+    a, other = random_market(3), random_market(4)
+    signals = random_signals(a, 3)
+    b = bundle(tuple(a), minimal_roi={"0": 0.03})
+    config = BacktestConfig(max_open_trades=0, round_prices=True)
+    first = run_backtest_arrays(b, a, config, signals=signals)
+    between = run_backtest_arrays(b, other, config, signals=signals)
+    assert same_trades(between, run_backtest_arrays(b, copied(other), config, signals=signals))
+    assert same_trades(first, run_backtest_arrays(b, a, config, signals=signals))
+    shorter = BacktestConfig(max_open_trades=0, round_prices=True, end=datetime.fromtimestamp(T0 + 200 * H, tz=UTC))
+    assert same_trades(run_backtest_arrays(b, a, shorter, signals=signals),
+                       run_backtest_arrays(b, copied(a), shorter, signals=signals))
+
+
+def test_writable_candles_are_read_anew_every_run() -> None:
+    candles = random_market(5, frozen=False)
+    signals = random_signals(candles, 5)
+    b = bundle(tuple(candles), minimal_roi={"0": 0.03})
+    config = BacktestConfig(max_open_trades=0, round_prices=True)
+    run_backtest_arrays(b, candles, config, signals=signals)
+    for c in candles.values():  # the same arrays, changed in place
+        for name in ("open", "high", "low", "close"):
+            getattr(c, name)[:] = np.round(getattr(c, name) * 1.01, 2)
+    after = run_backtest_arrays(b, candles, config, signals=signals)
+    assert same_trades(after, run_backtest_arrays(b, copied(candles), config, signals=signals))
+
+
+def test_flat_buffers_when_taken_or_too_large_are_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    with engine._flat_buffers(10) as (prices, flags, _holds), engine._flat_buffers(10) as (other, _, other_holds):
+        assert prices.shape == (10, 4)
+        assert flags.shape == (4, 10)
+        assert not np.shares_memory(prices, other)
+        assert other_holds == {}
+    monkeypatch.setattr(engine, "FLAT_BUFFER_ROWS", 5)
+    with engine._flat_buffers(10) as (big, _, big_holds):
+        assert big.shape == (10, 4)
+        assert big_holds == {}
+    with engine._flat_buffers(4) as (small, _, _):
+        assert small.flags.c_contiguous

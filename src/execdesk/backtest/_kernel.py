@@ -4,11 +4,13 @@ Everything here works on plain float64 / int64 / bool arrays; the rules it imple
 Freqtrade functions each one mirrors, are listed in the docstring of :mod:`execdesk.backtest.engine`.
 The loop is sequential and branch-for-branch deterministic: the same arrays give the same trades.
 
-Layout: the candles of every pair are concatenated into flat arrays; pair ``p`` owns the flat rows
-``offset[p] .. offset[p] + length[p] - 1`` and its row ``r`` opens at grid step ``first_grid[p] + r``
-of the common time grid (one step per candle, ``0`` = the backtest start). Signals are the raw
-per-candle signals (known at the candle's close); the loop reads row ``r``'s decision from candle
-``r - 1``, as Freqtrade shifts its signal columns by one.
+Layout: the candles of every pair are concatenated into flat arrays (the prices as rows of open,
+high, low, close); pair ``p`` owns the flat rows ``offset[p] .. offset[p] + length[p] - 1`` and its
+row ``r`` opens at grid step ``first_grid[p] + r`` of the common time grid (one step per candle,
+``0`` = the backtest start). Signals are the raw per-candle signals (known at the candle's close);
+the loop reads row ``r``'s decision from candle ``r - 1``, as Freqtrade shifts its signal columns by one.
+:func:`simulate` visits a pair's candles only where something may happen (entry signals, candles
+that may exit an open trade): between them it scans the signals, highs and lows in tight loops.
 
 The exit rules of one candle live in one place, :func:`_exit_step` (inlined): :func:`simulate` calls
 it for every open trade, and :func:`scan_exit` walks one trade of one pair with it to find that
@@ -30,6 +32,10 @@ NO_EXIT = -1
 
 # exit reason of each candidate slot in simulate (the order Freqtrade lists them in)
 _SLOT_REASON = np.array([EXIT_SIGNAL, STOP_LOSS, ROI, TRAILING_STOP_LOSS], dtype=np.int64)
+
+# bit patterns (price_step_table)
+_ONE = np.uint64(1)
+_INF_BITS = np.uint64(0x7FF0000000000000)
 
 # price_to_precision rounding modes
 _ROUND = 0
@@ -165,6 +171,31 @@ def _open_trade(is_short: bool, rate: float, amount: float, fee: float, sl: floa
 
 
 @njit(cache=True, inline="always")
+def _quiet(
+    is_short: bool, enter_flag: bool, exit_flag: bool, use_exit_signal: bool, stop: float, hh: float, ll: float,
+    roi_key: int, roi_value: float, amount: float, value: float, fee: float,
+) -> bool:
+    """Whether a candle certainly leaves an open trade (no exit order pending, no trailing stop) as it
+    is: no exit signal, the stop not reached, and the best price short of the ROI entry in force by
+    more than the profit ratio's rounding (8 decimals: 5e-9) and float error (~1e-15 relative) could
+    bridge -- decided without computing a profit. :func:`_exit_step` returns at once on such a
+    candle; :func:`simulate` skips the candles it would return on."""
+    margin = 2e-8 + 1e-12 * abs(roi_value)
+    return (
+        not (use_exit_signal and exit_flag and not enter_flag)
+        and (stop > hh if is_short else stop < ll)
+        and (
+            roi_key < 0
+            or (
+                ll * (amount * (1.0 + fee)) > (1.0 - roi_value + margin) * value
+                if is_short
+                else hh * (amount * (1.0 - fee)) < (1.0 + roi_value - margin) * value
+            )
+        )
+    )
+
+
+@njit(cache=True, inline="always")
 def _exit_step(
     decide: bool, rules: ExitRules, roi_key: int, roi_value: float,
     is_short: bool, duration: int, oo: float, hh: float, ll: float, cc: float, enter_flag: bool, exit_flag: bool,
@@ -191,23 +222,29 @@ def _exit_step(
     (tf_minutes, sl, trailing, ts_positive, ts_offset, ts_only, fee,
      use_exit_signal, exit_profit_only, exit_profit_offset, ignore_roi_if_entry_signal) = rules
     best = ll if is_short else hh
-    profit_best = profit_ratio(is_short, amount, value, best, fee)
     # ft_stoploss_adjust: the trailing stop follows this candle's high (low) first
     dir_correct = stop > hh if is_short else stop < ll
-    if trailing and dir_correct and not (ts_only and profit_best < ts_offset):
-        pct = ts_positive if profit_best > ts_offset else sl
-        if is_short:
-            new_stop = to_tick(best * (1.0 + pct), inv, _ROUND_DOWN)
-            moved = new_stop < stop
-        else:
-            new_stop = to_tick(best * (1.0 - pct), inv, _ROUND_UP)
-            moved = new_stop > stop
-        if moved:
-            stop = new_stop
-            stop_pct = pct
-            trailed = True
+    if trailing and dir_correct:
+        profit_best = profit_ratio(is_short, amount, value, best, fee)
+        if not (ts_only and profit_best < ts_offset):
+            pct = ts_positive if profit_best > ts_offset else sl
+            if is_short:
+                new_stop = to_tick(best * (1.0 + pct), inv, _ROUND_DOWN)
+                moved = new_stop < stop
+            else:
+                new_stop = to_tick(best * (1.0 - pct), inv, _ROUND_UP)
+                moved = new_stop > stop
+            if moved:
+                stop = new_stop
+                stop_pct = pct
+                trailed = True
     if not decide:
         return stop, stop_pct, trailed, pending, pending_rate, reason, False
+    # the common candle: nothing to decide (no profit computed)
+    if not pending and _quiet(is_short, enter_flag, exit_flag, use_exit_signal, stop, hh, ll, roi_key, roi_value,
+                              amount, value, fee):
+        return stop, stop_pct, trailed, pending, pending_rate, reason, False
+    profit_best = profit_ratio(is_short, amount, value, best, fee)
     # exit candidates (should_exit): the close rate before rounding of the exit signal, stoploss,
     # ROI and trailing stop; NaN where none
     r_signal = r_stop = r_roi = r_trail = np.nan
@@ -323,10 +360,22 @@ def stop_after(
 
 
 @njit(cache=True)
+def interleave(
+    o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, out: np.ndarray, first_row: int
+) -> None:
+    """Write ``(o, h, lo, c)[i]`` into ``out[first_row + i]`` (rows of 4: :func:`simulate`'s ``px``)."""
+    for i in range(o.shape[0]):
+        out[first_row + i, 0] = o[i]
+        out[first_row + i, 1] = h[i]
+        out[first_row + i, 2] = lo[i]
+        out[first_row + i, 3] = c[i]
+
+
+@njit(cache=True)
 def simulate(
-    o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
+    px: np.ndarray,
     enter_long: np.ndarray, exit_long: np.ndarray, enter_short: np.ndarray, exit_short: np.ndarray,
-    price_inv: np.ndarray,
+    step_rows: np.ndarray, step_inv: np.ndarray, step_first: np.ndarray, step_end: np.ndarray,
     offset: np.ndarray, length: np.ndarray, first_grid: np.ndarray, first_row: np.ndarray,
     exit_order: np.ndarray, n_grid: int, tf_minutes: int,
     stoploss: float, roi_minutes: np.ndarray, roi_values: np.ndarray,
@@ -336,6 +385,15 @@ def simulate(
     exit_profit_offset: float, ignore_roi_if_entry_signal: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Run the backtest over grid steps ``1 .. n_grid - 1``, then force-exit what is still open.
+
+    ``px``: the candles, one row ``(open, high, low, close)`` per flat row (:func:`interleave`): the
+    loop visits a pair's candles at its events only, and one candle's four prices then share a cache
+    line instead of costing four misses.
+
+    Price steps come as regimes (:func:`price_step_table`, rows made flat): pair ``p``'s are the
+    entries ``step_first[p] .. step_end[p] - 1`` of ``step_rows`` (the flat row each starts at,
+    ascending, the first at ``offset[p]``) and ``step_inv`` (``1 / step``, 0: no rounding); a trade
+    takes the step in force at its entry candle. ``roi_minutes`` ascending (the engine sorts them).
 
     Returns ``(ints, floats, is_short, reasons, rejected, unfilled)``, one row per trade in closing
     order: ``ints`` = pair, entry grid step, exit grid step; ``floats`` = open rate (on the price
@@ -384,7 +442,50 @@ def simulate(
     out_reason = np.empty(cap, dtype=np.int8)
     n_trades = 0
 
-    for g in range(1, n_grid):
+    # Event steps only. next_g[p]: the next grid step at which the work on pair p may change
+    # anything -- without an open trade, a step whose previous candle set an entry signal (a superset
+    # of entries and rejected signals); with one, every step while an exit order is pending or a
+    # trailing stop may move, else the first step that is not _quiet. The steps in between would
+    # leave every state as it is, so the loop jumps over them. scan_g[p] >= 0: next_g[p] is to be
+    # found from grid step scan_g[p] on (the scan is written out here, not in a helper: an array
+    # handed to a helper costs reference counting at every call).
+    next_g = np.empty(n_pairs, dtype=np.int64)
+    scan_g = np.empty(n_pairs, dtype=np.int64)
+    for p in range(n_pairs):
+        scan_g[p] = first_grid[p] + max(first_row[p] + 1, 1 - first_grid[p])
+    while True:
+        g = n_grid
+        for p in range(n_pairs):
+            if scan_g[p] >= 0:
+                k = offset[p] + scan_g[p] - first_grid[p]
+                k_end = offset[p] + length[p]
+                if k < k_end and not t_open[p]:
+                    while k < k_end and not (enter_long[k - 1] or (can_short and enter_short[k - 1])):
+                        k += 1
+                elif k < k_end and not (trailing or t_pending[p]):
+                    is_short = t_short[p]
+                    stop = t_stop[p]
+                    amount = t_amount[p]
+                    value = t_value[p]
+                    duration = (first_grid[p] + k - offset[p] - t_g[p]) * tf_minutes
+                    roi_i = -1
+                    while k < k_end:
+                        while roi_i + 1 < roi_minutes.shape[0] and roi_minutes[roi_i + 1] <= duration:
+                            roi_i += 1  # as _roi_index (the keys are sorted)
+                        roi_key = roi_minutes[roi_i] if roi_i >= 0 else -1
+                        roi_value = roi_values[roi_i] if roi_i >= 0 else 0.0
+                        enter_flag = enter_short[k - 1] if is_short else enter_long[k - 1]
+                        exit_flag = exit_short[k - 1] if is_short else exit_long[k - 1]
+                        if not _quiet(is_short, enter_flag, exit_flag, use_exit_signal, stop, px[k, 1], px[k, 2],
+                                      roi_key, roi_value, amount, value, fee):
+                            break
+                        duration += tf_minutes
+                        k += 1
+                next_g[p] = first_grid[p] + k - offset[p] if k < k_end else n_grid
+                scan_g[p] = -1
+            g = min(g, next_g[p])
+        if g >= n_grid:
+            break
         is_last = g == n_grid - 1
         # pairs with open trades first (in entry order), then the rest in pair-list order
         m = 0
@@ -397,6 +498,8 @@ def simulate(
                 m += 1
         for j in range(n_pairs):
             p = order[j]
+            if next_g[p] != g:
+                continue
             r = g - first_grid[p]
             if r <= first_row[p] or r >= length[p]:
                 continue
@@ -422,11 +525,11 @@ def simulate(
                             tied += t_stake[open_list[jj]]
                         free = wallet + closed_profit - tied
                         available = min((wallet + closed_profit) * tradable_ratio - tied, free)
-                        price = o[k]
+                        price = px[k, 0]
                         if available >= stake_amount:
                             amount = truncate_amount(stake_amount / price, amount_inv)
                             if amount > 0.0:
-                                inv = price_inv[k]
+                                inv = step_at(step_rows, step_inv, step_first[p], step_end[p], k)
                                 rate0 = to_tick(price, inv, _ROUND)
                                 is_short = direction < 0
                                 t_open[p] = True
@@ -460,7 +563,7 @@ def simulate(
                         enter_flag = enter_long[k - 1]
                         exit_flag = exit_long[k - 1]
                     stop, stop_pct, trailed, pending, pending_rate, reason, filled = _exit_step(
-                        True, rules, roi_key, roi_value, is_short, duration, o[k], h[k], lo[k], c[k],
+                        True, rules, roi_key, roi_value, is_short, duration, px[k, 0], px[k, 1], px[k, 2], px[k, 3],
                         enter_flag, exit_flag, t_rate[p], t_amount[p], t_value[p], t_inv[p],
                         t_stop[p], t_stop_pct[p], t_trailing[p], t_pending[p], t_pending_rate[p], t_reason[p],
                     )
@@ -480,6 +583,9 @@ def simulate(
                 # futures only: a trade closed against the new signal's direction -> second pass
                 if not can_short or direction == 0 or had_dir == 0 or t_open[p] or had_dir == direction:
                     break
+        for p in range(n_pairs):  # the pairs worked on: their next events are found from the next step
+            if next_g[p] == g:
+                scan_g[p] = max(g + 1, first_grid[p] + first_row[p] + 1)
 
     # trades still open: force_exit at the open of the pair's last candle (handle_left_open)
     unfilled = 0
@@ -487,10 +593,10 @@ def simulate(
         p = exit_order[j]
         if t_open[p]:
             k = offset[p] + length[p] - 1
-            rate = to_tick(o[k], t_inv[p], _ROUND)
+            rate = to_tick(px[k, 0], t_inv[p], _ROUND)
             if not (t_pending[p] and t_pending_rate[p] == rate):
                 t_pending_rate[p] = rate
-            if lo[k] <= t_pending_rate[p] <= h[k]:
+            if px[k, 2] <= t_pending_rate[p] <= px[k, 1]:
                 n_trades, closed_profit, n_open = _close(
                     p, first_grid[p] + length[p] - 1, t_pending_rate[p], FORCE_EXIT, fee, t_open, t_short, t_g,
                     t_raw, t_rate, t_amount, t_stake, open_list, n_open, closed_profit, out_i, out_f, out_short,
@@ -543,6 +649,65 @@ def _close(
 
 
 @njit(cache=True)
+def first_bad_step(time: np.ndarray, step: int) -> int:
+    """The first ``i`` with ``time[i + 1] - time[i] != step``; -1 when every step is ``step``."""
+    n = time.shape[0] - 1
+    i = 0
+    while i + 64 <= n:  # blocks without an early exit: the compiler vectorises them
+        bad = False
+        for k in range(i, i + 64):
+            bad |= time[k + 1] - time[k] != step
+        if bad:
+            break
+        i += 64
+    while i < n:
+        if time[i + 1] - time[i] != step:
+            return i
+        i += 1
+    return -1
+
+
+@njit(cache=True)
+def _run_end(values: np.ndarray, i: int, low: int, high: int) -> int:
+    """The first ``j >= i`` with ``values[j]`` outside ``[low, high)`` (``values.shape[0]`` if none)."""
+    n = values.shape[0]
+    j = i
+    while j + 64 <= n:  # blocks without an early exit: the compiler vectorises them
+        out = False
+        for k in range(j, j + 64):
+            out |= (values[k] < low) | (values[k] >= high)
+        if out:
+            break
+        j += 64
+    while j < n and low <= values[j] < high:
+        j += 1
+    return j
+
+
+@njit(cache=True)
+def _decade(v: float) -> int:
+    """The decimal exponent ``e`` of ``v > 0``: ``10**e <= v < 10**(e + 1)`` (in float powers of ten)."""
+    e = int(np.floor(np.log10(v)))
+    if 10.0**e > v:
+        e -= 1
+    elif 10.0 ** (e + 1) <= v:
+        e += 1
+    return e
+
+
+@njit(cache=True)
+def _mantissa(v: float, e: int) -> tuple[float, int]:
+    """``v`` (decimal exponent ``e``) written with 14 significant digits: ``(m, d)`` with ``v ~ m x 10**-d``,
+    ``m`` an integer-valued float in ``[1e13, 1e14)``."""
+    d = 13 - e
+    m = np.rint(v * 10.0**d) if d >= 0 else np.rint(v / 10.0 ** (-d))
+    if m >= 1e14:  # rounding carried into a new leading digit
+        m = np.rint(m / 10.0)
+        d -= 1
+    return m, d
+
+
+@njit(cache=True)
 def _fraction_digits(v: float, e: int) -> int:
     """Decimals of ``v`` (decimal exponent ``e``) written with 14 significant digits, trailing zeros
     dropped; -1 if none.
@@ -551,11 +716,7 @@ def _fraction_digits(v: float, e: int) -> int:
     precision=14, unique=False, fractional=False, trim="-")``; the last digit may differ when ``v``
     lies within a float rounding error of a half step (harmless: a month's maximum is what counts).
     """
-    d = 13 - e
-    m = np.rint(v * 10.0**d) if d >= 0 else np.rint(v / 10.0 ** (-d))
-    if m >= 1e14:  # rounding carried into a new leading digit
-        m = np.rint(m / 10.0)
-        d -= 1
+    m, d = _mantissa(v, e)
     mi = np.int64(m)
     while d > 0 and mi % 10 == 0:
         mi //= 10
@@ -564,71 +725,145 @@ def _fraction_digits(v: float, e: int) -> int:
 
 
 @njit(cache=True)
-def _month(epoch_seconds: int) -> int:
-    """Months since 0000-03 of a UTC time (civil-from-days: only equality and order matter)."""
+def powers_of_ten(n: int) -> np.ndarray:
+    """``10.0 ** k`` for ``k = 0 .. n - 1``, each exactly as compiled code computes ``10.0 ** k``."""
+    out = np.empty(n)
+    for k in range(n):
+        out[k] = 10.0**k
+    return out
+
+
+@njit(cache=True, inline="always")
+def _more_digits(v: float, e: int, best: int, pow10: np.ndarray) -> bool:
+    """``_fraction_digits(v, e) > best`` (``best >= -1``; ``pow10`` from :func:`powers_of_ten`, 400
+    entries), without stripping zeros digit by digit or computing powers.
+
+    ``v`` has more than ``b = max(best, 0)`` decimals exactly when its 14-digit mantissa ``m`` (``d``
+    decimals, :func:`_mantissa`'s, with the same powers of ten) is not a multiple of ``10**(d - b)``.
+    ``m`` and ``10**k`` (k <= 14) are integers below 2**53, so ``m / 10**k`` is exact when the
+    division is, and otherwise lies more than half an ulp from any integer: ``rint(m / p) * p == m``
+    tests divisibility exactly.
+    """
+    d = 13 - e
+    m = np.rint(v * pow10[d]) if d >= 0 else np.rint(v / pow10[-d])
+    if m >= 1e14:  # rounding carried into a new leading digit
+        m = np.rint(m / 10.0)
+        d -= 1
+        if m == np.inf:  # subnormal v: 10**d overflowed (as in _fraction_digits)
+            return _fraction_digits(v, e) > best
+    b = max(best, 0)
+    if d <= b:
+        return False
+    if d - b > 14:  # 10**(d - b) > m > 0
+        return True
+    p = pow10[d - b]
+    return np.rint(m / p) * p != m
+
+
+@njit(cache=True)
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of the proleptic Gregorian date ``y-m-d``."""
+    if m <= 2:
+        y -= 1
+    era = y // 400
+    yoe = y - era * 400
+    mp = m - 3 if m > 2 else m + 9  # 0 = March
+    doy = (153 * mp + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+@njit(cache=True)
+def month_bounds(epoch_seconds: int) -> tuple[int, int]:
+    """The calendar month (UTC) of an epoch second: ``(its first second, the next month's first second)``."""
     z = epoch_seconds // 86400 + 719468
     era = z // 146097
     doe = z - era * 146097
     yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
     doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
     mp = (5 * doy + 2) // 153  # 0 = March
-    return (yoe + era * 400) * 12 + mp
+    month = mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (1 if month <= 2 else 0)
+    first = _days_from_civil(year, month, 1)
+    following = _days_from_civil(year + 1, 1, 1) if month == 12 else _days_from_civil(year, month + 1, 1)
+    return first * 86400, following * 86400
 
 
 @njit(cache=True)
-def month_numbers(time: np.ndarray) -> np.ndarray:
-    """Calendar month (UTC) of each epoch second, as increasing integers."""
-    out = np.empty(time.shape[0], dtype=np.int64)
-    last_day = np.int64(-(2**62))
-    month = 0
-    for i in range(time.shape[0]):
-        day = time[i] // 86400
-        if day != last_day:
-            last_day = day
-            month = _month(time[i])
-        out[i] = month
-    return out
-
-
-@njit(cache=True)
-def price_step_inverses(
+def price_step_table(
     time: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, market_inverse: float
-) -> np.ndarray:
-    """Per candle, ``10**d`` for the most decimals ``d`` (:func:`_fraction_digits`) of any open, high,
-    low or close of its calendar month (UTC; ``time`` ascending epoch seconds). A month without
-    decimals takes the last earlier month that had some (pandas ``asof``), ``market_inverse`` before.
+) -> tuple[np.ndarray, np.ndarray]:
+    """The price steps of a pair as regimes: ``(first row, 1 / step)`` of each run of candles that share a step.
+
+    The step of a candle is ``10**-d`` for the most decimals ``d`` (:func:`_fraction_digits`) of any
+    open, high, low or close of its calendar month (UTC; ``time`` ascending epoch seconds); a month
+    without decimals keeps the step in force before it (pandas ``asof``), ``market_inverse`` (``1 /
+    step``, 0 = none) before any. Consecutive months of the same step form one regime.
+
+    Work per month: one pass for its smallest positive price, whose decade bounds the decimals any
+    price of the month can have; then prices are read only until some price reaches that bound
+    (full-precision data: after a few candles) -- with fewer decimals everywhere (exchange data)
+    every price is read, but one division tells whether it beats the month's best so far.
     """
-    months = month_numbers(time)
-    n = months.shape[0]
-    out = np.empty(n)
+    n = time.shape[0]
+    starts = np.empty(n, dtype=np.int64)
+    inverses = np.empty(n)
+    pow10 = powers_of_ten(400)  # 13 - e spans -295 .. 337 over the positive doubles
+    o_bits, h_bits, lo_bits, c_bits = o.view(np.uint64), h.view(np.uint64), lo.view(np.uint64), c.view(np.uint64)
+    scratch = np.empty(1, dtype=np.uint64)
+    count = 0
     current = market_inverse
     e = 0
     e_low = np.inf  # the decade [e_low, e_high) of the last value seen: log10 only when it changes
     e_high = -np.inf
     i = 0
     while i < n:
-        j = i
+        month_first, month_next = month_bounds(time[i])
+        j = _run_end(time, i + 1, month_first, month_next)
+        # the smallest positive finite price of the month, on the bit patterns: those of positive
+        # doubles order as the doubles do; minus one, zero wraps to the top and so do negative
+        # numbers (sign bit), and +inf and NaN lie above every finite one -- an integer minimum the
+        # compiler vectorises, where a float one with NaN rules would not be
+        low_bits = _INF_BITS - _ONE
+        for k in range(i, j):
+            low_bits = min(low_bits, o_bits[k] - _ONE, h_bits[k] - _ONE, lo_bits[k] - _ONE, c_bits[k] - _ONE)
         best = -1
-        while j < n and months[j] == months[i]:
-            for col in range(4):
-                v = o[j] if col == 0 else h[j] if col == 1 else lo[j] if col == 2 else c[j]
-                if not (v > 0.0 and v < np.inf):
-                    continue
-                if not (e_low <= v < e_high):
-                    e = int(np.floor(np.log10(v)))
-                    if 10.0**e > v:
-                        e -= 1
-                    elif 10.0 ** (e + 1) <= v:
-                        e += 1
-                    e_low = 10.0**e
-                    e_high = 10.0 ** (e + 1)
-                if 13 - e > best:  # else v cannot have more decimals than the month's best
-                    d = _fraction_digits(v, e)
-                    if d > best:
-                        best = d
-            j += 1
+        if low_bits < _INF_BITS - _ONE:
+            scratch[0] = low_bits + _ONE
+            bound = 13 - _decade(scratch.view(np.float64)[0])  # no price of the month has more decimals
+            k = i
+            while k < j and best < bound:
+                for col in range(4):
+                    v = o[k] if col == 0 else h[k] if col == 1 else lo[k] if col == 2 else c[k]
+                    if not (v > 0.0 and v < np.inf):
+                        continue
+                    if not (e_low <= v < e_high):
+                        e = _decade(v)
+                        e_low = 10.0**e
+                        e_high = 10.0 ** (e + 1)
+                    if 13 - e > best and _more_digits(v, e, best, pow10):  # else v cannot beat the month's best
+                        best = _fraction_digits(v, e)
+                k += 1
         if best >= 0:
             current = 10.0**best
-        out[i:j] = current
+        if count == 0 or inverses[count - 1] != current:
+            starts[count] = i
+            inverses[count] = current
+            count += 1
         i = j
-    return out
+    return starts[:count].copy(), inverses[:count].copy()
+
+
+@njit(cache=True)
+def step_at(rows: np.ndarray, inverses: np.ndarray, first: int, end: int, k: int) -> float:
+    """The price step inverse in force at row ``k``: ``inverses[i]`` for the last ``i`` in ``first .. end - 1``
+    with ``rows[i] <= k`` (``rows`` ascending there, ``rows[first] <= k``)."""
+    a = first
+    b = end - 1
+    while a < b:
+        mid = (a + b + 1) // 2
+        if rows[mid] <= k:
+            a = mid
+        else:
+            b = mid - 1
+    return inverses[a]

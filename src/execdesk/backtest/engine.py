@@ -115,7 +115,11 @@ Trades are returned in the order they closed (Freqtrade's ``bt_trades``), force 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -359,7 +363,9 @@ def run_backtest_arrays(
     length = np.zeros(n_pairs, dtype=np.int64)
     first_grid = np.zeros(n_pairs, dtype=np.int64)
     first_row = np.zeros(n_pairs, dtype=np.int64)
-    parts: dict[str, list[npt.NDArray[Any]]] = {k: [] for k in ("o", "h", "l", "c", "el", "xl", "es", "xs", "inv")}
+    parts: dict[str, list[npt.NDArray[Any]]] = {k: [] for k in ("o", "h", "l", "c", "el", "xl", "es", "xs")}
+    step_rows: list[IntArray] = []  # price-step regimes (rule 7), flat rows
+    step_inv: list[FloatArray] = []
     market_inv = _step_inverse("market_price_step", config.market_price_step)
     total = 0
     for i, (pair, ohlcv, used, first) in enumerate(kept):
@@ -383,28 +389,44 @@ def run_backtest_arrays(
         parts["es"].append(sig.entry_short[:used])
         parts["xs"].append(sig.exit_short[:used])
         if config.round_prices:
-            parts["inv"].append(price_step_inverses(ohlcv.time[:used], cut, market_inv))
+            rows, inverses = _pair_price_steps(ohlcv, used, market_inv)
         else:
-            parts["inv"].append(np.zeros(used))
-    flat = {k: np.concatenate(v) for k, v in parts.items()}
+            rows, inverses = np.zeros(1, dtype=np.int64), np.zeros(1)
+        step_rows.append(rows + offset[i])
+        step_inv.append(inverses)
+    step_end = np.cumsum([len(rows) for rows in step_rows], dtype=np.int64)
+    step_first = step_end - np.array([len(rows) for rows in step_rows], dtype=np.int64)
     # force exits in the order Freqtrade first met the pairs (first processed candle, then list order)
     exit_order = np.lexsort((np.arange(n_pairs), first_grid + first_row)).astype(np.int64)
     roi = sorted((int(k), float(v)) for k, v in bundle.minimal_roi.items())
     ts = bundle.trailing_stop
-    out_i, out_f, out_short, out_reason, rejected, unfilled = _kernel.simulate(
-        flat["o"], flat["h"], flat["l"], flat["c"],
-        flat["el"].astype(np.bool_, copy=False), flat["xl"].astype(np.bool_, copy=False),
-        flat["es"].astype(np.bool_, copy=False), flat["xs"].astype(np.bool_, copy=False), flat["inv"],
-        offset, length, first_grid, first_row, exit_order, (t_end - t_start) // tf + 1, tf // 60,
-        float(bundle.stoploss), np.array([k for k, _ in roi], dtype=np.int64),
-        np.array([v for _, v in roi], dtype=np.float64),
-        ts is not None, 0.0 if ts is None else float(ts.positive), 0.0 if ts is None else float(ts.offset),
-        bool(ts is not None and ts.only_offset_is_reached),
-        float(config.fee), float(config.stake_amount), int(config.max_open_trades), float(config.dry_run_wallet),
-        float(config.tradable_balance_ratio), _step_inverse("amount_step", config.amount_step),
-        bool(config.can_short), bool(config.use_exit_signal), bool(config.exit_profit_only),
-        float(config.exit_profit_offset), bool(config.ignore_roi_if_entry_signal),
-    )  # fmt: skip
+    # the candles' identity (None unless every array is frozen): a layout in the kept buffers is reused
+    layout = _identity([getattr(ohlcv, n) for _, ohlcv, _, _ in kept for n in ("open", "high", "low", "close")],
+                       tuple(used for _, _, used, _ in kept))
+    with _flat_buffers(total) as (prices, flags, holds):
+        # the pairs' candles and signals laid out flat, one after the other (the kernel's layout);
+        # the candles only when the buffers do not hold these very candles already
+        if layout is None or not _same(holds.get("candles"), layout):
+            holds.clear()
+            for i, (o, h, lo, c) in enumerate(zip(parts["o"], parts["h"], parts["l"], parts["c"], strict=True)):
+                _kernel.interleave(o, h, lo, c, prices, int(offset[i]))
+            if layout is not None:
+                holds["candles"] = layout
+        for row, key in enumerate(("el", "xl", "es", "xs")):
+            np.concatenate(parts[key], out=flags[row], casting="unsafe")  # as astype(bool)
+        out_i, out_f, out_short, out_reason, rejected, unfilled = _kernel.simulate(
+            prices, flags[0], flags[1], flags[2], flags[3],
+            np.concatenate(step_rows), np.concatenate(step_inv), step_first, step_end,
+            offset, length, first_grid, first_row, exit_order, (t_end - t_start) // tf + 1, tf // 60,
+            float(bundle.stoploss), np.array([k for k, _ in roi], dtype=np.int64),
+            np.array([v for _, v in roi], dtype=np.float64),
+            ts is not None, 0.0 if ts is None else float(ts.positive), 0.0 if ts is None else float(ts.offset),
+            bool(ts is not None and ts.only_offset_is_reached),
+            float(config.fee), float(config.stake_amount), int(config.max_open_trades), float(config.dry_run_wallet),
+            float(config.tradable_balance_ratio), _step_inverse("amount_step", config.amount_step),
+            bool(config.can_short), bool(config.use_exit_signal), bool(config.exit_profit_only),
+            float(config.exit_profit_offset), bool(config.ignore_roi_if_entry_signal),
+        )  # fmt: skip
     names = tuple(pair for pair, *_ in kept)
     return TradeArrays(
         pairs=names,
@@ -429,16 +451,29 @@ def run_backtest_arrays(
 # ---------------------------------------------------------------------------------- helpers
 
 
-def price_step_inverses(time: IntArray, prices: Mapping[str, FloatArray], market_inverse: float) -> FloatArray:
-    """Per candle, ``1 / price step`` as Freqtrade derives the step from the data (rule 7).
+def price_step_table(
+    time: IntArray, prices: Mapping[str, FloatArray], market_inverse: float
+) -> tuple[IntArray, FloatArray]:
+    """``1 / price step`` as Freqtrade derives the step from the data (rule 7), as regimes: the first
+    row of each run of candles sharing a step (``0`` first, ascending) and its ``1 / step``.
 
     Per calendar month (UTC): d = the most decimals of any open/high/low/close written with 14
     significant digits; a month without any decimals takes the last earlier month that had some,
-    else the market's step (``market_inverse``; 0 = none).
+    else the market's step (``market_inverse``; 0 = none). ``time``: ascending epoch seconds. Work
+    per month (:func:`execdesk.backtest._kernel.price_step_table`): full-precision prices are read
+    only until the month's bound on decimals is reached, exchange prices once each.
     """
     o, h, lo, c = (np.ascontiguousarray(prices[name], dtype=np.float64) for name in ("open", "high", "low", "close"))
-    result: FloatArray = _kernel.price_step_inverses(np.ascontiguousarray(time, dtype=np.int64), o, h, lo, c,
-                                                     market_inverse)
+    rows, inverses = _kernel.price_step_table(np.ascontiguousarray(time, dtype=np.int64), o, h, lo, c,
+                                              float(market_inverse))
+    return rows, inverses
+
+
+def price_step_inverses(time: IntArray, prices: Mapping[str, FloatArray], market_inverse: float) -> FloatArray:
+    """Per candle, ``1 / price step`` (:func:`price_step_table`, one value per candle)."""
+    rows, inverses = price_step_table(time, prices, market_inverse)
+    counts = np.diff(np.append(rows, len(time)))
+    result: FloatArray = np.repeat(inverses, counts)
     return result
 
 
@@ -451,15 +486,110 @@ def _pairs(bundle: StrategyBundle, available: Mapping[str, Any], config: Backtes
 
 
 def _check_steps(time: IntArray, tf: int, pair: str) -> None:
-    if len(time) > 1:
-        steps = np.diff(time)
-        bad = np.flatnonzero(steps != tf)
-        if bad.size:
-            at = _utc(int(time[bad[0] + 1])).isoformat()
-            raise InvalidInput(
-                f"{pair}: candles must step by exactly {tf} s; at {at} the step is {int(steps[bad[0]])} s "
-                "(fill gaps with fill_gaps, as Freqtrade's loader does)"
-            )
+    bad = int(_kernel.first_bad_step(np.ascontiguousarray(time, dtype=np.int64), tf))
+    if bad >= 0:
+        at = _utc(int(time[bad + 1])).isoformat()
+        raise InvalidInput(
+            f"{pair}: candles must step by exactly {tf} s; at {at} the step is {int(time[bad + 1] - time[bad])} s "
+            "(fill gaps with fill_gaps, as Freqtrade's loader does)"
+        )
+
+
+# ---------------------------------------------------------------------------------- reuse across runs
+#
+# Many runs backtest the same candles (a fleet's bundles on one market, a benchmark's repeats). What
+# depends on the candles alone -- the price-step regimes, the candles laid out flat -- is kept and
+# reused, but only for candle arrays nobody can write into (:func:`_frozen`: OHLCV's contract, and
+# what to_arrays delivers), recognised by identity: the very same array objects, held weakly (a
+# freed array's id may be reused; its weak reference is then dead, and nothing matches).
+
+Identity = tuple[tuple[int, ...], tuple["weakref.ref[npt.NDArray[Any]]", ...], tuple[int, ...]]
+
+
+def _frozen(array: npt.NDArray[Any]) -> bool:
+    """Whether nobody can write into ``array``: read-only, and so is every array it views, down to one
+    owning its memory."""
+    current: Any = array
+    while isinstance(current, np.ndarray):
+        if current.flags.writeable:
+            return False
+        current = current.base
+    return current is None
+
+
+def _identity(arrays: list[npt.NDArray[Any]], extra: tuple[int, ...]) -> Identity | None:
+    """The identity of ``arrays`` (with ``extra`` numbers that also decide the result), None unless all are frozen."""
+    if not all(_frozen(a) for a in arrays):
+        return None
+    return tuple(id(a) for a in arrays), tuple(weakref.ref(a) for a in arrays), extra
+
+
+def _same(kept: Identity | None, current: Identity) -> bool:
+    """Whether ``kept`` is the identity of the very arrays (and extra numbers) of ``current``."""
+    if kept is None or kept[0] != current[0] or kept[2] != current[2]:
+        return False
+    return all(old() is new() for old, new in zip(kept[1], current[1], strict=True))
+
+
+#: Pairs' price-step regimes kept (least recently used dropped first).
+STEP_CACHE_SIZE: Final = 256
+_step_cache: OrderedDict[tuple[Any, ...], tuple[Identity, IntArray, FloatArray]] = OrderedDict()
+_step_lock = threading.Lock()
+
+
+def _pair_price_steps(ohlcv: OHLCV, used: int, market_inverse: float) -> tuple[IntArray, FloatArray]:
+    """:func:`price_step_table` of a pair's first ``used`` candles, computed once per frozen candle arrays."""
+    arrays = [ohlcv.time, ohlcv.open, ohlcv.high, ohlcv.low, ohlcv.close]
+    prices = {name: getattr(ohlcv, name)[:used] for name in ("open", "high", "low", "close")}
+    identity = _identity(arrays, (used,))
+    if identity is None:
+        return price_step_table(ohlcv.time[:used], prices, market_inverse)
+    key = (identity[0], used, market_inverse)
+    with _step_lock:
+        hit = _step_cache.get(key)
+        if hit is not None and _same(hit[0], identity):
+            _step_cache.move_to_end(key)
+            return hit[1], hit[2]
+    rows, inverses = price_step_table(ohlcv.time[:used], prices, market_inverse)
+    rows.setflags(write=False)
+    inverses.setflags(write=False)
+    with _step_lock:
+        _step_cache[key] = (identity, rows, inverses)
+        _step_cache.move_to_end(key)
+        while len(_step_cache) > STEP_CACHE_SIZE:
+            _step_cache.popitem(last=False)
+    return rows, inverses
+
+
+#: Rows up to which :func:`_flat_buffers` keeps its buffers between runs (36 bytes a row: 72 MB).
+FLAT_BUFFER_ROWS: Final = 2_000_000
+_flat_lock = threading.Lock()
+_flat_kept: list[tuple[FloatArray, BoolArray, dict[str, Identity]]] = []  # at most one set
+
+
+@contextmanager
+def _flat_buffers(total: int) -> Iterator[tuple[FloatArray, BoolArray, dict[str, Identity]]]:
+    """Room for the flat layout of a run: a C-contiguous ``(total, 4)`` float64 array (open, high,
+    low, close per row), a ``(4, total)`` bool array (entry/exit long/short, each row C-contiguous),
+    and a note of what they hold (``candles``: the :data:`Identity` of the candles in the float
+    array; the caller keeps it true).
+
+    Fresh memory costs a page fault per 4 KiB at first touch; on this desk's 2-core machines that
+    came to about as much as the trade loop itself. So one set of buffers (up to
+    :data:`FLAT_BUFFER_ROWS` rows) is kept and reused by whichever run holds it; a run that finds it
+    taken (another thread) or too small for the limit gets fresh arrays (and an empty note). The
+    kernel keeps no reference to them: it returns trades in arrays of its own.
+    """
+    if total > FLAT_BUFFER_ROWS or not _flat_lock.acquire(blocking=False):
+        yield np.empty((total, 4)), np.empty((4, total), dtype=np.bool_), {}
+        return
+    try:
+        if not _flat_kept or _flat_kept[0][0].shape[0] < total:
+            _flat_kept[:] = [(np.empty((total, 4)), np.empty((4, total), dtype=np.bool_), {})]
+        prices, flags, holds = _flat_kept[0]
+        yield prices[:total], flags[:, :total], holds
+    finally:
+        _flat_lock.release()
 
 
 def _utc(seconds: int) -> datetime:
