@@ -45,11 +45,22 @@ The ledger's flush of the fills and the HALTED events comes later (the next flus
 run); its duration is reported as ``final_flush_s``. Bar arithmetic: the kill bar's index and close time,
 the bar whose open filled the exits, and ``flat_at`` from the HALTED event (its time minus the kill bar's
 close time, in seconds and bars).
+
+The interpreter's cyclic garbage collector, from t0 to HALTED: ``gc_collections`` per generation and ``gc_ms``
+(from ``gc.callbacks``; a generation-2 collection scans the whole heap and can dwarf the kill's own work). Every
+trial starts with ``gc.collect()``, so that the trials before it leave it no garbage.
+
+The work is checked, every run (:func:`check_work`): D x P positions open at the kill and no order, one close
+order per position (a fifth of the deployments short: their exits buys), none denied, all at the venue, each
+filled once, no position left, the desk and every deployment HALTED (circuit_breaker), flat one bar after the kill.
+A run that did other work than that stops the benchmark (:class:`WorkDiffers`; the command exits 2 with what
+differed) — a faster figure for less work is no figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import statistics
@@ -155,6 +166,10 @@ class _Timer:
         self.stats: dict[str, int] = {}
         self.flushes: list[tuple[float, float, int]] = []
         self.requested = False
+        self.gc_counts = [0, 0, 0]  # collections per generation from t0 to HALTED
+        self.gc_s = 0.0
+        self._gc_began = 0.0
+        gc.callbacks.append(self._gc)
         lead = loop.lead
         self._wrap(loop, "_controls", self._controls)
         self._wrap(loop, "_bar", self._bar)
@@ -164,6 +179,20 @@ class _Timer:
         self._wrap(lead, "after_fills", self._after_fills)
         self._wrap(loop.ledger, "flush", self._flush)
         loop.progress = self._progress
+
+    def _gc(self, phase: str, info: dict[str, int]) -> None:
+        """``gc.callbacks``: the collections between t0 and HALTED, and their time."""
+        if "t0" not in self.t or "halted" in self.t:
+            return
+        if phase == "start":
+            self._gc_began = time.perf_counter()
+            return
+        self.gc_counts[info["generation"]] += 1
+        self.gc_s += time.perf_counter() - self._gc_began
+
+    def close(self) -> None:
+        if self._gc in gc.callbacks:
+            gc.callbacks.remove(self._gc)
 
     @staticmethod
     def _wrap(obj: Any, name: str, around: Callable[..., Any]) -> None:
@@ -231,6 +260,7 @@ class _Timer:
 
 def _trial(deployments: int, n_pairs: int, breaker: bool) -> dict[str, Any]:
     positions = deployments * n_pairs
+    gc.collect()  # (what the trials before left is not this one's to collect)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         t_build = time.perf_counter()
@@ -238,12 +268,15 @@ def _trial(deployments: int, n_pairs: int, breaker: bool) -> dict[str, Any]:
         timer = _Timer(loop, home, positions, breaker)
         built = time.perf_counter() - t_build
         t_run = time.perf_counter()
-        loop.run()
+        try:
+            loop.run()
+        finally:
+            timer.close()
         run_s = time.perf_counter() - t_run
         tt, g, seq, st = timer.t, timer.g, timer.seq, timer.stats
         if "halted" not in tt:
-            raise RuntimeError(f"the desk did not halt: {loop.ledger.state.trading_state} "
-                               f"({loop.ledger.state.trading_reason}); stats {st}")
+            raise WorkDiffers(f"the desk did not halt: {loop.ledger.state.trading_state} "
+                              f"({loop.ledger.state.trading_reason}); stats {st}")
         state = loop.ledger.state
         market = loop.market
         kinds = Counter(e.kind.value for e in loop.ledger.events() if seq["before"] < e.seq <= seq["halted"])
@@ -274,15 +307,41 @@ def _trial(deployments: int, n_pairs: int, breaker: bool) -> dict[str, Any]:
             "events_pending_at_halted": st["pending_at_halted"],
             "final_flush_s": final[0][1] - final[0][0] if final else None,
             "final_flush_events": final[0][2] if final else None,
+            "gc_collections": list(timer.gc_counts), "gc_s": timer.gc_s,
             "build_s": built, "run_s": run_s,
         }
         loop.ledger.close()
+    check_work(result, deployments, n_pairs)
     return result
+
+
+class WorkDiffers(RuntimeError):
+    """A run did other work than the benchmark asks for (see :func:`check_work`)."""
+
+
+def expected_work(deployments: int, pairs: int, short_every: int = 5) -> dict[str, Any]:
+    """The work every run must do: one close per position, each filled once, flat and HALTED a bar after the kill."""
+    positions = deployments * pairs
+    shorts = sum(1 for i in range(deployments) if short_every and i % short_every == short_every - 1) * pairs
+    sides = {"SELL": positions - shorts, "BUY": shorts}
+    return {"open_positions": positions, "open_orders_at_kill": 0, "close_orders": positions, "denied": 0,
+            "orders_at_venue": positions, "close_orders_filled": positions, "fills": positions,
+            "exit_sides": {side: n for side, n in sides.items() if n}, "open_positions_after": 0,
+            "state_after": "HALTED (circuit_breaker)", "deployments_halted": deployments, "flat_after_kill_bars": 1}
+
+
+def check_work(result: dict[str, Any], deployments: int, pairs: int) -> None:
+    """Raise :class:`WorkDiffers` naming every counter of ``result`` (one run) that is not :func:`expected_work`'s."""
+    want = expected_work(deployments, pairs)
+    wrong = [f"{key}: {result.get(key)!r}, expected {value!r}" for key, value in want.items()
+             if result.get(key) != value]
+    if wrong:
+        raise WorkDiffers(f"{deployments} x {pairs} positions: " + "; ".join(wrong))
 
 
 def _summary(trials: list[dict[str, Any]]) -> dict[str, Any]:
     timed = ("closes_recorded_s", "closes_flushed_s", "closes_at_venue_s", "halted_s", "next_bar_done_s",
-             "final_flush_s")
+             "final_flush_s", "gc_s")
     out: dict[str, Any] = {}
     for key in timed:
         values = [t[key] for t in trials if t[key] is not None]
@@ -296,6 +355,8 @@ def _summary(trials: list[dict[str, Any]]) -> dict[str, Any]:
             "events_to_halted", "event_kinds", "kill_bar", "kill_bar_close", "flat_bar", "flat_bar_open", "flat_at",
             "flat_after_kill_close_s", "flat_after_kill_bars", "events_pending_at_halted", "final_flush_events")
     out.update({k: first[k] for k in same})
+    out["work_checked"] = f"{len(trials)} of {len(trials)} runs as expected (check_work)"
+    out["gc_collections"] = [t["gc_collections"] for t in trials]  # per run: generations 0, 1, 2
     out["build_and_run_s"] = [round(t["build_s"] + t["run_s"], 2) for t in trials]
     return out
 
@@ -318,7 +379,11 @@ def main() -> None:
     parser.add_argument("--deployments", type=int, default=200)
     parser.add_argument("--pairs", type=int, default=5)
     args = parser.parse_args()
-    result = bench_kill(40, 5, 2) if args.quick else bench_kill(args.deployments, args.pairs, args.runs)
+    try:
+        result = bench_kill(40, 5, 2) if args.quick else bench_kill(args.deployments, args.pairs, args.runs)
+    except WorkDiffers as exc:
+        print(f"bench_kill: the work differs from the benchmark's: {exc}", file=sys.stderr)
+        sys.exit(2)
     result["python"] = sys.version.split()[0]
     result["machine"] = platform.machine()
     print(json.dumps(result, indent=2))

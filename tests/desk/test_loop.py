@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from execdesk.lead.liaison import JsonPoster
 from execdesk.lead.outbox import Outbox
 from execdesk.monitor.alerts import Alert, JsonlSink, LogSink, SinkResult, WebhookSink
 from execdesk.store.ledger import Ledger
-from execdesk.venues.base import VenueOrder
+from execdesk.venues.base import OrderRejected, VenueOrder
 from execdesk.venues.paper import PaperVenue
 from tests.desk.test_runner import _trading_events
 from tests.kit import InstantWallClock
@@ -76,6 +76,14 @@ def timeline(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
         return submit(self, order)
 
     monkeypatch.setattr(PaperVenue, "submit", venue_submit)
+    submit_many = PaperVenue.submit_many
+
+    def venue_submit_many(self: PaperVenue, orders: Iterable[VenueOrder]) -> list[VenueOrder | OrderRejected]:
+        orders = list(orders)  # (the order manager's batch: each order reaches the venue in it)
+        seen.extend(("venue", o.client_order_id) for o in orders)
+        return submit_many(self, orders)
+
+    monkeypatch.setattr(PaperVenue, "submit_many", venue_submit_many)
     for cls in (LogSink, JsonlSink, WebhookSink):
         def sink_send(self: Any, alert: Alert, send: Callable[[Any, Alert], SinkResult] = cls.send) -> SinkResult:
             seen.append(("sink", self.name, alert.code))

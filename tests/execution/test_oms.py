@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,11 +21,12 @@ from execdesk.domain.types import (
     client_order_id,
 )
 from execdesk.execution.oms import OrderManager
+from execdesk.retry import RetryPolicy
 from execdesk.risk.config import RiskConfig
 from execdesk.risk.pretrade import Context, PreTrade, Verdict
 from execdesk.store.ledger import Ledger
 from execdesk.store.projections import all_projection_rows
-from execdesk.venues.base import VenueFill, VenueOrder
+from execdesk.venues.base import OrderRejected, VenueFill, VenueOrder, VenueUnavailable
 from execdesk.venues.paper import PaperVenue, PaperVenueConfig
 from tests.kit import desk_ledger
 
@@ -350,3 +352,76 @@ def test_send_when_one_order_rejected_then_the_others_in_the_batch_still_go(ledg
     assert ledger.state.orders[small or ""].status is OrderStatus.REJECTED
     assert ledger.state.orders[big or ""].status is OrderStatus.NEW
     assert venue.order(ClientOrderId(big or "")) is not None
+
+
+class BatchVenue(PaperVenue):
+    """The paper venue, counting its calls; ``lost``: how many batches' answers are lost (the batch was placed)."""
+
+    def __init__(self, lost: int = 0, **config: Any) -> None:
+        super().__init__("USDT", D(10000), PaperVenueConfig(**config))
+        self.calls: list[tuple[str, int]] = []
+        self.lost = lost
+
+    def submit(self, order: VenueOrder) -> VenueOrder:
+        self.calls.append(("submit", 1))
+        return super().submit(order)
+
+    def submit_many(self, orders: Iterable[VenueOrder]) -> list[VenueOrder | OrderRejected]:
+        orders = list(orders)
+        self.calls.append(("submit_many", len(orders)))
+        answers = super().submit_many(orders)
+        if self.lost:
+            self.lost -= 1
+            raise VenueUnavailable("batch", "timed out waiting for the answer")
+        return answers
+
+
+def test_send_when_the_venue_takes_a_batch_then_one_call_and_each_answer_recorded_in_order(ledger: Ledger) -> None:
+    # Arrange: three orders, the first below the venue's minimum notional
+    venue = BatchVenue(min_notional=150.0)
+    oms = OrderManager(ledger, venue)
+    small = oms.submit(intent(), approved("1"), T_SIGNAL + H)
+    coids = [oms.submit(intent(signal_time=T_SIGNAL + k * H), approved("2"), T_SIGNAL + H) for k in (1, 2)]
+
+    # Act
+    oms.send(T_SIGNAL + H)
+
+    # Assert: one call for the three; the refused one REJECTED, the others with the venue (NEW: embedded)
+    assert venue.calls == [("submit_many", 3)]
+    assert ledger.state.orders[small or ""].status is OrderStatus.REJECTED
+    assert [ledger.state.orders[c or ""].status for c in coids] == [OrderStatus.NEW, OrderStatus.NEW]
+    assert [o.client_order_id for o in venue.open_orders()] == coids
+    assert (oms.stats.rejected, oms.stats.submitted) == (1, 3)
+
+
+def test_send_when_a_batchs_answer_is_lost_then_it_stays_queued_whole_and_the_next_send_places_nothing_twice(
+        ledger: Ledger) -> None:
+    # Arrange: the answer to the first batch lost after its one attempt (placed at the venue all the same)
+    venue = BatchVenue(lost=1)
+    oms = OrderManager(ledger, venue, RetryPolicy(attempts=1))
+    coids = [oms.submit(intent(signal_time=T_SIGNAL + k * H), approved("2"), T_SIGNAL + H) for k in (0, 1)]
+
+    # Act
+    oms.send(T_SIGNAL + H)
+    queued = list(oms._outbox)
+    oms.send(T_SIGNAL + H)
+
+    # Assert: both queued after the loss, then sent again as one batch; the venue holds each once
+    assert queued == coids
+    assert venue.calls == [("submit_many", 2), ("submit_many", 2)]
+    assert not oms._outbox
+    assert oms.stats.venue_errors == 1
+    assert [o.client_order_id for o in venue.open_orders()] == coids
+
+
+def test_cancel_when_the_order_is_still_queued_then_canceled_before_it_was_sent_and_never_sent(
+        ledger: Ledger) -> None:
+    venue = BatchVenue()
+    oms = OrderManager(ledger, venue)
+    first = oms.submit(intent(), approved("2"), T_SIGNAL + H)
+    second = oms.submit(intent(signal_time=T_SIGNAL + H), approved("2"), T_SIGNAL + H)
+    assert oms.cancel(first or "", "changed its mind", T_SIGNAL + H) == 1
+    oms.send(T_SIGNAL + H)
+    assert ledger.state.orders[first or ""].status_reason == "changed its mind (before it was sent)"
+    assert venue.calls == [("submit_many", 1)]
+    assert [o.client_order_id for o in venue.open_orders()] == [second]

@@ -20,7 +20,16 @@ from execdesk.data.feed import MarketView
 from execdesk.domain.events import Event, EventKind
 from execdesk.domain.marks import PORTFOLIO, Breach, Snapshot
 from execdesk.domain.types import AlertLevel, Direction, IntentReason, Side, TradingState
-from execdesk.lead.decisions import CancelOpen, Decision, Decisions, Record, Reschedule, SendMessage, Submit
+from execdesk.lead.decisions import (
+    CancelOpen,
+    Decision,
+    Decisions,
+    Record,
+    Reschedule,
+    SendMessage,
+    Submit,
+    SubmitExits,
+)
 from execdesk.lead.protocols import Lead, LeadSettings
 from execdesk.monitor.alerts import Alert
 from execdesk.risk.config import RiskConfig
@@ -87,7 +96,7 @@ def lead_on(ledger: Ledger, risk: RiskConfig | None = None) -> Lead:
 
 def drive(ledger: Ledger, decisions: Decisions) -> list[Decision]:
     """Every decision of a turn, in order: Records applied to the ledger as they come (the engine's order), every
-    other decision answered None."""
+    other decision answered None; a batch of exits (SubmitExits) listed as its exits, one Submit each."""
     out: list[Decision] = []
     answer: Any = None
     while True:
@@ -95,7 +104,10 @@ def drive(ledger: Ledger, decisions: Decisions) -> list[Decision]:
             decision = decisions.send(answer)
         except StopIteration:
             return out
-        out.append(decision)
+        if isinstance(decision, SubmitExits):
+            out += [Submit(intent, decision.g) for intent in decision.intents]
+        else:
+            out.append(decision)
         answer = ledger.record(decision.event) if isinstance(decision, Record) else None
 
 
@@ -487,6 +499,75 @@ def test_after_fills_when_circuit_breaker_and_everything_flat_then_desk_and_depl
         (EventKind.DEPLOYMENT_STATE_CHANGED, HALTED, "circuit_breaker"),
         (EventKind.TRADING_STATE_CHANGED, HALTED, "circuit_breaker")]
     assert (holding.state.trading_state, holding.state.trading_reason) == (HALTED, "circuit_breaker")
+
+
+def test_after_fills_when_nothing_is_being_closed_then_no_decision(holding: Ledger) -> None:
+    lead = lead_on(holding)
+    assert lead.closing_deployments() == []
+    assert drive(holding, lead.after_fills(G, lead.market.close_time(G))) == []
+
+
+def test_closing_deployments_when_states_change_then_it_follows_them(holding: Ledger) -> None:
+    # Arrange
+    lead = lead_on(holding)
+    assert lead.closing_deployments() == []
+
+    # Act / Assert: paused is not closing; killed is; HALTED once flat is no longer
+    set_deployment_state(holding, REDUCING, "drift_pause")
+    assert lead.closing_deployments() == []
+    set_deployment_state(holding, REDUCING, "drawdown_kill")
+    assert lead.closing_deployments() == [DEP]
+    set_deployment_state(holding, HALTED, "drawdown_kill")
+    assert lead.closing_deployments() == []
+
+
+def test_on_breaches_when_the_breaker_closes_several_positions_then_one_batch_in_the_order_they_opened(
+        holding: Ledger) -> None:
+    # Arrange: d1 holds 80 BTC, then 50 ETH (ETH closes at 10)
+    holding.record(submitted("o2", "BUY", "50", 30, pair="ETH/USDT"))
+    holding.record(filled("o2", "50", "10", 31))
+    holding.flush()
+    lead = lead_on(holding)
+    t = lead.market.close_time(G)
+    raw: list[Decision] = []
+    answer: Any = None
+    turn = lead.on_breaches(G, [breach(PORTFOLIO, "kill", 0.25, 0.32, 6_800.0)])
+
+    # Act: the turn driven by hand, its batches kept whole
+    while True:
+        try:
+            decision = turn.send(answer)
+        except StopIteration:
+            break
+        raw.append(decision)
+        answer = holding.record(decision.event) if isinstance(decision, Record) else None
+
+    # Assert: one batch of exits, after the cancels, BTC's then ETH's, each the whole position at the bar's close
+    batches = of_type(raw, SubmitExits)
+    assert len(batches) == 1
+    assert batches[0].g == G
+    assert [(i.pair, i.side, i.qty, i.ref_price, i.signal_time, i.reason) for i in batches[0].intents] == [
+        (BTC, Side.SELL, D(80), D(60), t, IntentReason.CIRCUIT_BREAKER),
+        ("ETH/USDT", Side.SELL, D(50), D(10), t, IntentReason.CIRCUIT_BREAKER)]
+    assert raw.index(CancelOpen(t, "circuit_breaker", None)) < raw.index(batches[0])
+
+
+def test_exits_when_an_exit_is_on_its_way_or_a_fraction_asked_then_only_what_is_left_to_close(
+        holding: Ledger) -> None:
+    # Arrange: 30 of the 80 BTC already on their way out
+    holding.record(submitted("x1", "SELL", "30", 30))
+    holding.flush()
+    lead = lead_on(holding)
+
+    # Act
+    whole = lead.exits(G, None, None, IntentReason.CIRCUIT_BREAKER)
+    quarter = lead.exits(G, DEP, D("0.25"), IntentReason.DEPLOYMENT_TRIM)
+    other = lead.exits(G, "d2", None, IntentReason.DEPLOYMENT_HALT)
+
+    # Assert: the rest (50), a quarter of the position (20, within the 50 left), nothing of another deployment
+    assert [(i.qty, i.side, i.direction) for i in whole] == [(D(50), Side.SELL, Direction.LONG)]
+    assert [i.qty for i in quarter] == [D(20)]
+    assert other == []
 
 
 # ---------------------------------------------------------------- staged allocation

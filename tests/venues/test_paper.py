@@ -1231,3 +1231,65 @@ def test_quoted_spreads_when_asked_of_the_venue_then_the_model_at_its_slippage_a
     assert first[0] == 14.0  # 2 x 7 bps
     assert np.array_equal(first, venue.quoted_spreads(open_, high, low))  # deterministic
     assert (first >= 14.0 * 0.25).all()
+
+
+# ---------------------------------------------------------------- batches and bars of one pair
+def test_submit_many_when_a_batch_then_one_answer_per_order_in_order_as_submit_gives_them() -> None:
+    # Arrange: cash 10,000; a buy of 200 at 100 costs 20,000 (refused); the same orders to a venue one by one
+    batch, single = bare(), bare()
+    orders = [order("a", Side.BUY, "10", ref_price="100"), order("big", Side.BUY, "200", ref_price="100"),
+              order("b", Side.SELL, "1", pair=ETH, ref_price="10"), order("a", Side.BUY, "10", ref_price="100")]
+
+    # Act
+    answers = batch.submit_many(orders)
+
+    # Assert: accepted, refused in its place (not raised), accepted, the known order again; as submit answers
+    assert [type(a) for a in answers] == [VenueOrder, OrderRejected, VenueOrder, VenueOrder]
+    refusal = answers[1]
+    assert isinstance(refusal, OrderRejected)
+    assert refusal.code == "insufficient_balance"
+    assert answers[3] is answers[0]
+    one_by_one: list[Any] = []
+    for o in orders:
+        try:
+            one_by_one.append(single.submit(o))
+        except OrderRejected as exc:
+            one_by_one.append(exc.code)
+    assert [a if isinstance(a, VenueOrder) else a.code for a in answers] == one_by_one
+    assert batch.open_orders() == single.open_orders()
+    assert [o.venue_order_id for o in batch.open_orders()] == ["paper-1", "paper-2"]
+    assert batch.pending_pairs() == {PAIR, ETH}
+
+
+def test_submit_many_when_the_book_persists_then_a_reopened_venue_holds_the_batch(tmp_path: Path) -> None:
+    # Arrange
+    path = tmp_path / "v.sqlite"
+    v = venue(store=path, **STORE_SETTINGS)
+
+    # Act
+    v.submit_many([order("m1", Side.BUY, "1", ref_price="100"), order("m2", Side.SELL, "1", pair=ETH)])
+    v.close()
+
+    # Assert
+    reopened = venue(store=path, **STORE_SETTINGS)
+    assert [(o.client_order_id, o.status) for o in reopened.open_orders()] == [
+        ("m1", OrderStatus.SUBMITTED), ("m2", OrderStatus.SUBMITTED)]
+
+
+def test_on_bar_when_orders_of_several_pairs_rest_then_a_bar_meets_only_its_pairs_in_submission_order() -> None:
+    # Arrange: market orders on BTC and ETH, interleaved
+    v = bare()
+    for coid, pair in [("b1", PAIR), ("e1", ETH), ("b2", PAIR), ("e2", ETH)]:
+        v.submit(order(coid, Side.BUY, "1", pair=pair))
+
+    # Act
+    fills = v.on_bar(PAIR, H, 100.0, 101.0, 99.0, 100.0, 1e6)
+
+    # Assert: BTC's two filled in their order; ETH's still open, in theirs
+    assert [f.client_order_id for f in fills] == ["b1", "b2"]
+    assert [o.client_order_id for o in v.open_orders()] == ["e1", "e2"]
+    assert v.pending_pairs() == {ETH}
+
+    # Act 2: ETH's bar; then nothing is pending
+    assert [f.client_order_id for f in v.on_bar(ETH, H, 10.0, 10.0, 10.0, 10.0, 1e6)] == ["e1", "e2"]
+    assert (v.open_orders(), v.pending_pairs(), v.has_pending()) == ([], set(), False)

@@ -63,6 +63,7 @@ from execdesk.lead.decisions import (
     Reschedule,
     SendMessage,
     Submit,
+    SubmitExits,
     Supersede,
 )
 from execdesk.lead.liaison import Liaison
@@ -525,6 +526,8 @@ class DeskLoop:
             return self.record(decision.event)
         if isinstance(decision, Alert):
             return self.router.raise_(decision)
+        if isinstance(decision, SubmitExits):
+            return self.submit_exits(decision.intents, decision.g)
         if isinstance(decision, Submit):
             return self.submit(decision.intent, decision.g)
         if isinstance(decision, CancelOpen):
@@ -976,12 +979,60 @@ class DeskLoop:
         self.stats.denied += 1
         return False
 
-    def _cancel_stops(self, deployment_id: str, pair: str, t: int, reason: str) -> None:
+    def submit_exits(self, intents: Sequence[OrderIntent], g: int) -> int:
+        """Market exits that only reduce (the lead's closes: a kill, a halt, a trim), one batch: each taken as
+        :meth:`submit` takes it, in order, with the same events (its resting stop cancelled, the pre-trade check,
+        ``order.submitted`` or ``order.denied``). What :meth:`submit` works out per intent is worked out once: the
+        bar's marks, each deployment's context (nothing in the batch changes a trading state, a ladder or the
+        monitor's equity), and the risk book's release of cancelled orders — the book holds no stop (a stop is not
+        held), so after the first release, before the first check that follows a cancel, another would only
+        recompute it. How many were approved."""
+        t = self.market.close_time(g)
+        if self._marked_g != g:
+            self.pretrade.mark(self.closes(g))
+            self._marked_g = g
+        last_equity = self.monitor.marks.last_equity
+        contexts: dict[str, Context] = {}
+        round_qty = getattr(self.venue, "round_qty", None)
+        settled = False
+        approved = 0
+        for intent in intents:
+            if not intent.reduce_only:
+                raise ValueError(f"submit_exits takes exits only, not {intent.reason.value}")
+            dep = intent.deployment_id
+            if self._protected and self._cancel_stops(dep, intent.pair, t, f"replaced by the {intent.reason.value} "
+                                                      "exit", settle=not settled):
+                settled = True
+            ctx = contexts.get(dep)
+            if ctx is None:
+                ctx = contexts[dep] = self.lead.context(dep, last_equity)
+            verdict = self.pretrade.decide(intent, ctx)
+            if verdict.approved and round_qty is not None:  # as in submit: a remote venue's amount step
+                on_step = round_qty(intent.pair, verdict.qty)
+                if on_step != verdict.qty:
+                    verdict = (replace(verdict, qty=on_step) if on_step > 0 else
+                               replace(verdict, approved=False, rule="venue_step", qty=Decimal(0),
+                                       reason=f"{verdict.qty} is below one amount step of {self.venue.name}"))
+            if verdict.approved:
+                approved += 1
+                coid = self.oms.submit(intent, verdict, t)
+                if coid is not None:
+                    self.stats.orders += 1
+                    self.pretrade.commit(coid, intent, verdict)
+                continue
+            self.oms.deny(intent, verdict, t)
+            self.stats.denied += 1
+        return approved
+
+    def _cancel_stops(self, deployment_id: str, pair: str, t: int, reason: str, settle: bool = True) -> bool:
+        """Cancel the stops resting for the position; whether there were any (``settle``: the risk book lets go of
+        them then)."""
         stops = resting_stops(self.ledger.state, deployment_id, pair)
         for order in stops:
             self.oms.cancel(order.client_order_id, reason, t)
-        if stops:
+        if stops and settle:
             self.after_cancels()
+        return bool(stops)
 
     def _protect(self, g: int) -> None:
         """The stops resting at the venue as the positions want them (:func:`~execdesk.desk.resting.stop_wanted`):

@@ -106,7 +106,7 @@ class OrderManager:
         self.venue = venue
         self.retry = retry or RetryPolicy()
         self.stats = OmsStats()
-        self._outbox: list[VenueOrder] = []
+        self._outbox: dict[str, VenueOrder] = {}  # orders recorded, not yet with the venue: by id, in order
         self._cancels: dict[str, str] = {}  # cancels the venue has not confirmed yet: coid -> reason
         self._uncertain: set[str] = set()  # queued orders whose last submit may have reached the venue
         self._cursor = 0
@@ -136,8 +136,8 @@ class OrderManager:
             **({"stop_price": stop_price} if stop_price is not None else {}),
             **({"backtest_price": intent.backtest_price} if intent.backtest_price is not None else {}),
         }, intent.deployment_id))
-        self._outbox.append(VenueOrder(coid, intent.pair, intent.side, order_type, verdict.qty, time, price=price,
-                                       stop_price=stop_price, ref_price=intent.ref_price))
+        self._outbox[coid] = VenueOrder(coid, intent.pair, intent.side, order_type, verdict.qty, time, price=price,
+                                        stop_price=stop_price, ref_price=intent.ref_price)
         self.stats.submitted += 1
         return coid
 
@@ -151,28 +151,60 @@ class OrderManager:
         self.stats.denied += 1
 
     def send(self, time: int | None = None) -> None:
-        """Flush the ledger, then hand the queued orders (and unconfirmed cancels) to the venue."""
+        """Flush the ledger, then hand the queued orders (and unconfirmed cancels) to the venue: one call for them
+        all when the venue takes a batch (``submit_many``, see :meth:`_send_batch`), else one call per order."""
         if not self.venue.embedded or self.ledger.pending >= EMBEDDED_FLUSH_EVERY:
             self.ledger.flush()
         for coid, reason in list(self._cancels.items()):
             self._cancel_one(coid, reason, time)
-        outbox, self._outbox = self._outbox, []
-        for order in outbox:
-            if self.ledger.state.orders[order.client_order_id].status is not OrderStatus.NEW:
-                continue  # settled meanwhile (cancelled before it was sent)
+        outbox, self._outbox = self._outbox, {}
+        orders = self.ledger.state.orders
+        # (an order settled meanwhile, cancelled before it was sent, is not sent)
+        due = [o for o in outbox.values() if orders[o.client_order_id].status is OrderStatus.NEW]
+        if not due:
+            return
+        if getattr(self.venue, "submit_many", None) is not None:
+            self._send_batch(due, time)
+            return
+        for order in due:
             try:
                 ack = self._call(lambda o=order: self.venue.submit(o))  # type: ignore[misc]
             except OrderRejected as exc:
-                self._record_end(order.client_order_id, OrderStatus.REJECTED, f"{exc.code}: {exc.reason}",
-                                 time or order.submitted_at)
-                self.stats.rejected += 1
+                self._rejected(order, exc, time)
                 continue
             except TemporaryError:
-                self._outbox.append(order)  # outcome unknown: resending the same id is safe
-                self._uncertain.add(order.client_order_id)
+                self._requeue(order)
                 continue
             self._uncertain.discard(order.client_order_id)
             self._acknowledge(ack, time or order.submitted_at)
+
+    def _send_batch(self, orders: list[VenueOrder], time: int | None) -> None:
+        """``orders`` to a venue that takes a batch: one call (retried whole: every id is idempotent), then each
+        answer recorded in the orders' order, as :meth:`send` records one order's — a refusal ``order.rejected``,
+        an acknowledgement as :meth:`_acknowledge` says. A batch whose outcome is unknown stays queued whole."""
+        submit_many = self.venue.submit_many  # type: ignore[attr-defined]
+        try:
+            answers = self._call(lambda: submit_many(orders))
+        except TemporaryError:
+            for order in orders:
+                self._requeue(order)
+            return
+        for order, answer in zip(orders, answers, strict=True):
+            if isinstance(answer, OrderRejected):
+                self._rejected(order, answer, time)
+                continue
+            self._uncertain.discard(order.client_order_id)
+            self._acknowledge(answer, time or order.submitted_at)
+
+    def _rejected(self, order: VenueOrder, exc: OrderRejected, time: int | None) -> None:
+        self._record_end(order.client_order_id, OrderStatus.REJECTED, f"{exc.code}: {exc.reason}",
+                         time or order.submitted_at)
+        self.stats.rejected += 1
+
+    def _requeue(self, order: VenueOrder) -> None:
+        """The venue's answer was lost: the order stays queued (resending the same id is safe)."""
+        self._outbox[order.client_order_id] = order
+        self._uncertain.add(order.client_order_id)
 
     def _acknowledge(self, ack: VenueOrder, time: int) -> None:
         rec = self.ledger.state.orders[ack.client_order_id]
@@ -220,13 +252,11 @@ class OrderManager:
         if not rec.status.is_open:
             return 0
         at = rec.updated_at if time is None else time
-        queued = any(o.client_order_id == coid for o in self._outbox)
+        queued = self._outbox.pop(coid, None) is not None
         if queued and coid not in self._uncertain:  # never sent: nothing to ask the venue
-            self._outbox = [o for o in self._outbox if o.client_order_id != coid]
             self._record_end(coid, OrderStatus.CANCELED, f"{reason} (before it was sent)", at)
             return 1
         # sent, or perhaps sent (a submit whose answer was lost): only the venue can say
-        self._outbox = [o for o in self._outbox if o.client_order_id != coid]
         try:
             done = self._call(lambda: self.venue.cancel(ClientOrderId(coid)))
             if done:
@@ -333,8 +363,8 @@ class OrderManager:
                     report.ended.append({"client_order_id": coid, "venue": "unknown", "ledger": rec.status.value})
                     self._record_end(coid, OrderStatus.CANCELED, "reconciliation: unknown at the venue", time)
                 elif pol.unsent == "resubmit":
-                    if all(o.client_order_id != coid for o in self._outbox):
-                        self._outbox.append(_venue_order(rec))
+                    if coid not in self._outbox:
+                        self._outbox[coid] = _venue_order(rec)
                     report.resubmitted.append(coid)
                 else:
                     self._record_end(coid, OrderStatus.CANCELED, "reconciliation: never sent", time)

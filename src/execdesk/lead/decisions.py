@@ -46,6 +46,16 @@ class Submit:
 
 
 @dataclass(frozen=True, slots=True)
+class SubmitExits:
+    """Send market exits that only reduce (a close of positions: the circuit breaker, a halt, a trim) at bar ``g``,
+    one batch: each through the pre-trade check to the order manager in their order, as :class:`Submit` sends one
+    (the same events); answered with how many were approved."""
+
+    intents: tuple[OrderIntent, ...]
+    g: int
+
+
+@dataclass(frozen=True, slots=True)
 class CancelOpen:
     """Cancel the open orders of one deployment (or all, ``deployment_id`` None); only entries if asked."""
 
@@ -89,6 +99,7 @@ class CloseBots:
     reason: str
 
 
-Decision = Record | Alert | SendMessage | Submit | CancelOpen | Reschedule | Supersede | HandedOver | CloseBots
+Decision = (Record | Alert | SendMessage | Submit | SubmitExits | CancelOpen | Reschedule | Supersede | HandedOver
+            | CloseBots)
 #: a turn of the lead: its decisions, each applied by the engine before the next is asked for
 Decisions = Generator[Decision, Any, None]

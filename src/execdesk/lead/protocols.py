@@ -49,7 +49,7 @@ from execdesk.lead.decisions import (
     Record,
     Reschedule,
     SendMessage,
-    Submit,
+    SubmitExits,
     Supersede,
 )
 from execdesk.lead.liaison import Liaison
@@ -108,6 +108,7 @@ class Lead:
         self._stoploss = dict(settings.stoploss)
         self._ladders = dict(settings.ladders)
         self._limits: tuple[int, list[Limit]] | None = None
+        self._closing: tuple[int, list[str]] | None = None  # (states_version, the deployments being closed)
         self._decided: dict[str, str] = {}  # deployment -> the strategy-halt decision taken so far
         self._drift: dict[str, tuple[str, list[dict[str, Any]], int]] = {}  # the monitor's last verdict, evidence
         self._proposed: set[str] = set()  # deployments the risk manager proposed to remove (staging)
@@ -314,17 +315,34 @@ class Lead:
         yield Reschedule(g)
 
     def after_fills(self, g: int, t: int) -> Decisions:
-        """Finish protocols whose positions are now closed (at time ``t``): REDUCING -> HALTED once flat."""
+        """Finish protocols whose positions are now closed (at time ``t``): REDUCING -> HALTED once flat.
+
+        Asked after every bar's fills: with nothing being closed it answers at once (the deployments being closed
+        are kept per change of the states); else a deployment is flat when none of the ledger's open positions and
+        open orders is its — read from their keys, once per call, not per fill or per deployment."""
         s = self.state
-        open_deps = {p.deployment_id for p in s.open_positions()} | {o.deployment_id for o in s.open_orders()}
-        for dep in s.deployments.values():
-            closing = dep.state_reason in CLOSING
-            if dep.state is TradingState.REDUCING and closing and dep.id not in open_deps:
-                yield from self._set_deployment_state(t, dep.id, TradingState.HALTED, dep.state_reason,
-                                                      {"flat_at": t})
+        closing = self.closing_deployments()
+        desk = s.trading_state is TradingState.REDUCING and s.trading_reason == CIRCUIT_BREAKER
+        if not closing and not desk:
+            return
+        open_deps = {dep_id for dep_id, _pair in s.open_position_keys}
+        open_deps.update(dep_id for dep_id, _pair in s.open_orders_by_key)
+        for dep_id in closing:
+            if dep_id not in open_deps:  # (each still REDUCING: only its own turn changes its state)
+                yield from self._set_deployment_state(t, dep_id, TradingState.HALTED,
+                                                      s.deployments[dep_id].state_reason, {"flat_at": t})
         if s.trading_state is TradingState.REDUCING and s.trading_reason == CIRCUIT_BREAKER and not open_deps:
             yield from self._set_trading_state(t, TradingState.HALTED, CIRCUIT_BREAKER,
                                                {"flat_at": t, "rearm": "by hand"})
+
+    def closing_deployments(self) -> list[str]:
+        """The deployments being closed (REDUCING for a reason in :data:`CLOSING`), in the ledger's order; kept
+        until a trading state or the set of deployments changes (``states_version``)."""
+        version = self.state.states_version
+        if self._closing is None or self._closing[0] != version:
+            self._closing = (version, [d.id for d in self.state.deployments.values()
+                                       if d.state is TradingState.REDUCING and d.state_reason in CLOSING])
+        return self._closing[1]
 
     # ---------------------------------------------------------------- staged allocation
     def on_snapshot(self, snap: Snapshot) -> Decisions:
@@ -459,12 +477,13 @@ class Lead:
         covers; those already flat are HALTED. Idempotent: a desk that settles again sends nothing twice."""
         s = self.state
         t = self.market.close_time(g)
+        held = {dep_id for dep_id, _pair in s.open_position_keys}  # (cancels and exits sent here move no position)
         for dep in list(s.deployments.values()):
             if dep.state is not TradingState.REDUCING or dep.state_reason not in CLOSING:
                 continue
             if any(o.reason == IntentReason.ENTRY_SIGNAL.value for p in dep.pairs for o in s.open_orders_of(dep.id, p)):
                 yield CancelOpen(t, IntentReason.DEPLOYMENT_HALT.value, dep.id, entries_only=True)
-            if any(p.deployment_id == dep.id for p in s.open_positions()):
+            if dep.id in held:
                 yield from self._reduce_positions(g, dep.id, None, IntentReason.DEPLOYMENT_HALT)  # the uncovered rest
         yield Reschedule(g)
         yield from self.after_fills(g, t)
@@ -548,20 +567,38 @@ class Lead:
 
     def _reduce_positions(self, g: int, deployment_id: str | None, fraction: Decimal | None,
                           reason: IntentReason) -> Decisions:
-        """Exit orders for every position (of one deployment, or all): all of it, or ``fraction`` of it."""
+        """Exit orders for every position (of one deployment, or all): all of it, or ``fraction`` of it; one batch
+        (:class:`SubmitExits`) in the order the positions opened. Each exit is worked out before any is sent: an
+        exit sent changes no other position's closable quantity (its own key only), so they are the same as one by
+        one."""
+        intents = self.exits(g, deployment_id, fraction, reason)
+        if intents:
+            yield SubmitExits(tuple(intents), g)
+
+    def exits(self, g: int, deployment_id: str | None, fraction: Decimal | None, reason: IntentReason
+              ) -> list[OrderIntent]:
+        """The exits :meth:`_reduce_positions` sends at bar ``g``: per open position (of one deployment, or all),
+        in the order they opened, what no exit on its way covers — all of it, or ``fraction`` of the position —
+        at market, referenced at the pair's close; none for a position with nothing left to close."""
+        s = self.state
         t = self.market.close_time(g)
-        for pos in list(self.state.open_positions()):
-            if deployment_id is not None and pos.deployment_id != deployment_id:
+        prices: dict[str, Decimal] = {}
+        out = []
+        for key in list(s.open_position_keys):
+            if deployment_id is not None and key[0] != deployment_id:
                 continue
-            closable = abs(self.state.closable(pos.deployment_id, pos.pair))
+            pos = s.positions[key]
+            closable = abs(s.closable(pos.deployment_id, pos.pair))
             qty = closable if fraction is None else (abs(pos.qty) * fraction).quantize(QUANTUM, ROUND_DOWN)
             qty = min(qty, closable)
             if qty <= 0:
                 continue
             direction = Direction.LONG if pos.qty > 0 else Direction.SHORT
-            price = dec(float(self.market.pairs[pos.pair].close[g]))
-            yield Submit(OrderIntent(pos.deployment_id, pos.pair, direction.exit_side, direction, reason, t, price,
-                                     qty), g)
+            price = prices.get(pos.pair)
+            if price is None:
+                price = prices[pos.pair] = dec(float(self.market.pairs[pos.pair].close[g]))
+            out.append(OrderIntent(pos.deployment_id, pos.pair, direction.exit_side, direction, reason, t, price, qty))
+        return out
 
     # ---------------------------------------------------------------- records
     @staticmethod

@@ -120,7 +120,9 @@ class PaperVenue:
         self._orders: dict[ClientOrderId, VenueOrder] = {}
         self._arrival: dict[ClientOrderId, int] = {}
         self._triggered: set[ClientOrderId] = set()
-        self._pending: list[ClientOrderId] = []
+        # the open orders in submission order, and the same per pair (a bar of one pair meets only that pair's)
+        self._pending: dict[ClientOrderId, None] = {}
+        self._pending_of: dict[str, dict[ClientOrderId, None]] = {}
         self._fills: list[VenueFill] = []
         self._fill_count: dict[ClientOrderId, int] = {}  # fills per order, for unique fill ids
         self._last_price: dict[str, Decimal] = {}
@@ -140,26 +142,69 @@ class PaperVenue:
         known = self._orders.get(order.client_order_id)
         if known is not None:
             return known
-        self._validate(order)
-        cfg = self.config
-        accepted = replace(order, status=OrderStatus.SUBMITTED, filled_qty=ZERO,
-                           venue_order_id=f"paper-{len(self._orders) + 1}")
-        jitter = 0
-        if cfg.latency_jitter_ms:
-            digest = hashlib.sha256(f"{cfg.seed}:{order.client_order_id}".encode()).digest()
-            jitter = int.from_bytes(digest[:8], "big") % (cfg.latency_jitter_ms + 1)
-        self._orders[order.client_order_id] = accepted
-        self._arrival[order.client_order_id] = order.submitted_at + (cfg.latency_ms + jitter + 999) // 1000
-        self._pending.append(order.client_order_id)
+        accepted = self._accept(order)
         self._save([accepted], [])
         return accepted
+
+    def submit_many(self, orders: Iterable[VenueOrder]) -> list[VenueOrder | OrderRejected]:
+        """Place ``orders`` in their order, each as :meth:`submit` would (a known id answered with the known order,
+        a refusal with its :class:`OrderRejected`, returned in its place, not raised): one answer per order. The
+        batch is one call, and one commit of a persistent book."""
+        out: list[VenueOrder | OrderRejected] = []
+        accepted: list[VenueOrder] = []
+        try:
+            for order in orders:
+                known = self._orders.get(order.client_order_id)
+                if known is not None:
+                    out.append(known)
+                    continue
+                try:
+                    placed = self._accept(order)
+                except OrderRejected as exc:
+                    out.append(exc)
+                    continue
+                accepted.append(placed)
+                out.append(placed)
+        finally:
+            if accepted:
+                self._save(accepted, [])
+        return out
+
+    def _accept(self, order: VenueOrder) -> VenueOrder:
+        """Check ``order`` (:class:`OrderRejected`) and take it into the book (not saved: the caller saves)."""
+        self._validate(order)
+        cfg = self.config
+        coid = order.client_order_id
+        accepted = VenueOrder(coid, order.pair, order.side, order.type, order.qty, order.submitted_at,
+                              OrderStatus.SUBMITTED, ZERO, order.price, order.stop_price,
+                              f"paper-{len(self._orders) + 1}", order.reason, order.ref_price)
+        jitter = 0
+        if cfg.latency_jitter_ms:
+            digest = hashlib.sha256(f"{cfg.seed}:{coid}".encode()).digest()
+            jitter = int.from_bytes(digest[:8], "big") % (cfg.latency_jitter_ms + 1)
+        self._orders[coid] = accepted
+        self._arrival[coid] = order.submitted_at + (cfg.latency_ms + jitter + 999) // 1000
+        self._add_pending(coid, order.pair)
+        return accepted
+
+    def _add_pending(self, coid: ClientOrderId, pair: str) -> None:
+        self._pending[coid] = None
+        self._pending_of.setdefault(pair, {})[coid] = None
+
+    def _drop_pending(self, coid: ClientOrderId, pair: str) -> None:
+        self._pending.pop(coid, None)
+        same = self._pending_of.get(pair)
+        if same is not None:
+            same.pop(coid, None)
+            if not same:
+                del self._pending_of[pair]
 
     def cancel(self, client_order_id: ClientOrderId) -> bool:
         order = self._orders.get(client_order_id)
         if order is None or not order.status.is_open:
             return False
         self._orders[client_order_id] = replace(order, status=OrderStatus.CANCELED, reason="cancelled by the client")
-        self._pending.remove(client_order_id)
+        self._drop_pending(client_order_id, order.pair)
         self._held = None
         self._save([self._orders[client_order_id]], [])
         return True
@@ -234,7 +279,7 @@ class PaperVenue:
         return quoted_spread_bps(open_, high, low, self.config.slippage_bps)
 
     def pending_pairs(self) -> set[str]:
-        return {self._orders[c].pair for c in self._pending}
+        return set(self._pending_of)
 
     def on_bar_open(self, pair: str, time: int, open_price: float) -> list[VenueFill]:
         """A bar known only by its open: what market orders need (no volume cap, no range)."""
@@ -258,43 +303,41 @@ class PaperVenue:
         self._last_bar[pair] = time
         o, h, lo = dec(open_), dec(high), dec(low)
         self._last_price[pair] = dec(close)
-        budget = self._share * dec(volume) if self._share is not None and volume > 0 else None
+        vol = dec(volume) if volume > 0 else ZERO
+        budget = self._share * vol if self._share is not None and volume > 0 else None
         end = time + (self.bar_seconds if span is None else span)
+        ttl = self.config.limit_ttl_s
         done: list[VenueFill] = []
         changed: list[VenueOrder] = []
-        still: list[ClientOrderId] = []
-        for coid in self._pending:
+        for coid in list(self._pending_of.get(pair, ())):  # (this pair's open orders, in submission order)
             order = self._orders[coid]
             arrival = self._arrival.get(coid, order.submitted_at)
-            if order.pair != pair or not (arrival <= time or arrival < end):
-                still.append(coid)
+            if not (arrival <= time or arrival < end):
                 continue
-            ttl = self.config.limit_ttl_s
             if order.type is OrderType.LIMIT and ttl is not None and time >= order.submitted_at + ttl:
                 self._orders[coid] = replace(order, status=OrderStatus.EXPIRED, reason=f"unfilled after {ttl} s")
                 changed.append(self._orders[coid])
+                self._drop_pending(coid, pair)
                 continue
             price, maker = self._fill_price(coid, order, o, h, lo)
             if price is None:
-                still.append(coid)
                 continue
             qty = order.qty - order.filled_qty
             if budget is not None:
                 qty = min(qty, budget.quantize(QUANTUM, ROUND_DOWN))
             if qty <= 0:
-                still.append(coid)
                 continue
             if budget is not None:
                 budget -= qty
             if not maker and order.type is not OrderType.LIMIT:
-                share = qty / dec(volume) if volume > 0 else ZERO
+                share = qty / vol if volume > 0 else ZERO
                 price = dec(price * (1 + order.side.sign * (self._slip + self._impact * share)))
             fill = self._fill(order, qty, price, maker, max(time, arrival))
             done.append(fill)
-            changed.append(self._orders[coid])
-            if self._orders[coid].status.is_open:
-                still.append(coid)
-        self._pending = still
+            after = self._orders[coid]
+            changed.append(after)
+            if not after.status.is_open:
+                self._drop_pending(coid, pair)
         self._held = None
         self._save(changed, done)
         return done
@@ -335,7 +378,9 @@ class PaperVenue:
         self._positions[order.pair] = self._positions.get(order.pair, ZERO) + sign * qty
         filled = order.filled_qty + qty
         status = OrderStatus.FILLED if filled >= order.qty else OrderStatus.PARTIALLY_FILLED
-        self._orders[coid] = replace(order, status=status, filled_qty=filled)
+        self._orders[coid] = VenueOrder(coid, order.pair, order.side, order.type, order.qty, order.submitted_at, status,
+                                        filled, order.price, order.stop_price, order.venue_order_id, order.reason,
+                                        order.ref_price)
         self._fills.append(fill)
         return fill
 
@@ -353,6 +398,7 @@ class PaperVenue:
             table.clear()
         self._triggered.clear()
         self._pending.clear()
+        self._pending_of.clear()
         self._fills.clear()
         for fill in state.fills.values():
             coid = ClientOrderId(fill.client_order_id)
@@ -364,7 +410,7 @@ class PaperVenue:
                                rec.venue_order_id, None, rec.ref_price)
             self._orders[order.client_order_id] = order
             if status.is_open and rec.status is not OrderStatus.NEW:
-                self._pending.append(order.client_order_id)
+                self._add_pending(order.client_order_id, order.pair)
                 if order.type is OrderType.STOP_MARKET and order.filled_qty > 0:
                     self._triggered.add(order.client_order_id)  # a stop only fills once triggered: it stays so
             elif rec.status is OrderStatus.NEW:  # recorded but never sent before the restart: not here
@@ -396,7 +442,7 @@ class PaperVenue:
             self._orders[order.client_order_id] = order
             self._arrival[order.client_order_id] = arrival
             if order.status.is_open:
-                self._pending.append(order.client_order_id)
+                self._add_pending(order.client_order_id, order.pair)
         for (data,) in db.execute("SELECT data FROM fills ORDER BY seq"):
             fill = _fill_from(json.loads(data))
             self._fills.append(fill)
