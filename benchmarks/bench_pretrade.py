@@ -1,6 +1,7 @@
 """Latency of the pre-trade fast path (execdesk.risk.fastpath.check), with PreTrade.decide for comparison.
 
-Run: ``.venv/bin/python benchmarks/bench_pretrade.py [--quick] [--orders N]``; prints JSON.
+Run: ``.venv/bin/python benchmarks/bench_pretrade.py [--quick] [--orders N]``; prints JSON, and exits 1 with the
+reason on stderr when the work differs from what the figures are for (see "Work" below).
 
 Book: 200 deployments x 50 assets (10 correlation groups of 5), 1,000 open positions (5 per deployment),
 a few deployments REDUCING or HALTED, throttle rings partly full. Orders: a seeded random mix of entries,
@@ -19,18 +20,32 @@ approve path and a 4-field Denial on the deny path, so the collector would only 
   the per-call p50, not a tail figure.
 
 ``PreTrade.decide`` (execdesk.risk.pretrade: what the desk loop calls per intent) is timed per call on the
-same kind of orders, for a smaller count: entries sized by it (fixed fractional in Decimal, each cap's room,
-then the fast path; their qty is dropped) and exits with their qty (the fast path as reduce-only). Its book
-is rebuilt from a ledger (a DeskState folded from events) holding the same 1,000 positions, with the same
-cash, states and throttle rings; nothing is committed, so every call sees the same book, as ``check`` does.
-The per-deployment Contexts are built beforehand (not timed; in the loop the lead builds one per intent).
+same kind of orders, for a smaller count: entries sized by it (the fixed-fractional notional in Decimal, each
+cap's room and the cuts in floats, the qty in Decimal, then the fast path; their qty is dropped) and exits
+with their qty (the fast path as reduce-only). Its book is rebuilt from a ledger (a DeskState folded from
+events) holding the same 1,000 positions, with the same cash, states and throttle rings; nothing is
+committed, so every call sees the same book, as ``check`` does. The per-deployment Contexts are built
+beforehand (not timed; in the loop the lead builds one per intent). ``decide`` leaves the verdict's words
+(reason, numbers, the sizing's formula and caps) to when the verdict is recorded, so the same calls are
+timed again with ``Verdict.as_dict()`` after each (``pretrade_decide_and_record``): what the loop pays per
+intent, the order manager's recording aside. Last, ``PreTrade.commit`` of each approved entry, one after
+the other on the same book (each sees the holds before it), per call.
+
+Work. The figures are for this work only, so the benchmark counts it and stops (exit 1, the counters that
+differ on stderr) when it differs: the number of calls timed, and for the default seed the share of each
+verdict (approved or the rule denying) among the fast path's orders and decide's intents within expected
+ranges (the seed-7 shares, +-20% of each or 4 standard deviations of its sampling at this count, whichever is
+wider), and the entry/exit split. Another ``--seed`` builds another book: its counts are checked, its mix
+only printed. The digest of decide's recorded verdicts (sha256 of their JSON) is printed to compare runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
+import math
 import platform
 import random
 import statistics
@@ -50,6 +65,14 @@ from execdesk.risk.pretrade import Context, PreTrade
 
 N_DEP, N_ASSET, N_GROUP, PER_DEP = 200, 50, 10, 5
 BATCH = 100
+DEFAULT_SEED = 7
+#: share of each verdict at the default seed (200k orders; decide on their first 20k): what the figures are for
+EXPECTED_MIX = {"approved": 0.2494, "max_order_notional": 0.1776, "gross_exposure": 0.1772, "free_cash": 0.1316,
+                "correlated_exposure": 0.1144, "trading_state": 0.0669, "throttle": 0.0427, "price_band": 0.0284,
+                "reduce_only": 0.0099, "deployment_exposure": 0.0019}
+EXPECTED_DECIDE_MIX = {"approved": 0.5734, "correlated_exposure": 0.1768, "throttle": 0.1070,
+                       "trading_state": 0.0671, "price_band": 0.0655, "reduce_only": 0.0104}
+EXPECTED_EXIT_SHARE = 0.0415  # of decide's intents
 
 
 def pair(a: int) -> str:
@@ -195,11 +218,30 @@ def decide_inputs(state: RiskState, orders: Sequence[FastOrder]) -> list[tuple[O
     return out
 
 
+def share_range(expected: float, n: int) -> tuple[float, float]:
+    """The range a share expected at ``expected`` may come out in over ``n`` draws: +-20% of it or 4 standard
+    deviations of its sampling, whichever is wider."""
+    tol = max(0.2 * expected, 4.0 * math.sqrt(expected * (1.0 - expected) / n))
+    return expected - tol, expected + tol
+
+
+def check_mix(what: str, mix: Counter[str], n: int, expected: dict[str, float]) -> list[str]:
+    """What differs between ``mix`` (counts of ``n``) and the ``expected`` shares."""
+    problems = [f"{what}: {rule!r} ({count} of {n}) is not in the expected mix" for rule, count in mix.items()
+                if rule not in expected]
+    for rule, share in expected.items():
+        lo, hi = share_range(share, n)
+        got = mix.get(rule, 0) / n
+        if not lo <= got <= hi:
+            problems.append(f"{what}: {rule!r} is {got:.2%} of {n}, expected {lo:.2%}..{hi:.2%}")
+    return problems
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="20k orders: a smoke run, not figures to record")
     parser.add_argument("--orders", type=int, default=200_000)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = parser.parse_args()
     n = 20_000 if args.quick else args.orders
     rng = random.Random(args.seed)
@@ -224,12 +266,37 @@ def main() -> None:
         for a in ref_inputs[:1_000]:  # warm-up
             pretrade.decide(*a)
         ref_calls = per_call(pretrade.decide, ref_inputs, overhead)
+        for a in ref_inputs[:1_000]:  # warm-up
+            decide_and_record(pretrade, *a)
+        rec_calls = per_call(decide_and_record, [(pretrade, *a) for a in ref_inputs], overhead)
     finally:
         gc.enable()
     ref_verdicts = [pretrade.decide(*a) for a in ref_inputs]
     ref_mix = Counter(v.rule for v in ref_verdicts)
     ref_entry = [i for i, (intent, _ctx) in enumerate(ref_inputs) if not intent.reduce_only]
     ref_exit = [i for i, (intent, _ctx) in enumerate(ref_inputs) if intent.reduce_only]
+    digest = hashlib.sha256("\n".join(json.dumps(v.as_dict()) for v in ref_verdicts).encode()).hexdigest()
+    commits = [(f"bench-{i}", ref_inputs[i][0], v) for i, v in enumerate(ref_verdicts)
+               if v.approved and not ref_inputs[i][0].reduce_only]
+    gc.collect()
+    gc.disable()
+    try:
+        commit_calls = per_call(pretrade.commit, commits, overhead)
+    finally:
+        gc.enable()
+
+    work = {"check_calls": len(calls), "check_batches": len(batches), "decide_calls": len(ref_calls),
+            "decide_and_record_calls": len(rec_calls), "decide_entries": len(ref_entry), "decide_exits": len(ref_exit),
+            "commit_calls (the approved entries)": len(commit_calls)}
+    problems = [f"{name}: {got} calls, expected {want}" for name, got, want in (
+        ("check", len(calls), n), ("check batches", len(batches), n // BATCH), ("decide", len(ref_calls), n_ref),
+        ("decide and record", len(rec_calls), n_ref)) if got != want]
+    if args.seed == DEFAULT_SEED:
+        problems += check_mix("fast path", mix, n, EXPECTED_MIX)
+        problems += check_mix("decide", ref_mix, n_ref, EXPECTED_DECIDE_MIX)
+        lo, hi = share_range(EXPECTED_EXIT_SHARE, n_ref)
+        if not lo <= len(ref_exit) / n_ref <= hi:
+            problems.append(f"decide: exits are {len(ref_exit) / n_ref:.2%} of {n_ref}, expected {lo:.2%}..{hi:.2%}")
 
     result = {
         "bench": "pretrade",
@@ -250,11 +317,30 @@ def main() -> None:
             "entry": percentiles([ref_calls[i] for i in ref_entry]) if ref_entry else None,
             "exit": percentiles([ref_calls[i] for i in ref_exit]) if ref_exit else None,
         },
+        "pretrade_decide_and_record_ns_per_call": {
+            "all": percentiles(rec_calls),
+            "entry": percentiles([rec_calls[i] for i in ref_entry]) if ref_entry else None,
+            "exit": percentiles([rec_calls[i] for i in ref_exit]) if ref_exit else None,
+        },
+        "pretrade_commit_ns_per_call": percentiles(commit_calls) if commit_calls else None,
         "pretrade_decide_mix": dict(ref_mix.most_common()),
+        "pretrade_verdicts_sha256": digest,
+        "work": work,
+        "work_checked": "counts and mix" if args.seed == DEFAULT_SEED else "counts (mix ranges are for seed 7)",
+        "work_as_expected": not problems,
         "method": "per call: perf_counter_ns around each call minus the timer's median empty-pair cost; "
                   "batches: 100 back-to-back calls / 100; gc disabled while timing",
     }
     print(json.dumps(result, indent=2))
+    if problems:
+        print("bench_pretrade: the work differs from what these figures are for:\n  " + "\n  ".join(problems),
+              file=sys.stderr)
+        sys.exit(1)
+
+
+def decide_and_record(pretrade: PreTrade, intent: OrderIntent, ctx: Context) -> dict[str, object]:
+    """decide, then the verdict as the order manager records it (its words put in at this point)."""
+    return pretrade.decide(intent, ctx).as_dict()
 
 
 if __name__ == "__main__":

@@ -17,12 +17,14 @@ from execdesk.risk.fastpath import (
     HALTED,
     PORTFOLIO,
     REDUCING,
+    ROOM_RULES,
     Denial,
     FastLimits,
     FastOrder,
     RiskState,
     check,
     entry_room,
+    entry_room_values,
     entry_rooms,
 )
 
@@ -329,6 +331,57 @@ def test_entry_rooms_when_a_cap_is_already_breached_then_room_zero_not_negative(
     assert rooms["gross_exposure"] == 4000.0
 
 
+def test_entry_room_values_when_grouped_or_alone_then_entry_rooms_in_rule_order_and_inf_without_group() -> None:
+    # Arrange: the book of the test above: dep 1 long 28 of asset 0 (group 0), dep 0 long 45 of asset 2, cash 1,001
+    state = book(cash=50_000.0)
+    fill(state, buy(28, asset=0, dep=1), 0.0)
+    fill(state, buy(45, asset=2), 0.0)
+    state.cash = 1001.0
+
+    # Act
+    grouped = entry_room_values(1, 1, 1, 100.0, state, LIMITS)
+    alone = entry_room_values(0, 2, 1, 80.0, state, LIMITS)
+
+    # Assert: the same rooms as entry_rooms, as a tuple in ROOM_RULES' order; no group, no correlated cap
+    assert list(zip(ROOM_RULES, grouped, strict=True)) == entry_rooms(1, 1, 1, 100.0, state, LIMITS)
+    assert alone[3] == math.inf
+    assert [(r, room) for r, room in zip(ROOM_RULES, alone, strict=True) if r != "correlated_exposure"] == \
+        entry_rooms(0, 2, 1, 80.0, state, LIMITS)
+
+
+def test_record_order_at_when_recorded_then_the_same_ring_as_record_order() -> None:
+    # Arrange
+    by_order, by_time = book(), book()
+
+    # Act: three orders of dep 0 into a ring of two, one of dep 1
+    for dep, t in ((0, 1.0), (0, 2.5), (1, 3.0), (0, 4.0)):
+        by_order.record_order(FastOrder(dep, 0, 1, 1.0, 1.0, False, t))
+        by_time.record_order_at(dep, t)
+
+    # Assert
+    assert (by_time.ring, by_time.ring_head) == (by_order.ring, by_order.ring_head) == ([4.0, 2.5, 3.0, -math.inf],
+                                                                                      [1, 1])
+    assert rule(buy(1, t=5.0), by_time) == "throttle"  # 2 orders of dep 0 within 10 s
+
+
+@pytest.mark.parametrize("scope", [PORTFOLIO, 0])
+@pytest.mark.parametrize("state_", [TradingState.HALTED, TradingState.REDUCING])
+def test_check_when_trading_state_denies_then_its_figures_are_the_states(scope: int, state_: TradingState) -> None:
+    # Arrange
+    state = book()
+    state.set_state(scope, state_)
+
+    # Act
+    denial = check(buy(1), state, LIMITS)
+
+    # Assert
+    assert denial is not None
+    who = "portfolio" if scope == PORTFOLIO else "deployment"
+    assert (denial.rule, denial.reason.split(" is ")[0], denial.as_numbers()) == (
+        "trading_state", who, {"value": "2" if state_ is TradingState.HALTED else "1", "limit": "0"})
+    assert denial.describe().startswith(f"trading_state: {who} is {state_.value}")
+
+
 def test_denial_as_numbers_when_recorded_then_strings() -> None:
     assert Denial("free_cash", "r", 1001.0, 1000.0).as_numbers() == {"value": "1001.0", "limit": "1000.0"}
 
@@ -372,6 +425,24 @@ def _figures(state: RiskState, d: int, a: int) -> tuple[float, ...]:
     g = state.asset_group[a]
     return (state.open_positions, state.dep_exposure[d], state.gross,
             state.group_long[g] if g >= 0 else 0.0, state.group_short[g] if g >= 0 else 0.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(random_books(), orders, st.floats(0.9, 1.1))
+def test_entry_room_values_when_any_book_then_entry_rooms_and_entry_room_the_min(state: RiskState, order: FastOrder,
+                                                                               drift: float) -> None:
+    # Arrange
+    d, a, side, price = order.deployment, order.asset, order.side, state.last_price[order.asset] * drift
+
+    # Act
+    values = entry_room_values(d, a, side, price, state, PROP_LIMITS)
+
+    # Assert
+    rooms = [(r, room) for r, room in zip(ROOM_RULES, values, strict=True)
+             if r != "correlated_exposure" or GROUPS[a] >= 0]
+    assert rooms == entry_rooms(d, a, side, price, state, PROP_LIMITS)
+    assert min(values) == entry_room(d, a, side, price, state, PROP_LIMITS)
+    assert all(room >= 0.0 for room in values)
 
 
 @settings(max_examples=400, deadline=None)

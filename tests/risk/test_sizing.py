@@ -16,6 +16,10 @@ from hypothesis import strategies as st
 from execdesk.risk.sizing import (
     atr_from_candles,
     fixed_fractional,
+    fixed_fractional_figures,
+    fixed_fractional_result,
+    fixed_fractional_risk,
+    float_repr,
     kelly,
     kelly_from_validation,
     payoff_from_validation,
@@ -78,6 +82,58 @@ def test_fixed_fractional_when_non_positive_input_then_zero_size_with_no_size_ca
     # Assert
     assert (size.qty, size.notional) == (D(0), D(0))
     assert size.caps_applied == ["no_size"]
+
+
+def test_fixed_fractional_figures_when_capped_then_raw_cap_qty_notional_in_decimal() -> None:
+    # Act: equity 10,000, risk 1%, stop 2%, price 300, position cap 25%
+    figures = fixed_fractional_figures(D(10000), 0.01, D(300), 0.02, 0.25)
+
+    # Assert: raw 5,000 above the cap 2,500; qty = 2,500 / 300 to 12 places; notional = qty x price to 12 places
+    assert figures == (D(5000), D("2500.00"), D("8.333333333333"), D("2499.999999999900"))
+    assert fixed_fractional_figures(D(0), 0.01, D(300), 0.02, 0.25) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(equity=st.decimals(D("-10"), D("1e9"), places=8), risk=st.floats(0.0001, 0.5),
+       price=st.decimals(D("-1"), D("1e6"), places=8),
+       stop=st.one_of(st.floats(1e-6, 2.0), st.sampled_from([0.0, -0.1])), cap=st.floats(0.01, 1.0))
+def test_fixed_fractional_figures_when_any_input_then_the_size_fixed_fractional_records(
+        equity: Decimal, risk: float, price: Decimal, stop: float, cap: float) -> None:
+    # Act
+    figures = fixed_fractional_figures(equity, risk, price, stop, cap)
+    size = fixed_fractional(equity, risk, price, stop, cap)
+
+    # Assert: the order path's figures are the recorded size's, and put in words they are the same record
+    if figures is None:
+        assert (size.qty, size.notional, size.caps_applied) == (D(0), D(0), ["no_size"])
+    else:
+        assert (figures[2], figures[3]) == (size.qty, size.notional)
+    assert fixed_fractional_result(equity, risk, price, stop, cap, figures) == size
+
+
+def test_fixed_fractional_risk_when_method_then_the_risk_it_sizes_at_or_none() -> None:
+    assert fixed_fractional_risk(None, 0.01) == 0.01
+    assert fixed_fractional_risk(_sizing(method="fixed_fractional", risk_per_trade=0.02), 0.01) == 0.02
+    assert fixed_fractional_risk(_sizing(method="fixed_fractional"), 0.01) == 0.01
+    assert fixed_fractional_risk(_sizing(method="kelly", fraction=0.5, cap=0.2), 0.01) is None
+
+
+def test_float_repr_when_memoised_then_repr_whatever_came_before() -> None:
+    # Arrange: the keys a memo could mix up: 0.0 and -0.0 (equal), 1 and 1.0 (equal), NaN (never equal)
+    values: list[Any] = [0.0, -0.0, 1, 1.0, True, math.nan, -math.inf, 0.05, np.float64(0.05), 1e-300, 0.1 + 0.2]
+
+    # Act: twice over, each order
+    for seq in (values, values[::-1], values):
+        texts = [float_repr(v) for v in seq]
+
+        # Assert
+        assert texts == [repr(v) for v in seq]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=20))
+def test_float_repr_when_any_floats_then_their_repr(values: list[float]) -> None:
+    assert [float_repr(v) for v in values + values] == [repr(v) for v in values + values]
 
 
 def test_size_result_as_dict_when_called_then_json_safe_strings() -> None:

@@ -75,7 +75,7 @@ from execdesk.monitor.equity import Monitor
 from execdesk.monitor.watch import Cleared, Finding, Watch
 from execdesk.retry import RetryPolicy
 from execdesk.risk.config import DrawdownLadder, RiskConfig
-from execdesk.risk.pretrade import Context, PreTrade
+from execdesk.risk.pretrade import Context, PreTrade, Verdict
 from execdesk.risk.sizing import atr_series
 from execdesk.store.ledger import Ledger
 from execdesk.venues.base import Venue, VenueOrder
@@ -960,13 +960,7 @@ class DeskLoop:
             ctx = self._sizing_context(ctx, sized, g)
         verdict = self.pretrade.decide(intent, ctx)
         t = self.market.close_time(g)
-        round_qty = getattr(self.venue, "round_qty", None)
-        if verdict.approved and round_qty is not None:  # a remote venue takes quantities on its amount step only
-            on_step = round_qty(intent.pair, verdict.qty)
-            if on_step != verdict.qty:
-                verdict = (replace(verdict, qty=on_step) if on_step > 0 else
-                           replace(verdict, approved=False, rule="venue_step", qty=Decimal(0),
-                                   reason=f"{verdict.qty} is below one amount step of {self.venue.name}"))
+        verdict = self._on_step(intent, verdict, getattr(self.venue, "round_qty", None))
         if verdict.approved:
             coid = self.oms.submit(intent, verdict, t, order_type, price, stop_price)
             if coid is not None:
@@ -978,6 +972,19 @@ class DeskLoop:
         self.oms.deny(intent, verdict, t)
         self.stats.denied += 1
         return False
+
+    def _on_step(self, intent: OrderIntent, verdict: Verdict, round_qty: Callable[[str, Decimal], Decimal] | None
+                 ) -> Verdict:
+        """An approved quantity on the venue's amount step (a remote venue takes no other); below one step, denied
+        (``venue_step``)."""
+        if not verdict.approved or round_qty is None:
+            return verdict
+        on_step = round_qty(intent.pair, verdict.qty)
+        if on_step == verdict.qty:
+            return verdict
+        return (replace(verdict, qty=on_step) if on_step > 0 else
+                replace(verdict, approved=False, rule="venue_step", qty=Decimal(0),
+                        reason=f"{verdict.qty} is below one amount step of {self.venue.name}"))
 
     def submit_exits(self, intents: Sequence[OrderIntent], g: int) -> int:
         """Market exits that only reduce (the lead's closes: a kill, a halt, a trim), one batch: each taken as
@@ -1007,12 +1014,7 @@ class DeskLoop:
             if ctx is None:
                 ctx = contexts[dep] = self.lead.context(dep, last_equity)
             verdict = self.pretrade.decide(intent, ctx)
-            if verdict.approved and round_qty is not None:  # as in submit: a remote venue's amount step
-                on_step = round_qty(intent.pair, verdict.qty)
-                if on_step != verdict.qty:
-                    verdict = (replace(verdict, qty=on_step) if on_step > 0 else
-                               replace(verdict, approved=False, rule="venue_step", qty=Decimal(0),
-                                       reason=f"{verdict.qty} is below one amount step of {self.venue.name}"))
+            verdict = self._on_step(intent, verdict, round_qty)
             if verdict.approved:
                 approved += 1
                 coid = self.oms.submit(intent, verdict, t)

@@ -3,9 +3,9 @@
 :func:`check` is a pure function of a :class:`FastOrder`, a :class:`RiskState` and :class:`FastLimits`:
 it reads, never writes, and returns ``None`` when the order is approved (no object is built on that
 path beyond a few transient floats, which CPython serves from its free list) or a small immutable
-:class:`Denial` (a NamedTuple with a constant reason: nothing is formatted) naming the first rule that
-failed. Turning a denial into the ledger's verdict record is the caller's job (:meth:`Denial.as_numbers`,
-:meth:`Denial.describe`).
+:class:`Denial` (a NamedTuple with a constant reason: nothing is formatted; the trading state's denials,
+which carry no figure of the order, are built once) naming the first rule that failed. Turning a denial
+into the ledger's verdict record is the caller's job (:meth:`Denial.as_numbers`, :meth:`Denial.describe`).
 
 Everything is indexed by small integers (deployment index, asset index) and every risk figure is a
 float: this is a risk check, not accounting. :class:`RiskState` is the snapshot the desk keeps up to
@@ -110,12 +110,17 @@ class FastLimits:
         return dataclasses.replace(limits, **extra) if extra else limits
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FastOrder:
     """One order as the fast path sees it.
 
     ``side`` is +1 (buy) or -1 (sell); ``timestamp`` is in seconds (the throttle's window unit);
     ``cancel`` marks a cancel request, which every state lets through.
+
+    A value: nothing changes one once built. It is not a *frozen* dataclass for the cost of building one —
+    a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, six times the cost of
+    plain slots, and the desk builds one per intent (:meth:`PreTrade.decide
+    <execdesk.risk.pretrade.PreTrade.decide>`): more than :func:`check` itself.
     """
 
     deployment: int
@@ -243,10 +248,15 @@ class RiskState:
 
     def record_order(self, order: FastOrder) -> None:
         """Count an order placed (approved and sent) against its deployment's throttle. O(1)."""
-        d, size = order.deployment, self.ring_size
-        head = self.ring_head[d]
-        self.ring[d * size + head] = order.timestamp
-        self.ring_head[d] = head + 1 if head + 1 < size else 0
+        self.record_order_at(order.deployment, order.timestamp)
+
+    def record_order_at(self, deployment: int, timestamp: float) -> None:
+        """:meth:`record_order` without building a :class:`FastOrder`: an order of ``deployment`` placed at
+        ``timestamp`` (seconds). O(1)."""
+        size = self.ring_size
+        head = self.ring_head[deployment]
+        self.ring[deployment * size + head] = timestamp
+        self.ring_head[deployment] = head + 1 if head + 1 < size else 0
 
     def apply_fill(self, deployment: int, asset: int, signed_qty: float, price: float, fee: float = 0.0) -> None:
         """A fill (or any signed change of a lane's position, e.g. a reservation and its release). O(1).
@@ -312,6 +322,17 @@ class RiskState:
 
 
 # ---------------------------------------------------------------- the check
+#: builds a Denial without NamedTuple's Python-level ``__new__`` (a frame less on the deny path)
+_denial = tuple.__new__
+# the denials that carry no figure of the order: built once
+_PORTFOLIO_HALTED = Denial("trading_state", "portfolio is HALTED: nothing but cancels", HALTED, ACTIVE)
+_DEPLOYMENT_HALTED = Denial("trading_state", "deployment is HALTED: nothing but cancels", HALTED, ACTIVE)
+_PORTFOLIO_REDUCING = Denial("trading_state", "portfolio is REDUCING: only orders that reduce a position",
+                             REDUCING, ACTIVE)
+_DEPLOYMENT_REDUCING = Denial("trading_state", "deployment is REDUCING: only orders that reduce a position",
+                              REDUCING, ACTIVE)
+
+
 def check(order: FastOrder, state: RiskState, limits: FastLimits) -> Denial | None:
     """None when ``order`` passes every rule, else the first rule it fails (see the module's docstring)."""
     if order.cancel:
@@ -319,7 +340,7 @@ def check(order: FastOrder, state: RiskState, limits: FastLimits) -> Denial | No
     qty = order.qty
     price = order.price
     if not (0.0 < qty < math.inf and 0.0 < price < math.inf):
-        return Denial("invalid_order", "qty and price must be positive and finite", qty, price)
+        return _denial(Denial, ("invalid_order", "qty and price must be positive and finite", qty, price))
     d = order.deployment
     a = order.asset
     side = order.side
@@ -328,77 +349,91 @@ def check(order: FastOrder, state: RiskState, limits: FastLimits) -> Denial | No
     ps = state.portfolio_state
     ds = state.dep_state[d]
     if ps == HALTED or ds == HALTED:
-        if ps == HALTED:
-            return Denial("trading_state", "portfolio is HALTED: nothing but cancels", HALTED, ACTIVE)
-        return Denial("trading_state", "deployment is HALTED: nothing but cancels", HALTED, ACTIVE)
+        return _PORTFOLIO_HALTED if ps == HALTED else _DEPLOYMENT_HALTED
     last = state.last_price[a]
     if not reduces:
         if order.reduce_only:
             held = q0 if q0 > 0.0 else -q0
             if held == 0.0 or (q0 > 0.0) == (side > 0):
-                return Denial("reduce_only", "nothing to reduce", q0, 0.0)
-            return Denial("reduce_only", "exit exceeds the position", qty, held)
+                return _denial(Denial, ("reduce_only", "nothing to reduce", q0, 0.0))
+            return _denial(Denial, ("reduce_only", "exit exceeds the position", qty, held))
         if ps or ds:
-            if ps:
-                return Denial("trading_state", "portfolio is REDUCING: only orders that reduce a position",
-                              REDUCING, ACTIVE)
-            return Denial("trading_state", "deployment is REDUCING: only orders that reduce a position",
-                          REDUCING, ACTIVE)
+            return _PORTFOLIO_REDUCING if ps else _DEPLOYMENT_REDUCING
         notional = qty * price
         if notional > limits.max_order_notional:
-            return Denial("max_order_notional", "notional above the per-order cap",
-                          notional, limits.max_order_notional)
+            return _denial(Denial, ("max_order_notional", "notional above the per-order cap",
+                                    notional, limits.max_order_notional))
         if q0 == 0.0 and state.open_positions >= limits.max_open_positions:
-            return Denial("max_open_positions", "open positions at the limit",
-                          state.open_positions, limits.max_open_positions)
+            return _denial(Denial, ("max_open_positions", "open positions at the limit",
+                                    state.open_positions, limits.max_open_positions))
         # exposure at the higher of the order's price and the mark: what apply_fill books
         value = qty * (price if price > last else last)
         after = state.dep_exposure[d] + value
         cap = limits.deployment_exposure_fraction * state.dep_equity[d]
         if after > cap:
-            return Denial("deployment_exposure", "deployment exposure above its cap", after, cap)
+            return _denial(Denial, ("deployment_exposure", "deployment exposure above its cap", after, cap))
         after = state.gross + value
         cap = limits.max_gross_exposure * state.equity
         if after > cap:
-            return Denial("gross_exposure", "gross exposure above its cap", after, cap)
+            return _denial(Denial, ("gross_exposure", "gross exposure above its cap", after, cap))
         g = state.asset_group[a]
         if g >= 0:
             after = (state.group_long[g] if side > 0 else state.group_short[g]) + value
             cap = limits.max_correlated_exposure * state.equity
             if after > cap:
-                return Denial("correlated_exposure", "correlated group's same-direction exposure above its cap",
-                              after, cap)
+                return _denial(Denial, ("correlated_exposure",
+                                        "correlated group's same-direction exposure above its cap", after, cap))
         cost = notional + notional * limits.fee_rate
         if cost > state.cash:
-            return Denial("free_cash", "notional + fee above free cash", cost, state.cash)
+            return _denial(Denial, ("free_cash", "notional + fee above free cash", cost, state.cash))
         size = state.ring_size
         oldest = state.ring[d * size + state.ring_head[d]]
         if order.timestamp - oldest < limits.throttle_window_s:
             # value: how long ago the throttle_count-th last order was placed; limit: the window
-            return Denial("throttle", "throttle_count orders already within the window",
-                          order.timestamp - oldest, limits.throttle_window_s)
+            return _denial(Denial, ("throttle", "throttle_count orders already within the window",
+                                    order.timestamp - oldest, limits.throttle_window_s))
     band = limits.price_band * last
     if not (last > 0.0 and -band <= price - last <= band):
-        return Denial("price_band", "price outside the band around the last price", price, last)
+        return _denial(Denial, ("price_band", "price outside the band around the last price", price, last))
     return None
+
+
+#: the cap rules :func:`entry_room_values` gives a room for, in the check's order
+ROOM_RULES: tuple[str, str, str, str, str] = ("max_order_notional", "deployment_exposure", "gross_exposure",
+                                              "correlated_exposure", "free_cash")
+
+
+def entry_room_values(deployment: int, asset: int, side: int, price: float, state: RiskState, limits: FastLimits
+                      ) -> tuple[float, float, float, float, float]:
+    """The room (largest notional at ``price``, at least 0) each cap rule of :data:`ROOM_RULES` leaves an entry
+    on this lane, as a tuple in that order; ``correlated_exposure``'s is ``inf`` when the asset is in no
+    correlation group (no cap: it cuts nothing). The sizing path's form of :func:`entry_rooms`, no strings."""
+    last = state.last_price[asset]
+    scale = price / (price if price > last else last)  # exposure is valued at max(price, last)
+    order = limits.max_order_notional
+    dep = (limits.deployment_exposure_fraction * state.dep_equity[deployment] - state.dep_exposure[deployment]) * scale
+    gross = (limits.max_gross_exposure * state.equity - state.gross) * scale
+    g = state.asset_group[asset]
+    if g >= 0:
+        held = state.group_long[g] if side > 0 else state.group_short[g]
+        corr = (limits.max_correlated_exposure * state.equity - held) * scale
+        if not corr > 0.0:
+            corr = 0.0
+    else:
+        corr = math.inf
+    cash = state.cash / (1.0 + limits.fee_rate)
+    return (order if order > 0.0 else 0.0, dep if dep > 0.0 else 0.0, gross if gross > 0.0 else 0.0, corr,
+            cash if cash > 0.0 else 0.0)
 
 
 def entry_rooms(deployment: int, asset: int, side: int, price: float, state: RiskState, limits: FastLimits
                 ) -> list[tuple[str, float]]:
     """The room (largest notional at ``price``) each cap rule leaves an entry on this lane, in the check's
-    order: (rule, room). For sizing, off the hot path (see :func:`entry_room`)."""
-    last = state.last_price[asset]
-    scale = price / (price if price > last else last)  # exposure is valued at max(price, last)
-    rooms = [("max_order_notional", limits.max_order_notional),
-             ("deployment_exposure", (limits.deployment_exposure_fraction * state.dep_equity[deployment]
-                                      - state.dep_exposure[deployment]) * scale),
-             ("gross_exposure", (limits.max_gross_exposure * state.equity - state.gross) * scale)]
-    g = state.asset_group[asset]
-    if g >= 0:
-        held = state.group_long[g] if side > 0 else state.group_short[g]
-        rooms.append(("correlated_exposure", (limits.max_correlated_exposure * state.equity - held) * scale))
-    rooms.append(("free_cash", state.cash / (1.0 + limits.fee_rate)))
-    return [(rule, room if room > 0.0 else 0.0) for rule, room in rooms]
+    order: (rule, room); no ``correlated_exposure`` for an asset in no group. For sizing, off the hot path
+    (see :func:`entry_room`)."""
+    rooms = entry_room_values(deployment, asset, side, price, state, limits)
+    return [(rule, room) for rule, room in zip(ROOM_RULES, rooms, strict=True)
+            if rule != "correlated_exposure" or state.asset_group[asset] >= 0]
 
 
 def entry_room(deployment: int, asset: int, side: int, price: float, state: RiskState, limits: FastLimits) -> float:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
 import numpy as np
 import talib
 
-from execdesk.domain.types import QUANTUM, dec, dec_const
+from execdesk.domain.types import QUANTUM, dec_const
 
 if TYPE_CHECKING:
     from execdesk.strategy.bundle import Sizing, ValidationReport
@@ -43,22 +43,76 @@ def fixed_fractional(equity: Decimal, risk_fraction: float, price: Decimal, stop
     qty = notional / price. ``stop_distance`` is the fractional distance to the stop (0.05 for a 5%
     stoploss).
     """
-    inputs = {"equity": str(equity), "risk_fraction": repr(risk_fraction), "price": str(price),
-              "stop_distance": repr(stop_distance), "max_position_fraction": repr(max_position_fraction)}
+    figures = fixed_fractional_figures(equity, risk_fraction, price, stop_distance, max_position_fraction)
+    return fixed_fractional_result(equity, risk_fraction, price, stop_distance, max_position_fraction, figures)
+
+
+#: what :func:`fixed_fractional_figures` answers: (raw notional, cap, qty, notional), all Decimal
+FixedFractionalFigures = tuple[Decimal, Decimal, Decimal, Decimal]
+
+
+def fixed_fractional_figures(equity: Decimal, risk_fraction: float, price: Decimal, stop_distance: float,
+                             max_position_fraction: float) -> FixedFractionalFigures | None:
+    """:func:`fixed_fractional`'s arithmetic without its words: (raw notional, cap, qty, notional) — the notional
+    of the size, ``qty x price`` rounded to QUANTUM, is ``fixed_fractional(...).notional`` — or None when the
+    size is 0 (non-positive equity, price or stop). For the order path, which reads the notional and leaves the
+    formula to :func:`fixed_fractional_result`, when (if) the size is recorded."""
     if equity <= 0 or price <= 0 or stop_distance <= 0:
-        return SizeResult(Decimal(0), Decimal(0), "fixed_fractional", "non-positive equity, price or stop: size 0",
-                          inputs, ["no_size"])
+        return None
     raw = equity * dec_const(risk_fraction) / dec_const(stop_distance)
     cap = equity * dec_const(max_position_fraction)
+    # dec(...), inlined: to QUANTUM, half even (the rounding as a positional argument: a third of the call's cost)
+    qty = ((cap if raw > cap else raw) / price).quantize(QUANTUM, ROUND_HALF_EVEN)
+    return raw, cap, qty, (qty * price).quantize(QUANTUM, ROUND_HALF_EVEN)
+
+
+def fixed_fractional_result(equity: Decimal, risk_fraction: float, price: Decimal, stop_distance: float,
+                            max_position_fraction: float, figures: FixedFractionalFigures | None) -> SizeResult:
+    """The :class:`SizeResult` of :func:`fixed_fractional` from its inputs and their ``figures``
+    (:func:`fixed_fractional_figures`)."""
+    formula, inputs, caps = fixed_fractional_words(equity, risk_fraction, price, stop_distance, max_position_fraction,
+                                                   figures)
+    if figures is None:
+        return SizeResult(Decimal(0), Decimal(0), "fixed_fractional", formula, inputs, caps)
+    return SizeResult(figures[2], figures[3], "fixed_fractional", formula, inputs, caps)
+
+
+def fixed_fractional_words(equity: Decimal, risk_fraction: float, price: Decimal, stop_distance: float,
+                           max_position_fraction: float, figures: FixedFractionalFigures | None
+                           ) -> tuple[str, dict[str, str], list[str]]:
+    """The words of :func:`fixed_fractional`'s result — (formula, inputs, caps applied) — from its inputs and their
+    ``figures`` (:func:`fixed_fractional_figures`)."""
+    risk, stop = float_repr(risk_fraction), float_repr(stop_distance)
+    inputs = {"equity": str(equity), "risk_fraction": risk, "price": str(price), "stop_distance": stop,
+              "max_position_fraction": float_repr(max_position_fraction)}
+    if figures is None:
+        return "non-positive equity, price or stop: size 0", inputs, ["no_size"]
+    raw, cap, qty, _notional = figures
     caps: list[str] = []
-    notional = raw
     if raw > cap:
-        notional = cap
         caps.append(f"max_position_fraction: {raw:.2f} -> {cap:.2f}")
-    qty = dec(notional / price)
-    formula = (f"notional = equity {equity:.2f} x risk {risk_fraction} / stop {stop_distance} = {raw:.2f}"
+    if type(risk_fraction) is not float or type(stop_distance) is not float:  # (their str, as the f-string put them)
+        risk, stop = str(risk_fraction), str(stop_distance)
+    formula = (f"notional = equity {equity:.2f} x risk {risk} / stop {stop} = {raw:.2f}"
                f"{'; capped to ' + format(cap, '.2f') if caps else ''}; qty = notional / price {price} = {qty}")
-    return SizeResult(qty, dec(qty * price), "fixed_fractional", formula, inputs, caps)
+    return formula, inputs, caps
+
+
+_FLOAT_REPR: dict[float, str] = {}
+
+
+def float_repr(x: float) -> str:
+    """``repr(x)``, memoised for floats: the constants of a size (risk, stop, fractions) recur in every record, and
+    the repr of a float is the costliest step of putting one in words. Not memoised: 0.0 and -0.0 (one key, two
+    texts), anything not a float (an int 1 is the key of 1.0); at most 4,096 texts are kept."""
+    if type(x) is not float or not x:
+        return repr(x)
+    text = _FLOAT_REPR.get(x)
+    if text is None:
+        text = repr(x)
+        if len(_FLOAT_REPR) < 4096:
+            _FLOAT_REPR[x] = text
+    return text
 
 
 # ------------------------------------------------------------------------------------------------
@@ -237,9 +291,10 @@ def entry_size(sizing: Sizing | None, equity: Decimal, price: Decimal, stop_dist
     ``risk_per_trade``): fixed fractional against the stop, fractional Kelly from the validation report's win rate
     and payoff, or a volatility target against the pair's ATR (``atr``: the last one closed; None or NaN — too few
     candles yet — sizes 0 with the reason). Every method keeps the per-position cap."""
-    if sizing is None or sizing.method == "fixed_fractional":
-        risk = risk_per_trade if sizing is None else float(sizing.setting("risk_per_trade") or risk_per_trade)
+    risk = fixed_fractional_risk(sizing, risk_per_trade)
+    if risk is not None:
         return fixed_fractional(equity, risk, price, stop_distance, max_position_fraction)
+    assert sizing is not None
     if sizing.method == "kelly":
         if validation is None:
             return _zero("kelly", "no validation report to take the win rate and payoff from", {})
@@ -248,3 +303,13 @@ def entry_size(sizing: Sizing | None, equity: Decimal, price: Decimal, stop_dist
     size = volatility_target(equity, price, math.nan if atr is None else atr, float(sizing.setting("target_risk")),
                              float(sizing.setting("atr_multiple")), max_position_fraction)
     return replace(size, inputs={**size.inputs, "atr_period": str(sizing.setting("atr_period"))})
+
+
+def fixed_fractional_risk(sizing: Sizing | None, risk_per_trade: float) -> float | None:
+    """The risk fraction :func:`entry_size` sizes at when the method is fixed fractional (the strategy's
+    ``risk_per_trade``, else the desk's), None for another method."""
+    if sizing is None:
+        return risk_per_trade
+    if sizing.method == "fixed_fractional":
+        return float(sizing.setting("risk_per_trade") or risk_per_trade)
+    return None
